@@ -1,0 +1,5 @@
+"""``python -m mediastreams``."""
+
+from .cli import run
+
+run()

@@ -1,0 +1,97 @@
+"""Every exception mediastreams raises.
+
+The tree::
+
+    MediaStreamsError
+    ├── ProtocolError                  abstract: a frame or a call broke the Media Streams protocol
+    │   ├── LocalProtocolError         you did: sent in the wrong state, built an invalid frame
+    │   └── RemoteProtocolError        the peer did: bad JSON, a missing field, out of order
+    ├── StreamClosed                   the stream has ended (stop, close or a dropped socket)
+    ├── StreamTimeout (TimeoutError)   a deadline passed: no `start`, a mark never echoed
+    ├── AudioError (ValueError)        audio that cannot be read or converted
+    ├── TwiMLError (ValueError)        TwiML that Twilio would refuse
+    ├── SignatureError                 an X-Twilio-Signature is missing or wrong
+    └── EmulatorError                  the emulator could not place or run a call
+
+A :class:`ProtocolError` carries the :class:`~mediastreams.diagnostics.Violation` that
+describes it: Twilio's error code, who sent the frame, the frame itself, a plain message and
+a hint on how to fix it. ``str(error)`` is the message followed by the hint.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .diagnostics import Violation
+
+__all__ = [
+    "AudioError",
+    "EmulatorError",
+    "LocalProtocolError",
+    "MediaStreamsError",
+    "ProtocolError",
+    "RemoteProtocolError",
+    "SignatureError",
+    "StreamClosed",
+    "StreamTimeout",
+    "TwiMLError",
+]
+
+
+class MediaStreamsError(Exception):
+    """The root of every error mediastreams raises."""
+
+
+class ProtocolError(MediaStreamsError):
+    """A frame or an action broke the Media Streams protocol.
+
+    Abstract: what is raised is always :class:`LocalProtocolError` or
+    :class:`RemoteProtocolError`.
+
+    Attributes:
+        violation: what went wrong, with Twilio's code and a hint.
+    """
+
+    def __init__(self, violation: Violation) -> None:
+        if type(self) is ProtocolError:
+            raise TypeError("raise LocalProtocolError or RemoteProtocolError, not ProtocolError")
+        super().__init__(violation.describe())
+        self.violation = violation
+
+    @property
+    def code(self) -> int:
+        """Twilio's error code for this violation (31950, 31951, ...)."""
+        return self.violation.code
+
+
+class LocalProtocolError(ProtocolError):
+    """You broke the protocol: a frame sent in the wrong state, or an invalid frame built."""
+
+
+class RemoteProtocolError(ProtocolError):
+    """The peer broke the protocol: bad JSON, a missing field, a frame out of order."""
+
+
+class StreamClosed(MediaStreamsError):
+    """The stream has ended, so nothing more can be sent or received on it."""
+
+
+class StreamTimeout(MediaStreamsError, TimeoutError):
+    """A deadline passed: no ``start`` in time, or a mark was never echoed."""
+
+
+class AudioError(MediaStreamsError, ValueError):
+    """Audio that cannot be read or converted: an unknown format, a truncated file..."""
+
+
+class TwiMLError(MediaStreamsError, ValueError):
+    """TwiML that Twilio would refuse, with the reason."""
+
+
+class SignatureError(MediaStreamsError):
+    """An ``X-Twilio-Signature`` header is missing or does not match."""
+
+
+class EmulatorError(MediaStreamsError):
+    """The emulator could not place or run a call."""
