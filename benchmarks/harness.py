@@ -1,0 +1,84 @@
+"""Timing and reporting shared by the benchmarks.
+
+``time_call`` picks an inner loop long enough to time, repeats it and keeps the median;
+``Row``/``print_table`` print figures next to their baseline with the ratio between them.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+
+def time_call(fn: Callable[[], object], *, repeats: int = 7, min_seconds: float = 0.05) -> float:
+    """Median seconds per call of ``fn`` over ``repeats`` timed loops."""
+    loops = 1
+    while True:
+        started = time.perf_counter()
+        for _ in range(loops):
+            fn()
+        if time.perf_counter() - started >= min_seconds:
+            break
+        loops *= 2
+    samples = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        for _ in range(loops):
+            fn()
+        samples.append((time.perf_counter() - started) / loops)
+    return statistics.median(samples)
+
+
+def cpu_time_call(fn: Callable[[], object], *, repeats: int = 5) -> float:
+    """Median CPU seconds (this process) of one call of ``fn``; for calls that take a while."""
+    samples = []
+    for _ in range(repeats):
+        started = time.process_time()
+        fn()
+        samples.append(time.process_time() - started)
+    return statistics.median(samples)
+
+
+@dataclass(frozen=True)
+class Row:
+    """One measured figure beside its baseline. ``better`` says which direction wins."""
+
+    name: str
+    value: float
+    baseline: float | None
+    unit: str
+    baseline_name: str = ""
+    better: str = "lower"  # "lower" for times, "higher" for throughputs
+    target: str = ""
+
+    @property
+    def ratio(self) -> float | None:
+        """How many times better than the baseline (> 1 is better)."""
+        if not self.baseline or not self.value:
+            return None
+        if self.better == "lower":
+            return self.baseline / self.value
+        return self.value / self.baseline
+
+
+def _figure(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if value >= 100:
+        return f"{value:,.0f}"
+    if value >= 10:
+        return f"{value:.1f}"
+    return f"{value:.2f}"
+
+
+def print_table(title: str, rows: Sequence[Row]) -> None:
+    """Print rows as a Markdown table, which also reads well in a terminal."""
+    print(f"\n### {title}\n")
+    print("| measure | value | baseline | ratio (x better) | target |")
+    print("|---|---|---|---|---|")
+    for row in rows:
+        base = f"{_figure(row.baseline)} {row.unit} ({row.baseline_name})" if row.baseline else "-"
+        ratio = _figure(row.ratio) if row.ratio is not None else "-"
+        print(f"| {row.name} | {_figure(row.value)} {row.unit} | {base} | {ratio} | {row.target} |")
