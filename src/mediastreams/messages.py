@@ -465,13 +465,16 @@ def _serialize_start(message: Any) -> str:
         "streamSid": message.stream_sid,
         "callSid": message.call_sid,
         "tracks": list(message.tracks),
-        "customParameters": dict(message.custom_parameters),
         "mediaFormat": {
             "encoding": fmt.encoding,
             "sampleRate": fmt.sample_rate,
             "channels": fmt.channels,
         },
     }
+    # A start frame quoted from a real call with no <Parameter> had no customParameters key,
+    # so an empty mapping is left out rather than written as {}.
+    if message.custom_parameters:
+        body["customParameters"] = dict(message.custom_parameters)
     return _dump("start", message, {"start": body})
 
 
