@@ -71,6 +71,8 @@ PARAMETER_MAX_CHARS = 500
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 _METHODS = ("GET", "POST")
+# https://www.w3.org/TR/xml/#charsets: no escape exists for other characters.
+_NOT_XML_CHAR = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 _XML_DECLARATION = '<?xml version="1.0" encoding="UTF-8"?>'
 
 StreamVerb: TypeAlias = Literal["Connect", "Start", "Stop"]
@@ -503,7 +505,7 @@ def render_twiml(*verbs: Verb, allow_insecure_loopback: bool = False) -> str:
     if problems:
         raise TwiMLError("; ".join(problem.describe() for problem in problems))
     root = ET.Element("Response")
-    root.extend(_element(verb) for verb in verbs)
+    root.extend([_element(verb) for verb in verbs])
     return _XML_DECLARATION + ET.tostring(root, encoding="unicode")
 
 
@@ -578,9 +580,16 @@ def _tag(
     text: str = "",
     children: Iterable[Verb | Stream | Parameter | None] = (),
 ) -> ET.Element:
-    element = ET.Element(name, {k: str(v) for k, v in attributes.items() if v is not None})
+    values = {key: str(value) for key, value in attributes.items() if value is not None}
+    for value in (name, text, *values, *values.values()):
+        if _NOT_XML_CHAR.search(value):
+            raise TwiMLError(
+                f"<{name}> holds a character XML cannot carry ({value[:40]!r});"
+                " remove control characters other than tab and newline"
+            )
+    element = ET.Element(name, values)
     element.text = text or None
-    element.extend(_element(child) for child in children if child is not None)
+    element.extend([_element(child) for child in children if child is not None])
     return element
 
 
