@@ -330,7 +330,7 @@ def _malformed(url: str, why: str) -> TwiMLProblem:
     # https://www.twilio.com/docs/api/errors/31923 (Malformed URL)
     return TwiMLProblem(
         31923,
-        f"malformed stream URL {url!r}: {why}",
+        f"malformed stream URL {url.partition('?')[0]!r}: {why}",
         "Write an absolute URL such as wss://abc.example/media-stream",
     )
 
