@@ -86,6 +86,12 @@ def test_repeated_keys_match_twilio(multidict: Any) -> None:
     assert validate_signature(TOKEN, DOC_URL, multidict, expected)
 
 
+def test_params_may_be_a_one_shot_iterator() -> None:
+    signature = VALIDATOR.compute_signature("https://abc.example:443/x", DOC_PARAMS)
+    pairs = iter(DOC_PARAMS.items())
+    assert validate_signature(TOKEN, "https://abc.example/x", pairs, signature)
+
+
 def test_repeated_keys_are_not_collapsed_to_one_value() -> None:
     both = compute_signature(TOKEN, DOC_URL, [("Digits", "1"), ("Digits", "9")])
     assert both != compute_signature(TOKEN, DOC_URL, {"Digits": "9"})

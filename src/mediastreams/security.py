@@ -70,17 +70,21 @@ def compute_signature(auth_token: str, url: str, params: FormParams = ()) -> str
     Raises:
         ValueError: ``auth_token`` is empty.
     """
+    return _sign(auth_token, url, _grouped(params))
+
+
+def _sign(auth_token: str, url: str, grouped: list[tuple[str, list[str]]]) -> str:
     if not auth_token:
         raise ValueError("the auth token is empty; set it from your Twilio console")
     # https://www.twilio.com/docs/usage/webhooks/webhooks-security#validating-signatures-from-twilio:
-    # the URL, then each parameter's name and value, sorted by name. Repeated names follow
-    # twilio-python: the distinct values of a name, sorted.
-    data = url + "".join(name + value for name, values in _grouped(params) for value in values)
+    # the URL, then each parameter's name and value, sorted by name.
+    data = url + "".join(name + value for name, values in grouped for value in values)
     mac = hmac.new(auth_token.encode(), data.encode(), hashlib.sha1)
     return base64.b64encode(mac.digest()).decode("ascii")
 
 
 def _grouped(params: FormParams) -> list[tuple[str, list[str]]]:
+    # Repeated names follow twilio-python: the distinct values of a name, sorted.
     groups: dict[str, set[str]] = {}
     if isinstance(params, Mapping):
         for name in params:
@@ -126,9 +130,10 @@ def validate_signature(
     except ValueError:
         return False
     expected = signature.encode()
+    grouped = _grouped(params)  # once: params may be a one-shot iterator of pairs
     # Both forms are always computed, so the time taken does not tell which one matched.
     matches = [
-        hmac.compare_digest(compute_signature(auth_token, form, params).encode(), expected)
+        hmac.compare_digest(_sign(auth_token, form, grouped).encode(), expected)
         for form in candidates
     ]
     return any(matches)
