@@ -184,3 +184,8 @@ def test_local_violation_has_default_hint() -> None:
     violation = local_violation("empty-payload", "empty")
     assert violation.sender == "app"
     assert violation.hint
+
+
+def test_payload_with_non_ascii_characters_is_not_base64() -> None:
+    (violation,) = app(event="media", streamSid=MZ, media={"payload": "é/w=="})
+    assert violation.kind == "payload-not-base64"
