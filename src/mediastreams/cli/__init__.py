@@ -18,6 +18,7 @@ __all__ = ["main", "run"]
 # name -> (module, attribute, one-line help). The help is repeated here so that listing the
 # commands does not import them.
 _COMMANDS: dict[str, tuple[str, str, str]] = {
+    "call": ("mediastreams.cli.call", "call_command", "Place an emulated Twilio call to an app."),
     "inspect": (
         "mediastreams.cli.inspect",
         "inspect_command",

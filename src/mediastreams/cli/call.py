@@ -1,0 +1,184 @@
+"""``mediastreams call TARGET``: place an emulated Twilio call and report what the app did.
+
+Exit codes: 0 when the app made no mistake, 1 when it made one, 2 when the call could not
+be placed (or the options are wrong).
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+__all__ = ["call_command"]
+
+
+def _host_port(value: str | None) -> tuple[str, int] | None:
+    if value is None:
+        return None
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit():
+        raise click.BadParameter(f"{value!r}: expected HOST:PORT, such as 127.0.0.1:8000")
+    return host.strip("[]"), int(port)
+
+
+def _parameters(values: tuple[str, ...]) -> dict[str, str]:
+    parameters = {}
+    for value in values:
+        name, equals, text = value.partition("=")
+        if not equals or not name:
+            raise click.BadParameter(f"{value!r}: expected NAME=VALUE", param_hint="--param")
+        parameters[name] = text
+    return parameters
+
+
+@click.command("call")
+@click.argument("target")
+@click.option(
+    "--audio",
+    "audio",
+    multiple=True,
+    type=click.Path(dir_okay=False),
+    help="Audio the caller speaks, in order; each file is a turn (repeatable).",
+)
+@click.option(
+    "--dtmf",
+    "dtmf",
+    multiple=True,
+    metavar="DIGITS@SECONDS",
+    help="Keys pressed at a time since the stream started, e.g. 12#@3.5 (repeatable).",
+)
+@click.option(
+    "--hangup-after",
+    type=click.FloatRange(min=0),
+    metavar="SECONDS",
+    help="Hang up at this time; by default, once the script is done and the app has "
+    "been quiet for 2 s.",
+)
+@click.option(
+    "--param",
+    "params",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="A custom parameter for start (when TARGET is not a webhook).",
+)
+@click.option(
+    "--auth-token",
+    envvar="TWILIO_AUTH_TOKEN",
+    metavar="TOKEN",
+    help="Sign the webhook and the upgrade with X-Twilio-Signature (default: $TWILIO_AUTH_TOKEN).",
+)
+@click.option(
+    "--connect-to",
+    metavar="HOST:PORT",
+    help="Open the WebSocket to HOST:PORT, whatever host the stream URL names.",
+)
+@click.option(
+    "--webhook-path",
+    metavar="PATH",
+    help="For module:app: start with a POST to PATH (such as /incoming-call).",
+)
+@click.option(
+    "--stream-path",
+    default="/media-stream",
+    show_default=True,
+    metavar="PATH",
+    help="For module:app without --webhook-path: the stream's path.",
+)
+@click.option("--record", type=click.Path(dir_okay=False), help="WAV of what the caller heard.")
+@click.option(
+    "--record-stereo",
+    type=click.Path(dir_okay=False),
+    help="Stereo WAV: the caller left, the app's played audio right.",
+)
+@click.option("--trace", type=click.Path(dir_okay=False), help="JSON Lines trace of every frame.")
+@click.option("--trace-payloads", is_flag=True, help="Keep media payloads in the trace.")
+@click.option("--trace-parameters", is_flag=True, help="Keep custom parameter values in the trace.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
+@click.option(
+    "--clock",
+    type=click.Choice(["real", "virtual"]),
+    help="virtual (default for module:app) or real (default, and the only choice, for a URL).",
+)
+@click.option(
+    "--max-duration",
+    type=click.FloatRange(min=0),
+    default=600.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Hang up at this time whatever happens.",
+)
+def call_command(
+    target: str,
+    audio: tuple[str, ...],
+    dtmf: tuple[str, ...],
+    hangup_after: float | None,
+    params: tuple[str, ...],
+    auth_token: str | None,
+    connect_to: str | None,
+    webhook_path: str | None,
+    stream_path: str,
+    record: str | None,
+    record_stereo: str | None,
+    trace: str | None,
+    trace_payloads: bool,
+    trace_parameters: bool,
+    as_json: bool,
+    clock: str | None,
+    max_duration: float,
+) -> int:
+    """Place an emulated Twilio call to TARGET and report every mistake the app made.
+
+    TARGET is a voice webhook URL (http(s)://...), a stream URL (ws(s)://...) or an ASGI
+    app in this process (package.module:app).
+    """
+    from ..emulator.runner import place_call, write_outputs
+    from ..emulator.script import Hangup, Step, default_steps, parse_dtmf_option
+    from ..exceptions import AudioError, EmulatorError
+
+    if "://" not in target and "" not in sys.path:
+        sys.path.insert(0, "")  # import module:app from the current directory, as uvicorn does
+    try:
+        steps: list[Step] = default_steps(audio)
+        steps += [parse_dtmf_option(text) for text in dtmf]
+        if hangup_after is not None:
+            steps.append(Hangup(at_ms=round(hangup_after * 1000)))
+        result = place_call(
+            target,
+            steps,
+            clock=clock,  # type: ignore[arg-type]
+            auth_token=auth_token,
+            connect_to=_host_port(connect_to),
+            parameters=_parameters(params),
+            webhook_path=webhook_path,
+            stream_path=stream_path,
+            trace=trace,
+            trace_payloads=trace_payloads,
+            trace_parameters=trace_parameters,
+            max_duration_s=max_duration,
+            end_quiet_ms=None if hangup_after is not None else 2000,
+        )
+        write_outputs(result, record=record, record_stereo=record_stereo)
+    except (AudioError, EmulatorError, ValueError, OSError) as error:
+        raise _Failure(str(error)) from None
+    _show(result.report, as_json)
+    return result.report.exit_code
+
+
+def _show(report: object, as_json: bool) -> None:
+    from ..emulator.report import CallReport, render_text
+
+    assert isinstance(report, CallReport)
+    if as_json:
+        click.echo(report.to_json())
+        return
+    from rich.console import Console
+
+    Console().print(render_text(report))
+
+
+class _Failure(click.ClickException):
+    exit_code = 2
+
+    def show(self, file: object = None) -> None:
+        click.echo(f"mediastreams call: {self.message}", err=True)

@@ -1,0 +1,42 @@
+"""Twilio's side of a ``<Connect><Stream>`` call, done to the docs, for tests and local runs.
+
+Place a call against a voice webhook URL, a stream URL, or an ASGI app in the same process::
+
+    from mediastreams.emulator import Audio, WaitForQuiet, place_call
+
+    result = place_call("myapp.server:app", [WaitForQuiet(), Audio("hello.wav")])
+    assert result.report.violations == []
+
+In-process calls run in virtual time by default: a one-minute call takes a fraction of a
+second. See ``docs/emulator.md``.
+"""
+
+from __future__ import annotations
+
+from .call import Finding
+from .clock import ClockName, VirtualEventLoop
+from .recorder import Recorder
+from .report import BargeIn, CallReport, Turn
+from .runner import CallResult, load_app, place_call, place_call_async
+from .script import Audio, CallerScript, Hangup, Press, Silence, Step, WaitForQuiet
+
+__all__ = [
+    "Audio",
+    "BargeIn",
+    "CallReport",
+    "CallResult",
+    "CallerScript",
+    "ClockName",
+    "Finding",
+    "Hangup",
+    "Press",
+    "Recorder",
+    "Silence",
+    "Step",
+    "Turn",
+    "VirtualEventLoop",
+    "WaitForQuiet",
+    "load_app",
+    "place_call",
+    "place_call_async",
+]

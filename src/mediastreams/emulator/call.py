@@ -1,0 +1,309 @@
+"""One stream of a call, from Twilio's side: frames out every 20 ms, the app's frames in.
+
+:class:`StreamRun` drives a :class:`~mediastreams.protocol.TwilioProtocol` over a
+:class:`~mediastreams.emulator.transport.Transport`. Every tick it sends the caller's frame
+(and key presses), plays 20 ms of the app's audio, and echoes the marks that audio passed;
+meanwhile it reads the app's frames, checks each one, and notes when things happened for the
+report. Time is the event loop's, so the same code runs in real and in virtual time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from ..diagnostics import Violation
+from ..exceptions import RemoteProtocolError
+from ..messages import Clear, Mark, Media, parse
+from ..protocol import TwilioProtocol
+from ..trace import TraceWriter
+from .recorder import Recorder
+from .script import FRAME_BYTES, FRAME_MS, CallerScript, is_audible
+from .transport import Transport
+
+__all__ = ["Finding", "StreamRun", "Timeline"]
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A violation, the trace line of the frame that caused it, and when (seconds)."""
+
+    violation: Violation
+    line: int | None
+    t: float | None
+
+    def to_dict(self) -> dict[str, object]:
+        """The shape of ``mediastreams inspect --json``: the violation, ``line`` and ``t``."""
+        return {**self.violation.to_dict(), "line": self.line, "t": self.t}
+
+
+@dataclass
+class Timeline:
+    """When things happened, in milliseconds since ``start`` was sent."""
+
+    media_ms: list[float] = field(default_factory=list)
+    media_bytes: list[int] = field(default_factory=list)
+    clears_ms: list[float] = field(default_factory=list)
+    marks_sent: int = 0
+    marks_echoed: int = 0
+    marks_echoed_by_clear: int = 0
+    # Tick times at which the caller heard the app (something audible played in that tick).
+    audible_ticks_ms: list[int] = field(default_factory=list)
+    played_bytes: int = 0
+    max_buffered_ms: float = 0.0
+    discarded_by_clear_ms: float = 0.0
+    duration_ms: int = 0
+    ended_by: str = "caller"
+    close_code: int | None = None
+
+
+class StreamRun:
+    """Runs one Media Stream against the app until the caller or the app ends it.
+
+    Args:
+        transport: the open WebSocket.
+        script: what the caller does.
+        custom_parameters: ``<Parameter>`` values for ``start``.
+        bidirectional: ``False`` for a ``<Start><Stream>``: the app's audio is not played.
+        trace: where to write every frame, if anywhere.
+        max_duration_ms: hang up at this point whatever the script says.
+        recorder: where to record both sides (one may already hold the TwiML prelude).
+    """
+
+    def __init__(
+        self,
+        transport: Transport,
+        script: CallerScript,
+        *,
+        custom_parameters: Mapping[str, str] | None = None,
+        call_sid: str | None = None,
+        account_sid: str | None = None,
+        bidirectional: bool = True,
+        trace: TraceWriter | None = None,
+        max_duration_ms: int = 3_600_000,
+        recorder: Recorder | None = None,
+    ) -> None:
+        self.transport = transport
+        self.script = script
+        self.protocol = TwilioProtocol(
+            call_sid=call_sid, account_sid=account_sid, custom_parameters=custom_parameters
+        )
+        self.bidirectional = bidirectional
+        self.recorder = recorder if recorder is not None else Recorder()
+        self.timeline = Timeline()
+        self.findings: list[Finding] = []
+        self._trace = trace
+        self._lines = 0
+        self._max_duration_ms = max_duration_ms
+        self._held: list[str] = []
+        self._outbox: list[str] = []
+        self._send_lock = asyncio.Lock()
+        self._loop = asyncio.get_running_loop()
+        self._opened_at = self._loop.time()
+        self._started_at = self._opened_at
+        self._ignored_noted = False
+
+    # --- the run ---------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Place the stream: connected, start, then a frame every 20 ms until it ends."""
+        self.protocol.send_connected()
+        self.protocol.send_start()
+        self._started_at = self._loop.time()
+        self._queue(self.protocol.data_to_send())
+        await self._flush()
+        receiver = asyncio.create_task(self._receive_all())
+        try:
+            await self._tick_until_end()
+        finally:
+            if not receiver.done():
+                await self._drain(receiver)
+            self.script.finish()
+
+    async def _drain(self, receiver: asyncio.Task[None]) -> None:
+        # After a hang-up the app may still be sending; read until the socket closes.
+        try:
+            async with asyncio.timeout(2.0):
+                await receiver
+        except TimeoutError:
+            receiver.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await receiver
+
+    async def _tick_until_end(self) -> None:
+        tick = 0
+        last_busy_ms = 0
+        while True:
+            await self._sleep_until(self._started_at + tick * FRAME_MS / 1000)
+            now_ms = tick * FRAME_MS
+            if self.transport.closed is not None:
+                self._app_ended(now_ms)
+                return
+            frame, digits, hang_up = self.script.tick(
+                now_ms, quiet_ms=now_ms - last_busy_ms, app_spoke=last_busy_ms == now_ms
+            )
+            if hang_up or now_ms >= self._max_duration_ms:
+                await self._hang_up(now_ms)
+                return
+            self._tick(frame, digits, now_ms)
+            if self.timeline.audible_ticks_ms[-1:] == [now_ms]:
+                last_busy_ms = now_ms + FRAME_MS
+            await self._flush()
+            tick += 1
+
+    def _tick(self, frame: bytes, digits: str, now_ms: int) -> None:
+        self._send_held()
+        self.protocol.send_media(frame)
+        for digit in digits:
+            self.protocol.send_dtmf(digit)
+        self._queue(self.protocol.data_to_send())
+        played = self.protocol.play(FRAME_BYTES) if self.bidirectional else b""
+        self._held += self.protocol.data_to_send()
+        self.timeline.played_bytes += len(played)
+        if is_audible(played):
+            self.timeline.audible_ticks_ms.append(now_ms)
+        self.recorder.add(frame, played)
+
+    async def _hang_up(self, now_ms: int) -> None:
+        self._send_held()
+        self.protocol.send_stop()
+        self._queue(self.protocol.data_to_send())
+        await self._flush()
+        self.timeline.duration_ms = now_ms
+        self.timeline.ended_by = "caller"
+        await self.transport.close()
+
+    def _app_ended(self, now_ms: int) -> None:
+        # https://www.twilio.com/docs/voice/twiml/connect: when the app closes the socket,
+        # the stream ends (no stop is sent) and the TwiML after <Connect> runs.
+        self.protocol.close()
+        self.timeline.duration_ms = now_ms
+        self.timeline.ended_by = "app"
+        closed = self.transport.closed
+        assert closed is not None
+        self.timeline.close_code = closed.code
+        if closed.code is None:
+            self._found(
+                Violation(
+                    31903,
+                    "connection-dropped",
+                    "app",
+                    "the app dropped the WebSocket without a close frame"
+                    + (f" ({closed.reason})" if closed.reason else ""),
+                    "Close the socket cleanly (code 1000) when the call is done; a crashed "
+                    "handler ends the call for the caller.",
+                ),
+                None,
+            )
+        elif closed.code not in (1000, 1001):
+            self._found(
+                Violation(
+                    31921,
+                    "close-error",
+                    "app",
+                    f"the app closed the WebSocket with code {closed.code}"
+                    + (f" ({closed.reason})" if closed.reason else ""),
+                    "Close with 1000 (normal closure) when the call is done.",
+                ),
+                None,
+            )
+
+    async def _sleep_until(self, deadline: float) -> None:
+        delay = deadline - self._loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+    # --- frames out ------------------------------------------------------------------------
+
+    def _queue(self, frames: list[str]) -> None:
+        self._outbox.extend(frames)
+
+    def _send_held(self) -> None:
+        # Mark echoes found while playing a tick belong to its end: they leave with the next
+        # tick (or sooner, before any later frame), so their sequence numbers stay in order.
+        self._outbox.extend(self._held)
+        self._held = []
+
+    async def _flush(self) -> None:
+        async with self._send_lock:  # one sender at a time keeps the sequence numbers in order
+            frames, self._outbox = self._outbox, []
+            for text in frames:
+                self._trace_frame("twilio", text)
+                await self.transport.send_text(text)
+
+    def _trace_frame(self, sender: str, frame: str | bytes) -> int:
+        self._lines += 1
+        if self._trace is not None:
+            self._trace.write(self._loop.time() - self._opened_at, sender, frame)  # type: ignore[arg-type]
+        return self._lines
+
+    # --- frames in -------------------------------------------------------------------------
+
+    async def _receive_all(self) -> None:
+        while True:
+            frame = await self.transport.receive()
+            if frame is None:
+                return
+            line = self._trace_frame("app", frame)
+            self._receive(frame, line)
+            echoes = self.protocol.data_to_send()
+            if echoes:
+                self._send_held()
+                self._queue(echoes)
+                await self._flush()
+
+    def _receive(self, frame: str | bytes, line: int) -> None:
+        now_ms = (self._loop.time() - self._started_at) * 1000
+        try:
+            if isinstance(frame, bytes):
+                self.protocol.receive_bytes(frame)
+            message = (
+                self.protocol.receive_text(frame)
+                if self.bidirectional
+                else self._one_way(frame, line)
+            )
+        except RemoteProtocolError as error:
+            self._found(error.violation, line)
+            return
+        finally:
+            for warning in self.protocol.warnings:
+                self._found(warning, line)
+            self.protocol.warnings.clear()
+        self._note(message, now_ms, line)
+
+    def _one_way(self, frame: str | bytes, line: int) -> Media | Mark | Clear:
+        message = parse(frame, sender="app")
+        if not self._ignored_noted:
+            self._ignored_noted = True
+            self._found(
+                Violation(
+                    31951,
+                    "unidirectional-stream",
+                    "app",
+                    "the app sent frames on a <Start><Stream>, which is one-way: Twilio ignores "
+                    "them and the caller hears nothing",
+                    "Use <Connect><Stream> for a stream the app talks back on.",
+                    frame if isinstance(frame, str) else None,
+                ),
+                line,
+            )
+        return message  # type: ignore[return-value]
+
+    def _note(self, message: object, now_ms: float, line: int) -> None:
+        timeline = self.timeline
+        if isinstance(message, Media):
+            timeline.media_ms.append(now_ms)
+            timeline.media_bytes.append(len(message.payload))
+            timeline.max_buffered_ms = max(timeline.max_buffered_ms, self.protocol.buffered_ms)
+        elif isinstance(message, Mark):
+            timeline.marks_sent += 1
+        elif isinstance(message, Clear):
+            timeline.clears_ms.append(now_ms)
+        timeline.marks_echoed = self.protocol.marks_echoed
+        timeline.marks_echoed_by_clear = self.protocol.marks_echoed_by_clear
+
+    def _found(self, violation: Violation, line: int | None) -> None:
+        t = round(self._loop.time() - self._opened_at, 6)
+        self.findings.append(Finding(violation, line, t))

@@ -1,0 +1,69 @@
+"""What the caller heard, and what the caller said, on one 8 kHz timeline.
+
+Every 20 ms tick adds one frame to each side: the caller's own audio, and the playout (the
+app's audio as Twilio played it, mu-law silence where nothing was left to play). Audio before
+the stream (``<Say>``, ``<Play>``, ``<Pause>`` in the TwiML) goes on the heard side.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from . import _media
+
+__all__ = ["Recorder"]
+
+_SILENCE = _media.SILENCE_BYTE
+
+
+class Recorder:
+    """Collects both sides of the call as mu-law/8000."""
+
+    def __init__(self) -> None:
+        self._heard = bytearray()
+        self._caller = bytearray()
+
+    def add_prelude(self, heard: bytes) -> None:
+        """Audio the caller heard before the stream started; the caller was silent."""
+        self._heard += heard
+        self._caller += bytes([_SILENCE]) * len(heard)
+
+    def add(self, caller: bytes, played: bytes) -> None:
+        """One tick: the caller's frame and what was played (padded with silence)."""
+        self._caller += caller
+        self._heard += played
+        if len(played) < len(caller):
+            self._heard += bytes([_SILENCE]) * (len(caller) - len(played))
+
+    @property
+    def heard_mulaw(self) -> bytes:
+        """Everything the caller heard, as mu-law/8000."""
+        return bytes(self._heard)
+
+    @property
+    def caller_mulaw(self) -> bytes:
+        """Everything the caller said, as mu-law/8000."""
+        return bytes(self._caller)
+
+    @property
+    def duration_ms(self) -> int:
+        """Length of the recording."""
+        return len(self._heard) // 8
+
+    def heard_wav(self) -> bytes:
+        """What the caller heard, as a 16-bit PCM WAV file (mono, 8000 Hz)."""
+        return _media.wav_bytes(_media.mulaw_to_pcm(self.heard_mulaw), encoding="pcm")
+
+    def stereo_wav(self) -> bytes:
+        """The caller on the left, the app's audio as played on the right (16-bit PCM)."""
+        left = np.frombuffer(_media.mulaw_to_pcm(self.caller_mulaw), dtype="<i2")
+        right = np.frombuffer(_media.mulaw_to_pcm(self.heard_mulaw), dtype="<i2")
+        both = np.column_stack((left, right)).astype("<i2")
+        return _media.wav_bytes(both.tobytes(), encoding="pcm", channels=2)
+
+    def write(self, path: str | os.PathLike[str], *, stereo: bool = False) -> None:
+        """Write the recording as a WAV file (see :meth:`heard_wav`, :meth:`stereo_wav`)."""
+        Path(path).write_bytes(self.stereo_wav() if stereo else self.heard_wav())

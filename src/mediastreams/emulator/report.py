@@ -1,0 +1,299 @@
+"""What a call showed: every violation, and how the app's timing felt to the caller.
+
+Times are milliseconds since Twilio sent ``start``. The figures:
+
+- ``time_to_first_audio_ms``: when the app's first ``media`` frame arrived.
+- ``turns``: for each stretch of caller speech, from its end to the first audio the app sent
+  after it (``latency_ms``; ``None`` if the app never answered).
+- ``barge_ins``: caller speech that began while the app's audio was playing; how long the
+  app took to send ``clear`` (``clear_reaction_ms``; ``None`` if it never did), and how much
+  audio it still sent after that clear while the caller was talking.
+- ``marks``: sent, echoed, and echoed because a ``clear`` dropped their audio.
+- ``frames``: gaps between the app's media frames within a reply (p50/p95/max), and how far
+  ahead of real time the app ran (``max_buffered_ms``: audio queued at Twilio, unplayed).
+- ``audio``: received, played, dropped by ``clear``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from .call import Finding, Timeline
+from .script import FRAME_MS, SpeechSpan
+
+__all__ = ["BargeIn", "CallReport", "Turn", "render_text"]
+
+
+@dataclass(frozen=True)
+class Turn:
+    """The caller stopped speaking at ``speech_end_ms``; the app answered ``latency_ms`` later."""
+
+    speech_end_ms: int
+    first_reply_ms: float | None
+    latency_ms: float | None
+
+
+@dataclass(frozen=True)
+class BargeIn:
+    """The caller spoke over the app at ``onset_ms``."""
+
+    onset_ms: int
+    clear_ms: float | None
+    clear_reaction_ms: float | None
+    audio_after_clear_ms: float
+
+
+@dataclass
+class CallReport:
+    """Everything a call showed. :meth:`to_dict` is the ``--json`` form."""
+
+    target: str
+    clock: str
+    placed: bool = True
+    stream_url: str | None = None
+    stream_sid: str | None = None
+    call_sid: str | None = None
+    findings: list[Finding] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    twiml_verbs: list[str] = field(default_factory=list)
+    prelude_ms: int = 0
+    duration_ms: int = 0
+    ended_by: str = "caller"
+    time_to_first_audio_ms: float | None = None
+    turns: list[Turn] = field(default_factory=list)
+    barge_ins: list[BargeIn] = field(default_factory=list)
+    marks_sent: int = 0
+    marks_echoed: int = 0
+    marks_echoed_by_clear: int = 0
+    clears: int = 0
+    gap_p50_ms: float | None = None
+    gap_p95_ms: float | None = None
+    gap_max_ms: float | None = None
+    max_buffered_ms: float = 0.0
+    audio_received_ms: float = 0.0
+    audio_played_ms: float = 0.0
+    wall_s: float = 0.0
+
+    @property
+    def violations(self) -> list[Finding]:
+        """The app's mistakes: these decide the exit code."""
+        return [f for f in self.findings if f.violation.sender == "app"]
+
+    @property
+    def ok(self) -> bool:
+        """The call was placed and the app made no mistake."""
+        return self.placed and not self.violations
+
+    @property
+    def exit_code(self) -> int:
+        """0: no mistake; 1: the app made one; 2: the call could not be placed."""
+        if not self.placed:
+            return 2
+        return 1 if self.violations else 0
+
+    def codes(self) -> list[int]:
+        """The distinct Twilio codes found, in order of first appearance."""
+        return list(dict.fromkeys(f.violation.code for f in self.findings))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report as JSON-ready data; ``violations`` as in ``mediastreams inspect --json``."""
+        by_kind = Counter((f.violation.code, f.violation.kind) for f in self.findings)
+        return {
+            "target": self.target,
+            "clock": self.clock,
+            "placed": self.placed,
+            "exit_code": self.exit_code,
+            "stream_url": self.stream_url,
+            "stream_sid": self.stream_sid,
+            "call_sid": self.call_sid,
+            "violations": [f.to_dict() for f in self.findings],
+            "summary": {
+                "violations": len(self.violations),
+                "by_code": dict(sorted(Counter(f.violation.code for f in self.findings).items())),
+                "by_kind": [
+                    {"code": code, "kind": kind, "count": count}
+                    for (code, kind), count in by_kind.items()
+                ],
+            },
+            "notes": self.notes,
+            "twiml": {"verbs": self.twiml_verbs, "prelude_ms": self.prelude_ms},
+            "duration_ms": self.duration_ms,
+            "ended_by": self.ended_by,
+            "time_to_first_audio_ms": _round(self.time_to_first_audio_ms),
+            "turns": [
+                {
+                    "speech_end_ms": t.speech_end_ms,
+                    "first_reply_ms": _round(t.first_reply_ms),
+                    "latency_ms": _round(t.latency_ms),
+                }
+                for t in self.turns
+            ],
+            "barge_ins": [
+                {
+                    "onset_ms": b.onset_ms,
+                    "clear_ms": _round(b.clear_ms),
+                    "clear_reaction_ms": _round(b.clear_reaction_ms),
+                    "audio_after_clear_ms": _round(b.audio_after_clear_ms),
+                }
+                for b in self.barge_ins
+            ],
+            "marks": {
+                "sent": self.marks_sent,
+                "echoed": self.marks_echoed,
+                "echoed_by_clear": self.marks_echoed_by_clear,
+            },
+            "clears": self.clears,
+            "frames": {
+                "gap_p50_ms": _round(self.gap_p50_ms),
+                "gap_p95_ms": _round(self.gap_p95_ms),
+                "gap_max_ms": _round(self.gap_max_ms),
+                "max_buffered_ms": _round(self.max_buffered_ms),
+            },
+            "audio": {
+                "received_ms": _round(self.audio_received_ms),
+                "played_ms": _round(self.audio_played_ms),
+            },
+            "wall_s": round(self.wall_s, 4),
+        }
+
+    def to_json(self) -> str:
+        """:meth:`to_dict` as one line of JSON."""
+        return json.dumps(self.to_dict(), ensure_ascii=False)
+
+    def add_measures(self, timeline: Timeline, speech: list[SpeechSpan]) -> None:
+        """Fill the timing figures from what the stream recorded."""
+        self.duration_ms = timeline.duration_ms
+        self.ended_by = timeline.ended_by
+        self.time_to_first_audio_ms = timeline.media_ms[0] if timeline.media_ms else None
+        self.marks_sent = timeline.marks_sent
+        self.marks_echoed = timeline.marks_echoed
+        self.marks_echoed_by_clear = timeline.marks_echoed_by_clear
+        self.clears = len(timeline.clears_ms)
+        self.max_buffered_ms = timeline.max_buffered_ms
+        self.audio_received_ms = sum(timeline.media_bytes) / 8
+        self.audio_played_ms = timeline.played_bytes / 8
+        self.turns = [_turn(span, timeline) for span in speech]
+        self.barge_ins = _barge_ins(speech, timeline)
+        self._gaps(timeline, speech)
+
+    def _gaps(self, timeline: Timeline, speech: list[SpeechSpan]) -> None:
+        onsets = [s.onset_ms for s in speech]
+        gaps = []
+        for before, after in zip(timeline.media_ms, timeline.media_ms[1:], strict=False):
+            # A gap across caller speech is a pause between replies, not a stall.
+            if not any(before <= onset < after for onset in onsets):
+                gaps.append(after - before)
+        if gaps:
+            gaps.sort()
+            self.gap_p50_ms = _percentile(gaps, 50)
+            self.gap_p95_ms = _percentile(gaps, 95)
+            self.gap_max_ms = gaps[-1]
+
+
+def _turn(span: SpeechSpan, timeline: Timeline) -> Turn:
+    reply = next((t for t in timeline.media_ms if t >= span.end_ms), None)
+    return Turn(span.end_ms, reply, None if reply is None else reply - span.end_ms)
+
+
+def _barge_ins(speech: list[SpeechSpan], timeline: Timeline) -> list[BargeIn]:
+    playing = set(timeline.audible_ticks_ms)
+    found = []
+    for span in speech:
+        tick = span.onset_ms - span.onset_ms % FRAME_MS
+        if tick not in playing and tick - FRAME_MS not in playing:
+            continue
+        clear = next((t for t in timeline.clears_ms if t >= span.onset_ms), None)
+        after = 0.0
+        if clear is not None:
+            after = sum(
+                size / 8
+                for t, size in zip(timeline.media_ms, timeline.media_bytes, strict=True)
+                if clear < t <= span.end_ms
+            )
+        reaction = None if clear is None else clear - span.onset_ms
+        found.append(BargeIn(span.onset_ms, clear, reaction, after))
+    return found
+
+
+def _percentile(ordered: list[float], percent: float) -> float:
+    index = min(len(ordered) - 1, max(0, round(percent / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
+
+
+def render_text(report: CallReport) -> Any:
+    """The report as a rich renderable (tables), for the terminal."""
+    from rich.console import Group
+    from rich.text import Text
+
+    title = "call placed" if report.placed else "call NOT placed"
+    head = Text(f"{report.target} ({report.clock} clock): {title}", style="bold")
+    parts: list[Any] = [head]
+    parts += [Text(f"note: {note}", style="yellow") for note in report.notes]
+    parts.append(_violations_table(report))
+    if report.placed:
+        parts.append(_measures_table(report))
+    return Group(*parts)
+
+
+def _violations_table(report: CallReport) -> Any:
+    from rich.table import Table
+
+    table = Table(title="Violations (first of each kind, with its frame)", expand=False)
+    for column in ("code", "kind", "count", "from", "message", "hint"):
+        table.add_column(column, overflow="fold")
+    counts = Counter((f.violation.code, f.violation.kind) for f in report.findings)
+    seen: set[tuple[int, str]] = set()
+    for finding in report.findings:
+        key = (finding.violation.code, finding.violation.kind)
+        if key in seen:
+            continue
+        seen.add(key)
+        v = finding.violation
+        message = v.message
+        if v.frame:
+            message += f"\nframe (line {finding.line}): {v.frame[:200]}"
+        table.add_row(str(v.code), v.kind, str(counts[key]), v.sender, message, v.hint)
+    if not report.findings:
+        table.add_row("-", "none", "0", "", "no violation", "")
+    return table
+
+
+def _measures_table(report: CallReport) -> Any:
+    from rich.table import Table
+
+    table = Table(title="Timing", expand=False)
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+
+    def ms(value: float | None) -> str:
+        return "-" if value is None else f"{value:,.0f} ms"
+
+    table.add_row("duration (ended by " + report.ended_by + ")", ms(report.duration_ms))
+    table.add_row("time to first audio", ms(report.time_to_first_audio_ms))
+    for number, turn in enumerate(report.turns, start=1):
+        table.add_row(f"turn {number}: reply latency", ms(turn.latency_ms))
+    for number, barge in enumerate(report.barge_ins, start=1):
+        table.add_row(f"barge-in {number}: clear reaction", ms(barge.clear_reaction_ms))
+        table.add_row(f"barge-in {number}: audio sent after clear", ms(barge.audio_after_clear_ms))
+    table.add_row(
+        "marks sent / echoed / by clear",
+        f"{report.marks_sent} / {report.marks_echoed} / {report.marks_echoed_by_clear}",
+    )
+    table.add_row("clears", str(report.clears))
+    table.add_row(
+        "frame gaps p50 / p95 / max",
+        " / ".join(ms(v) for v in (report.gap_p50_ms, report.gap_p95_ms, report.gap_max_ms)),
+    )
+    table.add_row("most audio buffered ahead", ms(report.max_buffered_ms))
+    table.add_row(
+        "audio received / played", f"{ms(report.audio_received_ms)} / {ms(report.audio_played_ms)}"
+    )
+    table.add_row("wall time", f"{report.wall_s:.3f} s")
+    return table

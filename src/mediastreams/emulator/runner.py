@@ -1,0 +1,336 @@
+"""Place a call: the webhook, the TwiML before the stream, the stream, and the report.
+
+:func:`place_call` runs a whole call in a fresh event loop, in virtual time by default (for
+an in-process ASGI app) or in real time; :func:`place_call_async` runs it in the current
+loop. A target is an ``http(s)://`` voice webhook URL, a ``ws(s)://`` stream URL, an ASGI
+app, or ``"module:attribute"`` naming one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+
+from ..exceptions import EmulatorError
+from ..security import compute_signature
+from ..trace import TraceWriter
+from .call import Finding, StreamRun
+from .clock import ClockName, run_in_loop
+from .recorder import Recorder
+from .report import CallReport
+from .script import CallerScript, Step
+from .transport import ASGIApp, ASGITransport, ConnectFailed, Transport, WebSocketTransport
+from .transport import asgi_lifespan as _lifespan
+from .webhook import StreamPlan, TwiMLWalk, WebhookFailed, call_parameters, fetch_twiml, walk_twiml
+
+__all__ = ["CallResult", "load_app", "place_call", "place_call_async"]
+
+IN_PROCESS_BASE_URL = "https://testserver"
+"""Where an in-process app is said to live (its webhook and stream URLs use this host)."""
+
+
+@dataclass
+class CallResult:
+    """A finished call: the report, and the recording of what the caller heard."""
+
+    report: CallReport
+    recorder: Recorder
+
+    @property
+    def heard_mulaw(self) -> bytes:
+        """Everything the caller heard (TwiML prelude, then the playout), mu-law/8000."""
+        return self.recorder.heard_mulaw
+
+    @property
+    def ok(self) -> bool:
+        """The call was placed and the app made no mistake."""
+        return self.report.ok
+
+    def codes(self) -> list[int]:
+        """The distinct Twilio codes found (see :meth:`CallReport.codes`)."""
+        return self.report.codes()
+
+
+def load_app(spec: str) -> ASGIApp:
+    """Import ``"package.module:attribute"`` (an ASGI app, or a factory with ``()``).
+
+    Raises:
+        EmulatorError: the module or attribute cannot be found.
+    """
+    module_name, _, attribute = spec.partition(":")
+    factory = attribute.endswith("()")
+    attribute = attribute.removesuffix("()")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise EmulatorError(f"cannot import {module_name!r}: {error}") from None
+    try:
+        app: Any = module
+        for part in (attribute or "app").split("."):
+            app = getattr(app, part)
+    except AttributeError:
+        raise EmulatorError(f"{module_name!r} has no attribute {attribute!r}") from None
+    if factory:
+        app = app()
+    if not callable(app):
+        raise EmulatorError(f"{spec} is not an ASGI app")
+    return app  # type: ignore[no-any-return]
+
+
+def place_call(
+    target: str | ASGIApp,
+    steps: Sequence[Step] = (),
+    *,
+    clock: ClockName | None = None,
+    **options: Any,
+) -> CallResult:
+    """Place a call and wait for it to end (see :func:`place_call_async` for the options).
+
+    Args:
+        target: a webhook URL, a stream URL, an ASGI app or ``"module:app"``.
+        steps: the caller's script.
+        clock: ``"virtual"`` (the default for an in-process app) or ``"real"`` (the default,
+            and the only choice, for a URL).
+    """
+    app_target = not (isinstance(target, str) and "://" in target)
+    chosen: ClockName = clock or ("virtual" if app_target else "real")
+    if chosen == "virtual" and not app_target:
+        raise EmulatorError("virtual time needs an in-process ASGI app; use clock='real'")
+    return run_in_loop(
+        lambda: place_call_async(target, steps, clock=chosen, **options), clock=chosen
+    )
+
+
+async def place_call_async(
+    target: str | ASGIApp,
+    steps: Sequence[Step] = (),
+    *,
+    clock: ClockName = "real",
+    auth_token: str | None = None,
+    connect_to: tuple[str, int] | None = None,
+    parameters: Mapping[str, str] | None = None,
+    webhook_path: str | None = None,
+    stream_path: str = "/media-stream",
+    trace: str | os.PathLike[str] | None = None,
+    trace_payloads: bool = False,
+    trace_parameters: bool = False,
+    max_duration_s: float = 600.0,
+    end_quiet_ms: int | None = 2000,
+    open_timeout_s: float = 10.0,
+) -> CallResult:
+    """Place a call in the running event loop.
+
+    Args:
+        target: an ``http(s)://`` voice webhook URL (the TwiML leg runs first), a ``ws(s)://``
+            stream URL, an ASGI app, or ``"module:app"``.
+        steps: the caller's script (:mod:`mediastreams.emulator.script`).
+        clock: the clock the running loop keeps, for the report.
+        auth_token: sign the webhook and the upgrade with ``X-Twilio-Signature``.
+        connect_to: ``(host, port)`` to open the WebSocket to, whatever host the stream URL
+            names (a local server behind a tunnel); the signature still covers that URL.
+        parameters: ``start.customParameters`` when starting from a stream URL or an app
+            (with a webhook they come from ``<Parameter>``).
+        webhook_path: for an ASGI app: start with a POST to this path (for example
+            ``"/incoming-call"``) instead of opening ``stream_path`` directly.
+        stream_path: for an ASGI app without ``webhook_path``: the stream's path.
+        trace: write every frame, both ways, to this JSON Lines file.
+        trace_payloads: keep media payloads in the trace.
+        trace_parameters: keep custom parameter values in the trace.
+        max_duration_s: hang up at this point whatever the script says.
+        end_quiet_ms: after the script, hang up once the app has been quiet this long
+            (``None``: only a timed hang-up or the app ends the call).
+        open_timeout_s: how long the WebSocket may take to open.
+
+    Raises:
+        AudioError: an audio file of the script cannot be read.
+        EmulatorError: the target cannot be used.
+    """
+    started = time.perf_counter()
+    script = CallerScript(steps, end_quiet_ms=end_quiet_ms)
+    app = load_app(target) if isinstance(target, str) and "://" not in target else target
+    label = target if isinstance(target, str) else _name(app)
+    report = CallReport(target=label, clock=clock)
+    recorder = Recorder()
+    writer = (
+        TraceWriter(Path(trace), payloads=trace_payloads, parameters=trace_parameters)
+        if trace
+        else None
+    )
+    call = _Placement(report, recorder, script, writer, auth_token, open_timeout_s)
+    try:
+        if isinstance(app, str):
+            await call.over_network(app, connect_to, parameters, max_duration_s)
+        else:
+            async with _lifespan(app):
+                await call.in_process(app, webhook_path, stream_path, parameters, max_duration_s)
+    finally:
+        if writer is not None:
+            writer.close()
+    report.wall_s = time.perf_counter() - started
+    return CallResult(report, recorder)
+
+
+def _name(app: object) -> str:
+    return f"{type(app).__module__}.{type(app).__qualname__}"
+
+
+class _Placement:
+    def __init__(
+        self,
+        report: CallReport,
+        recorder: Recorder,
+        script: CallerScript,
+        trace: TraceWriter | None,
+        auth_token: str | None,
+        open_timeout_s: float,
+    ) -> None:
+        self.report = report
+        self.recorder = recorder
+        self.script = script
+        self.trace = trace
+        self.auth_token = auth_token
+        self.open_timeout_s = open_timeout_s
+        self.params = call_parameters()
+
+    async def over_network(
+        self,
+        url: str,
+        connect_to: tuple[str, int] | None,
+        parameters: Mapping[str, str] | None,
+        max_duration_s: float,
+    ) -> None:
+        scheme = urlsplit(url).scheme
+        if scheme in ("http", "https"):
+            async with httpx.AsyncClient(timeout=self.open_timeout_s) as client:
+                plan = await self._twiml(client, url)
+        elif scheme in ("ws", "wss"):
+            plan = StreamPlan(_strip_query(url, self.report), dict(parameters or {}))
+        else:
+            raise EmulatorError(f"{url}: expected an http(s):// or ws(s):// URL")
+        if plan is None:
+            return
+        signature = self._sign(plan.url)
+        await self._stream(
+            plan,
+            lambda: WebSocketTransport.open(
+                plan.url,
+                signature=signature,
+                connect_to=connect_to,
+                open_timeout_s=self.open_timeout_s,
+            ),
+            max_duration_s,
+        )
+
+    async def in_process(
+        self,
+        app: ASGIApp,
+        webhook_path: str | None,
+        stream_path: str,
+        parameters: Mapping[str, str] | None,
+        max_duration_s: float,
+    ) -> None:
+        if webhook_path is not None:
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(
+                transport=transport, base_url=IN_PROCESS_BASE_URL, timeout=self.open_timeout_s
+            ) as client:
+                plan = await self._twiml(client, IN_PROCESS_BASE_URL + webhook_path)
+        else:
+            url = "wss" + IN_PROCESS_BASE_URL.removeprefix("https") + stream_path
+            plan = StreamPlan(url, dict(parameters or {}))
+        if plan is None:
+            return
+        signature = self._sign(plan.url)
+        await self._stream(
+            plan,
+            lambda: ASGITransport.open(
+                app, plan.url, signature=signature, open_timeout_s=self.open_timeout_s
+            ),
+            max_duration_s,
+        )
+
+    def _sign(self, url: str) -> str | None:
+        # https://www.twilio.com/docs/voice/media-streams: the upgrade is signed over the wss
+        # URL Twilio connected to, with no parameters (a GET).
+        return compute_signature(self.auth_token, url) if self.auth_token else None
+
+    async def _twiml(self, client: httpx.AsyncClient, url: str) -> StreamPlan | None:
+        try:
+            document = await fetch_twiml(client, url, self.params, auth_token=self.auth_token)
+            walk = await walk_twiml(
+                client, document, url=url, params=self.params, auth_token=self.auth_token
+            )
+        except WebhookFailed as failed:
+            self.report.placed = False
+            self.report.findings.append(Finding(failed.violation, None, None))
+            return None
+        self._record_walk(walk)
+        if walk.prelude:
+            self.recorder.add_prelude(walk.prelude)
+            # <Say>/<Play>/<Pause> take their time before the stream opens (virtual or real).
+            await asyncio.sleep(len(walk.prelude) / 8000)
+        return walk.stream
+
+    def _record_walk(self, walk: TwiMLWalk) -> None:
+        self.report.findings += [Finding(v, None, None) for v in walk.findings]
+        self.report.notes += walk.notes
+        self.report.twiml_verbs = walk.verbs
+        self.report.prelude_ms = len(walk.prelude) // 8
+
+    async def _stream(self, plan: StreamPlan, opener: Any, max_duration_s: float) -> None:
+        self.report.stream_url = plan.url
+        try:
+            transport: Transport = await opener()
+        except ConnectFailed as failed:
+            self.report.placed = False
+            self.report.findings.append(Finding(failed.violation, None, None))
+            return
+        run = StreamRun(
+            transport,
+            self.script,
+            custom_parameters=plan.parameters,
+            call_sid=self.params["CallSid"],
+            account_sid=self.params["AccountSid"],
+            bidirectional=plan.bidirectional,
+            trace=self.trace,
+            max_duration_ms=int(max_duration_s * 1000),
+            recorder=self.recorder,
+        )
+        self.report.stream_sid = run.protocol.stream_sid
+        self.report.call_sid = self.params["CallSid"]
+        try:
+            await run.run()
+        finally:
+            self.report.findings += run.findings
+            self.report.add_measures(run.timeline, self.script.speech)
+
+
+def _strip_query(url: str, report: CallReport) -> str:
+    parts = urlsplit(url)
+    if parts.query:
+        report.notes.append(
+            f"the stream URL's query string ({parts.query!r}) was dropped, as Twilio does"
+        )
+    return urlunsplit((parts.scheme, parts.netloc, parts.path or "/", "", ""))
+
+
+def write_outputs(
+    result: CallResult,
+    *,
+    record: str | os.PathLike[str] | None = None,
+    record_stereo: str | os.PathLike[str] | None = None,
+) -> None:
+    """Write the recordings a call was asked for."""
+    if record:
+        Path(record).write_bytes(result.recorder.heard_wav())
+    if record_stereo:
+        Path(record_stereo).write_bytes(result.recorder.stereo_wav())

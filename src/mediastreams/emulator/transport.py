@@ -1,0 +1,422 @@
+"""How the emulator reaches the app: a real WebSocket, or an ASGI app in the same process.
+
+Both open the socket the way Twilio does (https://www.twilio.com/docs/voice/media-streams):
+``User-Agent: Twilio.TmeWs/1.0``, no ``Origin``, and ``X-Twilio-Signature`` (lowercase on
+the upgrade) computed over the ``wss://`` URL without parameters. A refused or failed connect
+becomes :class:`ConnectFailed` carrying Twilio's code (31901, 31902, 31904, 31910, 31920).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import socket
+import ssl
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeAlias
+from urllib.parse import urlsplit
+
+import websockets
+from websockets.asyncio.client import ClientConnection
+
+from ..diagnostics import Violation
+from ..exceptions import EmulatorError
+
+__all__ = [
+    "USER_AGENT",
+    "ASGIApp",
+    "ASGITransport",
+    "ConnectFailed",
+    "Transport",
+    "WebSocketTransport",
+    "asgi_lifespan",
+    "upgrade_headers",
+]
+
+USER_AGENT = "Twilio.TmeWs/1.0"
+"""The User-Agent of Twilio's Media Streams client, as seen on real upgrades."""
+
+Scope: TypeAlias = MutableMapping[str, Any]
+Message: TypeAlias = MutableMapping[str, Any]
+Receive: TypeAlias = Callable[[], Awaitable[Message]]
+Send: TypeAlias = Callable[[Message], Awaitable[None]]
+ASGIApp: TypeAlias = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class ConnectFailed(EmulatorError):
+    """The WebSocket could not be opened; ``violation`` says why, with Twilio's code."""
+
+    def __init__(self, violation: Violation) -> None:
+        super().__init__(violation.describe())
+        self.violation = violation
+
+
+def _failure(code: int, kind: str, message: str, hint: str) -> ConnectFailed:
+    return ConnectFailed(Violation(code, kind, "app", message, hint))
+
+
+@dataclass
+class Closed:
+    """How the socket ended: who closed it, and the close code."""
+
+    by_app: bool
+    code: int | None
+    reason: str = ""
+
+
+class Transport(Protocol):
+    """One open WebSocket to the app, carrying text (and, wrongly, binary) frames."""
+
+    closed: Closed | None
+
+    async def send_text(self, text: str) -> None:
+        """Send one text frame; a no-op once the socket is closed."""
+
+    async def receive(self) -> str | bytes | None:
+        """The app's next frame, or ``None`` once the socket is closed."""
+
+    async def close(self) -> None:
+        """Close the socket (Twilio's side hangs up)."""
+
+
+def upgrade_headers(signature: str | None) -> list[tuple[str, str]]:
+    """The headers Twilio adds to the upgrade, beyond the WebSocket ones."""
+    headers = [("User-Agent", USER_AGENT)]
+    if signature is not None:
+        headers.append(("x-twilio-signature", signature))
+    return headers
+
+
+# --- a real WebSocket ---------------------------------------------------------------------
+
+
+class WebSocketTransport:
+    """A WebSocket client connection made with ``websockets``."""
+
+    def __init__(self, connection: ClientConnection) -> None:
+        self._connection = connection
+        self.closed: Closed | None = None
+
+    @classmethod
+    async def open(
+        cls,
+        url: str,
+        *,
+        signature: str | None = None,
+        connect_to: tuple[str, int] | None = None,
+        open_timeout_s: float = 10.0,
+    ) -> WebSocketTransport:
+        """Open the socket to ``url`` as Twilio would.
+
+        Args:
+            url: the stream URL from the TwiML (``wss://``, or ``ws://`` for a local run).
+            signature: the ``X-Twilio-Signature`` to send, if any.
+            connect_to: ``(host, port)`` to open the TCP connection to instead of the URL's
+                host (a local server behind a tunnel); the request still names the URL's host,
+                and the connection is plain ``ws``.
+            open_timeout_s: how long the TCP connect and the handshake may take.
+
+        Raises:
+            ConnectFailed: the connection or the handshake failed (31901-31920).
+        """
+        parts = urlsplit(url)
+        target = url
+        options: dict[str, Any] = {}
+        if connect_to is not None:
+            # Route the TCP connection, keep the URL's host (without a port, as Twilio's
+            # default-port request has none) in the Host header, and speak plain ws locally.
+            target = f"ws://{parts.hostname}{parts.path or '/'}"
+            options = {"host": connect_to[0], "port": connect_to[1]}
+        try:
+            connection = await websockets.connect(
+                target,
+                additional_headers=[h for h in upgrade_headers(signature) if h[0] != "User-Agent"],
+                user_agent_header=USER_AGENT,
+                origin=None,
+                compression=None,
+                open_timeout=open_timeout_s,
+                proxy=None,
+                max_size=2**24,
+                **options,
+            )
+        except Exception as error:
+            raise _connect_error(error, url) from None
+        return cls(connection)
+
+    async def send_text(self, text: str) -> None:
+        if self.closed is not None:
+            return
+        try:
+            await self._connection.send(text)
+        except websockets.ConnectionClosed as closed:
+            self._note_close(closed)
+
+    async def receive(self) -> str | bytes | None:
+        if self.closed is not None:
+            return None
+        try:
+            return await self._connection.recv()
+        except websockets.ConnectionClosed as closed:
+            self._note_close(closed)
+            return None
+
+    def _note_close(self, closed: websockets.ConnectionClosed) -> None:
+        if self.closed is None:
+            by_app = closed.rcvd is not None and (
+                closed.sent is None or closed.rcvd_then_sent is True
+            )
+            code = closed.rcvd.code if closed.rcvd is not None else None
+            reason = closed.rcvd.reason if closed.rcvd is not None else ""
+            self.closed = Closed(by_app or closed.rcvd is None, code, reason)
+
+    async def close(self) -> None:
+        if self.closed is None:
+            self.closed = Closed(by_app=False, code=1000)
+        await self._connection.close()
+
+
+def _connect_error(error: Exception, url: str) -> ConnectFailed:
+    host = urlsplit(url).netloc
+    if isinstance(error, websockets.InvalidStatus):
+        status = error.response.status_code
+        return _failure(
+            31920,
+            "handshake-refused",
+            f"the upgrade to {url} was answered with HTTP {status}, not 101",
+            "Check the path, that the route accepts WebSockets, and, if it checks "
+            "X-Twilio-Signature, the auth token and the public URL it rebuilds.",
+        )
+    if isinstance(error, ConnectionRefusedError):
+        return _failure(
+            31902,
+            "connection-refused",
+            f"connection refused by {host}",
+            "Is the server running, on this port?",
+        )
+    if isinstance(error, TimeoutError | asyncio.TimeoutError):
+        return _failure(
+            31901,
+            "connection-timeout",
+            f"no answer to the WebSocket upgrade from {host}",
+            "The server accepted the TCP connection but never answered, or the host is "
+            "unreachable: check the host, the port and any tunnel or firewall.",
+        )
+    if isinstance(error, socket.gaierror):
+        return _failure(31904, "host-unreachable", f"cannot resolve {host}", "Check the host.")
+    if isinstance(error, ssl.SSLError):
+        return _failure(
+            31910,
+            "tls-error",
+            f"TLS failed with {host}: {error}",
+            "Is the port serving TLS? For a local plain-ws server use --connect-to HOST:PORT.",
+        )
+    if isinstance(error, websockets.InvalidHandshake | websockets.InvalidURI):
+        return _failure(31920, "handshake-error", f"WebSocket handshake failed: {error}", "")
+    if isinstance(error, OSError):
+        return _failure(31903, "connection-broken", f"{host}: {error}", "")
+    raise error
+
+
+# --- an ASGI app in the same process -----------------------------------------------------
+
+
+class ASGITransport:
+    """The app's ASGI WebSocket endpoint, driven through in-memory queues (no sockets)."""
+
+    def __init__(self, app: ASGIApp, scope: Scope) -> None:
+        self._to_app: asyncio.Queue[Message] = asyncio.Queue()
+        self._from_app: asyncio.Queue[Message] = asyncio.Queue()
+        self._task = asyncio.create_task(_run_app(app, scope, self._to_app, self._from_app))
+        self.closed: Closed | None = None
+        self.crash: str | None = None
+
+    @classmethod
+    async def open(
+        cls,
+        app: ASGIApp,
+        url: str,
+        *,
+        signature: str | None = None,
+        open_timeout_s: float = 10.0,
+    ) -> ASGITransport:
+        """Run the app's WebSocket endpoint for ``url``'s path and wait for it to accept.
+
+        Raises:
+            ConnectFailed: the app closed or answered with HTTP before accepting (31920), or
+                never answered (31901).
+        """
+        transport = cls(app, _websocket_scope(url, signature))
+        await transport._to_app.put({"type": "websocket.connect"})
+        await transport._await_accept(url, open_timeout_s)
+        return transport
+
+    async def _await_accept(self, url: str, open_timeout_s: float) -> None:
+        try:
+            async with asyncio.timeout(open_timeout_s):
+                message = await self._from_app.get()
+        except TimeoutError:
+            self._task.cancel()
+            raise _failure(
+                31901,
+                "connection-timeout",
+                f"the app did not accept the WebSocket at {url} within {open_timeout_s:g} s",
+                "Accept the WebSocket (await websocket.accept()) before doing slow work.",
+            ) from None
+        kind = message["type"]
+        if kind == "websocket.accept":
+            return
+        status = 500
+        if kind == "websocket.http.response.start":
+            status = int(message.get("status", 500))
+        elif kind == "websocket.close":
+            status = 403  # ASGI: a close before accept is an HTTP 403
+        raise _failure(
+            31920,
+            "handshake-refused",
+            f"the upgrade to {url} was answered with HTTP {status}, not 101",
+            "Check the route's path and, if it checks X-Twilio-Signature, the auth token "
+            "and the public URL it rebuilds.",
+        )
+
+    async def send_text(self, text: str) -> None:
+        if self.closed is None:
+            await self._to_app.put({"type": "websocket.receive", "text": text})
+
+    async def receive(self) -> str | bytes | None:
+        if self.closed is not None:
+            return None
+        message = await self._from_app.get()
+        kind = message["type"]
+        if kind == "websocket.send":
+            text = message.get("text")
+            return text if text is not None else bytes(message.get("bytes") or b"")
+        if self.closed is not None:  # Twilio's side hung up meanwhile
+            return None
+        if kind == "websocket.close":
+            code = int(message.get("code", 1000))
+            self.closed = Closed(by_app=True, code=code, reason=str(message.get("reason") or ""))
+        else:
+            # The handler returned without closing: a server closes normally (1000); it
+            # raised: a server closes with 1011 (internal error), as uvicorn does.
+            self.crash = message.get("error")
+            code = 1000 if self.crash is None else 1011
+            self.closed = Closed(by_app=True, code=code, reason=self.crash or "")
+        return None
+
+    async def close(self) -> None:
+        if self.closed is None:
+            self.closed = Closed(by_app=False, code=1000)
+        await self._to_app.put({"type": "websocket.disconnect", "code": 1000})
+        try:
+            async with asyncio.timeout(5.0):
+                await asyncio.wait([self._task])
+        except TimeoutError:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+
+async def _run_app(
+    app: ASGIApp, scope: Scope, to_app: asyncio.Queue[Message], from_app: asyncio.Queue[Message]
+) -> None:
+    async def receive() -> Message:
+        return await to_app.get()
+
+    async def send(message: Message) -> None:
+        await from_app.put(message)
+
+    try:
+        await app(scope, receive, send)
+    except Exception as error:
+        # The socket drops, as when a server's handler crashes; the call reports the error.
+        await from_app.put({"type": "emulator.ended", "error": _describe(error)})
+        return
+    await from_app.put({"type": "emulator.ended"})
+
+
+def _describe(error: BaseException) -> str:
+    import traceback
+
+    frames = traceback.extract_tb(error.__traceback__)
+    where = f" at {frames[-1].filename}:{frames[-1].lineno}" if frames else ""
+    return f"{type(error).__name__}: {error}{where}"
+
+
+def _websocket_scope(url: str, signature: str | None) -> Scope:
+    parts = urlsplit(url)
+    secure = parts.scheme in ("wss", "https")
+    port = parts.port or (443 if secure else 80)
+    host = parts.hostname or "localhost"
+    host_header = parts.netloc.rpartition("@")[2]
+    headers = [
+        (b"host", host_header.encode()),
+        (b"upgrade", b"websocket"),
+        (b"connection", b"Upgrade"),
+        (b"sec-websocket-key", secrets.token_urlsafe(16).encode()),
+        (b"sec-websocket-version", b"13"),
+    ]
+    headers += [
+        (name.lower().encode(), value.encode()) for name, value in upgrade_headers(signature)
+    ]
+    return {
+        "type": "websocket",
+        "asgi": {"version": "3.0", "spec_version": "2.4"},
+        "http_version": "1.1",
+        "scheme": "wss" if secure else "ws",
+        "server": (host, port),
+        "client": ("127.0.0.1", 50000),
+        "root_path": "",
+        "path": parts.path or "/",
+        "raw_path": (parts.path or "/").encode(),
+        "query_string": b"",
+        "headers": headers,
+        "subprotocols": [],
+        "state": {},
+        "extensions": {"websocket.http.response": {}},
+    }
+
+
+@contextlib.asynccontextmanager
+async def asgi_lifespan(app: ASGIApp) -> AsyncIterator[None]:
+    """Run the app's lifespan startup before the call and its shutdown after.
+
+    An app that does not speak the lifespan protocol (it raises) is used as it is.
+
+    Raises:
+        EmulatorError: the app reported that its startup failed.
+    """
+    to_app: asyncio.Queue[Message] = asyncio.Queue()
+    from_app: asyncio.Queue[Message] = asyncio.Queue()
+    scope: Scope = {"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}
+    task = asyncio.create_task(_run_lifespan(app, scope, to_app, from_app))
+    await to_app.put({"type": "lifespan.startup"})
+    answer = await from_app.get()
+    if answer["type"] == "lifespan.startup.failed":
+        raise EmulatorError(f"the app's startup failed: {answer.get('message', '')}")
+    supported = answer["type"] == "lifespan.startup.complete"
+    try:
+        yield
+    finally:
+        if supported:
+            await to_app.put({"type": "lifespan.shutdown"})
+            await from_app.get()
+        await task
+
+
+async def _run_lifespan(
+    app: ASGIApp, scope: Scope, to_app: asyncio.Queue[Message], from_app: asyncio.Queue[Message]
+) -> None:
+    async def receive() -> Message:
+        return await to_app.get()
+
+    async def send(message: Message) -> None:
+        await from_app.put(message)
+
+    try:
+        await app(scope, receive, send)
+    except Exception:  # ASGI: an app without lifespan support raises here
+        await from_app.put({"type": "lifespan.unsupported"})
+        return
+    await from_app.put({"type": "lifespan.ended"})
