@@ -46,6 +46,8 @@ class Timeline:
     media_ms: list[float] = field(default_factory=list)
     media_bytes: list[int] = field(default_factory=list)
     clears_ms: list[float] = field(default_factory=list)
+    # How many media frames had arrived when each clear did.
+    clears_after_media: list[int] = field(default_factory=list)
     marks_sent: int = 0
     marks_echoed: int = 0
     marks_echoed_by_clear: int = 0
@@ -121,6 +123,8 @@ class StreamRun:
             if not receiver.done():
                 await self._drain(receiver)
             self.script.finish()
+            self.timeline.marks_echoed = self.protocol.marks_echoed
+            self.timeline.marks_echoed_by_clear = self.protocol.marks_echoed_by_clear
 
     async def _drain(self, receiver: asyncio.Task[None]) -> None:
         # After a hang-up the app may still be sending; read until the socket closes.
@@ -301,8 +305,7 @@ class StreamRun:
             timeline.marks_sent += 1
         elif isinstance(message, Clear):
             timeline.clears_ms.append(now_ms)
-        timeline.marks_echoed = self.protocol.marks_echoed
-        timeline.marks_echoed_by_clear = self.protocol.marks_echoed_by_clear
+            timeline.clears_after_media.append(len(timeline.media_ms))
 
     def _found(self, violation: Violation, line: int | None) -> None:
         t = round(self._loop.time() - self._opened_at, 6)

@@ -205,13 +205,17 @@ def _barge_ins(speech: list[SpeechSpan], timeline: Timeline) -> list[BargeIn]:
         tick = span.onset_ms - span.onset_ms % FRAME_MS
         if tick not in playing and tick - FRAME_MS not in playing:
             continue
-        clear = next((t for t in timeline.clears_ms if t >= span.onset_ms), None)
+        index = next((i for i, t in enumerate(timeline.clears_ms) if t >= span.onset_ms), None)
+        clear = None if index is None else timeline.clears_ms[index]
         after = 0.0
-        if clear is not None:
+        if index is not None:
+            first = timeline.clears_after_media[index]
             after = sum(
                 size / 8
-                for t, size in zip(timeline.media_ms, timeline.media_bytes, strict=True)
-                if clear < t <= span.end_ms
+                for t, size in zip(
+                    timeline.media_ms[first:], timeline.media_bytes[first:], strict=True
+                )
+                if t <= span.end_ms
             )
         reaction = None if clear is None else clear - span.onset_ms
         found.append(BargeIn(span.onset_ms, clear, reaction, after))

@@ -1,0 +1,246 @@
+"""The stream itself: frames as Twilio sends them, playout, marks, clear, and every mistake."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+from starlette.websockets import WebSocket
+
+from emulator_apps import TONE_MULAW, b64, mark, media, nothing, plays, sends, stream_app
+from mediastreams.emulator import Audio, CallResult, Hangup, Press, Silence, place_call
+from mediastreams.emulator import _media
+from mediastreams.messages import parse
+
+
+def call(app: Any, steps: list[Any] | None = None, **options: Any) -> CallResult:
+    return place_call(app, steps if steps is not None else [Hangup(at_ms=2000)], **options)
+
+
+def kinds(result: CallResult) -> list[tuple[int, str]]:
+    return [(f.violation.code, f.violation.kind) for f in result.report.findings]
+
+
+def test_twilio_frames_are_as_the_docs_show() -> None:
+    received: list[dict[str, Any]] = []
+    app = stream_app(nothing, received=received)
+    call(app, [Press("5", at_ms=100), Hangup(at_ms=1000)], parameters={"tenant": "acme"})
+    assert received[0] == {"event": "connected", "protocol": "Call", "version": "1.0.0"}
+    received = received[1:]
+    events = [f["event"] for f in received]
+    assert events[:2] == ["start", "media"]
+    start, first = received[0], received[1]
+    assert start["sequenceNumber"] == "1"
+    assert start["start"]["customParameters"] == {"tenant": "acme"}
+    assert start["start"]["mediaFormat"] == {
+        "encoding": "audio/x-mulaw",
+        "sampleRate": 8000,
+        "channels": 1,
+    }
+    for sid, prefix in (
+        (start["streamSid"], "MZ"),
+        (start["start"]["callSid"], "CA"),
+        (start["start"]["accountSid"], "AC"),
+    ):
+        assert sid.startswith(prefix) and len(sid) == 34
+    assert first["media"]["chunk"] == "1" and first["sequenceNumber"] == "2"
+    assert first["media"]["timestamp"] != "0"
+    payload = parse(json.dumps(first), sender="twilio")
+    assert len(payload.payload) == 160  # type: ignore[union-attr]
+    dtmf = next(f for f in received if f["event"] == "dtmf")
+    assert dtmf["dtmf"] == {"track": "inbound_track", "digit": "5"}
+    assert events[-1] == "stop"
+    numbers = [int(f["sequenceNumber"]) for f in received]
+    assert numbers == list(range(1, len(received) + 1))  # one counter, shared by all
+    media_frames = [f for f in received if f["event"] == "media"]
+    assert len(media_frames) == 50  # one per 20 ms for one second
+
+
+def test_connected_comes_first(tmp_path: Path) -> None:
+    trace = tmp_path / "trace.jsonl"
+    call(stream_app(nothing), [Hangup(at_ms=100)], trace=trace)
+    lines = [json.loads(line) for line in trace.read_text().splitlines()]
+    first = json.loads(lines[0]["text"])
+    assert first == {"event": "connected", "protocol": "Call", "version": "1.0.0"}
+    assert lines[0]["from"] == "twilio" and lines[0]["t"] >= 0
+
+
+def test_a_correct_app_has_no_violation_and_its_mark_is_echoed_after_playing() -> None:
+    received: list[dict[str, Any]] = []
+    app = stream_app(plays(TONE_MULAW), received=received)
+    result = call(app, [Hangup(at_ms=3000)])
+    assert result.report.findings == []
+    assert result.report.exit_code == 0
+    echo_index = next(i for i, f in enumerate(received) if f["event"] == "mark")
+    # 1 s of audio is 50 ticks; the echo leaves with the tick after the last one played.
+    assert 49 <= echo_index - 1 <= 52
+    assert result.report.marks_sent == result.report.marks_echoed == 1
+    assert result.report.audio_received_ms == 1000
+
+
+def test_playload_instead_of_payload() -> None:
+    frame = '{"event":"media","streamSid":"{sid}","media":{"playload":"' + b64(TONE_MULAW) + '"}}'
+    result = call(stream_app(sends(frame)))
+    finding = result.report.findings[0]
+    assert finding.violation.code == 31951
+    assert "did you mean `payload`" in finding.violation.message
+    assert "Rename `media.playload` to `media.payload`" in finding.violation.hint
+    assert result.report.exit_code == 1
+
+
+def test_wav_header_in_the_first_payload_is_played_and_flagged() -> None:
+    wav = _media.wav_bytes(TONE_MULAW)
+    result = call(stream_app(sends(media("{sid}", wav))))
+    assert kinds(result) == [(31924, "payload-has-header")]
+    assert "header" in result.report.findings[0].violation.hint
+    assert result.report.audio_received_ms == len(wav) / 8  # Twilio plays it anyway
+
+
+def test_1024_byte_chunks_of_a_mulaw_wav_file() -> None:
+    wav = _media.wav_bytes(TONE_MULAW * 2)
+    result = call(stream_app(plays(wav, chunk_bytes=1024)), [Hangup(at_ms=3000)])
+    assert kinds(result) == [(31924, "payload-has-header")]  # only the first chunk
+    assert result.report.findings[0].line is not None
+
+
+def test_a_mark_without_its_mark_object() -> None:
+    result = call(stream_app(sends('{"event":"mark","streamSid":"{sid}"}')))
+    violation = result.report.findings[0].violation
+    assert (violation.code, violation.kind, violation.path) == (31951, "missing-field", "mark")
+
+
+def test_media_with_the_wrong_stream_sid() -> None:
+    result = call(stream_app(sends(media("MZ" + "0" * 32, TONE_MULAW))))
+    assert kinds(result) == [(31951, "wrong-stream-sid")]
+    assert "streamSid from the start frame" in result.report.findings[0].violation.hint
+
+
+def test_a_binary_frame() -> None:
+    result = call(stream_app(sends(TONE_MULAW[:320])))
+    assert kinds(result) == [(31950, "binary-frame")]
+
+
+def test_every_occurrence_is_counted() -> None:
+    result = call(stream_app(sends(*[TONE_MULAW[:160]] * 5)))
+    assert kinds(result) == [(31950, "binary-frame")] * 5
+    assert result.report.to_dict()["summary"]["by_kind"] == [
+        {"code": 31950, "kind": "binary-frame", "count": 5}
+    ]
+
+
+def test_clear_with_marks_pending_echoes_them_at_once_in_order() -> None:
+    received: list[dict[str, Any]] = []
+
+    async def behaviour(websocket: WebSocket, start: dict[str, Any]) -> None:
+        sid = start["streamSid"]
+        for name in ("a", "b", "c"):
+            await websocket.send_text(media(sid, TONE_MULAW))
+            await websocket.send_text(mark(sid, name))
+        await asyncio.sleep(0.5)
+        await websocket.send_text(json.dumps({"event": "clear", "streamSid": sid}))
+
+    result = call(stream_app(behaviour, received=received), [Hangup(at_ms=5000)])
+    echoes = [(f["mark"]["name"], int(f["sequenceNumber"])) for f in received if "mark" in f]
+    assert [name for name, _ in echoes] == ["a", "b", "c"]
+    assert [number for _, number in echoes] == sorted(number for _, number in echoes)
+    assert result.report.marks_echoed_by_clear == 3
+    assert result.report.findings == []
+    # The clear came after 0.5 s: that much was played, the rest dropped.
+    assert 480 <= result.report.audio_played_ms <= 540
+
+
+def test_barge_in_clear_reaction_and_audio_after_clear() -> None:
+    async def behaviour(websocket: WebSocket, start: dict[str, Any]) -> None:
+        sid = start["streamSid"]
+        await websocket.send_text(media(sid, TONE_MULAW * 5))
+        await asyncio.sleep(1.25)  # the caller starts talking at 1.0 s
+        await websocket.send_text(json.dumps({"event": "clear", "streamSid": sid}))
+        await websocket.send_text(media(sid, TONE_MULAW[:800]))  # stale audio: a mistake
+
+    steps = [Silence(1000), Audio(TONE_MULAW, raw_mulaw=True), Hangup(at_ms=4000)]
+    result = call(stream_app(behaviour), steps)
+    (barge,) = result.report.barge_ins
+    assert barge.onset_ms == 1000
+    assert barge.clear_reaction_ms == 250
+    assert barge.audio_after_clear_ms == 100
+
+
+def test_turn_latency_from_the_end_of_speech_to_the_reply() -> None:
+    async def behaviour(websocket: WebSocket, start: dict[str, Any]) -> None:
+        await asyncio.sleep(1.3)  # the caller stops at 1.0 s; the answer comes 300 ms later
+        await websocket.send_text(media(start["streamSid"], TONE_MULAW))
+
+    steps = [Audio(TONE_MULAW, raw_mulaw=True), Hangup(at_ms=3000)]
+    result = call(stream_app(behaviour), steps)
+    (turn,) = result.report.turns
+    assert (turn.speech_end_ms, turn.latency_ms) == (1000, 300)
+    assert result.report.time_to_first_audio_ms == 1300
+
+
+def test_more_than_ten_minutes_buffered_is_discarded_with_31931_once() -> None:
+    minute = b"\xff" * 8000 * 60
+
+    async def behaviour(websocket: WebSocket, start: dict[str, Any]) -> None:
+        for _ in range(12):
+            await websocket.send_text(media(start["streamSid"], minute))
+
+    result = call(stream_app(behaviour), [Hangup(at_ms=1000)])
+    assert kinds(result) == [(31931, "buffer-overflow")]
+
+
+def test_the_app_closing_with_an_error_code_is_31921() -> None:
+    async def behaviour(websocket: WebSocket, start: dict[str, Any]) -> None:
+        await websocket.close(code=1011)
+
+    result = call(stream_app(behaviour), [Hangup(at_ms=2000)])
+    assert kinds(result) == [(31921, "close-error")]
+    assert result.report.ended_by == "app"
+
+
+def test_the_app_crashing_is_reported_with_its_error() -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        raise RuntimeError("boom")
+
+    result = call(app)
+    (finding,) = result.report.findings
+    assert finding.violation.code == 31921
+    assert "RuntimeError: boom" in finding.violation.message
+
+
+def test_an_app_that_never_accepts_times_out_as_31901() -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await asyncio.sleep(3600)
+
+    result = call(app)
+    assert kinds(result) == [(31901, "connection-timeout")]
+    assert result.report.exit_code == 2
+
+
+def test_an_app_that_refuses_the_upgrade_is_31920() -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.close", "code": 1008})
+
+    result = call(app)
+    assert kinds(result) == [(31920, "handshake-refused")]
+    assert "HTTP 403" in result.report.findings[0].violation.message
+
+
+def test_hang_up_when_the_app_goes_quiet() -> None:
+    result = call(stream_app(plays(TONE_MULAW)), [])
+    # The script is empty: the caller waits for 2 s of quiet after the app's 1 s of audio.
+    assert result.report.ended_by == "caller"
+    assert 3000 <= result.report.duration_ms <= 3100
+
+
+def test_the_recording_holds_what_the_caller_heard() -> None:
+    result = call(stream_app(plays(TONE_MULAW)), [Hangup(at_ms=2000)])
+    heard = result.heard_mulaw
+    assert len(heard) == 2000 * 8
+    # The app answers `start` within the first tick, so its audio starts with the second.
+    assert heard[160:8160] == TONE_MULAW
+    assert set(heard[:160] + heard[8160:]) == {0xFF}
