@@ -17,8 +17,8 @@ class ProtocolPair:
     """Twilio's side and the app's side, each frame carried across and checked at both ends.
 
     ``twilio_to_app()`` moves every frame Twilio queued to the app and returns what the app
-    read; ``app_to_twilio()`` does the reverse. Each frame is checked to parse the same way
-    on both ends: what one side meant is what the other side got.
+    read; ``app_to_twilio()`` does the reverse. After each move the two ends must agree: the
+    same stream, and every mark Twilio still holds is one the app is still waiting for.
     """
 
     def __init__(self, **twilio_options: Any) -> None:
@@ -31,10 +31,19 @@ class ProtocolPair:
         return self.twilio_to_app()
 
     def twilio_to_app(self) -> list[TwilioMessage]:
-        return [self.app.receive_text(frame) for frame in self.twilio.data_to_send()]
+        received = [self.app.receive_text(frame) for frame in self.twilio.data_to_send()]
+        self.check_agreement()
+        return received
 
     def app_to_twilio(self) -> list[AppMessage]:
-        return [self.twilio.receive_text(frame) for frame in self.app.data_to_send()]
+        received = [self.twilio.receive_text(frame) for frame in self.app.data_to_send()]
+        self.check_agreement()
+        return received
+
+    def check_agreement(self) -> None:
+        if self.app.start is not None:
+            assert self.app.start == self.twilio.start
+        assert set(self.twilio.pending_marks) <= set(self.app.pending_marks)
 
 
 def frame(**fields: Any) -> str:

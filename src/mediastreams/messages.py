@@ -18,6 +18,7 @@ hint, so the cost of good error messages is paid only by bad frames.
 from __future__ import annotations
 
 import binascii
+import functools
 import json
 import secrets
 from collections.abc import Callable
@@ -403,6 +404,7 @@ def _json_str(value: str) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
+@functools.lru_cache(maxsize=1024)
 def media_frame_prefix(stream_sid: str) -> str:
     """The fixed start of every outbound ``media`` frame for a stream (a hot-path helper)."""
     return '{"event":"media","streamSid":' + _json_str(stream_sid) + ',"media":{"payload":"'
