@@ -1,0 +1,203 @@
+"""Real sockets on 127.0.0.1: the signed upgrade, --connect-to, and connections that fail."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import parse_qsl
+
+import pytest
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
+from websockets.asyncio.server import ServerConnection, serve
+
+from mediastreams.emulator import Hangup, place_call
+from mediastreams.emulator.transport import USER_AGENT
+from mediastreams.exceptions import SignatureError
+from mediastreams.security import check_upgrade_signature, check_webhook_signature
+
+TOKEN = "12345678901234567890123456789012"
+PUBLIC_STREAM = "wss://abc.example/media-stream"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Checked:
+    """What the signed app saw."""
+
+    def __init__(self) -> None:
+        self.upgrades: list[dict[str, str]] = []
+        self.frames = 0
+
+
+def signed_app(checked: Checked) -> Starlette:
+    """An app that checks both signatures, as a careful production app would."""
+
+    async def incoming(request: Request) -> Response:
+        form = parse_qsl((await request.body()).decode())
+        try:
+            check_webhook_signature(
+                TOKEN, str(request.url), form, request.headers.get("x-twilio-signature")
+            )
+        except SignatureError:
+            return Response(status_code=403)
+        twiml = (
+            f'<Response><Connect><Stream url="{PUBLIC_STREAM}?token=1">'
+            '<Parameter name="tenant" value="acme"/></Stream></Connect></Response>'
+        )
+        return Response(twiml, media_type="text/xml")
+
+    async def stream(websocket: WebSocket) -> None:
+        headers = dict(websocket.headers)
+        checked.upgrades.append(headers)
+        try:
+            check_upgrade_signature(
+                TOKEN,
+                f"wss://{headers['host']}{websocket.url.path}",
+                headers.get("x-twilio-signature"),
+            )
+        except SignatureError:
+            await websocket.close(code=1008)
+            return
+        await websocket.accept()
+        try:
+            while True:
+                await websocket.receive_text()
+                checked.frames += 1
+        except WebSocketDisconnect:
+            return
+
+    return Starlette(
+        routes=[
+            Route("/incoming-call", incoming, methods=["POST"]),
+            WebSocketRoute("/media-stream", stream),
+        ]
+    )
+
+
+@pytest.fixture
+def checked() -> Checked:
+    return Checked()
+
+
+@pytest.fixture
+def server(checked: Checked) -> Iterator[int]:
+    port = free_port()
+    config = uvicorn.Config(
+        signed_app(checked),
+        host="127.0.0.1",
+        port=port,
+        lifespan="off",
+        log_level="warning",
+        ws="websockets-sansio",
+    )
+    uvicorn_server = uvicorn.Server(config)
+    thread = threading.Thread(target=uvicorn_server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not uvicorn_server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.01)
+    yield port
+    uvicorn_server.should_exit = True
+    thread.join(10)
+
+
+def test_webhook_and_upgrade_are_signed_as_twilio_signs_them(server: int, checked: Checked) -> None:
+    result = place_call(
+        f"http://127.0.0.1:{server}/incoming-call",
+        [Hangup(at_ms=200)],
+        auth_token=TOKEN,
+        connect_to=("127.0.0.1", server),
+    )
+    assert result.report.findings[0].violation.kind == "stream-url-query"
+    assert result.report.placed
+    assert result.report.stream_url == PUBLIC_STREAM  # the query string stripped
+    (headers,) = checked.upgrades
+    assert headers["host"] == "abc.example"
+    assert headers["user-agent"] == USER_AGENT
+    assert "origin" not in headers
+    assert checked.frames >= 10  # connected, start, media...
+
+
+def test_a_wrong_auth_token_is_refused_at_the_webhook(server: int) -> None:
+    result = place_call(
+        f"http://127.0.0.1:{server}/incoming-call",
+        [Hangup(at_ms=200)],
+        auth_token="wrong",
+        connect_to=("127.0.0.1", server),
+    )
+    assert result.report.exit_code == 2
+    assert result.report.findings[0].violation.code == 11200
+    assert "403" in result.report.findings[0].violation.message
+
+
+def test_an_unsigned_upgrade_is_refused_as_31920(server: int) -> None:
+    result = place_call(PUBLIC_STREAM, [Hangup(at_ms=200)], connect_to=("127.0.0.1", server))
+    assert [f.violation.code for f in result.report.findings] == [31920]
+    assert result.report.exit_code == 2
+
+
+def test_connection_refused_is_31902() -> None:
+    result = place_call(f"ws://127.0.0.1:{free_port()}/media-stream", [Hangup(at_ms=200)])
+    assert [f.violation.code for f in result.report.findings] == [31902]
+    assert result.report.exit_code == 2
+
+
+def test_a_server_that_never_answers_is_31901() -> None:
+    async def run() -> Any:
+        writers: list[asyncio.StreamWriter] = []
+
+        async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            writers.append(writer)  # accept the connection, never answer the upgrade
+
+        tcp = await asyncio.start_server(silent, "127.0.0.1", 0)
+        port = tcp.sockets[0].getsockname()[1]
+        from mediastreams.emulator import place_call_async
+
+        try:
+            return await place_call_async(
+                f"ws://127.0.0.1:{port}/media-stream", [Hangup(at_ms=200)], open_timeout_s=0.3
+            )
+        finally:
+            for writer in writers:
+                writer.close()
+            tcp.close()
+            await tcp.wait_closed()
+
+    result = asyncio.run(run())
+    assert [f.violation.code for f in result.report.findings] == [31901]
+
+
+def test_a_binary_frame_over_a_real_socket_with_the_websockets_server() -> None:
+    async def run() -> Any:
+        async def handler(connection: ServerConnection) -> None:
+            await connection.recv()  # connected
+            await connection.recv()  # start
+            await connection.send(b"\x00\x01")
+            async for _ in connection:
+                pass
+
+        async with serve(handler, "127.0.0.1", 0) as websocket_server:
+            port = next(iter(websocket_server.sockets)).getsockname()[1]
+            from mediastreams.emulator import place_call_async
+
+            return await place_call_async(
+                f"ws://127.0.0.1:{port}/media-stream", [Hangup(at_ms=300)]
+            )
+
+    result = asyncio.run(run())
+    assert [f.violation.code for f in result.report.findings] == [31950]
+    assert result.report.findings[0].line >= 3  # after connected and start
