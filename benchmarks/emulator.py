@@ -19,8 +19,9 @@ from starlette.applications import Starlette
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from benchmarks.harness import Row, cpu_time_call, print_table
 from mediastreams.emulator import Audio, Hangup, Press, place_call
+
+from benchmarks.harness import Row, cpu_time_call, print_table
 
 CALL_S = 60
 _REPLY = base64.b64encode(b"\x10\x90" * 4000).decode()

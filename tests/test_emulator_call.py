@@ -10,8 +10,7 @@ from typing import Any
 from starlette.websockets import WebSocket
 
 from emulator_apps import TONE_MULAW, b64, mark, media, nothing, plays, sends, stream_app
-from mediastreams.emulator import Audio, CallResult, Hangup, Press, Silence, place_call
-from mediastreams.emulator import _media
+from mediastreams.emulator import Audio, CallResult, Hangup, Press, Silence, _media, place_call
 from mediastreams.messages import parse
 
 
