@@ -65,3 +65,14 @@ def test_writer_keeps_everything_when_asked(tmp_path: Path) -> None:
     (entry,) = read(path.read_text())
     assert isinstance(entry, TraceEntry)
     assert entry.text == text and frame_text(entry) == text and entry.t == 1.25
+
+
+def test_writer_keeps_one_payload_when_it_is_the_evidence(tmp_path: Path) -> None:
+    wav = frame(event="media", streamSid=MZ, media={"payload": base64.b64encode(b"RIFF").decode()})
+    path = tmp_path / "t.jsonl"
+    with TraceWriter(path) as writer:
+        writer.write(0.0, "app", wav, keep_payload=True)
+        writer.write(0.1, "app", wav)
+    kept, redacted = read(path.read_text())
+    assert isinstance(kept, TraceEntry) and kept.text == wav and kept.redacted == ()
+    assert isinstance(redacted, TraceEntry) and redacted.redacted == ("media.payload",)

@@ -122,11 +122,23 @@ class TraceWriter:
         self._payloads = payloads
         self._parameters = parameters
 
-    def write(self, t: float, sender: Sender, frame: str | bytes) -> None:
-        """Add one frame, sent ``t`` seconds after the socket opened."""
+    def write(
+        self, t: float, sender: Sender, frame: str | bytes, *, keep_payload: bool = False
+    ) -> None:
+        """Add one frame, sent ``t`` seconds after the socket opened.
+
+        ``keep_payload`` keeps this frame's payload even when payloads are left out: the
+        evidence of a violation in the payload itself (a file header, bad base64).
+        """
         record: dict[str, Any] = {"t": round(t, 6), "from": sender}
         if isinstance(frame, bytes):
             record["binary"] = base64.b64encode(frame).decode("ascii")
+        elif keep_payload and not self._payloads:
+            self._payloads = True
+            try:
+                record.update(self._redact(frame))
+            finally:
+                self._payloads = False
         else:
             record.update(self._redact(frame))
         self._file.write(json.dumps(record, ensure_ascii=False) + "\n")
