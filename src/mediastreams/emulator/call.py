@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from ..diagnostics import Violation
 from ..exceptions import RemoteProtocolError
-from ..messages import Clear, Mark, Media, parse
+from ..messages import Clear, Mark, Media, Sender, parse
 from ..protocol import TwilioProtocol
 from ..trace import TraceWriter
 from .recorder import Recorder
@@ -237,11 +237,16 @@ class StreamRun:
                 self._trace_frame("twilio", text)
                 await self.transport.send_text(text)
 
-    def _trace_frame(self, sender: str, frame: str | bytes) -> int:
+    def _trace_frame(self, sender: Sender, frame: str | bytes) -> None:
         self._lines += 1
+        self._write_trace(sender, frame)
+
+    def _write_trace(
+        self, sender: Sender, frame: str | bytes, *, keep_payload: bool = False
+    ) -> None:
         if self._trace is not None:
-            self._trace.write(self._loop.time() - self._opened_at, sender, frame)  # type: ignore[arg-type]
-        return self._lines
+            t = self._loop.time() - self._opened_at
+            self._trace.write(t, sender, frame, keep_payload=keep_payload)
 
     # --- frames in -------------------------------------------------------------------------
 
@@ -250,8 +255,12 @@ class StreamRun:
             frame = await self.transport.receive()
             if frame is None:
                 return
-            line = self._trace_frame("app", frame)
+            self._lines += 1
+            line, found = self._lines, len(self.findings)
             self._receive(frame, line)
+            # A violation in the payload itself keeps the payload in the trace as evidence.
+            evidence = any("payload" in (f.violation.path or "") for f in self.findings[found:])
+            self._write_trace("app", frame, keep_payload=evidence)
             echoes = self.protocol.data_to_send()
             if echoes:
                 self._send_held()

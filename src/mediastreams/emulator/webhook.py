@@ -193,11 +193,11 @@ async def _run_verbs(
             walk.notes.append("<Hangup> ended the call before any stream")
             return None
         if isinstance(verb, twiml.Connect | twiml.Start) and verb.stream is not None:
+            # A stream Twilio refuses (31922, 31923, 31941) fails the call here.
             if _plan_stream(verb, walk):
                 walk.after_stream = [_describe(v) for v in verbs[index + 1 :]]
                 _note_after(verb, walk)
-                return None
-            continue
+            return None
         await _run_simple(client, verb, walk, url)
     if walk.stream is None:
         walk.findings.append(
