@@ -12,8 +12,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from emulator_apps import TONE_MULAW, media, nothing, sends, stream_app
-from mediastreams.emulator import CallResult, Hangup, place_call
-from mediastreams.emulator import _media
+from mediastreams.emulator import CallResult, Hangup, _media, place_call
 from mediastreams.security import compute_signature
 
 STREAM = "wss://abc.example/media-stream"
