@@ -22,10 +22,10 @@ from .frames import (
     MULAW_SAMPLE_RATE,
     FrameBuffer,
     bytes_to_ms,
-    frames,
     ms_to_bytes,
     pad_to_frame,
     silence,
+    split_frames,
 )
 from .mulaw import SILENCE_BYTE
 from .resample import Resampler, resample_int16
@@ -69,7 +69,6 @@ __all__ = [
     "convert",
     "decode_bytes",
     "decode_file",
-    "frames",
     "ms_to_bytes",
     "mulaw",
     "mulaw_to_pcm",
@@ -79,6 +78,7 @@ __all__ = [
     "resample_int16",
     "silence",
     "sniff",
+    "split_frames",
     "stream_to_mulaw",
     "to_mono_int16",
     "to_mulaw",

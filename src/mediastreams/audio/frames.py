@@ -18,10 +18,10 @@ __all__ = [
     "MULAW_SAMPLE_RATE",
     "FrameBuffer",
     "bytes_to_ms",
-    "frames",
     "ms_to_bytes",
     "pad_to_frame",
     "silence",
+    "split_frames",
 ]
 
 MULAW_SAMPLE_RATE: Final = 8000
@@ -69,7 +69,7 @@ def pad_to_frame(mulaw: bytes, frame_bytes: int = FRAME_BYTES) -> bytes:
     return mulaw + bytes([SILENCE_BYTE]) * short if short else mulaw
 
 
-def frames(mulaw: bytes, frame_bytes: int = FRAME_BYTES) -> Iterator[bytes]:
+def split_frames(mulaw: bytes, frame_bytes: int = FRAME_BYTES) -> Iterator[bytes]:
     """Split mu-law into frames of ``frame_bytes`` (default 160 = 20 ms), padding the last.
 
     Args:
