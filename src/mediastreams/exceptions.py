@@ -9,6 +9,7 @@ The tree::
     ├── StreamClosed                   the stream has ended (stop, close or a dropped socket)
     ├── StreamTimeout (TimeoutError)   a deadline passed: no `start`, a mark never echoed
     ├── AudioError (ValueError)        audio that cannot be read or converted
+    │   ├── CorruptedAudio             a file whose contents cannot be decoded (damaged)
     │   ├── EmptyAudio                 a file or buffer with no audio in it (zero length)
     │   ├── TruncatedAudio             a file that ends before its header says it should
     │   ├── UnknownAudioFormat         bytes that are no format we know, or raw bytes undeclared
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AudioError",
+    "CorruptedAudio",
     "EmptyAudio",
     "EmulatorError",
     "LocalProtocolError",
@@ -91,6 +93,10 @@ class StreamTimeout(MediaStreamsError, TimeoutError):
 
 class AudioError(MediaStreamsError, ValueError):
     """Audio that cannot be read or converted: an unknown format, a truncated file..."""
+
+
+class CorruptedAudio(AudioError):
+    """A file that has a known signature but cannot be decoded: damaged, or cut short."""
 
 
 class EmptyAudio(AudioError):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from ..exceptions import (
     AudioError,
+    CorruptedAudio,
     EmptyAudio,
     TruncatedAudio,
     UnknownAudioFormat,
@@ -53,6 +54,7 @@ __all__ = [
     "AudioFormat",
     "AudioSource",
     "Conversion",
+    "CorruptedAudio",
     "DecodedAudio",
     "EmptyAudio",
     "Encoding",

@@ -17,6 +17,7 @@ import miniaudio
 
 from ..exceptions import (
     AudioError,
+    CorruptedAudio,
     EmptyAudio,
     TruncatedAudio,
     UnknownAudioFormat,
@@ -152,7 +153,7 @@ def _decode_compressed(data: bytes, container: str, name: str) -> DecodedAudio:
             sample_rate=info.sample_rate,
         )
     except miniaudio.MiniaudioError as error:
-        raise AudioError(
+        raise CorruptedAudio(
             f"{name}: looks like {label} but cannot be decoded (corrupted or truncated): {error}"
         ) from None
     expected = info.num_frames
