@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from audiogen import chirp, encoded
-from mediastreams.audio import mulaw
-from mediastreams.audio.decode import decode_bytes, decode_file, sniff
+from mediastreams.audio import mulaw, to_mulaw
+from mediastreams.audio.decode import decode_bytes, decode_file, mpeg_frame_bytes, sniff
 from mediastreams.audio.samples import MULAW_8K, AudioFormat
 from mediastreams.audio.wav import wav_bytes
 from mediastreams.exceptions import (
@@ -39,7 +39,19 @@ def test_sniff_signatures(stereo_files: dict[str, bytes]) -> None:
     for name, data in stereo_files.items():
         assert sniff(data) == name
     assert sniff(b"ID3\x04\x00" + b"\x00" * 20) == "MP3"
-    assert sniff(b"\xff\xfb\x90\xc4") == "MP3"
+    mp3 = stereo_files["MP3"]
+    first = mpeg_frame_bytes(mp3)
+    assert first is not None
+    assert sniff(mp3[: first + 4]) == "MP3"
+    assert sniff(mp3[: first + 3]) is None  # a bare MPEG stream needs two frame headers
+
+
+def test_one_mpeg_like_header_in_raw_mulaw_is_not_mp3() -> None:
+    # Quiet mu-law is made of 0x7x and 0xFx bytes; these four read as an MPEG-1 Layer I header.
+    quiet = b"\xff\xfe\x70\x7e" + b"\xfe\xff\x7f" * 200
+    assert mpeg_frame_bytes(quiet) is not None
+    assert sniff(quiet) is None
+    assert to_mulaw(quiet, format=MULAW_8K) == quiet
 
 
 @pytest.mark.parametrize("data", [b"\xff" * 400, b"\xff\xfe\x7f\x00", b"", b"RIFF", b"\x00" * 99])
@@ -71,7 +83,8 @@ def test_truncated_compressed_files_are_refused(stereo_files: dict[str, bytes], 
 def test_corrupted_compressed_files_are_refused(stereo_files: dict[str, bytes], name: str) -> None:
     data = stereo_files[name]
     garbage = np.random.default_rng(7).integers(0, 256, len(data) - 4, dtype=np.uint8)
-    with pytest.raises((CorruptedAudio, TruncatedAudio), match=r"^bad: .*(decoded|truncated)"):
+    expected = UnknownAudioFormat if name == "MP3" else (CorruptedAudio, TruncatedAudio)
+    with pytest.raises(expected, match=r"^bad: .*(decoded|truncated|damaged MP3)"):
         decode_bytes(data[:4] + garbage.tobytes(), "bad")
 
 

@@ -135,6 +135,8 @@ def test_undeclared_raw_bytes_are_refused() -> None:
     ("call", "error", "message"),
     [
         (lambda: to_mulaw(b""), EmptyAudio, "is empty"),
+        (lambda: to_mulaw(b"", format=MULAW_8K), EmptyAudio, "is empty"),
+        (lambda: to_mulaw("no/such.raw", format=MULAW_8K), AudioError, "such.raw: cannot read"),
         (lambda: to_mulaw(b"\x00" * 3, format=AudioFormat(8000)), TruncatedAudio, "whole number"),
         (lambda: to_mulaw(np.zeros(10)), UnknownAudioFormat, "needs its sample_rate"),
         (lambda: to_mulaw(np.zeros(0), sample_rate=8000), UnsupportedAudio, "non-empty"),
@@ -230,8 +232,31 @@ def test_stream_errors() -> None:
 
 def test_stream_of_mulaw_8k_passes_through() -> None:
     encoder = MulawEncoder(MULAW_8K)
-    assert encoder.push(b"\x01\x02\x03") == b"\x01\x02\x03"
+    assert encoder.push(b"\x01\x02\x03" * 5) == b"\x01\x02\x03" * 5
+    assert encoder.push(b"\x04") == b"\x04"
     assert encoder.flush() == b""
+
+
+def test_a_stream_shorter_than_a_header_is_still_converted() -> None:
+    encoder = MulawEncoder(MULAW_8K)
+    assert encoder.push(b"RIF") == b""  # could be the start of a WAV header: wait
+    assert encoder.flush() == b"RIF"
+
+
+def test_quiet_mulaw_stream_that_looks_like_an_mpeg_header() -> None:
+    quiet = b"\xff\xfe\x70\x7e" + b"\xfe\xff\x7f" * 300
+    encoder = MulawEncoder(MULAW_8K)
+    out = b"".join(encoder.push(quiet[i : i + 160]) for i in range(0, len(quiet), 160))
+    assert out + encoder.flush() == quiet
+
+
+def test_a_bare_mp3_stream_is_refused_not_played() -> None:
+    mp3 = encoded(chirp(24000, 0.5), 24000, "MP3", "MPEG_LAYER_III")
+    assert not mp3.startswith(b"ID3")
+    encoder = MulawEncoder(AudioFormat(24000))
+    with pytest.raises(UnsupportedAudio, match="MP3 stream"):
+        for start in range(0, len(mp3), 100):
+            encoder.push(mp3[start : start + 100])
 
 
 @pytest.mark.parametrize("rate", [8000, 16000, 24000, 48000])

@@ -27,7 +27,16 @@ from .frames import bytes_to_ms
 from .samples import MULAW_8K, AudioFormat
 from .wav import parse_wav
 
-__all__ = ["RAW_MULAW_SUFFIXES", "DecodedAudio", "decode_bytes", "decode_file", "sniff"]
+__all__ = [
+    "MPEG_FRAME_BYTES_MAX",
+    "RAW_MULAW_SUFFIXES",
+    "DecodedAudio",
+    "decode_bytes",
+    "decode_file",
+    "mpeg_frame_bytes",
+    "read_bytes",
+    "sniff",
+]
 
 RAW_MULAW_SUFFIXES: Final = frozenset({".ulaw", ".mulaw", ".ul", ".raw", ".mu"})
 """File suffixes read as headerless mu-law/8000 when the bytes carry no known header."""
@@ -65,21 +74,59 @@ class DecodedAudio:
         return f"{self.container}: {self.format.describe()}, {self.duration_ms / 1000:.2f} s"
 
 
-def _is_mpeg_frame(data: bytes) -> bool:
-    # 11 sync bits, then no reserved version/layer, bitrate index or sample-rate index. This
-    # rejects 0xFF 0xFF..., the start of mu-law silence.
-    if len(data) < 4 or data[0] != 0xFF or data[1] & 0xE0 != 0xE0:
-        return False
-    version, layer = (data[1] >> 3) & 3, (data[1] >> 1) & 3
-    bitrate, rate = data[2] >> 4, (data[2] >> 2) & 3
-    return version != 1 and layer != 0 and bitrate not in (0, 15) and rate != 3
+# kbit/s by [MPEG-1?][layer 1..3][index 1..14] (index 0 "free" and 15 are refused).
+_MPEG_BITRATES: Final = {
+    (True, 1): (32, 64, 96, 128, 160, 192, 224, 256, 288, 320, 352, 384, 416, 448),
+    (True, 2): (32, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384),
+    (True, 3): (32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320),
+    (False, 1): (32, 48, 56, 64, 80, 96, 112, 128, 144, 160, 176, 192, 224, 256),
+    (False, 2): (8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160),
+    (False, 3): (8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160),
+}
+# Hz by version bits (0: MPEG-2.5, 2: MPEG-2, 3: MPEG-1) and index 0..2.
+_MPEG_RATES: Final = {0: (11025, 12000, 8000), 2: (22050, 24000, 16000), 3: (44100, 48000, 32000)}
+MPEG_FRAME_BYTES_MAX: Final = 2881
+"""The longest MPEG audio frame (Layer II, 160 kbit/s, 8 kHz, padded)."""
+
+
+def mpeg_frame_bytes(header: bytes) -> int | None:
+    """Length of the MPEG audio frame whose 4-byte header starts ``header``, or ``None``.
+
+    ``None`` for anything that is not a valid header: reserved version, layer, bitrate or
+    rate index. This rejects 0xFF 0xFF..., the start of mu-law silence.
+    """
+    if len(header) < 4 or header[0] != 0xFF or header[1] & 0xE0 != 0xE0:
+        return None
+    version, layer_bits = (header[1] >> 3) & 3, (header[1] >> 1) & 3
+    bitrate_index, rate_index = header[2] >> 4, (header[2] >> 2) & 3
+    if version == 1 or layer_bits == 0 or bitrate_index in (0, 15) or rate_index == 3:
+        return None
+    layer, mpeg1 = 4 - layer_bits, version == 3
+    bitrate = 1000 * _MPEG_BITRATES[mpeg1, layer][bitrate_index - 1]
+    rate = _MPEG_RATES[version][rate_index]
+    padding = (header[2] >> 1) & 1
+    if layer == 1:
+        return (12 * bitrate // rate + padding) * 4
+    per_frame = 144 if layer == 2 or mpeg1 else 72
+    return per_frame * bitrate // rate + padding
+
+
+def _is_mpeg_stream(data: bytes) -> bool:
+    # One valid-looking header happens in raw mu-law (quiet audio is 0x7x/0xFx bytes), so a
+    # second header must follow where the first frame ends.
+    length = mpeg_frame_bytes(data[:4])
+    return length is not None and mpeg_frame_bytes(data[length : length + 4]) is not None
 
 
 def sniff(data: bytes) -> str | None:
-    """Name the container by its signature: ``WAV``, ``MP3``, ``FLAC``, ``Ogg``, or ``None``."""
+    """Name the container by its signature: ``WAV``, ``MP3``, ``FLAC``, ``Ogg``, or ``None``.
+
+    A bare MPEG stream (no ID3 tag) is recognised by two consecutive frame headers, so it
+    needs the first frame and 4 bytes more.
+    """
     if data[:4] == b"RIFF" and data[8:12] == b"WAVE":
         return "WAV"
-    if data[:3] == b"ID3" or _is_mpeg_frame(data):
+    if data[:3] == b"ID3" or _is_mpeg_stream(data):
         return "MP3"
     if data[:4] == b"fLaC":
         return "FLAC"
@@ -128,6 +175,12 @@ def decode_bytes(data: bytes, name: str = "<bytes>") -> DecodedAudio:
             raise UnsupportedAudio(
                 f"{name}: {other} is not supported; convert it to WAV, MP3, FLAC or Ogg/Vorbis"
             )
+        if mpeg_frame_bytes(data[:4]) is not None:
+            raise UnknownAudioFormat(
+                f"{name}: starts like an MP3 frame but no second frame follows: a damaged MP3, "
+                f"or raw audio; for raw samples declare the format (e.g. AudioFormat(8000, 1, "
+                f"1, 'mulaw'))"
+            )
         raise UnknownAudioFormat(
             f"{name}: unknown audio format (no WAV, MP3, FLAC or Ogg signature at the start); "
             f"for raw samples declare the format (e.g. AudioFormat(8000, 1, 1, 'mulaw'))"
@@ -170,6 +223,14 @@ def _decode_compressed(data: bytes, container: str, name: str) -> DecodedAudio:
     return DecodedAudio(label, fmt, memoryview(sound.samples).cast("B"))
 
 
+def read_bytes(path: str | os.PathLike[str]) -> bytes:
+    """The bytes of a file; an :class:`AudioError` naming it if it cannot be read."""
+    try:
+        return Path(path).read_bytes()
+    except OSError as error:
+        raise AudioError(f"{os.fspath(path)}: cannot read: {error.strerror or error}") from None
+
+
 def decode_file(path: str | os.PathLike[str]) -> DecodedAudio:
     """Read and decode an audio file.
 
@@ -181,10 +242,7 @@ def decode_file(path: str | os.PathLike[str]) -> DecodedAudio:
         AudioError: see :func:`decode_bytes`; also when the file cannot be read.
     """
     file = Path(path)
-    try:
-        data = file.read_bytes()
-    except OSError as error:
-        raise AudioError(f"{file}: cannot read: {error.strerror or error}") from None
+    data = read_bytes(file)
     if sniff(data) is None and file.suffix.lower() in RAW_MULAW_SUFFIXES:
         if not data:
             raise EmptyAudio(f"{file}: is empty (0 bytes)")

@@ -17,9 +17,16 @@ from typing import Any, Final, TypeAlias
 import numpy as np
 import numpy.typing as npt
 
-from ..exceptions import TruncatedAudio, UnknownAudioFormat, UnsupportedAudio
+from ..exceptions import EmptyAudio, TruncatedAudio, UnknownAudioFormat, UnsupportedAudio
 from . import mulaw
-from .decode import DecodedAudio, decode_bytes, decode_file, sniff
+from .decode import (
+    DecodedAudio,
+    decode_bytes,
+    decode_file,
+    mpeg_frame_bytes,
+    read_bytes,
+    sniff,
+)
 from .frames import MULAW_SAMPLE_RATE, bytes_to_ms
 from .resample import Resampler
 from .samples import MULAW_8K, AudioFormat, to_mono_int16
@@ -47,6 +54,9 @@ Progress: TypeAlias = Callable[[float, float], None]
 
 # Long inputs are resampled in blocks this long, so progress can be reported between them.
 _BLOCK_SAMPLES_MAX: Final = 1 << 18
+
+# File signatures a stream may start with (an MPEG frame sync is checked on its own).
+_SIGNATURES: Final = (b"RIFF", b"ID3", b"OggS", b"fLaC")
 
 _ARRAY_ENCODINGS: Final = {
     "i": "pcm",
@@ -107,6 +117,8 @@ def _array_source(array: npt.NDArray[Any], sample_rate: int | None) -> DecodedAu
 
 
 def _raw_source(data: bytes, fmt: AudioFormat, name: str) -> DecodedAudio:
+    if not data:
+        raise EmptyAudio(f"{name}: is empty (0 bytes)")
     if len(data) % fmt.frame_bytes:
         raise TruncatedAudio(
             f"{name}: {len(data)} bytes is not a whole number of {fmt.frame_bytes}-byte sample "
@@ -121,9 +133,7 @@ def _open(source: AudioSource, fmt: AudioFormat | None, sample_rate: int | None)
     if isinstance(source, (str, os.PathLike)):
         if fmt is None:
             return decode_file(source)
-        with open(source, "rb") as file:
-            data = file.read()
-        name = os.fspath(source)
+        data, name = read_bytes(source), os.fspath(source)
     elif isinstance(source, (bytes, bytearray, memoryview)):
         data, name = bytes(source), "<bytes>"
     else:
@@ -228,10 +238,19 @@ class MulawEncoder:
         self.format = fmt
         self._resampler = Resampler(fmt.sample_rate, MULAW_SAMPLE_RATE)
 
+    def _needs_more(self, data: bytes) -> bool:
+        """Whether the start of the stream is too short to tell a file header from samples."""
+        if len(data) < 12 and (
+            self._declared is None or any(sig.startswith(data[:4]) for sig in _SIGNATURES)
+        ):
+            return True
+        mpeg_bytes = mpeg_frame_bytes(data[:4])
+        return mpeg_bytes is not None and len(data) < mpeg_bytes + 4
+
     def _check_header(self) -> bool:
         """Look for a file header at the start; ``False`` while more bytes are needed."""
         data = self._pending
-        if len(data) < 12 and (b"RIFF".startswith(data[:4]) or self._declared is None):
+        if self._needs_more(data):
             return False
         kind = sniff(data)
         if kind == "WAV":
@@ -276,18 +295,19 @@ class MulawEncoder:
         Raises:
             TruncatedAudio: the stream ended inside a sample frame or inside its header.
         """
-        if not self._header_checked:  # the stream was shorter than a WAV header
+        if not self._header_checked:  # the stream ended before its start could be told apart
             if self._pending and self._declared is None:
                 raise TruncatedAudio(f"{self.name}: stream ended inside its WAV header")
             self._start(self._declared or MULAW_8K)
             self._header_checked = True
+        converted = self.push(b"") if self._pending else b""
         if self._pending:
             raise TruncatedAudio(
                 f"{self.name}: stream ended mid-sample ({len(self._pending)} stray bytes); "
                 f"is the declared sample width or channel count right?"
             )
         assert self._resampler is not None
-        return mulaw.encode_array(self._resampler.flush()).tobytes()
+        return converted + mulaw.encode_array(self._resampler.flush()).tobytes()
 
 
 async def stream_to_mulaw(
