@@ -22,8 +22,9 @@ from types import ModuleType
 import miniaudio
 import numpy as np
 
-from benchmarks.harness import Row, cpu_time_call, print_table
 from mediastreams.audio import AudioFormat, MulawEncoder, to_mulaw
+
+from benchmarks.harness import Row, cpu_time_call, print_table
 
 SECONDS = 60
 MP3_RATE = 44100

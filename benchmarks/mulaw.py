@@ -15,8 +15,9 @@ from types import ModuleType
 
 import numpy as np
 
-from benchmarks.harness import Row, print_table, time_call
 from mediastreams.audio import mulaw
+
+from benchmarks.harness import Row, print_table, time_call
 
 SECONDS = 60
 RATE = 8000
