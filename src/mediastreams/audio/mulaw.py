@@ -96,7 +96,7 @@ def encode(pcm16: bytes | bytearray | memoryview) -> bytes:
         raise ValueError(
             f"pcm16 has an odd length ({len(pcm16)} bytes): 16-bit PCM is 2 bytes per sample"
         )
-    return bytes(_ENCODE.take(np.frombuffer(pcm16, _UINT16_LE)).tobytes())
+    return _ENCODE.take(np.frombuffer(pcm16, _UINT16_LE)).tobytes()
 
 
 def encode_array(samples: npt.NDArray[np.int16]) -> npt.NDArray[np.uint8]:

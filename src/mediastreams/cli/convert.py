@@ -13,7 +13,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Final, TextIO
+from typing import Final, TextIO, cast
 
 import click
 from rich.console import Console
@@ -54,7 +54,7 @@ def _declared_format(
         return None
     if rate is None:
         raise _Refused("--input-rate is needed to read raw samples")
-    kind: Encoding = "pcm" if encoding is None else encoding  # type: ignore[assignment]
+    kind = cast(Encoding, encoding or "pcm")  # click.Choice has checked it
     default_width = 1 if kind in ("mulaw", "alaw") else 4 if kind == "float" else 2
     return AudioFormat(rate, width or default_width, channels or 1, kind)
 
