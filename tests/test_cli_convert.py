@@ -61,6 +61,15 @@ def test_mulaw_wav_input_is_only_stripped(
     assert "header stripped" in capsys.readouterr().out
 
 
+def test_frames_to_dash_go_to_stdout(
+    mp3: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["convert", str(mp3), "--frames", "--stream-sid", SID, "-o", "-"]) == 0
+    assert not (tmp_path / "-").exists()
+    assert capsys.readouterr().out.startswith('{"event":"media"')
+
+
 def test_frames_are_outbound_media_messages(mp3: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["convert", str(mp3), "--frames", "--stream-sid", SID]) == 0
     captured = capsys.readouterr()

@@ -82,7 +82,9 @@ def test_app_mark_and_clear_have_no_sequence_number() -> None:
 
 
 def test_empty_track_round_trips() -> None:
-    media = Media(stream_sid=MZ, payload=b"\xff", track="", chunk=1, timestamp=20, sequence_number=2)
+    media = Media(
+        stream_sid=MZ, payload=b"\xff", track="", chunk=1, timestamp=20, sequence_number=2
+    )
     assert parse(serialize(media)) == media
 
 

@@ -156,9 +156,13 @@ def convert_command(
     input_encoding: str | None,
 ) -> int:
     """Convert INPUT (WAV, MP3, FLAC, Ogg/Vorbis, raw mu-law) to mu-law 8 kHz for Twilio."""
+    if frames and output == Path("-"):
+        output = None  # "-o -": the frames go to stdout
     try:
         if frames and not (stream_sid and _STREAM_SID.fullmatch(stream_sid)):
-            raise _Refused("--frames needs --stream-sid MZ followed by 32 hex digits")
+            raise _Refused(
+                "--frames needs --stream-sid MZ + 32 hex digits (the streamSid from start)"
+            )
         if not frames and output is None:
             raise _Refused("give -o OUTPUT (.ulaw, .raw, .wav or .b64) or --frames")
         if output is not None and not frames and output.suffix.lower() not in _SUFFIXES:
