@@ -81,6 +81,13 @@ def test_app_mark_and_clear_have_no_sequence_number() -> None:
     assert serialize(Clear(stream_sid=MZ)) == '{"event":"clear","streamSid":"' + MZ + '"}'
 
 
+def test_empty_track_round_trips() -> None:
+    media = Media(
+        stream_sid=MZ, payload=b"\xff", track="", chunk=1, timestamp=20, sequence_number=2
+    )
+    assert parse(serialize(media)) == media
+
+
 def test_twilio_counters_are_written_as_strings() -> None:
     text = serialize(DTMF(stream_sid=MZ, digit="5", sequence_number=7))
     assert json.loads(text)["sequenceNumber"] == "7"

@@ -433,7 +433,7 @@ def _serialize_media(message: Any) -> str:
     if message.sequence_number is None:
         return media_frame_prefix(message.stream_sid) + _b64(message.payload) + '"}}'
     media = {
-        "track": message.track or "inbound",
+        "track": message.track if message.track is not None else "inbound",
         "chunk": str(message.chunk if message.chunk is not None else 1),
         "timestamp": str(message.timestamp if message.timestamp is not None else 0),
         "payload": _b64(message.payload),

@@ -19,6 +19,7 @@ __all__ = ["main", "run"]
 # commands does not import them.
 _COMMANDS: dict[str, tuple[str, str, str]] = {
     "call": ("mediastreams.cli.call", "call_command", "Place an emulated Twilio call to an app."),
+    "convert": ("mediastreams.cli.convert", "convert_command", "Convert audio to mu-law 8 kHz."),
     "inspect": (
         "mediastreams.cli.inspect",
         "inspect_command",
