@@ -19,11 +19,11 @@ from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from mediastreams.emulator import _media
+from mediastreams.audio import mulaw
 
 Behaviour = Callable[[WebSocket, dict[str, Any]], Awaitable[None]]
 
-TONE_MULAW = _media.pcm_to_mulaw(
+TONE_MULAW = mulaw.encode(
     b"".join(
         int(8000 * ((i // 20) % 2 * 2 - 1)).to_bytes(2, "little", signed=True) for i in range(8000)
     )

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from emulator_apps import TONE_MULAW, b64, media, plays, sends, stream_app
+from mediastreams.audio import mulaw, wav_bytes
 from mediastreams.cli import main
-from mediastreams.emulator import _media
 
 APPS = "cli_call_apps"
 
@@ -24,7 +24,7 @@ def apps_module(tmp_path: Path) -> Iterator[None]:
     module.good = stream_app(plays(TONE_MULAW))  # type: ignore[attr-defined]
     playload = '{"event":"media","streamSid":"{sid}","media":{"playload":"' + b64(TONE_MULAW)
     module.playload = stream_app(sends(playload + '"}}'))  # type: ignore[attr-defined]
-    module.header = stream_app(sends(media("{sid}", _media.wav_bytes(TONE_MULAW))))  # type: ignore[attr-defined]
+    module.header = stream_app(sends(media("{sid}", wav_bytes(TONE_MULAW))))  # type: ignore[attr-defined]
     sys.modules[APPS] = module
     yield
     del sys.modules[APPS]
@@ -123,7 +123,7 @@ def test_recordings(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_audio_and_dtmf_options(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     speech = tmp_path / "speech.wav"
-    speech.write_bytes(_media.wav_bytes(_media.mulaw_to_pcm(TONE_MULAW), encoding="pcm"))
+    speech.write_bytes(wav_bytes(mulaw.decode(TONE_MULAW), encoding="pcm"))
     trace = tmp_path / "call.jsonl"
     code, out, _ = run(
         capsys,
@@ -149,7 +149,7 @@ def test_audio_and_dtmf_options(tmp_path: Path, capsys: pytest.CaptureFixture[st
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--audio", "missing.wav"], "cannot read missing.wav"),
+        (["--audio", "missing.wav"], "missing.wav: cannot read"),
         (["--dtmf", "1@soon"], "DIGITS@SECONDS"),
         (["--dtmf", "x@1"], "DTMF keys"),
         (["--connect-to", "nowhere"], "HOST:PORT"),

@@ -10,7 +10,8 @@ from typing import Any
 from starlette.websockets import WebSocket
 
 from emulator_apps import TONE_MULAW, b64, mark, media, nothing, plays, sends, stream_app
-from mediastreams.emulator import Audio, CallResult, Hangup, Press, Silence, _media, place_call
+from mediastreams.audio import wav_bytes
+from mediastreams.emulator import Audio, CallResult, Hangup, Press, Silence, place_call
 from mediastreams.messages import parse
 
 
@@ -90,7 +91,7 @@ def test_playload_instead_of_payload() -> None:
 
 
 def test_wav_header_in_the_first_payload_is_played_and_flagged() -> None:
-    wav = _media.wav_bytes(TONE_MULAW)
+    wav = wav_bytes(TONE_MULAW)
     result = call(stream_app(sends(media("{sid}", wav))))
     assert kinds(result) == [(31924, "payload-has-header")]
     assert "header" in result.report.findings[0].violation.hint
@@ -98,7 +99,7 @@ def test_wav_header_in_the_first_payload_is_played_and_flagged() -> None:
 
 
 def test_1024_byte_chunks_of_a_mulaw_wav_file() -> None:
-    wav = _media.wav_bytes(TONE_MULAW * 2)
+    wav = wav_bytes(TONE_MULAW * 2)
     result = call(stream_app(plays(wav, chunk_bytes=1024)), [Hangup(at_ms=3000)])
     assert kinds(result) == [(31924, "payload-has-header")]  # only the first chunk
     assert result.report.findings[0].line is not None

@@ -12,7 +12,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from emulator_apps import TONE_MULAW, media, nothing, sends, stream_app
-from mediastreams.emulator import CallResult, Hangup, _media, place_call
+from mediastreams.audio import wav_bytes
+from mediastreams.emulator import CallResult, Hangup, place_call
 from mediastreams.security import compute_signature
 
 STREAM = "wss://abc.example/media-stream"
@@ -111,7 +112,7 @@ def test_ws_to_loopback_is_accepted_with_a_note() -> None:
 
 def test_verbs_before_connect_take_time_and_are_recorded() -> None:
     async def play(request: Request) -> Response:
-        return Response(_media.wav_bytes(TONE_MULAW), media_type="audio/wav")
+        return Response(wav_bytes(TONE_MULAW), media_type="audio/wav")
 
     document = (
         '<Response><Say>Hello there caller</Say><Pause length="2"/><Play>/tone.wav</Play>'

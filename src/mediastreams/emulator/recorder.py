@@ -12,11 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
-from . import _media
+from ..audio import SILENCE_BYTE, mulaw, wav_bytes
 
 __all__ = ["Recorder"]
 
-_SILENCE = _media.SILENCE_BYTE
+_SILENCE = SILENCE_BYTE
 
 
 class Recorder:
@@ -55,14 +55,14 @@ class Recorder:
 
     def heard_wav(self) -> bytes:
         """What the caller heard, as a 16-bit PCM WAV file (mono, 8000 Hz)."""
-        return _media.wav_bytes(_media.mulaw_to_pcm(self.heard_mulaw), encoding="pcm")
+        return wav_bytes(mulaw.decode(self.heard_mulaw), encoding="pcm")
 
     def stereo_wav(self) -> bytes:
         """The caller on the left, the app's audio as played on the right (16-bit PCM)."""
-        left = np.frombuffer(_media.mulaw_to_pcm(self.caller_mulaw), dtype="<i2")
-        right = np.frombuffer(_media.mulaw_to_pcm(self.heard_mulaw), dtype="<i2")
+        left = np.frombuffer(mulaw.decode(self.caller_mulaw), dtype="<i2")
+        right = np.frombuffer(mulaw.decode(self.heard_mulaw), dtype="<i2")
         both = np.column_stack((left, right)).astype("<i2")
-        return _media.wav_bytes(both.tobytes(), encoding="pcm", channels=2)
+        return wav_bytes(both.tobytes(), encoding="pcm", channels=2)
 
     def write(self, path: str | os.PathLike[str], *, stereo: bool = False) -> None:
         """Write the recording as a WAV file (see :meth:`heard_wav`, :meth:`stereo_wav`)."""

@@ -24,7 +24,7 @@ from typing import TypeAlias
 
 import numpy as np
 
-from . import _media
+from ..audio import SILENCE_BYTE, mulaw, to_mulaw
 
 __all__ = [
     "FRAME_BYTES",
@@ -48,7 +48,7 @@ FRAME_BYTES = 160
 """One 20 ms frame of mu-law/8000."""
 DIGIT_MS = 100
 """How long a key press takes in the sequence (the caller hears silence)."""
-_SILENCE_FRAME = bytes([_media.SILENCE_BYTE]) * FRAME_BYTES
+_SILENCE_FRAME = bytes([SILENCE_BYTE]) * FRAME_BYTES
 # A frame is speech when its level is above about -40 dBFS (RMS of 16-bit PCM).
 _SPEECH_RMS = 328.0
 
@@ -252,9 +252,9 @@ def _load_audio(step: Audio) -> _Loaded:
             raise TypeError("raw_mulaw=True takes bytes")
         mulaw = step.source
     else:
-        mulaw = _media.to_mulaw(step.source)
+        mulaw = to_mulaw(step.source)
     padding = -len(mulaw) % FRAME_BYTES
-    mulaw += bytes([_media.SILENCE_BYTE]) * padding
+    mulaw += bytes([SILENCE_BYTE]) * padding
     return _Loaded(step, mulaw, _voiced_frames(mulaw))
 
 
@@ -274,9 +274,7 @@ def is_audible(mulaw: bytes) -> bool:
     return bool(_SQUARES[codes].mean() > _SPEECH_RMS * _SPEECH_RMS)
 
 
-_SQUARES = (
-    np.frombuffer(_media.mulaw_to_pcm(bytes(range(256))), dtype="<i2").astype(np.float64) ** 2
-)
+_SQUARES = np.frombuffer(mulaw.decode(bytes(range(256))), dtype="<i2").astype(np.float64) ** 2
 
 
 def parse_dtmf_option(text: str) -> Press:

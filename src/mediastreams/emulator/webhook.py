@@ -23,11 +23,11 @@ import httpx
 import numpy as np
 
 from .. import twiml
+from ..audio import SILENCE_BYTE, mulaw, to_mulaw
 from ..diagnostics import Violation
 from ..exceptions import AudioError, TwiMLError
 from ..messages import new_sid
 from ..security import compute_signature
-from . import _media
 
 __all__ = [
     "NO_CODE",
@@ -307,7 +307,7 @@ async def _play(client: httpx.AsyncClient, verb: twiml.Play, walk: TwiMLWalk, ur
     try:
         response = await client.get(source)
         response.raise_for_status()
-        audio = _media.to_mulaw(response.content)
+        audio = to_mulaw(response.content)
     except (httpx.HTTPError, AudioError) as error:
         walk.notes.append(f"<Play> {source}: cannot play ({error}); skipped")
         return
@@ -315,14 +315,14 @@ async def _play(client: httpx.AsyncClient, verb: twiml.Play, walk: TwiMLWalk, ur
 
 
 def _silence(duration_ms: int) -> bytes:
-    return bytes([_media.SILENCE_BYTE]) * (duration_ms * 8)
+    return bytes([SILENCE_BYTE]) * (duration_ms * 8)
 
 
 def _tone(duration_ms: int) -> bytes:
     n_samples = duration_ms * 8
     t = np.arange(n_samples) / 8000
     pcm = (2000 * np.sin(2 * math.pi * 440 * t)).astype("<i2")
-    return _media.pcm_to_mulaw(pcm.tobytes())
+    return mulaw.encode(pcm.tobytes())
 
 
 def _describe(verb: twiml.Verb) -> str:
