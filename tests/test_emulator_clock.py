@@ -1,0 +1,60 @@
+"""Virtual time: the clock jumps when every task waits; real time is the ordinary loop."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pytest
+
+from mediastreams.emulator.clock import VirtualEventLoop, run_in_loop
+
+
+def test_an_hour_of_sleep_takes_no_time() -> None:
+    async def main() -> float:
+        loop = asyncio.get_running_loop()
+        await asyncio.sleep(3600)
+        return loop.time()
+
+    started = time.perf_counter()
+    assert run_in_loop(main, clock="virtual") == 3600
+    assert time.perf_counter() - started < 5  # generous: no real hour, whatever the machine
+
+
+def test_timers_fire_in_order_at_their_virtual_times() -> None:
+    async def main() -> list[tuple[str, float]]:
+        loop = asyncio.get_running_loop()
+        seen: list[tuple[str, float]] = []
+
+        async def at(name: str, delay: float) -> None:
+            await asyncio.sleep(delay)
+            seen.append((name, loop.time()))
+
+        await asyncio.gather(at("b", 0.04), at("a", 0.02), at("c", 1.5))
+        return seen
+
+    assert run_in_loop(main) == [("a", 0.02), ("b", 0.04), ("c", 1.5)]
+
+
+def test_work_in_a_thread_is_awaited_for_real_when_no_timer_is_due() -> None:
+    async def main() -> str:
+        return await asyncio.to_thread(lambda: time.sleep(0.05) or "done")
+
+    assert run_in_loop(main) == "done"
+
+
+def test_real_clock_uses_an_ordinary_loop() -> None:
+    async def main() -> bool:
+        return isinstance(asyncio.get_running_loop(), VirtualEventLoop)
+
+    assert run_in_loop(main, clock="real") is False
+    assert run_in_loop(main, clock="virtual") is True
+
+
+@pytest.mark.anyio
+async def test_from_a_running_loop_the_call_runs_in_a_worker_thread() -> None:
+    async def main() -> str:
+        return threading.current_thread().name
+
+    assert run_in_loop(main).startswith("mediastreams-call")
