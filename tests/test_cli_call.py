@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
 import sys
+import time
 import wave
 from collections.abc import Iterator
 from pathlib import Path
@@ -179,3 +182,39 @@ def test_connection_refused_exits_2_with_31902_in_the_report(
     code, out, _ = run(capsys, "ws://127.0.0.1:9/media-stream", "--json")
     assert code == 2
     assert json.loads(out)["violations"][0]["code"] == 31902
+
+
+def test_ctrl_c_hangs_up_and_still_writes_the_report_and_recording(tmp_path: Path) -> None:
+    (tmp_path / "quiet_app.py").write_text(
+        "async def app(scope, receive, send):\n"
+        "    if scope['type'] != 'websocket':\n"
+        "        return\n"
+        "    await receive()\n"
+        "    await send({'type': 'websocket.accept'})\n"
+        "    while (await receive())['type'] != 'websocket.disconnect':\n"
+        "        pass\n"
+    )
+    recording = tmp_path / "heard.wav"
+    command = [
+        sys.executable,
+        "-m",
+        "mediastreams",
+        "call",
+        "quiet_app:app",
+        "--clock",
+        "real",
+        "--hangup-after",
+        "30",
+        "--json",
+        "--record",
+        str(recording),
+    ]
+    process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, text=True)
+    time.sleep(1.0)  # not a timed assertion: the call just has to be under way
+    process.send_signal(signal.SIGINT)
+    out, _ = process.communicate(timeout=30)
+    assert process.returncode == 0
+    report = json.loads(out)
+    assert report["ended_by"] == "interrupted" and report["duration_ms"] < 30_000
+    with wave.open(str(recording)) as heard:
+        assert heard.getnframes() == report["duration_ms"] * 8

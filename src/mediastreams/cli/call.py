@@ -157,6 +157,7 @@ def call_command(
             trace_parameters=trace_parameters,
             max_duration_s=max_duration,
             end_quiet_ms=None if hangup_after is not None else 2000,
+            hang_up_on_cancel=True,  # Ctrl-C hangs up; the report and recordings still come
         )
         write_outputs(result, record=record, record_stereo=record_stereo)
     except (AudioError, EmulatorError, ValueError, OSError) as error:

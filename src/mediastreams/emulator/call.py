@@ -72,6 +72,8 @@ class StreamRun:
         trace: where to write every frame, if anywhere.
         max_duration_ms: hang up at this point whatever the script says.
         recorder: where to record both sides (one may already hold the TwiML prelude).
+        hang_up_on_cancel: when the run is cancelled (Ctrl-C), hang up as the caller would and
+            end normally, so the report and the recording are complete up to that point.
     """
 
     def __init__(
@@ -86,6 +88,7 @@ class StreamRun:
         trace: TraceWriter | None = None,
         max_duration_ms: int = 3_600_000,
         recorder: Recorder | None = None,
+        hang_up_on_cancel: bool = False,
     ) -> None:
         self.transport = transport
         self.script = script
@@ -106,6 +109,7 @@ class StreamRun:
         self._opened_at = self._loop.time()
         self._started_at = self._opened_at
         self._ignored_noted = False
+        self._hang_up_on_cancel = hang_up_on_cancel
 
     # --- the run ---------------------------------------------------------------------------
 
@@ -120,6 +124,8 @@ class StreamRun:
         try:
             await self._tick_until_end()
         finally:
+            if self.transport.closed is None:
+                await self.transport.close()
             if not receiver.done():
                 await self._drain(receiver)
             self.script.finish()
@@ -140,8 +146,9 @@ class StreamRun:
         tick = 0
         last_busy_ms = 0
         while True:
-            await self._sleep_until(self._started_at + tick * FRAME_MS / 1000)
             now_ms = tick * FRAME_MS
+            if not await self._wait_for_tick(now_ms):
+                return
             if self.transport.closed is not None:
                 self._app_ended(now_ms)
                 return
@@ -214,10 +221,21 @@ class StreamRun:
                 None,
             )
 
-    async def _sleep_until(self, deadline: float) -> None:
-        delay = deadline - self._loop.time()
-        if delay > 0:
-            await asyncio.sleep(delay)
+    async def _wait_for_tick(self, now_ms: int) -> bool:
+        """Sleep until the tick's deadline; ``False`` when cancelled and hung up instead."""
+        delay = self._started_at + now_ms / 1000 - self._loop.time()
+        try:
+            if delay > 0:
+                await asyncio.sleep(delay)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if not self._hang_up_on_cancel or task is None:
+                raise
+            task.uncancel()
+            await self._hang_up(now_ms)
+            self.timeline.ended_by = "interrupted"
+            return False
+        return True
 
     # --- frames out ------------------------------------------------------------------------
 

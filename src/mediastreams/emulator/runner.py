@@ -126,6 +126,7 @@ async def place_call_async(
     max_duration_s: float = 600.0,
     end_quiet_ms: int | None = 2000,
     open_timeout_s: float = 10.0,
+    hang_up_on_cancel: bool = False,
 ) -> CallResult:
     """Place a call in the running event loop.
 
@@ -149,6 +150,8 @@ async def place_call_async(
         end_quiet_ms: after the script, hang up once the app has been quiet this long
             (``None``: only a timed hang-up or the app ends the call).
         open_timeout_s: how long the WebSocket may take to open.
+        hang_up_on_cancel: if the call is cancelled (Ctrl-C under ``asyncio.run``), hang up
+            and return the report so far instead of raising.
 
     Raises:
         AudioError: an audio file of the script cannot be read.
@@ -166,6 +169,7 @@ async def place_call_async(
         else None
     )
     call = _Placement(report, recorder, script, writer, auth_token, open_timeout_s)
+    call.hang_up_on_cancel = hang_up_on_cancel
     try:
         if isinstance(app, str):
             await call.over_network(app, connect_to, parameters, max_duration_s)
@@ -200,6 +204,7 @@ class _Placement:
         self.auth_token = auth_token
         self.open_timeout_s = open_timeout_s
         self.params = call_parameters()
+        self.hang_up_on_cancel = False
 
     async def over_network(
         self,
@@ -304,6 +309,7 @@ class _Placement:
             trace=self.trace,
             max_duration_ms=int(max_duration_s * 1000),
             recorder=self.recorder,
+            hang_up_on_cancel=self.hang_up_on_cancel,
         )
         self.report.stream_sid = run.protocol.stream_sid
         self.report.call_sid = self.params["CallSid"]

@@ -132,7 +132,7 @@ class WebSocketTransport:
         try:
             connection = await websockets.connect(
                 target,
-                additional_headers=[h for h in upgrade_headers(signature) if h[0] != "User-Agent"],
+                additional_headers=upgrade_headers(signature)[1:],  # less the User-Agent
                 user_agent_header=USER_AGENT,
                 origin=None,
                 compression=None,
@@ -163,13 +163,15 @@ class WebSocketTransport:
             return None
 
     def _note_close(self, closed: websockets.ConnectionClosed) -> None:
+        # Twilio's side sets `closed` before it closes, so any other close is the app's (or
+        # the network's, when no close frame came: then the code is None).
         if self.closed is None:
-            by_app = closed.rcvd is not None and (
-                closed.sent is None or closed.rcvd_then_sent is True
+            received = closed.rcvd
+            self.closed = Closed(
+                by_app=True,
+                code=received.code if received is not None else None,
+                reason=received.reason if received is not None else "",
             )
-            code = closed.rcvd.code if closed.rcvd is not None else None
-            reason = closed.rcvd.reason if closed.rcvd is not None else ""
-            self.closed = Closed(by_app or closed.rcvd is None, code, reason)
 
     async def close(self) -> None:
         if self.closed is None:
