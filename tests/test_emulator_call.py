@@ -12,7 +12,9 @@ from starlette.websockets import WebSocket
 from emulator_apps import TONE_MULAW, b64, mark, media, nothing, plays, sends, stream_app
 from mediastreams.audio import wav_bytes
 from mediastreams.emulator import Audio, CallResult, Hangup, Press, Silence, place_call
+from mediastreams.inspection import inspect_trace
 from mediastreams.messages import parse
+from mediastreams.trace import read_trace
 
 
 def call(app: Any, steps: list[Any] | None = None, **options: Any) -> CallResult:
@@ -244,3 +246,25 @@ def test_the_recording_holds_what_the_caller_heard() -> None:
     # The app answers `start` within the first tick, so its audio starts with the second.
     assert heard[160:8160] == TONE_MULAW
     assert set(heard[:160] + heard[8160:]) == {0xFF}
+
+
+def test_inspect_finds_twilios_side_faultless_and_agrees_on_the_counts(tmp_path: Path) -> None:
+    async def behaviour(websocket: WebSocket, start: dict[str, Any]) -> None:
+        sid = start["streamSid"]
+        for name in ("a", "b"):
+            await websocket.send_text(media(sid, TONE_MULAW))
+            await websocket.send_text(mark(sid, name))
+        await asyncio.sleep(0.5)
+        await websocket.send_text(json.dumps({"event": "clear", "streamSid": sid}))
+        await websocket.send_text(media(sid, TONE_MULAW))
+        await websocket.send_text(mark(sid, "c"))
+
+    trace = tmp_path / "call.jsonl"
+    steps = [Audio(TONE_MULAW, raw_mulaw=True), Press("7"), Hangup(at_ms=3000)]
+    result = call(stream_app(behaviour), steps, trace=trace)
+    with trace.open() as lines:
+        inspection = inspect_trace(read_trace(lines))
+    assert inspection.findings == [] and result.report.findings == []
+    summary = inspection.summary()
+    assert (summary["marks_sent"], summary["marks_echoed"]) == (3, 3)
+    assert result.report.marks_echoed == 3 and result.report.marks_echoed_by_clear == 2
