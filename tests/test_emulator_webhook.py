@@ -165,3 +165,38 @@ def test_a_webhook_that_fails() -> None:
     result = place_call(app, [], webhook_path="/incoming-call")
     assert kinds(result) == [(11200, "webhook-status")]
     assert result.report.exit_code == 2
+
+
+def test_status_callbacks_and_the_connect_action() -> None:
+    requests: list[tuple[str, dict[str, str], str | None]] = []
+
+    async def record(request: Request) -> Response:
+        form = dict(parse_qsl((await request.body()).decode()))
+        requests.append((request.url.path, form, request.headers.get("x-twilio-signature")))
+        if request.url.path == "/after":
+            return Response("<Response><Say>Bye</Say><Hangup/></Response>")
+        return Response("")
+
+    document = (
+        '<Response><Connect action="/after"><Stream name="agent" url="wss://abc.example/media-stream" '
+        'statusCallback="https://testserver/events"/></Connect></Response>'
+    )
+    stream = stream_app(nothing, twiml=document)
+    app = Starlette(
+        routes=[
+            Route("/events", record, methods=["POST"]),
+            Route("/after", record, methods=["POST"]),
+            *stream.routes,
+        ]
+    )
+    result = place_call(app, [Hangup(at_ms=200)], webhook_path="/incoming-call", auth_token="t")
+    assert result.report.findings == []
+    paths = [path for path, _, _ in requests]
+    assert paths == ["/events", "/events", "/after"]
+    started, stopped = requests[0][1], requests[1][1]
+    assert (started["StreamEvent"], stopped["StreamEvent"]) == ("stream-started", "stream-stopped")
+    assert started["StreamSid"] == result.report.stream_sid and started["StreamName"] == "agent"
+    assert requests[0][2] == compute_signature("t", "https://testserver/events", started)
+    assert "the <Connect action> https://testserver/after answered: <Say>, <Hangup>" in (
+        result.report.notes
+    )

@@ -14,13 +14,16 @@ import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import httpx
 
-from ..exceptions import EmulatorError
+from .. import twiml
+from ..diagnostics import Violation
+from ..exceptions import EmulatorError, TwiMLError
 from ..security import compute_signature
 from ..trace import TraceWriter
 from .call import Finding, StreamRun
@@ -30,7 +33,15 @@ from .report import CallReport
 from .script import CallerScript, Step
 from .transport import ASGIApp, ASGITransport, ConnectFailed, Transport, WebSocketTransport
 from .transport import asgi_lifespan as _lifespan
-from .webhook import StreamPlan, TwiMLWalk, WebhookFailed, call_parameters, fetch_twiml, walk_twiml
+from .webhook import (
+    StreamPlan,
+    TwiMLWalk,
+    WebhookFailed,
+    call_parameters,
+    describe_verb,
+    fetch_twiml,
+    walk_twiml,
+)
 
 __all__ = ["CallResult", "load_app", "place_call", "place_call_async"]
 
@@ -213,27 +224,23 @@ class _Placement:
         parameters: Mapping[str, str] | None,
         max_duration_s: float,
     ) -> None:
-        scheme = urlsplit(url).scheme
-        if scheme in ("http", "https"):
-            async with httpx.AsyncClient(timeout=self.open_timeout_s) as client:
-                plan = await self._twiml(client, url)
-        elif scheme in ("ws", "wss"):
-            plan = StreamPlan(_strip_query(url, self.report), dict(parameters or {}))
-        else:
-            raise EmulatorError(f"{url}: expected an http(s):// or ws(s):// URL")
-        if plan is None:
-            return
-        signature = self._sign(plan.url)
-        await self._stream(
-            plan,
-            lambda: WebSocketTransport.open(
+        def opener(plan: StreamPlan) -> Any:
+            return WebSocketTransport.open(
                 plan.url,
-                signature=signature,
+                signature=self._sign(plan.url),
                 connect_to=connect_to,
                 open_timeout_s=self.open_timeout_s,
-            ),
-            max_duration_s,
-        )
+            )
+
+        scheme = urlsplit(url).scheme
+        if scheme in ("ws", "wss"):
+            plan = StreamPlan(_strip_query(url, self.report), dict(parameters or {}))
+            await self._stream(plan, opener, max_duration_s, None)
+        elif scheme in ("http", "https"):
+            async with httpx.AsyncClient(timeout=self.open_timeout_s) as client:
+                await self._from_webhook(client, url, opener, max_duration_s)
+        else:
+            raise EmulatorError(f"{url}: expected an http(s):// or ws(s):// URL")
 
     async def in_process(
         self,
@@ -243,25 +250,33 @@ class _Placement:
         parameters: Mapping[str, str] | None,
         max_duration_s: float,
     ) -> None:
-        if webhook_path is not None:
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(
-                transport=transport, base_url=IN_PROCESS_BASE_URL, timeout=self.open_timeout_s
-            ) as client:
-                plan = await self._twiml(client, IN_PROCESS_BASE_URL + webhook_path)
-        else:
+        def opener(plan: StreamPlan) -> Any:
+            return ASGITransport.open(
+                app, plan.url, signature=self._sign(plan.url), open_timeout_s=self.open_timeout_s
+            )
+
+        if webhook_path is None:
             url = "wss" + IN_PROCESS_BASE_URL.removeprefix("https") + stream_path
-            plan = StreamPlan(url, dict(parameters or {}))
+            await self._stream(
+                StreamPlan(url, dict(parameters or {})), opener, max_duration_s, None
+            )
+            return
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url=IN_PROCESS_BASE_URL
+        ) as client:
+            await self._from_webhook(
+                client, IN_PROCESS_BASE_URL + webhook_path, opener, max_duration_s
+            )
+
+    async def _from_webhook(
+        self, client: httpx.AsyncClient, url: str, opener: Any, max_duration_s: float
+    ) -> None:
+        plan = await self._twiml(client, url)
         if plan is None:
             return
-        signature = self._sign(plan.url)
-        await self._stream(
-            plan,
-            lambda: ASGITransport.open(
-                app, plan.url, signature=signature, open_timeout_s=self.open_timeout_s
-            ),
-            max_duration_s,
-        )
+        await self._stream(plan, opener, max_duration_s, client)
+        if plan.action is not None and self.report.placed:
+            await self._action(client, plan, url)
 
     def _sign(self, url: str) -> str | None:
         # https://www.twilio.com/docs/voice/media-streams: the upgrade is signed over the wss
@@ -291,10 +306,16 @@ class _Placement:
         self.report.twiml_verbs = walk.verbs
         self.report.prelude_ms = len(walk.prelude) // 8
 
-    async def _stream(self, plan: StreamPlan, opener: Any, max_duration_s: float) -> None:
+    async def _stream(
+        self,
+        plan: StreamPlan,
+        opener: Any,
+        max_duration_s: float,
+        client: httpx.AsyncClient | None,
+    ) -> None:
         self.report.stream_url = plan.url
         try:
-            transport: Transport = await opener()
+            transport: Transport = await opener(plan)
         except ConnectFailed as failed:
             self.report.placed = False
             self.report.findings.append(Finding(failed.violation, None, None))
@@ -313,11 +334,43 @@ class _Placement:
         )
         self.report.stream_sid = run.protocol.stream_sid
         self.report.call_sid = self.params["CallSid"]
+        events = _StatusEvents(client, plan, self, run.protocol.stream_sid)
+        await events.send("stream-started")
         try:
             await run.run()
         finally:
             self.report.findings += run.findings
             self.report.add_measures(run.timeline, self.script.speech)
+        await events.send("stream-stopped")
+
+    async def _action(self, client: httpx.AsyncClient, plan: StreamPlan, url: str) -> None:
+        # https://www.twilio.com/docs/voice/twiml/connect#action: when <Connect> ends, Twilio
+        # requests the action URL for the TwiML that continues the call.
+        assert plan.action is not None
+        action_url = urljoin(url, plan.action)
+        try:
+            document = await fetch_twiml(
+                client,
+                action_url,
+                self.params,
+                auth_token=self.auth_token,
+                method=plan.action_method,
+            )
+        except WebhookFailed as failed:
+            self.report.findings.append(Finding(failed.violation, None, None))
+            return
+        try:
+            verbs = ", ".join(describe_verb(v) for v in twiml.parse_twiml(document).verbs)
+        except TwiMLError as error:
+            self.report.findings.append(
+                Finding(
+                    Violation(12100, "twiml-parse", "app", f"{action_url}: {error}", ""), None, None
+                )
+            )
+            return
+        self.report.notes.append(
+            f"the <Connect action> {action_url} answered: {verbs or 'nothing'}"
+        )
 
 
 def _strip_query(url: str, report: CallReport) -> str:
@@ -340,3 +393,41 @@ def write_outputs(
         Path(record).write_bytes(result.recorder.heard_wav())
     if record_stereo:
         Path(record_stereo).write_bytes(result.recorder.stereo_wav())
+
+
+class _StatusEvents:
+    """The stream's ``statusCallback`` requests (https://www.twilio.com/docs/voice/twiml/stream)."""
+
+    def __init__(
+        self,
+        client: httpx.AsyncClient | None,
+        plan: StreamPlan,
+        placement: _Placement,
+        stream_sid: str,
+    ) -> None:
+        self.client = client
+        self.plan = plan
+        self.placement = placement
+        self.stream_sid = stream_sid
+
+    async def send(self, event: str) -> None:
+        if self.client is None or self.plan.status_callback is None:
+            return
+        params = {
+            "AccountSid": self.placement.params["AccountSid"],
+            "CallSid": self.placement.params["CallSid"],
+            "StreamSid": self.stream_sid,
+            "StreamName": self.plan.name or self.stream_sid,
+            "StreamEvent": event,
+            "Timestamp": datetime.now(UTC).isoformat(timespec="milliseconds"),
+        }
+        try:
+            await fetch_twiml(
+                self.client,
+                self.plan.status_callback,
+                params,
+                auth_token=self.placement.auth_token,
+                method=self.plan.status_callback_method,
+            )
+        except WebhookFailed as failed:
+            self.placement.report.findings.append(Finding(failed.violation, None, None))

@@ -35,6 +35,7 @@ __all__ = [
     "TwiMLWalk",
     "WebhookFailed",
     "call_parameters",
+    "describe_verb",
     "fetch_twiml",
     "walk_twiml",
 ]
@@ -86,11 +87,20 @@ class StreamPlan:
         url: the URL Twilio connects to (the ``<Stream url>`` without a query string).
         parameters: ``<Parameter>`` values, for ``start.customParameters``.
         bidirectional: ``<Connect>`` (``True``) or ``<Start>`` (``False``).
+        name: the ``<Stream name>``.
+        status_callback, status_callback_method: where Twilio reports ``stream-started``
+            and ``stream-stopped``.
+        action, action_method: the ``<Connect action>`` requested when the stream ends.
     """
 
     url: str
     parameters: dict[str, str]
     bidirectional: bool = True
+    name: str | None = None
+    status_callback: str | None = None
+    status_callback_method: str = "POST"
+    action: str | None = None
+    action_method: str = "POST"
 
 
 @dataclass
@@ -186,7 +196,7 @@ async def _run_verbs(
     client: httpx.AsyncClient, verbs: tuple[twiml.Verb, ...], walk: TwiMLWalk, url: str
 ) -> twiml.Redirect | None:
     for index, verb in enumerate(verbs):
-        walk.verbs.append(_describe(verb))
+        walk.verbs.append(describe_verb(verb))
         if isinstance(verb, twiml.Redirect):
             return verb
         if isinstance(verb, twiml.Hangup):
@@ -195,7 +205,7 @@ async def _run_verbs(
         if isinstance(verb, twiml.Connect | twiml.Start) and verb.stream is not None:
             # A stream Twilio refuses (31922, 31923, 31941) fails the call here.
             if _plan_stream(verb, walk):
-                walk.after_stream = [_describe(v) for v in verbs[index + 1 :]]
+                walk.after_stream = [describe_verb(v) for v in verbs[index + 1 :]]
                 _note_after(verb, walk)
             return None
         await _run_simple(client, verb, walk, url)
@@ -246,16 +256,23 @@ def _plan_stream(verb: twiml.Connect | twiml.Start, walk: TwiMLWalk) -> bool:
     # https://www.twilio.com/docs/voice/twiml/stream#attributes-url: the query is stripped.
     url = urlunsplit((parts.scheme, parts.netloc, parts.path or "/", "", ""))
     parameters = {p.name: p.value for p in stream.parameters}
-    walk.stream = StreamPlan(url, parameters, bidirectional=kind == "Connect")
+    connect = verb if isinstance(verb, twiml.Connect) else None
+    walk.stream = StreamPlan(
+        url,
+        parameters,
+        bidirectional=connect is not None,
+        name=stream.name,
+        status_callback=stream.status_callback,
+        status_callback_method=stream.status_callback_method or "POST",
+        action=connect.action if connect is not None else None,
+        action_method=(connect.method if connect is not None else None) or "POST",
+    )
     return True
 
 
 def _note_after(verb: twiml.Connect | twiml.Start, walk: TwiMLWalk) -> None:
-    if isinstance(verb, twiml.Connect) and verb.action:
-        walk.notes.append(
-            f"when the stream ends, Twilio requests the <Connect action> {verb.action}"
-        )
-    elif isinstance(verb, twiml.Connect) and walk.after_stream:
+    # With an action, what follows comes from the action's TwiML (the runner requests it).
+    if isinstance(verb, twiml.Connect) and not verb.action and walk.after_stream:
         walk.notes.append(
             "when the app closes the socket, the call goes on with "
             + ", ".join(walk.after_stream)
@@ -299,7 +316,7 @@ async def _run_simple(
     elif isinstance(verb, twiml.Stop):
         walk.notes.append("<Stop><Stream> skipped: no unidirectional stream is running")
     else:
-        walk.notes.append(f"{_describe(verb)} is not emulated; skipped")
+        walk.notes.append(f"{describe_verb(verb)} is not emulated; skipped")
 
 
 async def _play(client: httpx.AsyncClient, verb: twiml.Play, walk: TwiMLWalk, url: str) -> None:
@@ -325,7 +342,8 @@ def _tone(duration_ms: int) -> bytes:
     return mulaw.encode(pcm.tobytes())
 
 
-def _describe(verb: twiml.Verb) -> str:
+def describe_verb(verb: twiml.Verb) -> str:
+    """A verb as the report names it: ``<Say>``, ``<Pause length=2>``, ``<Dial>``."""
     if isinstance(verb, twiml.UnknownVerb):
         return f"<{verb.name}>"
     if isinstance(verb, twiml.Pause):
