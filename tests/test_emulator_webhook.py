@@ -178,8 +178,8 @@ def test_status_callbacks_and_the_connect_action() -> None:
         return Response("")
 
     document = (
-        '<Response><Connect action="/after"><Stream name="agent" url="wss://abc.example/media-stream" '
-        'statusCallback="https://testserver/events"/></Connect></Response>'
+        '<Response><Connect action="/after"><Stream name="agent" '
+        f'url="{STREAM}" statusCallback="https://testserver/events"/></Connect></Response>'
     )
     stream = stream_app(nothing, twiml=document)
     app = Starlette(
