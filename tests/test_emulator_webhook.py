@@ -200,3 +200,26 @@ def test_status_callbacks_and_the_connect_action() -> None:
     assert "the <Connect action> https://testserver/after answered: <Say>, <Hangup>" in (
         result.report.notes
     )
+
+
+def test_a_get_webhook_carries_the_parameters_in_the_signed_query() -> None:
+    seen: dict[str, Any] = {}
+
+    async def incoming(request: Request) -> Response:
+        seen["query"] = dict(request.query_params)
+        seen["valid"] = request.headers.get("x-twilio-signature") == compute_signature(
+            "t", str(request.url)
+        )
+        return Response(connect(), media_type="text/xml")
+
+    stream = stream_app(nothing)
+    app = Starlette(routes=[Route("/incoming-call", incoming), *stream.routes[:1]])
+    result = place_call(
+        app,
+        [Hangup(at_ms=100)],
+        webhook_path="/incoming-call",
+        webhook_method="GET",
+        auth_token="t",
+    )
+    assert result.report.ok
+    assert seen["query"]["CallStatus"] == "ringing" and seen["valid"]

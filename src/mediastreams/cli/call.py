@@ -79,6 +79,13 @@ def _parameters(values: tuple[str, ...]) -> dict[str, str]:
     help="For module:app: start with a POST to PATH (such as /incoming-call).",
 )
 @click.option(
+    "--webhook-method",
+    type=click.Choice(["POST", "GET"]),
+    default="POST",
+    show_default=True,
+    help="How the webhook is requested, as set on the phone number.",
+)
+@click.option(
     "--stream-path",
     default="/media-stream",
     show_default=True,
@@ -117,6 +124,7 @@ def call_command(
     auth_token: str | None,
     connect_to: str | None,
     webhook_path: str | None,
+    webhook_method: str,
     stream_path: str,
     record: str | None,
     record_stereo: str | None,
@@ -151,6 +159,7 @@ def call_command(
             connect_to=_host_port(connect_to),
             parameters=_parameters(params),
             webhook_path=webhook_path,
+            webhook_method=webhook_method,
             stream_path=stream_path,
             trace=trace,
             trace_payloads=trace_payloads,

@@ -130,6 +130,7 @@ async def place_call_async(
     connect_to: tuple[str, int] | None = None,
     parameters: Mapping[str, str] | None = None,
     webhook_path: str | None = None,
+    webhook_method: str = "POST",
     stream_path: str = "/media-stream",
     trace: str | os.PathLike[str] | None = None,
     trace_payloads: bool = False,
@@ -153,6 +154,8 @@ async def place_call_async(
             (with a webhook they come from ``<Parameter>``).
         webhook_path: for an ASGI app: start with a POST to this path (for example
             ``"/incoming-call"``) instead of opening ``stream_path`` directly.
+        webhook_method: ``"POST"`` (Twilio's default) or ``"GET"`` (the parameters go in
+            the query string), as set on the phone number.
         stream_path: for an ASGI app without ``webhook_path``: the stream's path.
         trace: write every frame, both ways, to this JSON Lines file.
         trace_payloads: keep media payloads in the trace.
@@ -181,6 +184,7 @@ async def place_call_async(
     )
     call = _Placement(report, recorder, script, writer, auth_token, open_timeout_s)
     call.hang_up_on_cancel = hang_up_on_cancel
+    call.webhook_method = webhook_method
     try:
         if isinstance(app, str):
             await call.over_network(app, connect_to, parameters, max_duration_s)
@@ -216,6 +220,7 @@ class _Placement:
         self.open_timeout_s = open_timeout_s
         self.params = call_parameters()
         self.hang_up_on_cancel = False
+        self.webhook_method = "POST"
 
     async def over_network(
         self,
@@ -285,7 +290,9 @@ class _Placement:
 
     async def _twiml(self, client: httpx.AsyncClient, url: str) -> StreamPlan | None:
         try:
-            document = await fetch_twiml(client, url, self.params, auth_token=self.auth_token)
+            document = await fetch_twiml(
+                client, url, self.params, auth_token=self.auth_token, method=self.webhook_method
+            )
             walk = await walk_twiml(
                 client, document, url=url, params=self.params, auth_token=self.auth_token
             )

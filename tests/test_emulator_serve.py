@@ -1,0 +1,88 @@
+"""The emulator against the project's own server (``--play``, ``--echo``), in and out of process."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from emulator_apps import TONE_MULAW
+from mediastreams.audio import mulaw, to_mulaw, wav_bytes
+from mediastreams.emulator import (
+    Audio,
+    CallResult,
+    Hangup,
+    WaitForQuiet,
+    place_call,
+    place_call_async,
+)
+
+server = pytest.importorskip("mediastreams.server")
+
+
+def chirp(path: Path, seconds: float = 2.0, sample_rate: int = 22050) -> Path:
+    t = np.arange(int(sample_rate * seconds)) / sample_rate
+    pcm = (12000 * np.sin(2 * np.pi * (300 * t + 600 * t * t))).astype("<i2")
+    path.write_bytes(wav_bytes(pcm.tobytes(), encoding="pcm", sample_rate=sample_rate))
+    return path
+
+
+def correlation(heard: bytes, source: bytes) -> float:
+    a = np.frombuffer(mulaw.decode(heard), dtype="<i2").astype(np.float64)
+    b = np.frombuffer(mulaw.decode(source), dtype="<i2").astype(np.float64)
+    lag = int(np.argmax(np.correlate(a, b, mode="valid")))
+    return float(np.corrcoef(a[lag : lag + len(b)], b)[0, 1])
+
+
+def test_play_the_caller_hears_the_file(tmp_path: Path) -> None:
+    source = to_mulaw(chirp(tmp_path / "prompt.wav"))
+    app = server.create_app(server.ServerConfig(handler=server.play_handler(source)))
+    result = place_call(app, [Hangup(at_ms=4000)], webhook_path="/incoming-call")
+    assert result.report.findings == []
+    assert result.report.marks_sent >= 1 and result.report.marks_echoed == result.report.marks_sent
+    assert correlation(result.heard_mulaw, source) >= 0.99
+
+
+def test_echo_the_caller_hears_themself() -> None:
+    app = server.create_app(server.ServerConfig(handler=server.echo_handler))
+    steps = [Audio(TONE_MULAW, raw_mulaw=True), WaitForQuiet(), Hangup()]
+    result = place_call(app, steps, webhook_path="/incoming-call")
+    assert result.report.findings == []
+    assert correlation(result.heard_mulaw, TONE_MULAW) >= 0.99
+    assert result.report.time_to_first_audio_ms is not None
+
+
+def test_signed_calls_pass_and_unsigned_ones_are_refused() -> None:
+    config = server.ServerConfig(handler=server.echo_handler, auth_token="secret")
+    app = server.create_app(config)
+    signed = place_call(
+        app, [Hangup(at_ms=200)], webhook_path="/incoming-call", auth_token="secret"
+    )
+    assert signed.report.ok
+    unsigned = place_call(app, [Hangup(at_ms=200)], webhook_path="/incoming-call")
+    assert unsigned.report.exit_code == 2
+    assert unsigned.report.findings[0].violation.code == 11200
+
+
+def test_over_a_real_socket_on_127_0_0_1(tmp_path: Path) -> None:
+    source = to_mulaw(chirp(tmp_path / "prompt.wav", seconds=0.5))
+    config = server.ServerConfig(handler=server.play_handler(source))
+
+    async def run() -> CallResult:
+        sock = server.bind("127.0.0.1", 0)
+        port = sock.getsockname()[1]
+        stop = asyncio.Event()
+        serving = asyncio.create_task(server.serve(config, sock, stop=stop))
+        try:
+            return await place_call_async(
+                f"http://127.0.0.1:{port}/incoming-call", [Hangup(at_ms=1000)]
+            )
+        finally:
+            stop.set()
+            await serving
+
+    result = asyncio.run(run())
+    assert result.report.findings == []
+    assert correlation(result.heard_mulaw, source) >= 0.99
