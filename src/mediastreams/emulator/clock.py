@@ -82,6 +82,10 @@ class VirtualEventLoop(asyncio.SelectorEventLoop):
         """Seconds of virtual time since the loop was made."""
         return self._virtual.now
 
+    async def shutdown_default_executor(self, timeout: float | None = None) -> None:
+        """Wait for the executor's threads for real: a timeout would pass at once here."""
+        await super().shutdown_default_executor()
+
 
 def run_in_loop(main: Callable[[], Coroutine[Any, Any, T]], *, clock: ClockName = "virtual") -> T:
     """Run ``main()`` to completion in a fresh event loop on the given clock.
