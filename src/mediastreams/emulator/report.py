@@ -239,6 +239,9 @@ def render_text(report: CallReport) -> Any:
     title = "call placed" if report.placed else "call NOT placed"
     head = Text(f"{report.target} ({report.clock} clock): {title}", style="bold")
     parts: list[Any] = [head]
+    if report.twiml_verbs:
+        verbs = ", ".join(report.twiml_verbs)
+        parts.append(Text(f"TwiML: {verbs} ({report.prelude_ms / 1000:.1f} s before the stream)"))
     parts += [Text(f"note: {note}", style="yellow") for note in report.notes]
     parts.append(_violations_table(report))
     if report.placed:
