@@ -27,7 +27,7 @@ from ..exceptions import EmulatorError, TwiMLError
 from ..security import compute_signature
 from ..trace import TraceWriter
 from .call import Finding, StreamRun
-from .clock import ClockName, run_in_loop
+from .clock import ClockName, VirtualEventLoop, run_in_loop
 from .recorder import Recorder
 from .report import CallReport
 from .script import CallerScript, Step
@@ -116,16 +116,13 @@ def place_call(
     chosen: ClockName = clock or ("virtual" if app_target else "real")
     if chosen == "virtual" and not app_target:
         raise EmulatorError("virtual time needs an in-process ASGI app; use clock='real'")
-    return run_in_loop(
-        lambda: place_call_async(target, steps, clock=chosen, **options), clock=chosen
-    )
+    return run_in_loop(lambda: place_call_async(target, steps, **options), clock=chosen)
 
 
 async def place_call_async(
     target: str | ASGIApp,
     steps: Sequence[Step] = (),
     *,
-    clock: ClockName = "real",
     auth_token: str | None = None,
     connect_to: tuple[str, int] | None = None,
     parameters: Mapping[str, str] | None = None,
@@ -142,11 +139,13 @@ async def place_call_async(
 ) -> CallResult:
     """Place a call in the running event loop.
 
+    The call runs on that loop's clock: virtual on a
+    :class:`~mediastreams.emulator.clock.VirtualEventLoop`, real otherwise.
+
     Args:
         target: an ``http(s)://`` voice webhook URL (the TwiML leg runs first), a ``ws(s)://``
             stream URL, an ASGI app, or ``"module:app"``.
         steps: the caller's script (:mod:`mediastreams.emulator.script`).
-        clock: the clock the running loop keeps, for the report.
         auth_token: sign the webhook and the upgrade with ``X-Twilio-Signature``.
         connect_to: ``(host, port)`` to open the WebSocket to, whatever host the stream URL
             names (a local server behind a tunnel); the signature still covers that URL.
@@ -175,7 +174,8 @@ async def place_call_async(
     script = CallerScript(steps, end_quiet_ms=end_quiet_ms)
     app = load_app(target) if isinstance(target, str) and "://" not in target else target
     label = target if isinstance(target, str) else _name(app)
-    report = CallReport(target=label, clock=clock)
+    virtual = isinstance(asyncio.get_running_loop(), VirtualEventLoop)
+    report = CallReport(target=label, clock="virtual" if virtual else "real")
     recorder = Recorder()
     writer = (
         TraceWriter(Path(trace), payloads=trace_payloads, parameters=trace_parameters)
@@ -183,7 +183,7 @@ async def place_call_async(
         else None
     )
     call = _Placement(report, recorder, script, writer, auth_token, open_timeout_s)
-    call.hang_up_on_cancel = hang_up_on_cancel
+    call.hang_up_on_cancel = hang_up_on_cancel  # Ctrl-C in the CLI
     call.webhook_method = webhook_method
     try:
         if isinstance(app, str):
