@@ -58,3 +58,17 @@ async def test_from_a_running_loop_the_call_runs_in_a_worker_thread() -> None:
         return threading.current_thread().name
 
     assert run_in_loop(main).startswith("mediastreams-call")
+
+
+def test_time_stands_still_while_an_executor_thread_works() -> None:
+    async def main() -> tuple[float, float]:
+        loop = asyncio.get_running_loop()
+        ticker = asyncio.create_task(asyncio.sleep(3600))  # a timer is always due
+        started = loop.time()
+        await asyncio.to_thread(time.sleep, 0.05)
+        elapsed = loop.time() - started
+        ticker.cancel()
+        return elapsed, loop.time()
+
+    elapsed, _ = run_in_loop(main)
+    assert elapsed == 0

@@ -8,9 +8,11 @@ the next timer the moment every task is waiting: a one-minute call whose app ans
 takes as long as the work it does, not a minute. The app's own ``asyncio.sleep`` calls are
 virtual too, so an app that paces its audio at real-time speed is measured as it would run.
 
-What virtual time cannot see is work outside the loop: a thread (``asyncio.to_thread``) or a
-real socket. The loop checks for their results, then jumps ahead anyway, so to that work
-time runs fast. In-process calls have neither unless the app makes them.
+Work in the loop's executor (``asyncio.to_thread``, ``loop.run_in_executor``) is waited for
+with the clock stopped, like any other work. What virtual time cannot see is other work
+outside the loop: threads of their own (anyio's worker threads, behind Starlette's
+``run_in_threadpool``) or a real socket. The loop picks up their results, but jumps ahead
+meanwhile whenever a timer is due, so to that work time runs fast.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import asyncio
 import concurrent.futures
 import selectors
 from collections.abc import Callable, Coroutine, Mapping
-from typing import Any, Literal, TypeAlias, TypeVar
+from typing import Any, Literal, TypeAlias, TypeVar, TypeVarTuple
 
 __all__ = ["ClockName", "VirtualEventLoop", "run_in_loop"]
 
@@ -27,6 +29,7 @@ ClockName: TypeAlias = Literal["real", "virtual"]
 """``"real"``: wall-clock time. ``"virtual"``: time jumps whenever everything waits."""
 
 T = TypeVar("T")
+Ts = TypeVarTuple("Ts")
 
 
 class _VirtualSelector(selectors.BaseSelector):
@@ -35,6 +38,7 @@ class _VirtualSelector(selectors.BaseSelector):
     def __init__(self) -> None:
         self._real = selectors.DefaultSelector()
         self.now = 0.0
+        self.outside_work = 0  # executor jobs under way: time waits for them
 
     def register(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
         return self._real.register(fileobj, events, data)
@@ -49,9 +53,9 @@ class _VirtualSelector(selectors.BaseSelector):
         events = self._real.select(0)
         if events:
             return events
-        if timeout is None:
-            # No timer at all: only outside work (a thread, a socket) can wake the loop up.
-            return self._real.select(None)
+        if timeout is None or self.outside_work:
+            # No timer at all, or a thread at work: wait for it for real, time standing still.
+            return self._real.select(timeout)
         # Everything waits for a timer: let the time pass at once.
         self.now += timeout
         return []
@@ -81,6 +85,21 @@ class VirtualEventLoop(asyncio.SelectorEventLoop):
     def time(self) -> float:
         """Seconds of virtual time since the loop was made."""
         return self._virtual.now
+
+    def run_in_executor(
+        self,
+        executor: concurrent.futures.Executor | None,
+        func: Callable[[*Ts], T],
+        *args: *Ts,
+    ) -> asyncio.Future[T]:
+        """Run ``func`` in a thread; virtual time stands still until it is done."""
+        future = super().run_in_executor(executor, func, *args)
+        self._virtual.outside_work += 1
+        future.add_done_callback(self._outside_work_done)
+        return future
+
+    def _outside_work_done(self, _: object) -> None:
+        self._virtual.outside_work -= 1
 
     async def shutdown_default_executor(self, timeout: float | None = None) -> None:
         """Wait for the executor's threads for real: a timeout would pass at once here."""
