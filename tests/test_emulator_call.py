@@ -268,3 +268,13 @@ def test_inspect_finds_twilios_side_faultless_and_agrees_on_the_counts(tmp_path:
     summary = inspection.summary()
     assert (summary["marks_sent"], summary["marks_echoed"]) == (3, 3)
     assert result.report.marks_echoed == 3 and result.report.marks_echoed_by_clear == 2
+
+
+def test_advice_on_habits_that_are_not_violations() -> None:
+    result = call(
+        stream_app(plays(TONE_MULAW, with_mark=False)),
+        [Silence(500), Audio(TONE_MULAW, raw_mulaw=True), Hangup(at_ms=2500)],
+    )
+    assert result.report.findings == []
+    notes = " ".join(result.report.notes)
+    assert "no mark" in notes and "never sent clear" in notes

@@ -178,6 +178,7 @@ class CallReport:
         self.turns = [_turn(span, timeline) for span in speech]
         self.barge_ins = _barge_ins(speech, timeline)
         self._gaps(timeline, speech)
+        self.notes += _advice(self)
 
     def _gaps(self, timeline: Timeline, speech: list[SpeechSpan]) -> None:
         onsets = [s.onset_ms for s in speech]
@@ -220,6 +221,29 @@ def _barge_ins(speech: list[SpeechSpan], timeline: Timeline) -> list[BargeIn]:
         reaction = None if clear is None else clear - span.onset_ms
         found.append(BargeIn(span.onset_ms, clear, reaction, after))
     return found
+
+
+def _advice(report: CallReport) -> list[str]:
+    """What the figures say about the app's habits; not protocol violations."""
+    advice = []
+    if report.audio_received_ms and not report.marks_sent:
+        advice.append(
+            f"the app sent {report.audio_received_ms:,.0f} ms of audio and no mark: it cannot "
+            "know what the caller has heard (send a mark after each reply; Twilio echoes it "
+            "once the audio before it has played)"
+        )
+    for barge in report.barge_ins:
+        if barge.clear_ms is None:
+            advice.append(
+                f"the caller spoke over the app at {barge.onset_ms} ms and the app never sent "
+                "clear: the caller kept hearing the audio already queued"
+            )
+        elif barge.audio_after_clear_ms:
+            advice.append(
+                f"after its clear at {barge.clear_ms:,.0f} ms the app still sent "
+                f"{barge.audio_after_clear_ms:,.0f} ms of audio while the caller was speaking"
+            )
+    return advice
 
 
 def _percentile(ordered: list[float], percent: float) -> float:
