@@ -26,6 +26,8 @@ from .script import FRAME_MS, SpeechSpan
 
 __all__ = ["BargeIn", "CallReport", "Turn", "render_text"]
 
+_FRAME_CHARS = 1000  # of a faulty frame shown in the report (a payload may be megabytes)
+
 
 @dataclass(frozen=True)
 class Turn:
@@ -100,7 +102,6 @@ class CallReport:
 
     def to_dict(self) -> dict[str, Any]:
         """The report as JSON-ready data; ``violations`` as in ``mediastreams inspect --json``."""
-        by_kind = Counter((f.violation.code, f.violation.kind) for f in self.findings)
         return {
             "target": self.target,
             "clock": self.clock,
@@ -113,10 +114,7 @@ class CallReport:
             "summary": {
                 "violations": len(self.violations),
                 "by_code": dict(sorted(Counter(f.violation.code for f in self.findings).items())),
-                "by_kind": [
-                    {"code": code, "kind": kind, "count": count}
-                    for (code, kind), count in by_kind.items()
-                ],
+                "by_kind": self._by_kind(),
             },
             "notes": self.notes,
             "twiml": {"verbs": self.twiml_verbs, "prelude_ms": self.prelude_ms},
@@ -158,6 +156,23 @@ class CallReport:
             },
             "wall_s": round(self.wall_s, 4),
         }
+
+    def _by_kind(self) -> list[dict[str, Any]]:
+        """One entry per (code, kind): how often, and the first occurrence with its frame."""
+        counts = Counter((f.violation.code, f.violation.kind) for f in self.findings)
+        firsts: dict[tuple[int, str], Finding] = {}
+        for finding in self.findings:
+            firsts.setdefault((finding.violation.code, finding.violation.kind), finding)
+        return [
+            {
+                "code": code,
+                "kind": kind,
+                "count": count,
+                "first_line": firsts[(code, kind)].line,
+                "frame": (firsts[(code, kind)].violation.frame or "")[:_FRAME_CHARS] or None,
+            }
+            for (code, kind), count in counts.items()
+        ]
 
     def to_json(self) -> str:
         """:meth:`to_dict` as one line of JSON."""
