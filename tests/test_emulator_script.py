@@ -109,3 +109,8 @@ def test_cli_script_takes_turns() -> None:
         WaitForQuiet(timeout_ms=10_000),
         Audio("b.wav"),
     ]
+
+
+def test_the_earliest_timed_hang_up_wins() -> None:
+    script = CallerScript([Hangup(at_ms=0), Hangup(at_ms=500)], end_quiet_ms=None)
+    assert script.hangup_at_ms == 0

@@ -158,7 +158,8 @@ class CallerScript:
         if isinstance(step, Press) and step.at_ms is not None:
             self._timed_digits += [(step.at_ms, digit) for digit in step.digits]
         elif isinstance(step, Hangup) and step.at_ms is not None:
-            self.hangup_at_ms = min(step.at_ms, self.hangup_at_ms or step.at_ms)
+            earlier = self.hangup_at_ms if self.hangup_at_ms is not None else step.at_ms
+            self.hangup_at_ms = min(step.at_ms, earlier)
         elif isinstance(step, Audio):
             self._steps.append(_load_audio(step))
         else:
@@ -174,8 +175,8 @@ class CallerScript:
 
         Args:
             now_ms: time since the stream started.
-            quiet_ms: for how long nothing has been left to play to the caller.
-            app_spoke: whether any of the app's audio has played since the last step began.
+            quiet_ms: for how long the caller has heard nothing audible from the app.
+            app_spoke: whether the caller heard the app in the previous tick.
 
         Returns:
             ``(frame, digits, hang_up)``: 160 bytes of mu-law, keys pressed now, and whether

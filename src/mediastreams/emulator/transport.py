@@ -28,6 +28,7 @@ __all__ = [
     "USER_AGENT",
     "ASGIApp",
     "ASGITransport",
+    "Closed",
     "ConnectFailed",
     "Transport",
     "WebSocketTransport",
