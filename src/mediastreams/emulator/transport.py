@@ -252,15 +252,29 @@ class ASGITransport:
         """
         transport = cls(app, _websocket_scope(url, signature))
         await transport._to_app.put({"type": "websocket.connect"})
-        await transport._await_accept(url, open_timeout_s)
+        try:
+            await transport._await_accept(url, open_timeout_s)
+        except ConnectFailed:
+            await transport._end_app()
+            raise
         return transport
+
+    async def _end_app(self) -> None:
+        # The socket is gone: the handler gets a disconnect, and a stuck one is cancelled.
+        await self._to_app.put({"type": "websocket.disconnect", "code": 1000})
+        try:
+            async with asyncio.timeout(5.0):
+                await asyncio.wait([self._task])
+        except TimeoutError:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
 
     async def _await_accept(self, url: str, open_timeout_s: float) -> None:
         try:
             async with asyncio.timeout(open_timeout_s):
                 message = await self._from_app.get()
         except TimeoutError:
-            self._task.cancel()
             raise _failure(
                 31901,
                 "connection-timeout",
@@ -311,14 +325,7 @@ class ASGITransport:
     async def close(self) -> None:
         if self.closed is None:
             self.closed = Closed(by_app=False, code=1000)
-        await self._to_app.put({"type": "websocket.disconnect", "code": 1000})
-        try:
-            async with asyncio.timeout(5.0):
-                await asyncio.wait([self._task])
-        except TimeoutError:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self._end_app()
 
 
 async def _run_app(
