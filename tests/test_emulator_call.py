@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from starlette.websockets import WebSocket
 
 from emulator_apps import TONE_MULAW, b64, mark, media, nothing, plays, sends, stream_app
@@ -278,3 +280,47 @@ def test_advice_on_habits_that_are_not_violations() -> None:
     assert result.report.findings == []
     notes = " ".join(result.report.notes)
     assert "no mark" in notes and "never sent clear" in notes
+
+
+APP_ACTIONS = st.lists(
+    st.one_of(
+        st.tuples(st.just("media"), st.integers(1, 4000)),
+        st.tuples(st.just("mark"), st.integers(0, 0)),
+        st.tuples(st.just("clear"), st.integers(0, 0)),
+        st.tuples(st.just("sleep"), st.integers(1, 400)),
+    ),
+    max_size=25,
+)
+
+
+@settings(max_examples=25, deadline=None)
+@given(actions=APP_ACTIONS)
+def test_any_app_behaviour_keeps_twilios_invariants(actions: list[tuple[str, int]]) -> None:
+    received: list[dict[str, Any]] = []
+    sent_marks: list[str] = []
+
+    async def behaviour(websocket: WebSocket, start: dict[str, Any]) -> None:
+        sid = start["streamSid"]
+        for number, (action, size) in enumerate(actions):
+            if action == "media":
+                await websocket.send_text(media(sid, bytes([0x10, 0x90]) * (size // 2 + 1)))
+            elif action == "mark":
+                sent_marks.append(f"m{number}")
+                await websocket.send_text(mark(sid, f"m{number}"))
+            elif action == "clear":
+                await websocket.send_text(json.dumps({"event": "clear", "streamSid": sid}))
+            else:
+                await asyncio.sleep(size / 1000)
+
+    # Long enough for everything sent to play out: at most 25 x 4000 bytes = 12.5 s.
+    result = call(stream_app(behaviour, received=received), [Hangup(at_ms=30_000)])
+    assert result.report.findings == []
+    numbers = [int(f["sequenceNumber"]) for f in received if "sequenceNumber" in f]
+    assert numbers == list(range(1, len(numbers) + 1))
+    echoed = [f["mark"]["name"] for f in received if f["event"] == "mark"]
+    assert echoed == sent_marks  # every mark echoed once, in the order sent
+    report = result.report
+    assert report.marks_echoed == len(sent_marks)
+    assert report.audio_played_ms <= report.audio_received_ms
+    if "clear" not in [action for action, _ in actions]:
+        assert report.audio_played_ms == report.audio_received_ms
