@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import threading
 import time
@@ -22,7 +23,11 @@ from websockets.asyncio.server import ServerConnection, serve
 from mediastreams.emulator import Hangup, place_call
 from mediastreams.emulator.transport import USER_AGENT
 from mediastreams.exceptions import SignatureError
-from mediastreams.security import check_upgrade_signature, check_webhook_signature
+from mediastreams.security import (
+    check_upgrade_signature,
+    check_webhook_signature,
+    public_url_for,
+)
 
 TOKEN = "12345678901234567890123456789012"
 PUBLIC_STREAM = "wss://abc.example/media-stream"
@@ -92,11 +97,12 @@ def checked() -> Checked:
     return Checked()
 
 
-@pytest.fixture
-def server(checked: Checked) -> Iterator[int]:
+@contextlib.contextmanager
+def running(app: Starlette) -> Iterator[int]:
+    """Serve ``app`` with uvicorn on a free port of 127.0.0.1, in a thread."""
     port = free_port()
     config = uvicorn.Config(
-        signed_app(checked),
+        app,
         host="127.0.0.1",
         port=port,
         lifespan="off",
@@ -106,13 +112,21 @@ def server(checked: Checked) -> Iterator[int]:
     uvicorn_server = uvicorn.Server(config)
     thread = threading.Thread(target=uvicorn_server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 10
-    while not uvicorn_server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.01)
-    yield port
-    uvicorn_server.should_exit = True
-    thread.join(10)
+    try:
+        deadline = time.monotonic() + 10
+        while not uvicorn_server.started:
+            assert time.monotonic() < deadline, "uvicorn did not start"
+            time.sleep(0.01)
+        yield port
+    finally:
+        uvicorn_server.should_exit = True
+        thread.join(10)
+
+
+@pytest.fixture
+def server(checked: Checked) -> Iterator[int]:
+    with running(signed_app(checked)) as port:
+        yield port
 
 
 def test_webhook_and_upgrade_are_signed_as_twilio_signs_them(server: int, checked: Checked) -> None:
@@ -201,3 +215,47 @@ def test_a_binary_frame_over_a_real_socket_with_the_websockets_server() -> None:
     result = asyncio.run(run())
     assert [f.violation.code for f in result.report.findings] == [31950]
     assert result.report.findings[0].line >= 3  # after connected and start
+
+
+def tunnelled_app(seen: list[str]) -> Starlette:
+    """An app behind a tunnel: it rebuilds its public URLs from the forwarded headers."""
+
+    async def incoming(request: Request) -> Response:
+        url = public_url_for(
+            request.url.scheme, request.headers["host"], request.url.path, request.headers
+        )
+        form = parse_qsl((await request.body()).decode())
+        check_webhook_signature(TOKEN, url, form, request.headers.get("x-twilio-signature"))
+        seen.append(url)
+        stream = url.replace("https://", "wss://").replace("/incoming-call", "/media-stream")
+        return Response(f'<Response><Connect><Stream url="{stream}"/></Connect></Response>')
+
+    async def stream(websocket: WebSocket) -> None:
+        headers = websocket.headers
+        url = public_url_for(websocket.url.scheme, headers["host"], websocket.url.path, headers)
+        check_upgrade_signature(TOKEN, url, headers.get("x-twilio-signature"))
+        seen.append(url)
+        await websocket.accept()
+        with contextlib.suppress(WebSocketDisconnect):
+            while True:
+                await websocket.receive_text()
+
+    return Starlette(
+        routes=[
+            Route("/incoming-call", incoming, methods=["POST"]),
+            WebSocketRoute("/media-stream", stream),
+        ]
+    )
+
+
+def test_connect_to_routes_webhook_and_stream_as_a_tunnel_would() -> None:
+    seen: list[str] = []
+    with running(tunnelled_app(seen)) as port:
+        result = place_call(
+            "https://abc.example/incoming-call",
+            [Hangup(at_ms=200)],
+            auth_token=TOKEN,
+            connect_to=("127.0.0.1", port),
+        )
+    assert result.report.ok, result.report.findings
+    assert seen == ["https://abc.example/incoming-call", "wss://abc.example/media-stream"]

@@ -34,6 +34,7 @@ from .script import CallerScript, Step
 from .transport import ASGIApp, ASGITransport, ConnectFailed, Transport, WebSocketTransport
 from .transport import asgi_lifespan as _lifespan
 from .webhook import (
+    RoutedTransport,
     StreamPlan,
     TwiMLWalk,
     WebhookFailed,
@@ -242,7 +243,11 @@ class _Placement:
             plan = StreamPlan(_strip_query(url, self.report), dict(parameters or {}))
             await self._stream(plan, opener, max_duration_s, None)
         elif scheme in ("http", "https"):
-            async with httpx.AsyncClient(timeout=self.open_timeout_s) as client:
+            # With connect_to, the webhook goes to the local server too, as through a tunnel.
+            routed = (
+                RoutedTransport(urlsplit(url).hostname or "", connect_to) if connect_to else None
+            )
+            async with httpx.AsyncClient(transport=routed, timeout=self.open_timeout_s) as client:
                 await self._from_webhook(client, url, opener, max_duration_s)
         else:
             raise EmulatorError(f"{url}: expected an http(s):// or ws(s):// URL")

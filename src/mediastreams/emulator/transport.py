@@ -122,18 +122,17 @@ class WebSocketTransport:
         Raises:
             ConnectFailed: the connection or the handshake failed (31901-31920).
         """
-        parts = urlsplit(url)
         target = url
+        headers = upgrade_headers(signature)[1:]  # less the User-Agent, set below
         options: dict[str, Any] = {}
         if connect_to is not None:
-            # Route the TCP connection, keep the URL's host (without a port, as Twilio's
-            # default-port request has none) in the Host header, and speak plain ws locally.
-            target = f"ws://{parts.hostname}{parts.path or '/'}"
+            target, forwarded = _routed(url)
+            headers.append(("X-Forwarded-Proto", forwarded))
             options = {"host": connect_to[0], "port": connect_to[1]}
         try:
             connection = await websockets.connect(
                 target,
-                additional_headers=upgrade_headers(signature)[1:],  # less the User-Agent
+                additional_headers=headers,
                 user_agent_header=USER_AGENT,
                 origin=None,
                 compression=None,
@@ -178,6 +177,24 @@ class WebSocketTransport:
         if self.closed is None:
             self.closed = Closed(by_app=False, code=1000)
         await self._connection.close()
+
+
+def _routed(url: str) -> tuple[str, str]:
+    """The plain-ws URL to ask a local server for, and the scheme a tunnel would forward.
+
+    The request keeps the public host in its ``Host`` header (with the port only when it is
+    not the scheme's default, as Twilio writes it), and carries ``X-Forwarded-Proto`` as a
+    tunnel such as ngrok adds it, so a server that rebuilds its public URL finds ``wss``.
+    """
+    parts = urlsplit(url)
+    secure = parts.scheme in ("wss", "https")
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    if parts.port is not None and parts.port != (443 if secure else 80):
+        host += f":{parts.port}"
+    # websockets writes no port for ws:// on 80 itself; any other port is in `host`.
+    return f"ws://{host}{parts.path or '/'}", "https" if secure else "http"
 
 
 def _connect_error(error: Exception, url: str) -> ConnectFailed:

@@ -31,6 +31,7 @@ from ..security import compute_signature
 
 __all__ = [
     "NO_CODE",
+    "RoutedTransport",
     "StreamPlan",
     "TwiMLWalk",
     "WebhookFailed",
@@ -46,6 +47,37 @@ NO_CODE = 0
 WEBHOOK_USER_AGENT = "TwilioProxy/1.1"
 _SAY_MS_PER_WORD = 400  # about 150 words a minute, the pace of Twilio's voices
 _MAX_REDIRECTS = 10
+
+
+class RoutedTransport(httpx.AsyncBaseTransport):
+    """Sends requests for one public host to a local server instead, as a tunnel would.
+
+    The request keeps its ``Host`` header and gains ``X-Forwarded-Proto`` (and
+    ``X-Forwarded-Host``), so the server sees what it would behind ngrok; the signature was
+    computed over the public URL, exactly as Twilio signs it.
+
+    Args:
+        public_host: the host name the TwiML and the webhook URL use.
+        connect_to: ``(host, port)`` of the local server (plain HTTP).
+    """
+
+    def __init__(self, public_host: str, connect_to: tuple[str, int]) -> None:
+        self._public_host = public_host
+        self._connect_to = connect_to
+        self._inner = httpx.AsyncHTTPTransport()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        """Send ``request``, to the local server when it names the public host."""
+        if request.url.host == self._public_host:
+            request.headers["X-Forwarded-Proto"] = request.url.scheme
+            request.headers["X-Forwarded-Host"] = request.headers["Host"]
+            host, port = self._connect_to
+            request.url = request.url.copy_with(scheme="http", host=host, port=port)
+        return await self._inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        """Close the connections."""
+        await self._inner.aclose()
 
 
 class WebhookFailed(Exception):
