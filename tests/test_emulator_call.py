@@ -324,3 +324,14 @@ def test_any_app_behaviour_keeps_twilios_invariants(actions: list[tuple[str, int
     assert report.audio_played_ms <= report.audio_received_ms
     if "clear" not in [action for action, _ in actions]:
         assert report.audio_played_ms == report.audio_received_ms
+
+
+def test_an_app_that_stops_reading_gets_its_inbound_audio_dropped_with_31930() -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        await asyncio.sleep(3600)  # never reads again
+
+    result = call(app, [Hangup(at_ms=10_000)])
+    assert kinds(result) == [(31930, "inbound-congestion")]
+    assert 3000 <= result.report.inbound_dropped_ms <= 5000

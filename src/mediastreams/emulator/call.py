@@ -23,7 +23,10 @@ from .recorder import Recorder
 from .script import FRAME_BYTES, FRAME_MS, CallerScript, is_audible
 from .transport import Transport
 
-__all__ = ["Finding", "StreamRun", "Timeline"]
+__all__ = ["CONGESTED_BYTES", "Finding", "StreamRun", "Timeline"]
+
+CONGESTED_BYTES = 100_000
+"""Unread bytes (about 6 s of inbound frames) past which the app's side counts as congested."""
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,7 @@ class Timeline:
     duration_ms: int = 0
     ended_by: str = "caller"
     close_code: int | None = None
+    inbound_dropped: int = 0  # caller frames not sent: the app's side was congested (31930)
 
 
 class StreamRun:
@@ -166,7 +170,10 @@ class StreamRun:
 
     def _tick(self, frame: bytes, digits: str, now_ms: int) -> None:
         self._send_held()
-        self.protocol.send_media(frame)
+        if self._congested():
+            self.timeline.inbound_dropped += 1
+        else:
+            self.protocol.send_media(frame)
         for digit in digits:
             self.protocol.send_dtmf(digit)
         self._queue(self.protocol.data_to_send())
@@ -176,6 +183,26 @@ class StreamRun:
         if is_audible(played):
             self.timeline.audible_ticks_ms.append(now_ms)
         self.recorder.add(frame, played)
+
+    def _congested(self) -> bool:
+        # https://www.twilio.com/docs/api/errors/31930: Twilio drops inbound audio when the
+        # app's side of the socket is congested (it does not read fast enough).
+        if self.transport.backlog_bytes() < CONGESTED_BYTES:
+            return False
+        if not self.timeline.inbound_dropped:
+            self._found(
+                Violation(
+                    31930,
+                    "inbound-congestion",
+                    "app",
+                    f"the app left {self.transport.backlog_bytes():,} bytes of frames unread: "
+                    "Twilio drops the caller's audio while it catches up",
+                    "Read every frame as it comes; move slow work (speech recognition, a model "
+                    "call) off the task that reads the socket.",
+                ),
+                None,
+            )
+        return True
 
     async def _hang_up(self, now_ms: int) -> None:
         self._send_held()

@@ -77,6 +77,7 @@ class CallReport:
     max_buffered_ms: float = 0.0
     audio_received_ms: float = 0.0
     audio_played_ms: float = 0.0
+    inbound_dropped_ms: float = 0.0
     wall_s: float = 0.0
 
     @property
@@ -153,6 +154,7 @@ class CallReport:
             "audio": {
                 "received_ms": _round(self.audio_received_ms),
                 "played_ms": _round(self.audio_played_ms),
+                "inbound_dropped_ms": _round(self.inbound_dropped_ms),
             },
             "wall_s": round(self.wall_s, 4),
         }
@@ -190,6 +192,7 @@ class CallReport:
         self.max_buffered_ms = timeline.max_buffered_ms
         self.audio_received_ms = sum(timeline.media_bytes) / 8
         self.audio_played_ms = timeline.played_bytes / 8
+        self.inbound_dropped_ms = timeline.inbound_dropped * FRAME_MS
         self.turns = [_turn(span, timeline) for span in speech]
         self.barge_ins = _barge_ins(speech, timeline)
         self._gaps(timeline, speech)

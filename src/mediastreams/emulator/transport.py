@@ -81,6 +81,9 @@ class Transport(Protocol):
     async def close(self) -> None:
         """Close the socket (Twilio's side hangs up)."""
 
+    def backlog_bytes(self) -> int:
+        """Bytes sent that the app has not read yet (as far as this side can tell)."""
+
 
 def upgrade_headers(signature: str | None) -> list[tuple[str, str]]:
     """The headers Twilio adds to the upgrade, beyond the WebSocket ones."""
@@ -139,11 +142,18 @@ class WebSocketTransport:
                 open_timeout=open_timeout_s,
                 proxy=None,
                 max_size=2**24,
+                # Let a slow reader's backlog show in the write buffer instead of blocking
+                # the 20 ms pacing (see backlog_bytes and warning 31930).
+                write_limit=2**20,
                 **options,
             )
         except Exception as error:
             raise _connect_error(error, url) from None
         return cls(connection)
+
+    def backlog_bytes(self) -> int:
+        transport = self._connection.transport
+        return 0 if transport is None else transport.get_write_buffer_size()
 
     async def send_text(self, text: str) -> None:
         if self.closed is not None:
@@ -248,7 +258,8 @@ class ASGITransport:
     def __init__(self, app: ASGIApp, scope: Scope) -> None:
         self._to_app: asyncio.Queue[Message] = asyncio.Queue()
         self._from_app: asyncio.Queue[Message] = asyncio.Queue()
-        self._task = asyncio.create_task(_run_app(app, scope, self._to_app, self._from_app))
+        self._unread_bytes = 0
+        self._task = asyncio.create_task(_run_app(app, scope, self._to_app, self._from_app, self))
         self.closed: Closed | None = None
         self.crash: str | None = None
 
@@ -314,8 +325,12 @@ class ASGITransport:
             "and the public URL it rebuilds.",
         )
 
+    def backlog_bytes(self) -> int:
+        return self._unread_bytes
+
     async def send_text(self, text: str) -> None:
         if self.closed is None:
+            self._unread_bytes += len(text)
             await self._to_app.put({"type": "websocket.receive", "text": text})
 
     async def receive(self) -> str | bytes | None:
@@ -346,10 +361,16 @@ class ASGITransport:
 
 
 async def _run_app(
-    app: ASGIApp, scope: Scope, to_app: asyncio.Queue[Message], from_app: asyncio.Queue[Message]
+    app: ASGIApp,
+    scope: Scope,
+    to_app: asyncio.Queue[Message],
+    from_app: asyncio.Queue[Message],
+    transport: ASGITransport,
 ) -> None:
     async def receive() -> Message:
-        return await to_app.get()
+        message = await to_app.get()
+        transport._unread_bytes -= len(message.get("text") or "")
+        return message
 
     async def send(message: Message) -> None:
         await from_app.put(message)
