@@ -269,13 +269,15 @@ def _voiced_frames(mulaw: bytes) -> list[bool]:
 
 def is_audible(mulaw: bytes) -> bool:
     """Whether a stretch of mu-law is louder than about -40 dBFS (not silence or hiss)."""
-    if not mulaw:
-        return False
+    if not mulaw or not mulaw.translate(None, _QUIET_CODES):
+        return False  # empty, or nothing but codes too quiet to matter: no numpy call
     codes = np.frombuffer(mulaw, dtype=np.uint8)
-    return bool(_SQUARES[codes].mean() > _SPEECH_RMS * _SPEECH_RMS)
+    return bool(_SQUARES.take(codes).sum() > _SPEECH_RMS * _SPEECH_RMS * len(mulaw))
 
 
 _SQUARES = np.frombuffer(mulaw.decode(bytes(range(256))), dtype="<i2").astype(np.float64) ** 2
+# Codes whose sample alone is below the speech level: a frame of only these is quiet.
+_QUIET_CODES = bytes(code for code in range(256) if _SQUARES[code] <= _SPEECH_RMS**2)
 
 
 def parse_dtmf_option(text: str) -> Press:
