@@ -223,3 +223,13 @@ def test_a_get_webhook_carries_the_parameters_in_the_signed_query() -> None:
     )
     assert result.report.ok
     assert seen["query"]["CallStatus"] == "ringing" and seen["valid"]
+
+
+def test_a_webhook_that_raises_is_reported_not_raised() -> None:
+    async def incoming(request: Request) -> Response:
+        raise RuntimeError("no TwiML today")
+
+    app = Starlette(routes=[Route("/incoming-call", incoming, methods=["POST"])])
+    result = place_call(app, [], webhook_path="/incoming-call")
+    assert kinds(result) == [(11200, "webhook-error")]
+    assert "RuntimeError: no TwiML today" in result.report.findings[0].violation.message

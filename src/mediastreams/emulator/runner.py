@@ -83,8 +83,10 @@ def load_app(spec: str) -> ASGIApp:
     attribute = attribute.removesuffix("()")
     try:
         module = importlib.import_module(module_name)
-    except ImportError as error:
-        raise EmulatorError(f"cannot import {module_name!r}: {error}") from None
+    except Exception as error:  # whatever the module raised, it is reported in one line
+        raise EmulatorError(
+            f"cannot import {module_name!r}: {type(error).__name__}: {error}"
+        ) from error
     try:
         app: Any = module
         for part in (attribute or "app").split("."):

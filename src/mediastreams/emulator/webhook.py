@@ -183,6 +183,16 @@ async def fetch_twiml(
                 "Is the server running, and is this its URL?",
             )
         ) from None
+    except Exception as error:  # an in-process app raised: Twilio would get an HTTP 500
+        raise WebhookFailed(
+            Violation(
+                11200,
+                "webhook-error",
+                "app",
+                f"the voice webhook {url} raised {type(error).__name__}: {error}",
+                "Fix the handler; Twilio gets an HTTP 500 and plays an application error.",
+            )
+        ) from error
     if not 200 <= response.status_code < 300:
         raise WebhookFailed(
             Violation(
