@@ -370,6 +370,9 @@ async def _play(client: httpx.AsyncClient, verb: twiml.Play, walk: TwiMLWalk, ur
     except (httpx.HTTPError, AudioError) as error:
         walk.notes.append(f"<Play> {source}: cannot play ({error}); skipped")
         return
+    except Exception as error:  # an in-process app's route raised
+        walk.notes.append(f"<Play> {source}: the app raised {type(error).__name__}: {error}")
+        return
     walk.prelude += audio * (verb.loop if verb.loop else 1)
 
 
