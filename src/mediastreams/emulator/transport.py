@@ -152,10 +152,12 @@ class WebSocketTransport:
         return cls(connection)
 
     def backlog_bytes(self) -> int:
+        """Bytes in the socket's write buffer, not yet taken by the app's side."""
         transport = self._connection.transport
         return 0 if transport is None else transport.get_write_buffer_size()
 
     async def send_text(self, text: str) -> None:
+        """Send one text frame; a no-op once the socket is closed."""
         if self.closed is not None:
             return
         try:
@@ -164,6 +166,7 @@ class WebSocketTransport:
             self._note_close(closed)
 
     async def receive(self) -> str | bytes | None:
+        """The app's next frame, or ``None`` once the socket is closed."""
         if self.closed is not None:
             return None
         try:
@@ -184,6 +187,7 @@ class WebSocketTransport:
             )
 
     async def close(self) -> None:
+        """Close the socket with 1000 (Twilio's side hangs up)."""
         if self.closed is None:
             self.closed = Closed(by_app=False, code=1000)
         await self._connection.close()
@@ -326,14 +330,17 @@ class ASGITransport:
         )
 
     def backlog_bytes(self) -> int:
+        """Bytes of text frames the handler has not received yet."""
         return self._unread_bytes
 
     async def send_text(self, text: str) -> None:
+        """Hand one text frame to the handler's ``receive()``."""
         if self.closed is None:
             self._unread_bytes += len(text)
             await self._to_app.put({"type": "websocket.receive", "text": text})
 
     async def receive(self) -> str | bytes | None:
+        """What the handler sent next, or ``None`` once it closed or ended."""
         if self.closed is not None:
             return None
         message = await self._from_app.get()
@@ -355,6 +362,7 @@ class ASGITransport:
         return None
 
     async def close(self) -> None:
+        """Send the handler a disconnect and wait for it to end (cancel it after 5 s)."""
         if self.closed is None:
             self.closed = Closed(by_app=False, code=1000)
         await self._end_app()
