@@ -3,7 +3,8 @@
 The app is a Starlette WebSocket endpoint that reads every frame, answers each second of
 caller audio with a second of its own plus a mark, as a voice agent would. The caller speaks
 for 3 s, keeps quiet, presses a key and hangs up at 60 s: 3,000 inbound frames, 60 replies.
-The baseline is the call's own length: the time a real-time emulator needs.
+The baseline is the call's own length: the time a real-time emulator needs. The same call is
+also placed 100 times at once (one event loop, one app).
 
 Run: ``uv run python -m benchmarks.emulator``.
 """
@@ -19,7 +20,7 @@ from starlette.applications import Starlette
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from mediastreams.emulator import Audio, Hangup, Press, place_call
+from mediastreams.emulator import Audio, Hangup, Press, place_call, place_calls
 
 from benchmarks.harness import Row, cpu_time_call, print_table
 
@@ -63,6 +64,15 @@ def one_call() -> None:
     assert result.report.findings == [], result.report.findings
 
 
+CONCURRENT = 100
+
+
+def concurrent_calls() -> None:
+    """The same call, placed 100 times at once against the one app."""
+    results = place_calls(APP, STEPS, calls=CONCURRENT)
+    assert all(r.report.duration_ms == CALL_S * 1000 for r in results)
+
+
 def main() -> list[Row]:
     """Time the call (wall and CPU) and print the table."""
     one_call()  # warm-up: imports, tables
@@ -73,6 +83,9 @@ def main() -> list[Row]:
         walls.append(time.perf_counter() - started)
     wall = statistics.median(walls)
     cpu = cpu_time_call(one_call)
+    started = time.perf_counter()
+    concurrent_calls()
+    many_wall = time.perf_counter() - started
     rows = [
         Row(
             f"{CALL_S} s call, virtual time, wall",
@@ -83,6 +96,13 @@ def main() -> list[Row]:
             target="< 1 s",
         ),
         Row(f"{CALL_S} s call, virtual time, CPU", cpu, float(CALL_S), "s", "real time"),
+        Row(
+            f"{CONCURRENT} concurrent {CALL_S} s calls, virtual time, wall",
+            many_wall,
+            float(CALL_S),
+            "s",
+            "real time",
+        ),
         Row(
             "per 20 ms frame (both ways), wall",
             wall / (CALL_S * 50) * 1e6,

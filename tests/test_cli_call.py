@@ -218,3 +218,15 @@ def test_ctrl_c_hangs_up_and_still_writes_the_report_and_recording(tmp_path: Pat
     assert report["ended_by"] == "interrupted" and report["duration_ms"] < 30_000
     with wave.open(str(recording)) as heard:
         assert heard.getnframes() == report["duration_ms"] * 8
+
+
+def test_many_calls_at_once(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, f"{APPS}:good", "--calls", "20", "--hangup-after", "2", "--json")
+    assert code == 0
+    report = json.loads(out)
+    assert report["summary"]["calls"] == report["summary"]["placed"] == 20
+    assert len({call["call_sid"] for call in report["calls"]}) == 20
+    code, out, _ = run(capsys, f"{APPS}:playload", "--calls", "3", "--hangup-after", "1")
+    assert code == 1 and "3 calls" in out
+    code, _, err = run(capsys, f"{APPS}:good", "--calls", "2", "--trace", "x.jsonl")
+    assert code == 2 and "take one call" in err

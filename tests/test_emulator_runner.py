@@ -80,3 +80,27 @@ def test_rendering_the_report_for_the_terminal() -> None:
     console.print(render_text(result.report))
     text: Any = console.export_text()
     assert "time to first audio" in text
+
+
+def test_many_calls_share_one_lifespan() -> None:
+    from contextlib import asynccontextmanager
+
+    from starlette.applications import Starlette
+
+    from mediastreams.emulator import place_calls
+
+    started: list[int] = []
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> Any:
+        started.append(1)
+        yield
+
+    base = stream_app(plays(b"\x10" * 800))
+    app = Starlette(routes=base.routes, lifespan=lifespan)
+    results = place_calls(app, [Hangup(at_ms=500)], calls=10)
+    assert started == [1]
+    assert [r.report.exit_code for r in results] == [0] * 10
+    assert len({r.report.stream_sid for r in results}) == 10
+    with pytest.raises(EmulatorError, match="one call"):
+        place_calls(app, calls=2, trace="x.jsonl")

@@ -6,7 +6,9 @@ be placed (or the options are wrong).
 
 from __future__ import annotations
 
+import json
 import sys
+from typing import Any
 
 import click
 
@@ -108,6 +110,13 @@ def _parameters(values: tuple[str, ...]) -> dict[str, str]:
     help="virtual (default for module:app) or real (default, and the only choice, for a URL).",
 )
 @click.option(
+    "--calls",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Place this many calls at once (a load test) and print a summary.",
+)
+@click.option(
     "--max-duration",
     type=click.FloatRange(min=0),
     default=600.0,
@@ -133,6 +142,7 @@ def call_command(
     trace_parameters: bool,
     as_json: bool,
     clock: str | None,
+    calls: int,
     max_duration: float,
 ) -> int:
     """Place an emulated Twilio call to TARGET and report every mistake the app made.
@@ -140,7 +150,7 @@ def call_command(
     TARGET is a voice webhook URL (http(s)://...), a stream URL (ws(s)://...) or an ASGI
     app in this process (package.module:app).
     """
-    from ..emulator.runner import place_call, write_outputs
+    from ..emulator.runner import place_call, place_calls, write_outputs
     from ..emulator.script import Hangup, Step, default_steps, parse_dtmf_option
     from ..exceptions import AudioError, EmulatorError
 
@@ -151,28 +161,49 @@ def call_command(
         steps += [parse_dtmf_option(text) for text in dtmf]
         if hangup_after is not None:
             steps.append(Hangup(at_ms=round(hangup_after * 1000)))
+        options: dict[str, Any] = {
+            "clock": clock,
+            "auth_token": auth_token,
+            "connect_to": _host_port(connect_to),
+            "parameters": _parameters(params),
+            "webhook_path": webhook_path,
+            "webhook_method": webhook_method,
+            "stream_path": stream_path,
+            "max_duration_s": max_duration,
+            "end_quiet_ms": None if hangup_after is not None else 2000,
+            "hang_up_on_cancel": True,  # Ctrl-C hangs up; the report and recordings still come
+        }
+        if calls > 1:
+            if trace or record or record_stereo:
+                raise click.UsageError("--trace, --record and --record-stereo take one call")
+            return _many(place_calls(target, steps, calls=calls, **options), as_json)
         result = place_call(
             target,
             steps,
-            clock=clock,  # type: ignore[arg-type]
-            auth_token=auth_token,
-            connect_to=_host_port(connect_to),
-            parameters=_parameters(params),
-            webhook_path=webhook_path,
-            webhook_method=webhook_method,
-            stream_path=stream_path,
             trace=trace,
             trace_payloads=trace_payloads,
             trace_parameters=trace_parameters,
-            max_duration_s=max_duration,
-            end_quiet_ms=None if hangup_after is not None else 2000,
-            hang_up_on_cancel=True,  # Ctrl-C hangs up; the report and recordings still come
+            **options,
         )
         write_outputs(result, record=record, record_stereo=record_stereo)
     except (AudioError, EmulatorError, ValueError, OSError) as error:
         raise _Failure(str(error)) from None
     _show(result.report, as_json)
     return result.report.exit_code
+
+
+def _many(results: list[Any], as_json: bool) -> int:
+    from ..emulator.report import render_summary, summarize
+
+    reports = [result.report for result in results]
+    summary = summarize(reports)
+    if as_json:
+        click.echo(json.dumps({"calls": [r.to_dict() for r in reports], "summary": summary}))
+    else:
+        from rich.console import Console
+
+        Console().print(render_summary(summary))
+    return int(summary["exit_code"])
 
 
 def _show(report: object, as_json: bool) -> None:

@@ -17,7 +17,14 @@ from .call import Finding
 from .clock import ClockName, VirtualEventLoop
 from .recorder import Recorder
 from .report import BargeIn, CallReport, Turn
-from .runner import CallResult, load_app, place_call, place_call_async
+from .runner import (
+    CallResult,
+    load_app,
+    place_call,
+    place_call_async,
+    place_calls,
+    place_calls_async,
+)
 from .script import Audio, CallerScript, Hangup, Press, Silence, Step, WaitForQuiet
 
 __all__ = [
@@ -39,4 +46,6 @@ __all__ = [
     "load_app",
     "place_call",
     "place_call_async",
+    "place_calls",
+    "place_calls_async",
 ]

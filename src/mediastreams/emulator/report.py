@@ -24,7 +24,7 @@ from typing import Any
 from .call import Finding, Timeline
 from .script import FRAME_MS, SpeechSpan
 
-__all__ = ["BargeIn", "CallReport", "Turn", "render_text"]
+__all__ = ["BargeIn", "CallReport", "Turn", "render_summary", "render_text", "summarize"]
 
 _FRAME_CHARS = 1000  # of a faulty frame shown in the report (a payload may be megabytes)
 
@@ -345,4 +345,50 @@ def _measures_table(report: CallReport) -> Any:
         "audio received / played", f"{ms(report.audio_received_ms)} / {ms(report.audio_played_ms)}"
     )
     table.add_row("wall time", f"{report.wall_s:.3f} s")
+    return table
+
+
+def summarize(reports: list[CallReport]) -> dict[str, Any]:
+    """Figures over many calls (a load test): how many went wrong, and timing percentiles."""
+    first_audio = sorted(
+        r.time_to_first_audio_ms for r in reports if r.time_to_first_audio_ms is not None
+    )
+    latencies = sorted(t.latency_ms for r in reports for t in r.turns if t.latency_ms is not None)
+    codes = Counter(f.violation.code for r in reports for f in r.findings)
+    return {
+        "calls": len(reports),
+        "placed": sum(r.placed for r in reports),
+        "with_violations": sum(bool(r.violations) for r in reports),
+        "exit_code": max((r.exit_code for r in reports), default=0),
+        "time_to_first_audio_ms": _spread(first_audio),
+        "turn_latency_ms": _spread(latencies),
+        "by_code": dict(sorted(codes.items())),
+    }
+
+
+def _spread(ordered: list[float]) -> dict[str, float | None]:
+    if not ordered:
+        return {"p50": None, "p95": None, "max": None}
+    return {
+        "p50": _round(_percentile(ordered, 50)),
+        "p95": _round(_percentile(ordered, 95)),
+        "max": _round(ordered[-1]),
+    }
+
+
+def render_summary(summary: dict[str, Any]) -> Any:
+    """:func:`summarize`'s figures as a rich table."""
+    from rich.table import Table
+
+    table = Table(title=f"{summary['calls']} calls", expand=False)
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    table.add_row("placed", str(summary["placed"]))
+    table.add_row("with violations", str(summary["with_violations"]))
+    for name in ("time_to_first_audio_ms", "turn_latency_ms"):
+        spread = summary[name]
+        text = " / ".join("-" if v is None else f"{v:,.0f}" for v in spread.values())
+        table.add_row(f"{name.removesuffix('_ms').replace('_', ' ')} p50 / p95 / max (ms)", text)
+    codes = ", ".join(f"{code} x{count}" for code, count in summary["by_code"].items())
+    table.add_row("codes", codes or "none")
     return table

@@ -9,6 +9,7 @@ app, or ``"module:attribute"`` naming one.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import os
 import time
@@ -44,7 +45,14 @@ from .webhook import (
     walk_twiml,
 )
 
-__all__ = ["CallResult", "load_app", "place_call", "place_call_async"]
+__all__ = [
+    "CallResult",
+    "load_app",
+    "place_call",
+    "place_call_async",
+    "place_calls",
+    "place_calls_async",
+]
 
 IN_PROCESS_BASE_URL = "https://testserver"
 """Where an in-process app is said to live (its webhook and stream URLs use this host)."""
@@ -139,6 +147,7 @@ async def place_call_async(
     end_quiet_ms: int | None = 2000,
     open_timeout_s: float = 10.0,
     hang_up_on_cancel: bool = False,
+    lifespan: bool = True,
 ) -> CallResult:
     """Place a call in the running event loop.
 
@@ -168,6 +177,8 @@ async def place_call_async(
         open_timeout_s: how long the WebSocket may take to open.
         hang_up_on_cancel: if the call is cancelled (Ctrl-C under ``asyncio.run``), hang up
             and return the report so far instead of raising.
+        lifespan: for an ASGI app, run its lifespan startup before the call and its shutdown
+            after (``False`` when it is already running).
 
     Raises:
         AudioError: an audio file of the script cannot be read.
@@ -192,13 +203,60 @@ async def place_call_async(
         if isinstance(app, str):
             await call.over_network(app, connect_to, parameters, max_duration_s)
         else:
-            async with _lifespan(app):
+            async with _lifespan(app) if lifespan else contextlib.nullcontext():
                 await call.in_process(app, webhook_path, stream_path, parameters, max_duration_s)
     finally:
         if writer is not None:
             writer.close()
     report.wall_s = time.perf_counter() - started
     return CallResult(report, recorder)
+
+
+def place_calls(
+    target: str | ASGIApp,
+    steps: Sequence[Step] = (),
+    *,
+    calls: int,
+    clock: ClockName | None = None,
+    **options: Any,
+) -> list[CallResult]:
+    """Place ``calls`` calls at once and wait for them all (a load test).
+
+    Takes the arguments of :func:`place_call`, except the per-call outputs (``trace``).
+    """
+    app_target = not (isinstance(target, str) and "://" in target)
+    chosen: ClockName = clock or ("virtual" if app_target else "real")
+    if chosen == "virtual" and not app_target:
+        raise EmulatorError("virtual time needs an in-process ASGI app; use clock='real'")
+    return run_in_loop(
+        lambda: place_calls_async(target, steps, calls=calls, **options), clock=chosen
+    )
+
+
+async def place_calls_async(
+    target: str | ASGIApp,
+    steps: Sequence[Step] = (),
+    *,
+    calls: int,
+    **options: Any,
+) -> list[CallResult]:
+    """Place ``calls`` calls at once in the running loop; an app's lifespan runs once.
+
+    Raises:
+        EmulatorError: ``calls`` is below 1, or a trace was asked for (one file per call
+            would be needed).
+    """
+    if calls < 1:
+        raise EmulatorError("calls must be at least 1")
+    if options.get("trace"):
+        raise EmulatorError("a trace records one call; place the calls without trace=")
+    app = load_app(target) if isinstance(target, str) and "://" not in target else target
+    if isinstance(app, str):
+        one = [place_call_async(app, steps, **options) for _ in range(calls)]
+        return list(await asyncio.gather(*one))
+    async with _lifespan(app):
+        many = [place_call_async(app, steps, lifespan=False, **options) for _ in range(calls)]
+        return list(await asyncio.gather(*many))
 
 
 def _name(app: object) -> str:
