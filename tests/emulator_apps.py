@@ -13,6 +13,7 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import numpy as np
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -112,3 +113,13 @@ def sends(*frames: str | bytes) -> Behaviour:
                 await websocket.send_text(frame.replace("{sid}", start["streamSid"]))
 
     return behaviour
+
+
+def correlation(heard: bytes, source: bytes) -> float:
+    """Pearson correlation of two mu-law signals, at the lag that lines them up best."""
+    a = np.frombuffer(mulaw.decode(heard), dtype="<i2").astype(np.float64)
+    b = np.frombuffer(mulaw.decode(source), dtype="<i2").astype(np.float64)
+    size = len(a) + len(b)
+    lags = np.fft.irfft(np.fft.rfft(a, size) * np.conj(np.fft.rfft(b, size)), size)
+    lag = int(np.argmax(lags[: len(a) - len(b) + 1]))
+    return float(np.corrcoef(a[lag : lag + len(b)], b)[0, 1])

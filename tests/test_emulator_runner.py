@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from emulator_apps import plays, stream_app
-from mediastreams.audio import mulaw, to_mulaw, wav_bytes
+from emulator_apps import correlation, plays, stream_app
+from mediastreams.audio import to_mulaw, wav_bytes
 from mediastreams.emulator import Hangup, load_app, place_call, place_call_async
 from mediastreams.exceptions import EmulatorError
 
@@ -21,14 +21,6 @@ def chirp_wav(path: Path, sample_rate: int = 16000, seconds: float = 2.0) -> Pat
     pcm = (12000 * np.sin(phase)).astype("<i2")
     path.write_bytes(wav_bytes(pcm.tobytes(), encoding="pcm", sample_rate=sample_rate))
     return path
-
-
-def correlation(heard: bytes, source: bytes) -> float:
-    """Pearson correlation of two mu-law signals, at the lag that lines them up best."""
-    a = np.frombuffer(mulaw.decode(heard), dtype="<i2").astype(np.float64)
-    b = np.frombuffer(mulaw.decode(source), dtype="<i2").astype(np.float64)
-    lag = int(np.argmax(np.correlate(a, b, mode="valid")))
-    return float(np.corrcoef(a[lag : lag + len(b)], b)[0, 1])
 
 
 def test_the_recording_of_a_played_file_matches_the_file_as_mu_law(tmp_path: Path) -> None:

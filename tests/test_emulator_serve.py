@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from emulator_apps import TONE_MULAW
-from mediastreams.audio import mulaw, to_mulaw, wav_bytes
+from emulator_apps import TONE_MULAW, correlation
+from mediastreams.audio import to_mulaw, wav_bytes
 from mediastreams.emulator import (
     Audio,
     CallResult,
@@ -27,13 +27,6 @@ def chirp(path: Path, seconds: float = 2.0, sample_rate: int = 22050) -> Path:
     pcm = (12000 * np.sin(2 * np.pi * (300 * t + 600 * t * t))).astype("<i2")
     path.write_bytes(wav_bytes(pcm.tobytes(), encoding="pcm", sample_rate=sample_rate))
     return path
-
-
-def correlation(heard: bytes, source: bytes) -> float:
-    a = np.frombuffer(mulaw.decode(heard), dtype="<i2").astype(np.float64)
-    b = np.frombuffer(mulaw.decode(source), dtype="<i2").astype(np.float64)
-    lag = int(np.argmax(np.correlate(a, b, mode="valid")))
-    return float(np.corrcoef(a[lag : lag + len(b)], b)[0, 1])
 
 
 def test_play_the_caller_hears_the_file(tmp_path: Path) -> None:
