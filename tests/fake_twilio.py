@@ -58,3 +58,75 @@ class FakeTwilio:
                 return
             await self.play(frame_bytes)
         raise AssertionError("the app kept sending")
+
+
+class TwilioClient:
+    """Twilio's side over a real ``websockets`` client connection (loopback only).
+
+    A reader task feeds every frame from the app to :class:`TwilioProtocol`; :meth:`tick`
+    plays one frame of the playout buffer (faster than real time when called in a loop) and
+    sends what Twilio would (mark echoes, and inbound media when given).
+    """
+
+    def __init__(self, url: str, headers: dict[str, str] | None = None, **options: object):
+        self.url = url
+        self.headers = headers or {}
+        self.protocol = TwilioProtocol(**options)  # type: ignore[arg-type]
+        self.heard = bytearray()
+        self.received: list[str] = []
+        self.closed = asyncio.Event()
+        self._reader: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> TwilioClient:
+        from websockets.asyncio.client import connect
+
+        self.ws = await connect(self.url, additional_headers=self.headers, open_timeout=5)
+        self._reader = asyncio.create_task(self._read())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.ws.close()
+        if self._reader is not None:
+            await asyncio.wait_for(self._reader, 5)
+
+    async def _read(self) -> None:
+        from websockets.exceptions import ConnectionClosed
+
+        try:
+            async for frame in self.ws:
+                assert isinstance(frame, str)
+                self.received.append(frame)
+                self.protocol.receive_text(frame)
+        except ConnectionClosed:
+            pass
+        finally:
+            self.closed.set()
+
+    async def open(self) -> None:
+        self.protocol.send_connected()
+        self.protocol.send_start()
+        await self.flush()
+
+    async def flush(self) -> None:
+        if self.closed.is_set():
+            return
+        for frame in self.protocol.data_to_send():
+            await self.ws.send(frame)
+
+    async def send_raw(self, frame: str | bytes) -> None:
+        await self.ws.send(frame)
+
+    async def tick(self, inbound: bytes | None = None, *, frame_bytes: int = 160) -> None:
+        """One step: play a frame out, send the caller's frame in, send the echoes."""
+        self.heard += self.protocol.play(frame_bytes)
+        if inbound is not None and not self.closed.is_set():
+            self.protocol.send_media(inbound)
+        await self.flush()
+        await asyncio.sleep(0.002)
+
+    async def run_until(self, done: object, *, timeout_s: float = 10.0) -> None:
+        """Tick until ``done()`` is true or the app closed the socket (bounded in time)."""
+        assert callable(done)
+        async with asyncio.timeout(timeout_s):
+            while not done() and not self.closed.is_set():
+                await self.tick()

@@ -23,6 +23,11 @@ _COMMANDS: dict[str, tuple[str, str, str]] = {
         "inspect_command",
         "Check a frame trace and print every protocol violation.",
     ),
+    "serve": (
+        "mediastreams.cli.serve",
+        "serve_command",
+        "Answer calls: TwiML on /incoming-call, the Media Stream on /media-stream.",
+    ),
 }
 
 
