@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from mediastreams.adapters.memory import MemoryTransport
+from mediastreams.exceptions import RemoteProtocolError
 from mediastreams.protocol import TwilioProtocol
 
 
@@ -74,6 +75,7 @@ class TwilioClient:
         self.protocol = TwilioProtocol(**options)  # type: ignore[arg-type]
         self.heard = bytearray()
         self.received: list[str] = []
+        self.errors: list[RemoteProtocolError] = []
         self.closed = asyncio.Event()
         self._reader: asyncio.Task[None] | None = None
 
@@ -96,7 +98,10 @@ class TwilioClient:
             async for frame in self.ws:
                 assert isinstance(frame, str)
                 self.received.append(frame)
-                self.protocol.receive_text(frame)
+                try:
+                    self.protocol.receive_text(frame)
+                except RemoteProtocolError as error:
+                    self.errors.append(error)  # Twilio ignores it, with a warning
         except ConnectionClosed:
             pass
         finally:

@@ -29,7 +29,7 @@ import socket
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 from xml.sax.saxutils import quoteattr
 
 from starlette.applications import Starlette
@@ -67,6 +67,7 @@ BACKENDS: tuple[Backend, ...] = ("uvicorn", "websockets", "picows")
 
 SIGNATURE_HEADER = "X-Twilio-Signature"
 _LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
+_MAX_WEBHOOK_BYTES = 64 * 1024  # a voice webhook's form is about 1 KiB
 
 
 @dataclass(frozen=True)
@@ -326,7 +327,12 @@ def create_app(config: ServerConfig) -> Starlette:
     async def incoming_call(request: Request) -> Response:
         form: list[tuple[str, str]] = []
         if request.method == "POST":
-            form = [(k, str(v)) for k, v in (await request.form()).multi_items()]
+            # Twilio posts application/x-www-form-urlencoded; parsed here, without the
+            # python-multipart package that Starlette's request.form() needs.
+            body = await _read_body(request)
+            if body is None:
+                return Response(b"request too large\n", 413, media_type="text/plain")
+            form = parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
         reply = answer_webhook(
             config,
             scheme=request.url.scheme,
@@ -368,6 +374,15 @@ def create_app(config: ServerConfig) -> Starlette:
             WebSocketRoute(config.stream_path, media_stream),
         ]
     )
+
+
+async def _read_body(request: Request) -> bytes | None:
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > _MAX_WEBHOOK_BYTES:
+            return None
+    return bytes(body)
 
 
 def _client(address: Any) -> str:
