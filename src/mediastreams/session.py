@@ -508,6 +508,7 @@ class MediaStream:
         self._tasks: set[asyncio.Task[None]] = set()
         self._feeders: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
+        self._sending = False
         self._ended = asyncio.Event()
         self._reported: set[str] = set()
         self._log_extra: dict[str, str] = {}
@@ -860,7 +861,7 @@ class MediaStream:
                     if play.handle.done():
                         return  # interrupted: stop pulling from the source
                     play.buffer += chunk
-                    self._wake.set()
+                    await self._flush()
             else:
                 audio = _audio_module()
                 if isinstance(source, (str, os.PathLike)) and format is None:
@@ -904,38 +905,54 @@ class MediaStream:
     # --- sending ------------------------------------------------------------------------------
 
     async def _write(self) -> None:
-        # The only task that sends, so frames leave in the order they were queued.
+        # Sends what synchronous calls (play, send_mark, clear, mark echoes) queued.
+        while self.end_reason is None:
+            await self._wake.wait()
+            self._wake.clear()
+            await self._flush()
+        await self.transport.close(CLOSE_NORMAL)
+
+    async def _flush(self) -> None:
+        """Send what the pacer allows now, from the calling task.
+
+        One task sends at a time, and it loops until nothing is left, so frames leave in the
+        order they were queued; another task finding it busy leaves its frames to it. A
+        source feeding audio calls this directly, which saves a task switch per frame.
+        """
+        if self._sending:
+            return
+        self._sending = True
         try:
             while self.end_reason is None:
-                await self._wake.wait()
-                self._wake.clear()
-                if self.end_reason is not None:
-                    break
                 self.pacer.pump(self.protocol)
-                for frame in self.protocol.data_to_send():
+                frames = self.protocol.data_to_send()
+                if not frames:
+                    break
+                for frame in frames:
                     await self.transport.send(frame)
         except StreamClosed:
-            self._end("dropped")
-            await self.transport.close(CLOSE_NORMAL)
+            self._end("dropped")  # the reader sees the socket gone and finishes
+        finally:
+            self._sending = False
 
 
 async def _mulaw_chunks(chunks: AsyncIterable[Any], format: Any) -> AsyncIterator[bytes]:
     """An async stream of chunks as mu-law/8000 chunks."""
     iterator = aiter(chunks)
     try:
-        first = await anext(iterator)
+        first = bytes(await anext(iterator))
     except StopAsyncIteration:
         return
-    first = bytes(first)
+    if format is None and not first.startswith(b"RIFF"):
+        yield first  # mu-law already: passed through with no conversion layer
+        async for chunk in iterator:
+            yield bytes(chunk)
+        return
 
     async def rest() -> AsyncIterator[bytes]:
         yield first
         async for chunk in iterator:
             yield bytes(chunk)
 
-    if format is None and not first.startswith(b"RIFF"):
-        async for chunk in rest():
-            yield chunk
-        return
     async for chunk in _audio_module().stream_to_mulaw(rest(), format):
         yield chunk
