@@ -135,3 +135,21 @@ class TwilioClient:
         async with asyncio.timeout(timeout_s):
             while not done() and not self.closed.is_set():
                 await self.tick()
+
+
+async def call_and_listen(url: str, *, timeout_s: float = 10.0) -> TwilioClient:
+    """Place a call to ``url``, play out whatever the app sends until it hangs up."""
+    async with TwilioClient(url) as twilio:
+        await twilio.open()
+        await twilio.run_until(lambda: False, timeout_s=timeout_s)
+    return twilio
+
+
+async def call_and_drop(url: str, *, after_bytes: int = 320) -> TwilioClient:
+    """Place a call, hear a little, then drop the socket with no close handshake."""
+    async with TwilioClient(url) as twilio:
+        await twilio.open()
+        await twilio.run_until(lambda: len(twilio.heard) >= after_bytes)
+        twilio.ws.transport.abort()
+        await asyncio.wait_for(twilio.closed.wait(), 5)
+    return twilio

@@ -186,9 +186,6 @@ def serve_command(
 async def _run(config: ServerConfig, sock: Any, backend: Any) -> None:
     import signal
 
-    if backend == "uvicorn":
-        await serve(config, sock, backend=backend)  # uvicorn handles SIGINT/SIGTERM
-        return
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
