@@ -608,6 +608,7 @@ class MediaStream:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        self._tasks.difference_update(tasks)  # their done callbacks may not have run yet
         await self.transport.close(CLOSE_NORMAL)
 
     async def wait_closed(self) -> None:
