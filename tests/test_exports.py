@@ -3,16 +3,30 @@
 import mediastreams
 
 EXPECTED = [
+    "DTMF",
+    "AppProtocol",
     "AudioError",
+    "Clear",
+    "Connected",
     "EmulatorError",
     "LocalProtocolError",
+    "Mark",
+    "Media",
+    "MediaFormat",
     "MediaStreamsError",
     "ProtocolError",
     "RemoteProtocolError",
     "SignatureError",
+    "Start",
+    "Stop",
     "StreamClosed",
     "StreamTimeout",
     "TwiMLError",
+    "TwilioProtocol",
+    "UnknownMessage",
+    "Violation",
+    "parse",
+    "serialize",
 ]
 
 
@@ -21,6 +35,18 @@ def test_all_is_pinned() -> None:
 
 
 def test_all_is_sorted_and_resolvable() -> None:
-    assert mediastreams.__all__ == sorted(mediastreams.__all__)
+    assert mediastreams.__all__ == sorted(mediastreams.__all__, key=lambda n: (not n.isupper(), n))
     for name in mediastreams.__all__:
         assert getattr(mediastreams, name) is not None, name
+
+
+def test_submodules_pin_their_all() -> None:
+    from mediastreams import diagnostics, messages, protocol, trace
+
+    assert "parse" in messages.__all__ and "serialize" in messages.__all__
+    assert {"AppProtocol", "TwilioProtocol", "State"} <= set(protocol.__all__)
+    assert "Violation" in diagnostics.__all__
+    assert {"TraceWriter", "read_trace"} <= set(trace.__all__)
+    for module in (diagnostics, messages, protocol, trace):
+        for name in module.__all__:
+            assert hasattr(module, name), (module.__name__, name)

@@ -1,10 +1,13 @@
 """mediastreams: Twilio Programmable Voice bidirectional Media Streams, right by construction.
 
-Only what is listed in ``__all__`` (and documented) is public.
+Only what is listed in ``__all__`` (and documented) is public. Submodules with their own
+``__all__`` (``messages``, ``protocol``, ``diagnostics``, ``twiml``, ``security``, ``trace``)
+are public too.
 """
 
 from __future__ import annotations
 
+from .diagnostics import Violation
 from .exceptions import (
     AudioError,
     EmulatorError,
@@ -17,16 +20,44 @@ from .exceptions import (
     StreamTimeout,
     TwiMLError,
 )
+from .messages import (
+    DTMF,
+    Clear,
+    Connected,
+    Mark,
+    Media,
+    MediaFormat,
+    Start,
+    Stop,
+    UnknownMessage,
+    parse,
+    serialize,
+)
+from .protocol import AppProtocol, TwilioProtocol
 
 __all__ = [
+    "DTMF",
+    "AppProtocol",
     "AudioError",
+    "Clear",
+    "Connected",
     "EmulatorError",
     "LocalProtocolError",
+    "Mark",
+    "Media",
+    "MediaFormat",
     "MediaStreamsError",
     "ProtocolError",
     "RemoteProtocolError",
     "SignatureError",
+    "Start",
+    "Stop",
     "StreamClosed",
     "StreamTimeout",
     "TwiMLError",
+    "TwilioProtocol",
+    "UnknownMessage",
+    "Violation",
+    "parse",
+    "serialize",
 ]

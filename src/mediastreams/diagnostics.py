@@ -367,7 +367,7 @@ class _Diagnosis:
             return
         try:
             payload = binascii.a2b_base64(value, strict_mode=True)
-        except binascii.Error as error:
+        except ValueError as error:  # binascii.Error, or a non-ASCII string
             self.add(
                 31924,
                 "payload-not-base64",

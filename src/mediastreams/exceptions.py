@@ -9,6 +9,11 @@ The tree::
     ├── StreamClosed                   the stream has ended (stop, close or a dropped socket)
     ├── StreamTimeout (TimeoutError)   a deadline passed: no `start`, a mark never echoed
     ├── AudioError (ValueError)        audio that cannot be read or converted
+    │   ├── CorruptedAudio             a file whose contents cannot be decoded (damaged)
+    │   ├── EmptyAudio                 a file or buffer with no audio in it (zero length)
+    │   ├── TruncatedAudio             a file that ends before its header says it should
+    │   ├── UnknownAudioFormat         bytes that are no format we know, or raw bytes undeclared
+    │   └── UnsupportedAudio           a known container with a codec or width we do not convert
     ├── TwiMLError (ValueError)        TwiML that Twilio would refuse
     ├── SignatureError                 an X-Twilio-Signature is missing or wrong
     └── EmulatorError                  the emulator could not place or run a call
@@ -27,6 +32,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AudioError",
+    "CorruptedAudio",
+    "EmptyAudio",
     "EmulatorError",
     "LocalProtocolError",
     "MediaStreamsError",
@@ -35,7 +42,10 @@ __all__ = [
     "SignatureError",
     "StreamClosed",
     "StreamTimeout",
+    "TruncatedAudio",
     "TwiMLError",
+    "UnknownAudioFormat",
+    "UnsupportedAudio",
 ]
 
 
@@ -83,6 +93,26 @@ class StreamTimeout(MediaStreamsError, TimeoutError):
 
 class AudioError(MediaStreamsError, ValueError):
     """Audio that cannot be read or converted: an unknown format, a truncated file..."""
+
+
+class CorruptedAudio(AudioError):
+    """A file that has a known signature but cannot be decoded: damaged, or cut short."""
+
+
+class EmptyAudio(AudioError):
+    """A file or buffer with no audio in it: zero bytes, or a header with an empty data chunk."""
+
+
+class TruncatedAudio(AudioError):
+    """A file that ends before its header says it should (a partial download or copy)."""
+
+
+class UnknownAudioFormat(AudioError):
+    """Bytes whose format is not recognised, or raw bytes given without a declared format."""
+
+
+class UnsupportedAudio(AudioError):
+    """A recognised container holding something not converted: a codec, a sample width..."""
 
 
 class TwiMLError(MediaStreamsError, ValueError):

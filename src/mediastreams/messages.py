@@ -18,6 +18,7 @@ hint, so the cost of good error messages is paid only by bad frames.
 from __future__ import annotations
 
 import binascii
+import functools
 import json
 import secrets
 from collections.abc import Callable
@@ -403,6 +404,7 @@ def _json_str(value: str) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
+@functools.lru_cache(maxsize=1024)
 def media_frame_prefix(stream_sid: str) -> str:
     """The fixed start of every outbound ``media`` frame for a stream (a hot-path helper)."""
     return '{"event":"media","streamSid":' + _json_str(stream_sid) + ',"media":{"payload":"'
@@ -431,7 +433,7 @@ def _serialize_media(message: Any) -> str:
     if message.sequence_number is None:
         return media_frame_prefix(message.stream_sid) + _b64(message.payload) + '"}}'
     media = {
-        "track": message.track or "inbound",
+        "track": message.track if message.track is not None else "inbound",
         "chunk": str(message.chunk if message.chunk is not None else 1),
         "timestamp": str(message.timestamp if message.timestamp is not None else 0),
         "payload": _b64(message.payload),
@@ -465,13 +467,16 @@ def _serialize_start(message: Any) -> str:
         "streamSid": message.stream_sid,
         "callSid": message.call_sid,
         "tracks": list(message.tracks),
-        "customParameters": dict(message.custom_parameters),
         "mediaFormat": {
             "encoding": fmt.encoding,
             "sampleRate": fmt.sample_rate,
             "channels": fmt.channels,
         },
     }
+    # A start frame quoted from a real call with no <Parameter> had no customParameters key,
+    # so an empty mapping is left out rather than written as {}.
+    if message.custom_parameters:
+        body["customParameters"] = dict(message.custom_parameters)
     return _dump("start", message, {"start": body})
 
 

@@ -18,6 +18,7 @@ __all__ = ["main", "run"]
 # name -> (module, attribute, one-line help). The help is repeated here so that listing the
 # commands does not import them.
 _COMMANDS: dict[str, tuple[str, str, str]] = {
+    "convert": ("mediastreams.cli.convert", "convert_command", "Convert audio to mu-law 8 kHz."),
     "inspect": (
         "mediastreams.cli.inspect",
         "inspect_command",

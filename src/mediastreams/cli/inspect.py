@@ -1,0 +1,93 @@
+"""``mediastreams inspect TRACE``: every protocol violation in a recorded call."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.markup import escape
+
+from ..inspection import Finding, Inspection, inspect_trace
+from ..trace import read_trace
+
+__all__ = ["inspect_command"]
+
+_SHOWN_PER_KIND = 3
+
+
+@click.command("inspect")
+@click.argument("trace", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
+@click.option("--all", "show_all", is_flag=True, help="Print every repeat of a violation too.")
+def inspect_command(trace: Path, as_json: bool, show_all: bool) -> int:
+    """Check a frame trace and print every protocol violation.
+
+    TRACE is JSON Lines, one frame per line: {"t": <seconds>, "from": "twilio" | "app",
+    "text": "<frame as sent>"} (or "binary": "<base64>"), as `mediastreams call --trace`
+    writes. Exit status: 0 when the app sent nothing wrong, 1 when it did, 2 when the trace
+    cannot be read.
+    """
+    try:
+        with trace.open(encoding="utf-8", errors="replace") as lines:
+            result = inspect_trace(read_trace(lines))
+    except OSError as error:
+        click.echo(f"mediastreams inspect: cannot read {trace}: {error.strerror}", err=True)
+        return 2
+    if result.errors and not sum(result.frames.values()):
+        click.echo(f"mediastreams inspect: {trace} has no readable frame lines", err=True)
+        _print_errors(Console(stderr=True, soft_wrap=True), result)
+        return 2
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), indent=2))
+    else:
+        _print_report(result, show_all)
+    return 1 if result.app_findings else 0
+
+
+def _print_report(result: Inspection, show_all: bool) -> None:
+    console = Console(highlight=False, soft_wrap=True)
+    groups: dict[tuple[int, str, str, str | None], list[Finding]] = defaultdict(list)
+    for finding in result.findings:
+        v = finding.violation
+        groups[(v.code, v.sender, v.kind, v.path)].append(finding)
+    for findings in groups.values():
+        shown = findings if show_all else findings[:_SHOWN_PER_KIND]
+        for finding in shown:
+            _print_finding(console, finding)
+        if len(findings) > len(shown):
+            lines = ", ".join(str(f.line) for f in findings[len(shown) : len(shown) + 10])
+            more = len(findings) - len(shown)
+            console.print(f"  [dim]... and {more} more like this (lines {lines}...; --all)[/]")
+    _print_errors(console, result)
+    _print_summary(console, result)
+
+
+def _print_finding(console: Console, finding: Finding) -> None:
+    v = finding.violation
+    color = "red" if v.sender == "app" else "yellow"
+    where = f"line {finding.line}, t={finding.t:.3f}s"
+    console.print(f"[bold {color}]{v.code}[/] [{color}]{v.sender}[/] {where}: {escape(v.message)}")
+    if v.hint:
+        console.print(f"    [dim]hint:[/] {escape(v.hint)}")
+
+
+def _print_errors(console: Console, result: Inspection) -> None:
+    for error in result.errors:
+        console.print(f"[yellow]line {error.line}[/]: unreadable: {escape(error.message)}")
+
+
+def _print_summary(console: Console, result: Inspection) -> None:
+    s = result.summary()
+    app, twilio = s["violations"]["app"], s["violations"]["twilio"]
+    verdict = (
+        "[bold green]no app violations[/]" if not app else f"[bold red]{app} app violations[/]"
+    )
+    console.print(
+        f"{verdict}; {twilio} in Twilio's frames; "
+        f"{s['frames']['twilio']} frames from Twilio, {s['frames']['app']} from the app; "
+        f"audio {s['audio_ms']['twilio']} ms in, {s['audio_ms']['app']} ms out; "
+        f"marks {s['marks_sent']} sent, {s['marks_echoed']} echoed; clears {s['clears']}"
+    )

@@ -1,0 +1,27 @@
+"""Every Python example in the README and docs/ runs.
+
+The examples of one page run in order in one namespace, as a reader would type them.
+"""
+
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parent.parent
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
+WITH_EXAMPLES = [p for p in PAGES if BLOCK.search(p.read_text())]
+
+
+def test_docs_have_examples() -> None:
+    assert len(WITH_EXAMPLES) >= 2
+
+
+@pytest.mark.parametrize("page", WITH_EXAMPLES, ids=[p.name for p in WITH_EXAMPLES])
+def test_page_examples_run(page: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    namespace: dict[str, object] = {"__name__": "__docs__"}
+    for number, match in enumerate(BLOCK.finditer(page.read_text()), start=1):
+        code = compile(match.group(1), f"{page.name} example {number}", "exec")
+        exec(code, namespace)
