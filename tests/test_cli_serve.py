@@ -95,7 +95,7 @@ def test_a_real_server_answers_and_stops(tmp_path: Path, backend: str) -> None:
         assert reply.json() == {"status": "ok", "streams": 0}
         twiml = httpx.get(f"http://127.0.0.1:{port}/incoming-call", timeout=5).text
         assert f'url="ws://127.0.0.1:{port}/media-stream"' in twiml
-        assert '<Parameter name="tenant" value="acme"/>' in twiml
+        assert '<Parameter name="tenant" value="acme" />' in twiml
     finally:
         server.send_signal(signal.SIGTERM)
         _, err = server.communicate(timeout=15)

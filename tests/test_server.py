@@ -238,14 +238,14 @@ async def test_webhook_twiml_from_the_request() -> None:
             assert reply.text == (
                 '<?xml version="1.0" encoding="UTF-8"?><Response><Connect>'
                 f'<Stream url="ws://127.0.0.1:{port}/media-stream">'
-                '<Parameter name="tenant" value="a&amp;b"/></Stream></Connect></Response>'
+                '<Parameter name="tenant" value="a&amp;b" /></Stream></Connect></Response>'
             )
 
 
 def test_webhook_on_the_public_url() -> None:
     config = ServerConfig(handler=echo_handler, public_url="https://abc.example/")
     reply = answer_webhook(config, scheme="http", host="127.0.0.1:5050")
-    assert b'<Stream url="wss://abc.example/media-stream">' in reply.body
+    assert b'<Stream url="wss://abc.example/media-stream" />' in reply.body
 
 
 def test_webhook_refuses_ws_on_a_public_host() -> None:
@@ -305,3 +305,20 @@ async def test_healthz_and_unknown_paths() -> None:
         assert await health(port) == {"status": "ok", "streams": 0}
         async with httpx.AsyncClient() as client:
             assert (await client.get(f"http://127.0.0.1:{port}/nope")).status_code == 404
+
+
+def test_webhook_with_a_bad_host_is_a_400() -> None:
+    reply = answer_webhook(ServerConfig(handler=echo_handler), scheme="http", host="a/b")
+    assert reply.status == 400
+
+
+def test_parameters_twilio_would_refuse_fail_at_start() -> None:
+    with pytest.raises(ValueError, match="500"):
+        ServerConfig(handler=echo_handler, parameters={"k": "v" * 600})
+
+
+async def test_an_upgrade_with_a_query_string_is_refused() -> None:
+    config = ServerConfig(handler=echo_handler, public_url="https://abc.example", auth_token=TOKEN)
+    signature = sign("wss://abc.example/media-stream")
+    assert check_upgrade(config, scheme="ws", host="x", signature=signature)
+    assert not check_upgrade(config, scheme="ws", host="x", signature=signature, query="a=1")

@@ -19,18 +19,14 @@ Webhook and upgrade logic is written once, without I/O (:func:`answer_webhook`,
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import hashlib
-import hmac
 import json
 import logging
 import socket
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias
-from urllib.parse import parse_qsl, urlsplit
-from xml.sax.saxutils import quoteattr
+from urllib.parse import parse_qsl
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -38,9 +34,16 @@ from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
-from .exceptions import StreamClosed, StreamTimeout
+from .exceptions import SignatureError, StreamClosed, StreamTimeout, TwiMLError
 from .messages import Media
+from .security import (
+    SIGNATURE_HEADER,
+    PublicURL,
+    check_upgrade_signature,
+    check_webhook_signature,
+)
 from .session import MAX_FRAME_BYTES, MediaStream, Transport
+from .twiml import connect_stream
 
 __all__ = [
     "BACKENDS",
@@ -65,8 +68,6 @@ Handler: TypeAlias = Callable[[MediaStream], Awaitable[None]]
 Backend: TypeAlias = Literal["uvicorn", "websockets", "picows"]
 BACKENDS: tuple[Backend, ...] = ("uvicorn", "websockets", "picows")
 
-SIGNATURE_HEADER = "X-Twilio-Signature"
-_LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
 _MAX_WEBHOOK_BYTES = 64 * 1024  # a voice webhook's form is about 1 KiB
 
 
@@ -97,8 +98,13 @@ class ServerConfig:
     stream_options: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        # Fail at start, not on the first call: a bad public URL or <Parameter>.
         if self.public_url is not None:
-            _parse_public_url(self.public_url)  # fail at start, not on the first call
+            PublicURL.parse(self.public_url)
+        try:
+            connect_stream("wss://check.invalid/", parameters=self.parameters)
+        except TwiMLError as error:
+            raise ValueError(str(error)) from None
 
 
 @dataclass(frozen=True)
@@ -113,56 +119,11 @@ class Reply:
 # --- public URLs and signatures --------------------------------------------------------------
 
 
-def _parse_public_url(url: str) -> tuple[str, str, str]:
-    """``(http scheme, netloc, path prefix)`` of a configured public base URL."""
-    parts = urlsplit(url)
-    scheme = {"wss": "https", "ws": "http"}.get(parts.scheme, parts.scheme)
-    if scheme not in ("https", "http") or not parts.hostname or parts.query or parts.fragment:
-        raise ValueError(f"the public URL {url!r} must look like https://abc.example")
-    return scheme, parts.netloc, parts.path.rstrip("/")
-
-
-def _origin(config: ServerConfig, scheme: str, host: str) -> tuple[str, str, str]:
+def _origin(config: ServerConfig, scheme: str, host: str) -> PublicURL:
     if config.public_url is not None:
-        return _parse_public_url(config.public_url)
-    return {"wss": "https", "ws": "http"}.get(scheme, scheme), host, ""
-
-
-def _is_loopback(netloc: str) -> bool:
-    host = netloc.rsplit(":", 1)[0] if not netloc.endswith("]") else netloc
-    return host in _LOOPBACK or host.startswith("127.")
-
-
-def _signature(auth_token: str, url: str, params: Sequence[tuple[str, str]]) -> str:
-    # https://www.twilio.com/docs/usage/webhooks/webhooks-security: base64 of HMAC-SHA1 over
-    # the URL followed by each POST parameter's name and value, sorted by name.
-    data = url + "".join(name + value for name, value in sorted(params))
-    digest = hmac.new(auth_token.encode(), data.encode(), hashlib.sha1).digest()
-    return base64.b64encode(digest).decode()
-
-
-def _signed(
-    auth_token: str, url: str, params: Sequence[tuple[str, str]], signature: str | None
-) -> bool:
-    # The one place to swap for mediastreams.security.validate_signature.
-    if not signature:
-        return False
-    expected = _signature(auth_token, url, params)
-    return hmac.compare_digest(expected.encode(), signature.encode())
-
-
-def _twiml(stream_url: str, parameters: Mapping[str, str]) -> bytes:
-    # <Connect><Stream> with nothing after </Connect>: when the app closes the socket, the
-    # call ends instead of running leftover verbs (https://www.twilio.com/docs/voice/twiml/connect).
-    params = "".join(
-        f"<Parameter name={quoteattr(name)} value={quoteattr(value)}/>"
-        for name, value in parameters.items()
-    )
-    return (
-        '<?xml version="1.0" encoding="UTF-8"?><Response><Connect>'
-        f"<Stream url={quoteattr(stream_url)}>{params}</Stream>"
-        "</Connect></Response>"
-    ).encode()
+        return PublicURL.parse(config.public_url)
+    # No forwarded headers: anyone can send them; behind a proxy, configure public_url.
+    return PublicURL.from_request(scheme, host)
 
 
 def answer_webhook(
@@ -187,32 +148,36 @@ def answer_webhook(
         client: the peer's address, for the log.
 
     Returns:
-        200 with TwiML; 403 when the signature is required and wrong; 500 when the stream
-        URL would be an insecure ``ws://`` URL on a public host.
+        200 with TwiML; 400 for a request with no usable host; 403 when the signature is
+        required and wrong; 500 when the stream URL would be an insecure ``ws://`` URL on a
+        public host.
     """
-    http_scheme, netloc, prefix = _origin(config, scheme, host)
+    try:
+        origin = _origin(config, scheme, host)
+    except ValueError as error:
+        return Reply(400, "text/plain", f"{error}\n".encode())
     if config.auth_token:
-        url = f"{http_scheme}://{netloc}{prefix}{config.incoming_path}"
-        if not _signed(config.auth_token, url + (f"?{query}" if query else ""), form, signature):
-            logger.warning(
-                "refused the webhook from %s: %s is %s for %s",
-                client,
-                SIGNATURE_HEADER,
-                "wrong" if signature else "missing",
-                url,
-            )
+        url = origin.http_url(config.incoming_path + (f"?{query}" if query else ""))
+        try:
+            check_webhook_signature(config.auth_token, url, form, signature)
+        except SignatureError as error:
+            logger.warning("refused the webhook from %s: %s", client, error)
             return Reply(403, "text/plain", b"invalid signature\n")
-    stream_scheme = "wss" if http_scheme == "https" else "ws"
-    if stream_scheme == "ws" and not _is_loopback(netloc):
-        # https://www.twilio.com/docs/voice/twiml/stream#url: wss only (error 31922).
+    stream_url = origin.websocket_url(config.stream_path)
+    try:
+        # https://www.twilio.com/docs/voice/twiml/stream#url: wss only (error 31922); ws://
+        # is let through for a loopback host, where a local emulator calls.
+        twiml = connect_stream(
+            stream_url, parameters=config.parameters, allow_insecure_loopback=True
+        )
+    except TwiMLError as error:
         logger.error(
-            "cannot answer the webhook: the stream URL would be ws://%s, which Twilio refuses; "
-            "start the server with --public-url https://<public host>",
-            netloc,
+            "cannot answer the webhook: %s; start the server with --public-url "
+            "https://<public host>",
+            error,
         )
         return Reply(500, "text/plain", b"set the public URL (https) of this server\n")
-    stream_url = f"{stream_scheme}://{netloc}{prefix}{config.stream_path}"
-    return Reply(200, "text/xml", _twiml(stream_url, config.parameters))
+    return Reply(200, "text/xml", twiml.encode())
 
 
 def check_upgrade(
@@ -221,28 +186,25 @@ def check_upgrade(
     scheme: str,
     host: str,
     signature: str | None,
+    query: str = "",
     client: str = "?",
 ) -> bool:
     """Whether to accept a WebSocket upgrade on the stream path.
 
-    Twilio signs the ``wss://`` URL it connected to, with no parameters (and strips any query
-    string). Without an auth token every upgrade is accepted.
+    Twilio signs the ``wss://`` URL it connected to, with no parameters, and strips any
+    query string, so an upgrade with one is refused. Without an auth token every upgrade is
+    accepted.
     """
     if not config.auth_token:
         return True
-    http_scheme, netloc, prefix = _origin(config, scheme, host)
-    ws_scheme = "wss" if http_scheme == "https" else "ws"
-    url = f"{ws_scheme}://{netloc}{prefix}{config.stream_path}"
-    if _signed(config.auth_token, url, (), signature):
-        return True
-    logger.warning(
-        "refused the WebSocket upgrade from %s: %s is %s for %s",
-        client,
-        SIGNATURE_HEADER,
-        "wrong" if signature else "missing",
-        url,
-    )
-    return False
+    try:
+        origin = _origin(config, scheme, host)
+        url = origin.websocket_url(config.stream_path + (f"?{query}" if query else ""))
+        check_upgrade_signature(config.auth_token, url, signature)
+    except (ValueError, SignatureError) as error:
+        logger.warning("refused the WebSocket upgrade from %s: %s", client, error)
+        return False
+    return True
 
 
 # --- running a stream ------------------------------------------------------------------------
@@ -353,6 +315,7 @@ def create_app(config: ServerConfig) -> Starlette:
             scheme=websocket.url.scheme,
             host=websocket.headers.get("host", ""),
             signature=websocket.headers.get(SIGNATURE_HEADER),
+            query=websocket.url.query,
             client=client,
         ):
             await websocket.close(1008)  # before accept: the server answers HTTP 403
@@ -503,7 +466,9 @@ async def _serve_websockets(config: ServerConfig, sock: socket.socket, stop: asy
         if path != config.stream_path:
             return respond(Reply(404, "text/plain", b"not found\n"))
         signature = request.headers.get(SIGNATURE_HEADER)
-        if not check_upgrade(config, scheme="ws", host=host, signature=signature, client=client):
+        if not check_upgrade(
+            config, scheme="ws", host=host, signature=signature, query=query, client=client
+        ):
             return respond(Reply(403, "text/plain", b"invalid signature\n"))
         return None
 
@@ -568,7 +533,7 @@ async def _serve_picows(config: ServerConfig, sock: socket.socket, stop: asyncio
             return respond(Reply(200, "application/json", _health(streams)))
         if path != config.stream_path:
             return respond(Reply(404, "text/plain", b"not found\n"))
-        if not check_upgrade(config, scheme="ws", host=host, signature=signature):
+        if not check_upgrade(config, scheme="ws", host=host, signature=signature, query=query):
             return respond(Reply(403, "text/plain", b"invalid signature\n"))
         return PicowsTransport(on_connected)
 
