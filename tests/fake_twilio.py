@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from mediastreams.adapters.memory import MemoryTransport
 from mediastreams.exceptions import RemoteProtocolError
@@ -51,14 +52,20 @@ class FakeTwilio:
         await settle()
         return played
 
-    async def play_all(self, frame_bytes: int = 160, max_frames: int = 100_000) -> None:
-        """Play frames until the app has nothing more buffered or pending."""
+    async def play_all(
+        self, *waiting_for: Any, frame_bytes: int = 160, max_frames: int = 20_000
+    ) -> None:
+        """Play frames until the app has nothing more buffered or pending, and every handle
+        in ``waiting_for`` is done (a file may still be converting in a thread)."""
         for _ in range(max_frames):
             await self.take()
-            if not self.protocol.buffered_bytes and not self.protocol.pending_marks:
+            idle = not self.protocol.buffered_bytes and not self.protocol.pending_marks
+            if idle and all(handle.done() for handle in waiting_for):
                 return
+            if idle:
+                await asyncio.sleep(0.001)  # real time, for work in a thread
             await self.play(frame_bytes)
-        raise AssertionError("the app kept sending")
+        raise AssertionError("the app kept sending, or a handle never resolved")
 
 
 class TwilioClient:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
@@ -416,3 +418,105 @@ async def test_context_manager(transport: MemoryTransport) -> None:
         assert stream.protocol.state.value == "streaming"
     assert stream.end_reason == "closed"
     assert isinstance(stream.protocol, AppProtocol)
+
+
+# --- audio conversion (mediastreams.audio) -----------------------------------------------------
+
+
+def tone_pcm16(sample_rate: int, duration_ms: int) -> bytes:
+    import numpy as np
+
+    t = np.arange(sample_rate * duration_ms // 1000) / sample_rate
+    return (np.sin(2 * np.pi * 440 * t) * 8000).astype("<i2").tobytes()
+
+
+async def test_play_a_wav_file_and_wav_bytes(transport: MemoryTransport, tmp_path: Path) -> None:
+    from mediastreams.audio import to_mulaw, wav_bytes
+
+    twilio, stream = await opened(transport)
+    data = wav_bytes(tone_pcm16(16000, 300), encoding="pcm", sample_rate=16000)
+    path = tmp_path / "tone.wav"
+    path.write_bytes(data)
+    from_path = stream.play(path)
+    from_bytes = stream.play(data)
+    await twilio.play_all(from_path, from_bytes)
+    assert (await from_path).outcome is Outcome.PLAYED
+    assert (await from_bytes).outcome is Outcome.PLAYED
+    expected = to_mulaw(path)
+    assert bytes(twilio.heard) == expected + expected
+    assert from_path.played_ms == len(expected) / 8
+    await stream.close()
+
+
+async def test_play_a_numpy_array(transport: MemoryTransport) -> None:
+    import numpy as np
+
+    from mediastreams.audio import to_mulaw
+
+    twilio, stream = await opened(transport)
+    samples = np.frombuffer(tone_pcm16(24000, 200), dtype="<i2")
+    handle = stream.play(samples, sample_rate=24000)
+    await twilio.play_all(handle)
+    assert (await handle).outcome is Outcome.PLAYED
+    assert bytes(twilio.heard) == to_mulaw(samples, sample_rate=24000)
+    await stream.close()
+
+
+async def test_play_a_pcm_stream_from_tts(transport: MemoryTransport) -> None:
+    import numpy as np
+
+    from mediastreams.audio import AudioFormat, MulawEncoder, mulaw_to_pcm
+
+    twilio, stream = await opened(transport)
+    pcm = tone_pcm16(24000, 300)
+    chunks = [pcm[i : i + 999] for i in range(0, len(pcm), 999)]  # splits samples too
+
+    async def tts() -> AsyncIterator[bytes]:
+        for chunk in chunks:
+            await asyncio.sleep(0)
+            yield chunk
+
+    handle = stream.play(tts(), format=AudioFormat(24000))
+    await twilio.play_all(handle)
+    assert (await handle).outcome is Outcome.PLAYED
+    encoder = MulawEncoder(AudioFormat(24000))
+    expected = b"".join(encoder.push(c) for c in chunks) + encoder.flush()
+    assert len(twilio.heard) == len(expected)
+    # soxr dithers int16 output at random, so two conversions differ in the last bit.
+    heard = np.frombuffer(mulaw_to_pcm(bytes(twilio.heard)), dtype="<i2").astype(int)
+    reference = np.frombuffer(mulaw_to_pcm(expected), dtype="<i2").astype(int)
+    assert np.abs(heard - reference).mean() < 50
+    await stream.close()
+
+
+async def test_unreadable_audio_fails_the_handle(transport: MemoryTransport) -> None:
+    from mediastreams.exceptions import AudioError
+
+    _, stream = await opened(transport)
+    handle = stream.play("/no/such/file.wav")
+    with pytest.raises(AudioError):
+        await handle
+    assert handle.outcome is Outcome.FAILED
+    await stream.close()
+
+
+async def test_inbound_audio_as_pcm_with_gaps_filled(transport: MemoryTransport) -> None:
+    import numpy as np
+
+    twilio, stream = await opened(transport)
+    pcm_8k = stream.audio(sample_rate=8000)
+    pcm_16k = stream.audio(sample_rate=16000)
+    first = asyncio.create_task(anext(pcm_8k))
+    await settle()
+    twilio.protocol.send_media(b"\x80" * 160, timestamp_ms=20)
+    twilio.protocol.send_media(b"\x80" * 160, timestamp_ms=40)
+    twilio.protocol.send_media(b"\x80" * 160, timestamp_ms=100)  # 40 ms lost
+    twilio.protocol.send_stop()
+    twilio.flush()
+    chunks = [await first] + [chunk async for chunk in pcm_8k]
+    pcm = np.frombuffer(b"".join(chunks), dtype="<i2")
+    assert pcm.size == (60 + 40) * 8  # three frames and the gap, in samples
+    assert not pcm[320:640].any()  # the gap is silence
+    assert pcm[:320].all() and pcm[640:].all()
+    wide = b"".join([chunk async for chunk in pcm_16k])
+    assert abs(len(wide) // 2 - 100 * 16) <= 16  # the same 100 ms at 16 kHz

@@ -34,15 +34,13 @@ import contextlib
 import enum
 import itertools
 import logging
-import os
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Generator
 from types import TracebackType
-from typing import Any, Protocol, TypeAlias
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
 from .diagnostics import local_violation
 from .exceptions import (
-    AudioError,
     LocalProtocolError,
     ProtocolError,
     StreamClosed,
@@ -50,6 +48,9 @@ from .exceptions import (
 )
 from .messages import DTMF, Mark, Media, Start, Stop, TwilioMessage, UnknownMessage
 from .protocol import STREAMING, AppProtocol
+
+if TYPE_CHECKING:
+    from .audio import MulawDecoder
 
 __all__ = [
     "DEFAULT_FRAME_MS",
@@ -439,27 +440,18 @@ class _Subscriber:
         return item
 
 
-# --- audio sources (mediastreams.audio, loaded when a play needs it) -------------------------
+# --- audio sources ---------------------------------------------------------------------------
+# mediastreams.audio (numpy, soxr, miniaudio) is imported only when a play or audio() needs
+# it, so a session that sends mu-law bytes never pays for it.
 
 AudioInput: TypeAlias = Any
 """A path, bytes, a numpy array or an async iterable of chunks; see :meth:`MediaStream.play`."""
 
 
-def _audio_module() -> Any:
-    import importlib
-
-    try:
-        return importlib.import_module("mediastreams.audio")
-    except ImportError as error:  # pragma: no cover - the audio package is part of the project
-        raise AudioError(
-            "converting audio needs mediastreams.audio; pass headerless mu-law bytes instead"
-        ) from error
-
-
 def _has_file_header(data: bytes) -> bool:
     from .diagnostics import container_format
 
-    return bool(data) and container_format(data[:64]) is not None
+    return bool(data) and container_format(data) is not None
 
 
 # --- the session -----------------------------------------------------------------------------
@@ -727,15 +719,21 @@ class MediaStream:
         while (event := await self._events.get()) is not None:
             yield event
 
-    async def audio(self, sample_rate: int = 8000) -> AsyncIterator[bytes]:
+    def audio(self, sample_rate: int = 8000) -> AsyncIterator[bytes]:
         """The caller's audio as 16-bit little-endian mono PCM at ``sample_rate``.
 
         A gap in the media timestamps is filled with silence (up to
         :data:`MAX_GAP_FILL_MS`), so speech recognition downstream keeps time with the call.
-        Audio from the moment of the call on; ends when the stream ends.
+        The audio is kept from this call on (iterate the result: it buffers until read); the
+        iterator ends when the stream ends.
         """
-        decoder = _audio_module().MulawDecoder(sample_rate)
+        from .audio import MulawDecoder
+
+        decoder = MulawDecoder(sample_rate)
         subscriber = self._subscribe(lambda event: type(event) is Media)
+        return self._pcm(decoder, subscriber)
+
+    async def _pcm(self, decoder: MulawDecoder, subscriber: _Subscriber) -> AsyncIterator[bytes]:
         expected_ms: int | None = None
         try:
             while (event := await subscriber.get()) is not None:
@@ -746,10 +744,10 @@ class MediaStream:
                         gap_ms = min(event.timestamp - expected_ms, MAX_GAP_FILL_MS)
                         payload = SILENCE * (gap_ms * BYTES_PER_MS) + payload
                     expected_ms = event.timestamp + len(event.payload) // BYTES_PER_MS
-                pcm: bytes = decoder.decode(payload)
+                pcm = decoder.decode(payload)
                 if pcm:
                     yield pcm
-            tail: bytes = decoder.flush()
+            tail = decoder.flush()
             if tail:
                 yield tail
         finally:
@@ -864,13 +862,12 @@ class MediaStream:
                     play.buffer += chunk
                     await self._flush()
             else:
-                audio = _audio_module()
-                if isinstance(source, (str, os.PathLike)) and format is None:
-                    mulaw = await asyncio.to_thread(audio.to_mulaw, source)
-                else:
-                    mulaw = await asyncio.to_thread(
-                        audio.to_mulaw, source, format=format, sample_rate=sample_rate
-                    )
+                from .audio import to_mulaw
+
+                # In a thread: decoding and resampling a long file takes a while.
+                mulaw = await asyncio.to_thread(
+                    to_mulaw, source, format=format, sample_rate=sample_rate
+                )
                 play.buffer += mulaw
         except Exception as error:
             # Not swallowed: the error goes to whoever awaits the handle.
@@ -955,5 +952,7 @@ async def _mulaw_chunks(chunks: AsyncIterable[Any], format: Any) -> AsyncIterato
         async for chunk in iterator:
             yield bytes(chunk)
 
-    async for chunk in _audio_module().stream_to_mulaw(rest(), format):
+    from .audio import stream_to_mulaw
+
+    async for chunk in stream_to_mulaw(rest(), format):
         yield chunk
