@@ -101,3 +101,35 @@ def test_a_real_server_answers_and_stops(tmp_path: Path, backend: str) -> None:
         _, err = server.communicate(timeout=15)
     assert server.returncode == 0, err
     assert b"Traceback" not in err
+
+
+@pytest.mark.anyio
+async def test_serve_play_a_wav_file_end_to_end(tmp_path: Path) -> None:
+    import asyncio
+
+    from fake_twilio import call_and_listen
+    from mediastreams.audio import to_mulaw, wav_bytes
+
+    pcm = bytes(range(256)) * 16  # 2048 samples of 16-bit PCM at 8 kHz: 256 ms
+    path = tmp_path / "hello.wav"
+    path.write_bytes(wav_bytes(pcm, encoding="pcm", sample_rate=8000))
+    port = free_port()
+    command = [sys.executable, "-m", "mediastreams", "serve", "--play", str(path)]
+    command += ["--hangup-after-play", "--port", str(port)]
+    server = await asyncio.create_subprocess_exec(*command, stderr=asyncio.subprocess.PIPE)
+    try:
+        async with asyncio.timeout(15):
+            while True:
+                try:
+                    async with httpx.AsyncClient() as client:
+                        await client.get(f"http://127.0.0.1:{port}/healthz")
+                    break
+                except httpx.HTTPError:
+                    await asyncio.sleep(0.1)
+        twilio = await call_and_listen(f"ws://127.0.0.1:{port}/media-stream")
+    finally:
+        server.send_signal(signal.SIGTERM)
+        _, err = await asyncio.wait_for(server.communicate(), 15)
+    assert bytes(twilio.heard) == to_mulaw(path)
+    assert server.returncode == 0, err
+    assert b"played 256 ms of 256 ms (played)" in err

@@ -254,11 +254,11 @@ def play_handler(mulaw: bytes, *, hangup_after_play: bool = False) -> Handler:
     async def play(stream: MediaStream) -> None:
         handle = await stream.play(mulaw)
         logger.info(
-            "played %.0f ms of %.0f ms (%s) on stream %s",
+            "played %.0f ms of %.0f ms (%s)",
             handle.played_ms,
             handle.sent_ms,
             handle.outcome.value,
-            stream.stream_sid,
+            extra={"stream_sid": stream.stream_sid, "call_sid": stream.call_sid},
         )
         if hangup_after_play:
             return
