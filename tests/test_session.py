@@ -520,3 +520,49 @@ async def test_inbound_audio_as_pcm_with_gaps_filled(transport: MemoryTransport)
     assert pcm[:320].all() and pcm[640:].all()
     wide = b"".join([chunk async for chunk in pcm_16k])
     assert abs(len(wide) // 2 - 100 * 16) <= 16  # the same 100 ms at 16 kHz
+
+
+async def test_clear_stops_pulling_from_a_tts_stream(transport: MemoryTransport) -> None:
+    twilio, stream = await opened(transport)
+    pulled = 0
+    cancelled = asyncio.Event()
+
+    async def tts() -> AsyncIterator[bytes]:
+        nonlocal pulled
+        try:
+            while True:
+                pulled += 1
+                yield b"\x01" * 160
+                await asyncio.sleep(0.001)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    handle = stream.play(tts())
+    await twilio.play(160)
+    stream.clear()
+    await asyncio.wait_for(cancelled.wait(), 5)
+    assert (await handle).outcome is Outcome.INTERRUPTED
+    await stream.close()
+    assert_no_tasks_left(stream)
+
+
+async def test_unread_media_is_capped(
+    transport: MemoryTransport, caplog: pytest.LogCaptureFixture
+) -> None:
+    twilio, stream = await opened(transport, max_queued_media=10)
+    with caplog.at_level(logging.WARNING, "mediastreams.session"):
+        for i in range(25):
+            twilio.protocol.send_media(bytes([i]) * 160)
+        twilio.protocol.send_dtmf("1")
+        twilio.flush()
+        await settle(50)
+    assert "nothing reads" in caplog.text
+    events = []
+    async for event in stream:
+        events.append(event)
+        if isinstance(event, DTMF):
+            break
+    assert len(events) == 11  # the 10 newest media, and the DTMF that is never dropped
+    assert events[0].payload == bytes([15]) * 160  # type: ignore[union-attr]
+    await stream.close()

@@ -404,7 +404,7 @@ class _Subscriber:
         self.accepts = accepts
         self._items: deque[Event | None] = deque()
         self._waiter: asyncio.Future[None] | None = None
-        self._max_media = max_media
+        self.max_media = max_media
         self._media = 0
         self.dropped_media = 0
 
@@ -412,7 +412,7 @@ class _Subscriber:
         self._items.append(item)
         if type(item) is Media:
             self._media += 1
-            if self._max_media is not None and self._media > self._max_media:
+            if self.max_media is not None and self._media > self.max_media:
                 self._drop_oldest_media()
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
@@ -498,7 +498,7 @@ class MediaStream:
         self._subscribers: list[_Subscriber] = [self._events]
         self._play_ids = itertools.count(1)
         self._tasks: set[asyncio.Task[None]] = set()
-        self._feeders: set[asyncio.Task[None]] = set()
+        self._feeders: dict[PlayHandle, asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
         self._sending = False
         self._ended = asyncio.Event()
@@ -626,7 +626,7 @@ class MediaStream:
         self.pacer.end()
         for subscriber in self._subscribers:
             subscriber.push(None)
-        for feeder in self._feeders:
+        for feeder in self._feeders.values():
             if feeder is not asyncio.current_task():
                 feeder.cancel()  # a TTS source may never end by itself
         self._ended.set()
@@ -697,6 +697,13 @@ class MediaStream:
         for subscriber in self._subscribers:
             if subscriber.accepts(event):
                 subscriber.push(event)
+        if self._events.dropped_media == 1 and "unread" not in self._reported:
+            self._reported.add("unread")
+            logger.warning(
+                "nothing reads the stream's events: dropping media older than %d frames",
+                self._events.max_media,
+                extra=self._log_extra,
+            )
 
     def _subscribe(self, accepts: Callable[[Event], bool]) -> _Subscriber:
         subscriber = _Subscriber(accepts)
@@ -849,8 +856,8 @@ class MediaStream:
                 return handle
         self.pacer.add(play)
         feeder = self._spawn(self._feed(play, source, format, sample_rate))
-        self._feeders.add(feeder)
-        feeder.add_done_callback(self._feeders.discard)
+        self._feeders[handle] = feeder
+        feeder.add_done_callback(lambda _: self._feeders.pop(handle, None))
         return handle
 
     async def _feed(self, play: _Play, source: Any, format: Any, sample_rate: int | None) -> None:
@@ -891,6 +898,10 @@ class MediaStream:
             return []
         self.protocol.send_clear()
         interrupted = self.pacer.clear()
+        for handle in interrupted:
+            feeder = self._feeders.get(handle)
+            if feeder is not None and feeder is not asyncio.current_task():
+                feeder.cancel()  # stop pulling from a TTS stream nobody will hear
         self._wake.set()
         return interrupted
 
