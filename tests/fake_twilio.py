@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 from mediastreams.adapters.memory import MemoryTransport
@@ -120,13 +121,17 @@ class TwilioClient:
         await self.flush()
 
     async def flush(self) -> None:
-        if self.closed.is_set():
-            return
         for frame in self.protocol.data_to_send():
-            await self.ws.send(frame)
+            await self.send_raw(frame)
 
     async def send_raw(self, frame: str | bytes) -> None:
-        await self.ws.send(frame)
+        """Send a frame; the app may have closed the socket already (it then goes nowhere)."""
+        from websockets.exceptions import ConnectionClosed
+
+        if self.closed.is_set():
+            return
+        with contextlib.suppress(ConnectionClosed):
+            await self.ws.send(frame)
 
     async def tick(self, inbound: bytes | None = None, *, frame_bytes: int = 160) -> None:
         """One step: play a frame out, send the caller's frame in, send the echoes."""
