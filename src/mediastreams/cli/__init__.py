@@ -27,7 +27,7 @@ _COMMANDS: dict[str, tuple[str, str, str]] = {
     "serve": (
         "mediastreams.cli.serve",
         "serve_command",
-        "Answer calls: TwiML on /incoming-call, the Media Stream on /media-stream.",
+        "Answer calls: the voice webhook and the Media Stream.",
     ),
 }
 

@@ -83,6 +83,16 @@ def _handler(play: str | None, echo: bool, app: str | None, hangup_after_play: b
     return _load_app(app)
 
 
+def _check_backend(backend: str) -> None:
+    if backend == "picows":
+        try:
+            importlib.import_module("picows")
+        except ImportError:
+            raise BadInput(
+                "--backend picows needs the picows package: pip install 'mediastreams[picows]'"
+            ) from None
+
+
 class _SidFormatter(logging.Formatter):
     """``time level logger message stream_sid=... call_sid=...``: greppable per call."""
 
@@ -129,8 +139,20 @@ def _configure_logging(level: str) -> None:
     help="uvicorn takes GET and POST webhooks; websockets and picows carry more calls per core "
     "but take GET webhooks only.",
 )
-@click.option("--lead-ms", default=1000, show_default=True, type=click.IntRange(20))
-@click.option("--mark-interval-ms", default=200, show_default=True, type=click.IntRange(20))
+@click.option(
+    "--lead-ms",
+    default=1000,
+    show_default=True,
+    type=click.IntRange(20),
+    help="How far audio sent may run ahead of what Twilio confirmed playing.",
+)
+@click.option(
+    "--mark-interval-ms",
+    default=200,
+    show_default=True,
+    type=click.IntRange(20),
+    help="A mark at least this often: the accuracy of what the caller heard.",
+)
 @click.option("--log-level", default="info", show_default=True)
 def serve_command(
     host: str,
@@ -148,6 +170,7 @@ def serve_command(
     log_level: str,
 ) -> None:
     """Answer calls: TwiML on /incoming-call, the Media Stream on /media-stream."""
+    _check_backend(backend)
     handler = _handler(play, echo, app, hangup_after_play)
     if mark_interval_ms > lead_ms:
         raise BadInput("--mark-interval-ms must not exceed --lead-ms")
