@@ -133,3 +133,11 @@ async def test_serve_play_a_wav_file_end_to_end(tmp_path: Path) -> None:
     assert bytes(twilio.heard) == to_mulaw(path)
     assert server.returncode == 0, err
     assert b"played 256 ms of 256 ms (played)" in err
+
+
+def test_backend_picows_without_picows(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "picows", None)  # import picows now raises ImportError
+    code, err = run(capsys, "--echo", "--backend", "picows")
+    assert code == 2 and "mediastreams[picows]" in err
