@@ -566,3 +566,17 @@ async def test_unread_media_is_capped(
     assert len(events) == 11  # the 10 newest media, and the DTMF that is never dropped
     assert events[0].payload == bytes([15]) * 160  # type: ignore[union-attr]
     await stream.close()
+
+
+async def test_the_lead_holds_and_the_buffer_never_runs_dry(transport: MemoryTransport) -> None:
+    twilio, stream = await opened(transport, lead_ms=400, mark_interval_ms=100)
+    handle = stream.play(b"\x01" * 8 * 5000)  # 5 s
+    await twilio.take()
+    while not handle.done():
+        buffered_ms = twilio.protocol.buffered_ms
+        assert buffered_ms <= 400  # never more than the lead in Twilio's buffer
+        if handle.sent_ms < 5000:
+            assert buffered_ms >= 400 - 100 - 20  # refilled at each echo, never dry
+        await twilio.play(160)
+    assert handle.outcome is Outcome.PLAYED and handle.played_ms == 5000
+    await stream.close()
