@@ -322,3 +322,33 @@ async def test_an_upgrade_with_a_query_string_is_refused() -> None:
     signature = sign("wss://abc.example/media-stream")
     assert check_upgrade(config, scheme="ws", host="x", signature=signature)
     assert not check_upgrade(config, scheme="ws", host="x", signature=signature, query="a=1")
+
+
+async def test_one_time_stream_tokens() -> None:
+    from mediastreams.security import StreamTokens
+    from mediastreams.server import TOKEN_PARAMETER
+    from mediastreams.twiml import parse_twiml
+
+    config = ServerConfig(
+        handler=play_handler(b"\x01" * 160, hangup_after_play=True),
+        stream_tokens=StreamTokens(),
+    )
+    async with running(config) as port, httpx.AsyncClient() as client:
+        webhook = f"http://127.0.0.1:{port}/incoming-call"
+        assert (await client.post(webhook)).status_code == 400  # no CallSid
+        reply = await client.post(webhook, data={"CallSid": "CA1"})
+        (connect,) = parse_twiml(reply.text).verbs
+        (parameter,) = connect.stream.parameters  # type: ignore[attr-defined]
+        assert parameter.name == TOKEN_PARAMETER
+        url = f"ws://127.0.0.1:{port}/media-stream"
+        params = {TOKEN_PARAMETER: parameter.value}
+        async with TwilioClient(url, call_sid="CA1", custom_parameters=params) as twilio:
+            await twilio.open()
+            await twilio.run_until(lambda: False)
+        assert bytes(twilio.heard) == b"\x01" * 160
+        for call_sid, custom in (("CA1", params), ("CA1", {}), ("CA2", params)):  # replayed
+            async with TwilioClient(url, call_sid=call_sid, custom_parameters=custom) as twilio:
+                await twilio.open()
+                await asyncio.wait_for(twilio.closed.wait(), 5)
+            assert twilio.ws.close_code == 1008
+            assert not twilio.heard

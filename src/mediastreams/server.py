@@ -39,14 +39,16 @@ from .messages import Media
 from .security import (
     SIGNATURE_HEADER,
     PublicURL,
+    StreamTokens,
     check_upgrade_signature,
     check_webhook_signature,
 )
-from .session import MAX_FRAME_BYTES, MediaStream, Transport
+from .session import CLOSE_POLICY, MAX_FRAME_BYTES, MediaStream, Transport
 from .twiml import connect_stream
 
 __all__ = [
     "BACKENDS",
+    "TOKEN_PARAMETER",
     "Backend",
     "Handler",
     "Reply",
@@ -61,6 +63,9 @@ __all__ = [
 ]
 
 logger = logging.getLogger("mediastreams.server")
+
+TOKEN_PARAMETER = "streamToken"
+"""The ``<Parameter>`` that carries a one-time stream token (see ``ServerConfig``)."""
 
 Handler: TypeAlias = Callable[[MediaStream], Awaitable[None]]
 """What runs on each stream: ``async def handler(stream: MediaStream) -> None``."""
@@ -87,6 +92,10 @@ class ServerConfig:
         incoming_path: the voice webhook's path.
         stream_path: the Media Stream's path.
         stream_options: :class:`~mediastreams.session.MediaStream` options.
+        stream_tokens: when set, the webhook mints a one-time token for its ``CallSid``
+            into a ``<Parameter name="streamToken">``, and a stream whose ``start`` does not
+            carry a valid one is closed (1008) before the handler runs: a replayed upgrade,
+            whose signature is the same for every call, gets no further.
     """
 
     handler: Handler
@@ -96,6 +105,7 @@ class ServerConfig:
     incoming_path: str = "/incoming-call"
     stream_path: str = "/media-stream"
     stream_options: Mapping[str, Any] = field(default_factory=dict)
+    stream_tokens: StreamTokens | None = None
 
     def __post_init__(self) -> None:
         # Fail at start, not on the first call: a bad public URL or <Parameter>.
@@ -163,13 +173,17 @@ def answer_webhook(
         except SignatureError as error:
             logger.warning("refused the webhook from %s: %s", client, error)
             return Reply(403, "text/plain", b"invalid signature\n")
+    parameters = dict(config.parameters)
+    if config.stream_tokens is not None:
+        call_sid = dict(form).get("CallSid") or dict(parse_qsl(query)).get("CallSid")
+        if not call_sid:
+            return Reply(400, "text/plain", b"no CallSid: is this Twilio's voice webhook?\n")
+        parameters[TOKEN_PARAMETER] = config.stream_tokens.mint(call_sid)
     stream_url = origin.websocket_url(config.stream_path)
     try:
         # https://www.twilio.com/docs/voice/twiml/stream#url: wss only (error 31922); ws://
         # is let through for a loopback host, where a local emulator calls.
-        twiml = connect_stream(
-            stream_url, parameters=config.parameters, allow_insecure_loopback=True
-        )
+        twiml = connect_stream(stream_url, parameters=parameters, allow_insecure_loopback=True)
     except TwiMLError as error:
         logger.error(
             "cannot answer the webhook: %s; start the server with --public-url "
@@ -230,6 +244,14 @@ async def run_stream(config: ServerConfig, transport: Transport, *, client: str 
         logger.warning("stream from %s did not start: %s", client, error)
         return
     extra = {"stream_sid": stream.stream_sid, "call_sid": stream.call_sid}
+    if config.stream_tokens is not None:
+        try:
+            token = stream.custom_parameters.get(TOKEN_PARAMETER)
+            config.stream_tokens.redeem(token, stream.call_sid)
+        except SignatureError as error:
+            logger.warning("refused the stream from %s: %s", client, error, extra=extra)
+            await stream.close(CLOSE_POLICY)
+            return
     try:
         await config.handler(stream)
     except Exception:

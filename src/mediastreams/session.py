@@ -588,11 +588,14 @@ class MediaStream:
         self._end(reason)
         await self.transport.close(code)
 
-    async def close(self) -> None:
+    async def close(self, code: int = CLOSE_NORMAL) -> None:
         """End the stream from the app's side and close the socket.
 
         Every pending play resolves as ``ENDED``, iterators finish, and the session's tasks
         are awaited. Safe to call more than once, and after the stream ended by itself.
+
+        Args:
+            code: the WebSocket close code (1000, or 1008 to refuse the stream).
         """
         self._end("closed")
         current = asyncio.current_task()
@@ -601,7 +604,7 @@ class MediaStream:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._tasks.difference_update(tasks)  # their done callbacks may not have run yet
-        await self.transport.close(CLOSE_NORMAL)
+        await self.transport.close(code)
 
     async def wait_closed(self) -> None:
         """Wait until the stream has ended, whoever ended it."""

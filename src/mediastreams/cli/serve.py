@@ -16,6 +16,7 @@ from typing import Any
 
 import click
 
+from ..security import StreamTokens
 from ..server import BACKENDS, Handler, ServerConfig, bind, echo_handler, play_handler, serve
 
 __all__ = ["serve_command"]
@@ -132,6 +133,11 @@ def _configure_logging(level: str) -> None:
     help="Check X-Twilio-Signature on both routes (default: $TWILIO_AUTH_TOKEN).",
 )
 @click.option(
+    "--stream-token",
+    is_flag=True,
+    help="Give each call a one-time token in the TwiML; refuse streams that lack it.",
+)
+@click.option(
     "--backend",
     type=click.Choice(BACKENDS),
     default="uvicorn",
@@ -164,6 +170,7 @@ def serve_command(
     echo: bool,
     app: str | None,
     auth_token: str | None,
+    stream_token: bool,
     backend: str,
     lead_ms: int,
     mark_interval_ms: int,
@@ -181,6 +188,7 @@ def serve_command(
             parameters=_parameters(params),
             auth_token=auth_token or None,
             stream_options={"lead_ms": lead_ms, "mark_interval_ms": mark_interval_ms},
+            stream_tokens=StreamTokens() if stream_token else None,
         )
     except ValueError as error:
         raise BadInput(f"--public-url: {error}") from None
