@@ -580,3 +580,10 @@ async def test_the_lead_holds_and_the_buffer_never_runs_dry(transport: MemoryTra
         await twilio.play(160)
     assert handle.outcome is Outcome.PLAYED and handle.played_ms == 5000
     await stream.close()
+
+
+def test_public_names_resolve() -> None:
+    from mediastreams import session
+
+    for name in session.__all__:
+        assert hasattr(session, name), name

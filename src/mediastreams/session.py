@@ -58,10 +58,13 @@ __all__ = [
     "DEFAULT_MARK_INTERVAL_MS",
     "DEFAULT_START_TIMEOUT_MS",
     "MAX_FRAME_BYTES",
+    "MAX_GAP_FILL_MS",
+    "AudioInput",
     "Event",
     "MarkHandle",
     "MediaStream",
     "Outcome",
+    "Pacer",
     "PlayHandle",
     "Transport",
 ]
