@@ -8,9 +8,9 @@
 
 The same :class:`ServerConfig` runs on three backends: :func:`create_app` gives a Starlette
 app (served by uvicorn, or mounted in your own app); :func:`serve` also runs it on the
-``websockets`` server or on picows, which carry several times more calls per core (see
-``docs/server.md``). Those two answer only ``GET`` webhooks: set the number's webhook method
-to HTTP GET when using them.
+``websockets`` server or on picows, which carry more calls per core (picows about twice
+as many: ``docs/server.md``). Those two answer only ``GET`` webhooks: set the number's
+webhook method to HTTP GET when using them.
 
 Webhook and upgrade logic is written once, without I/O (:func:`answer_webhook`,
 :func:`check_upgrade`); each backend only translates its request to these calls.
@@ -19,7 +19,6 @@ Webhook and upgrade logic is written once, without I/O (:func:`answer_webhook`,
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import socket
@@ -54,6 +53,7 @@ __all__ = [
     "Reply",
     "ServerConfig",
     "answer_webhook",
+    "bind",
     "check_upgrade",
     "create_app",
     "echo_handler",
@@ -567,8 +567,7 @@ async def _serve_picows(config: ServerConfig, sock: socket.socket, stop: asyncio
         for task in list(tasks):
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        with contextlib.suppress(Exception):
-            await server.wait_closed()
+        await server.wait_closed()
 
 
 _REASONS = {200: "OK", 403: "Forbidden", 404: "Not Found", 500: "Internal Server Error"}
