@@ -25,6 +25,11 @@ _COMMANDS: dict[str, tuple[str, str, str]] = {
         "inspect_command",
         "Check a frame trace and print every protocol violation.",
     ),
+    "serve": (
+        "mediastreams.cli.serve",
+        "serve_command",
+        "Answer calls: the voice webhook and the Media Stream.",
+    ),
 }
 
 

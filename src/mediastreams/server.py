@@ -1,0 +1,573 @@
+"""A ready server that answers real calls: the voice webhook and the Media Stream.
+
+- ``GET``/``POST`` ``/incoming-call`` answers Twilio's voice webhook with TwiML that connects
+  the call to ``/media-stream`` (https://www.twilio.com/docs/voice/twiml/stream);
+- ``/media-stream`` accepts the WebSocket and runs a handler, ``async def handler(stream)``,
+  on a :class:`~mediastreams.session.MediaStream`;
+- ``/healthz`` says the server is up and how many streams it carries.
+
+The same :class:`ServerConfig` runs on three backends: :func:`create_app` gives a Starlette
+app (served by uvicorn, or mounted in your own app); :func:`serve` also runs it on the
+``websockets`` server or on picows, which carry more calls per core (picows about twice
+as many: ``docs/server.md``). Those two answer only ``GET`` webhooks: set the number's
+webhook method to HTTP GET when using them.
+
+Webhook and upgrade logic is written once, without I/O (:func:`answer_webhook`,
+:func:`check_upgrade`); each backend only translates its request to these calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import socket
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeAlias
+from urllib.parse import parse_qsl
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket
+
+from .exceptions import SignatureError, StreamClosed, StreamTimeout, TwiMLError
+from .messages import Media
+from .security import (
+    SIGNATURE_HEADER,
+    PublicURL,
+    StreamTokens,
+    check_upgrade_signature,
+    check_webhook_signature,
+)
+from .session import CLOSE_POLICY, MAX_FRAME_BYTES, MediaStream, Transport
+from .twiml import connect_stream
+
+__all__ = [
+    "BACKENDS",
+    "TOKEN_PARAMETER",
+    "Backend",
+    "Handler",
+    "Reply",
+    "ServerConfig",
+    "answer_webhook",
+    "bind",
+    "check_upgrade",
+    "create_app",
+    "echo_handler",
+    "play_handler",
+    "run_stream",
+    "serve",
+]
+
+logger = logging.getLogger("mediastreams.server")
+
+TOKEN_PARAMETER = "streamToken"
+"""The ``<Parameter>`` that carries a one-time stream token (see ``ServerConfig``)."""
+
+Handler: TypeAlias = Callable[[MediaStream], Awaitable[None]]
+"""What runs on each stream: ``async def handler(stream: MediaStream) -> None``."""
+
+Backend: TypeAlias = Literal["uvicorn", "websockets", "picows"]
+BACKENDS: tuple[Backend, ...] = ("uvicorn", "websockets", "picows")
+
+_MAX_WEBHOOK_BYTES = 64 * 1024  # a voice webhook's form is about 1 KiB
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """What the server does.
+
+    Attributes:
+        handler: runs on each stream once Twilio's ``start`` arrived.
+        public_url: the base the world reaches the server at (``https://abc.example``,
+            a tunnel or a proxy). Stream URLs and signatures use it. Without it they are
+            derived from each request, which suits local runs only.
+        parameters: ``<Parameter>`` elements to put in the TwiML; they arrive in
+            ``stream.custom_parameters``.
+        auth_token: the Twilio auth token; when set, both routes refuse requests that
+            Twilio did not sign (HTTP 403).
+        incoming_path: the voice webhook's path.
+        stream_path: the Media Stream's path.
+        stream_options: :class:`~mediastreams.session.MediaStream` options.
+        stream_tokens: when set, the webhook mints a one-time token for its ``CallSid``
+            into a ``<Parameter name="streamToken">``, and a stream whose ``start`` does not
+            carry a valid one is closed (1008) before the handler runs: a replayed upgrade,
+            whose signature is the same for every call, gets no further.
+    """
+
+    handler: Handler
+    public_url: str | None = None
+    parameters: Mapping[str, str] = field(default_factory=dict)
+    auth_token: str | None = field(default=None, repr=False)
+    incoming_path: str = "/incoming-call"
+    stream_path: str = "/media-stream"
+    stream_options: Mapping[str, Any] = field(default_factory=dict)
+    stream_tokens: StreamTokens | None = None
+
+    def __post_init__(self) -> None:
+        # Fail at start, not on the first call: a bad public URL or <Parameter>.
+        if self.public_url is not None:
+            PublicURL.parse(self.public_url)
+        try:
+            connect_stream("wss://check.invalid/", parameters=self.parameters)
+        except TwiMLError as error:
+            raise ValueError(str(error)) from None
+
+
+@dataclass(frozen=True)
+class Reply:
+    """An HTTP answer, whichever server sends it."""
+
+    status: int
+    content_type: str
+    body: bytes
+
+
+# --- public URLs and signatures --------------------------------------------------------------
+
+
+def _origin(config: ServerConfig, scheme: str, host: str) -> PublicURL:
+    if config.public_url is not None:
+        return PublicURL.parse(config.public_url)
+    # No forwarded headers: anyone can send them; behind a proxy, configure public_url.
+    return PublicURL.from_request(scheme, host)
+
+
+def answer_webhook(
+    config: ServerConfig,
+    *,
+    scheme: str,
+    host: str,
+    query: str = "",
+    form: Sequence[tuple[str, str]] = (),
+    signature: str | None = None,
+    client: str = "?",
+) -> Reply:
+    """The answer to Twilio's voice webhook: TwiML that connects the call to the stream.
+
+    Args:
+        config: the server's configuration.
+        scheme: the request's scheme as the server saw it (``http`` or ``https``).
+        host: its ``Host`` header.
+        query: its query string, without ``?`` (Twilio signs it with the URL).
+        form: its POST parameters (none for GET).
+        signature: its ``X-Twilio-Signature`` header.
+        client: the peer's address, for the log.
+
+    Returns:
+        200 with TwiML; 400 for a request with no usable host; 403 when the signature is
+        required and wrong; 500 when the stream URL would be an insecure ``ws://`` URL on a
+        public host.
+    """
+    try:
+        origin = _origin(config, scheme, host)
+    except ValueError as error:
+        return Reply(400, "text/plain", f"{error}\n".encode())
+    if config.auth_token:
+        url = origin.http_url(config.incoming_path + (f"?{query}" if query else ""))
+        try:
+            check_webhook_signature(config.auth_token, url, form, signature)
+        except SignatureError as error:
+            logger.warning("refused the webhook from %s: %s", client, error)
+            return Reply(403, "text/plain", b"invalid signature\n")
+    parameters = dict(config.parameters)
+    if config.stream_tokens is not None:
+        call_sid = dict(form).get("CallSid") or dict(parse_qsl(query)).get("CallSid")
+        if not call_sid:
+            return Reply(400, "text/plain", b"no CallSid: is this Twilio's voice webhook?\n")
+        parameters[TOKEN_PARAMETER] = config.stream_tokens.mint(call_sid)
+    stream_url = origin.websocket_url(config.stream_path)
+    try:
+        # https://www.twilio.com/docs/voice/twiml/stream#url: wss only (error 31922); ws://
+        # is let through for a loopback host, where a local emulator calls.
+        twiml = connect_stream(stream_url, parameters=parameters, allow_insecure_loopback=True)
+    except TwiMLError as error:
+        logger.error(
+            "cannot answer the webhook: %s; start the server with --public-url "
+            "https://<public host>",
+            error,
+        )
+        return Reply(500, "text/plain", b"set the public URL (https) of this server\n")
+    return Reply(200, "text/xml", twiml.encode())
+
+
+def check_upgrade(
+    config: ServerConfig,
+    *,
+    scheme: str,
+    host: str,
+    signature: str | None,
+    query: str = "",
+    client: str = "?",
+) -> bool:
+    """Whether to accept a WebSocket upgrade on the stream path.
+
+    Twilio signs the ``wss://`` URL it connected to, with no parameters, and strips any
+    query string, so an upgrade with one is refused. Without an auth token every upgrade is
+    accepted.
+    """
+    if not config.auth_token:
+        return True
+    try:
+        origin = _origin(config, scheme, host)
+        url = origin.websocket_url(config.stream_path + (f"?{query}" if query else ""))
+        check_upgrade_signature(config.auth_token, url, signature)
+    except (ValueError, SignatureError) as error:
+        logger.warning("refused the WebSocket upgrade from %s: %s", client, error)
+        return False
+    return True
+
+
+# --- running a stream ------------------------------------------------------------------------
+
+
+class _Streams:
+    """The streams a server carries, so /healthz can count them and shutdown can end them."""
+
+    def __init__(self) -> None:
+        self.active = 0
+
+
+async def run_stream(config: ServerConfig, transport: Transport, *, client: str = "?") -> None:
+    """Open a stream on an accepted WebSocket, run the handler on it, then close it.
+
+    This is the server's I/O boundary: a stream that never starts, and a handler that
+    raises, are logged here and end only this stream.
+    """
+    stream = MediaStream(transport, **config.stream_options)
+    try:
+        await stream.open()
+    except (StreamTimeout, StreamClosed) as error:
+        logger.warning("stream from %s did not start: %s", client, error)
+        return
+    extra = {"stream_sid": stream.stream_sid, "call_sid": stream.call_sid}
+    if config.stream_tokens is not None:
+        try:
+            token = stream.custom_parameters.get(TOKEN_PARAMETER)
+            config.stream_tokens.redeem(token, stream.call_sid)
+        except SignatureError as error:
+            logger.warning("refused the stream from %s: %s", client, error, extra=extra)
+            await stream.close(CLOSE_POLICY)
+            return
+    try:
+        await config.handler(stream)
+    except Exception:
+        logger.exception(
+            "the handler failed on stream %s (call %s)",
+            stream.stream_sid,
+            stream.call_sid,
+            extra=extra,
+        )
+    finally:
+        await stream.close()
+
+
+def play_handler(mulaw: bytes, *, hangup_after_play: bool = False) -> Handler:
+    """A handler that plays audio when the stream starts, then waits for the caller.
+
+    Args:
+        mulaw: headerless mu-law/8000 (convert files once, with ``mediastreams.audio``).
+        hangup_after_play: end the stream once the audio played, instead of waiting.
+    """
+
+    async def play(stream: MediaStream) -> None:
+        handle = await stream.play(mulaw)
+        logger.info(
+            "played %.0f ms of %.0f ms (%s)",
+            handle.played_ms,
+            handle.sent_ms,
+            handle.outcome.value,
+            extra={"stream_sid": stream.stream_sid, "call_sid": stream.call_sid},
+        )
+        if hangup_after_play:
+            return
+        async for _ in stream:  # wait for the caller to hang up
+            pass
+
+    return play
+
+
+async def echo_handler(stream: MediaStream) -> None:
+    """A handler that plays the caller's audio back to them, frame by frame."""
+
+    async def caller_audio() -> Any:
+        async for event in stream:
+            if type(event) is Media:
+                yield event.payload
+
+    await stream.play(caller_audio())
+
+
+# --- Starlette (uvicorn) ---------------------------------------------------------------------
+
+
+def create_app(config: ServerConfig) -> Starlette:
+    """The server as a Starlette app: serve it with uvicorn, or mount it in yours."""
+    streams = _Streams()
+
+    async def incoming_call(request: Request) -> Response:
+        form: list[tuple[str, str]] = []
+        if request.method == "POST":
+            # Twilio posts application/x-www-form-urlencoded; parsed here, without the
+            # python-multipart package that Starlette's request.form() needs.
+            body = await _read_body(request)
+            if body is None:
+                return Response(b"request too large\n", 413, media_type="text/plain")
+            form = parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
+        reply = answer_webhook(
+            config,
+            scheme=request.url.scheme,
+            host=request.headers.get("host", ""),
+            query=request.url.query,
+            form=form,
+            signature=request.headers.get(SIGNATURE_HEADER),
+            client=_client(request.client),
+        )
+        return Response(reply.body, reply.status, media_type=reply.content_type)
+
+    async def media_stream(websocket: WebSocket) -> None:
+        from .adapters.starlette import StarletteTransport
+
+        client = _client(websocket.client)
+        if not check_upgrade(
+            config,
+            scheme=websocket.url.scheme,
+            host=websocket.headers.get("host", ""),
+            signature=websocket.headers.get(SIGNATURE_HEADER),
+            query=websocket.url.query,
+            client=client,
+        ):
+            await websocket.close(1008)  # before accept: the server answers HTTP 403
+            return
+        await websocket.accept()
+        streams.active += 1
+        try:
+            await run_stream(config, StarletteTransport(websocket), client=client)
+        finally:
+            streams.active -= 1
+
+    async def healthz(request: Request) -> Response:
+        return Response(_health(streams), media_type="application/json")
+
+    return Starlette(
+        routes=[
+            Route(config.incoming_path, incoming_call, methods=["GET", "POST"]),
+            Route("/healthz", healthz),
+            WebSocketRoute(config.stream_path, media_stream),
+        ]
+    )
+
+
+async def _read_body(request: Request) -> bytes | None:
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > _MAX_WEBHOOK_BYTES:
+            return None
+    return bytes(body)
+
+
+def _client(address: Any) -> str:
+    return f"{address[0]}:{address[1]}" if address else "?"
+
+
+def _health(streams: _Streams) -> bytes:
+    return json.dumps({"status": "ok", "streams": streams.active}).encode()
+
+
+# --- serving ---------------------------------------------------------------------------------
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening TCP socket, so a port in use is reported before any server starts.
+
+    Raises:
+        OSError: the address cannot be bound (in use, not local, no permission).
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(2048)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+async def serve(
+    config: ServerConfig,
+    sock: socket.socket,
+    *,
+    backend: Backend = "uvicorn",
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Serve on a bound socket until ``stop`` is set (or, with uvicorn, SIGINT/SIGTERM).
+
+    Args:
+        config: what the server does.
+        sock: a listening socket (see :func:`bind`).
+        backend: ``"uvicorn"`` (Starlette; GET and POST webhooks), ``"websockets"`` or
+            ``"picows"`` (faster; GET webhooks only).
+        stop: set it to shut down; every stream is closed before this returns.
+    """
+    if backend == "uvicorn":
+        await _serve_uvicorn(config, sock, stop)
+    elif backend == "websockets":
+        await _serve_websockets(config, sock, stop or asyncio.Event())
+    elif backend == "picows":
+        await _serve_picows(config, sock, stop or asyncio.Event())
+    else:
+        raise ValueError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
+
+
+async def _serve_uvicorn(
+    config: ServerConfig, sock: socket.socket, stop: asyncio.Event | None
+) -> None:
+    import uvicorn
+
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(config),
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            ws="websockets-sansio",  # the fastest of uvicorn's WebSocket implementations
+            ws_max_size=MAX_FRAME_BYTES,
+        )
+    )
+    if stop is None:
+        await server.serve(sockets=[sock])
+        return
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    waiter = asyncio.create_task(stop.wait())
+    await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    server.should_exit = True
+    waiter.cancel()
+    await task
+
+
+async def _serve_websockets(config: ServerConfig, sock: socket.socket, stop: asyncio.Event) -> None:
+    from websockets.asyncio.server import ServerConnection
+    from websockets.asyncio.server import serve as ws_serve
+    from websockets.datastructures import Headers
+    from websockets.http11 import Request as WsRequest
+    from websockets.http11 import Response as WsResponse
+
+    from .adapters.websockets import WebsocketsTransport
+
+    streams = _Streams()
+
+    def respond(reply: Reply) -> WsResponse:
+        headers = Headers(
+            [("Content-Type", reply.content_type), ("Content-Length", str(len(reply.body)))]
+        )
+        return WsResponse(reply.status, _REASONS.get(reply.status, "OK"), headers, reply.body)
+
+    def process_request(connection: ServerConnection, request: WsRequest) -> WsResponse | None:
+        path, _, query = request.path.partition("?")
+        host = request.headers.get("Host", "")
+        client = _client(connection.remote_address)
+        if path == config.incoming_path:
+            reply = answer_webhook(
+                config,
+                scheme="http",
+                host=host,
+                query=query,
+                signature=request.headers.get(SIGNATURE_HEADER),
+                client=client,
+            )
+            return respond(reply)
+        if path == "/healthz":
+            return respond(Reply(200, "application/json", _health(streams)))
+        if path != config.stream_path:
+            return respond(Reply(404, "text/plain", b"not found\n"))
+        signature = request.headers.get(SIGNATURE_HEADER)
+        if not check_upgrade(
+            config, scheme="ws", host=host, signature=signature, query=query, client=client
+        ):
+            return respond(Reply(403, "text/plain", b"invalid signature\n"))
+        return None
+
+    async def handler(connection: ServerConnection) -> None:
+        streams.active += 1
+        try:
+            transport = WebsocketsTransport(connection)
+            await run_stream(config, transport, client=_client(connection.remote_address))
+        finally:
+            streams.active -= 1
+
+    async with ws_serve(
+        handler, sock=sock, process_request=process_request, max_size=MAX_FRAME_BYTES
+    ) as server:
+        await stop.wait()
+        server.close(close_connections=True)
+        await server.wait_closed()
+
+
+async def _serve_picows(config: ServerConfig, sock: socket.socket, stop: asyncio.Event) -> None:
+    from picows import (
+        WSUpgradeRequest,
+        WSUpgradeResponse,
+        WSUpgradeResponseWithListener,
+        ws_create_server,
+    )
+
+    from .adapters.picows import PicowsTransport
+
+    streams = _Streams()
+    tasks: set[asyncio.Task[None]] = set()
+
+    def respond(reply: Reply) -> WSUpgradeResponseWithListener:
+        headers = {"Content-Type": reply.content_type}
+        if reply.status < 400:
+            response = WSUpgradeResponse.create_ok_response(reply.body, headers)
+        else:
+            response = WSUpgradeResponse.create_error_response(reply.status, reply.body, headers)
+        return WSUpgradeResponseWithListener(response, None)
+
+    async def run(transport: PicowsTransport) -> None:
+        streams.active += 1
+        try:
+            await run_stream(config, transport)
+        finally:
+            streams.active -= 1
+
+    def on_connected(transport: PicowsTransport) -> None:
+        task = asyncio.get_running_loop().create_task(run(transport))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    def factory(request: WSUpgradeRequest) -> Any:
+        path, _, query = request.path.decode("latin-1").partition("?")
+        host = request.headers.get("Host", "")
+        signature = request.headers.get(SIGNATURE_HEADER)
+        if path == config.incoming_path:
+            return respond(
+                answer_webhook(config, scheme="http", host=host, query=query, signature=signature)
+            )
+        if path == "/healthz":
+            return respond(Reply(200, "application/json", _health(streams)))
+        if path != config.stream_path:
+            return respond(Reply(404, "text/plain", b"not found\n"))
+        if not check_upgrade(config, scheme="ws", host=host, signature=signature, query=query):
+            return respond(Reply(403, "text/plain", b"invalid signature\n"))
+        return PicowsTransport(on_connected)
+
+    server = await ws_create_server(factory, sock=sock, max_frame_size=MAX_FRAME_BYTES)
+    try:
+        await stop.wait()
+    finally:
+        server.close()
+        for task in list(tasks):
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await server.wait_closed()
+
+
+_REASONS = {200: "OK", 403: "Forbidden", 404: "Not Found", 500: "Internal Server Error"}

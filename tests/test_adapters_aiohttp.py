@@ -1,0 +1,63 @@
+"""The session over aiohttp's WebSocket server, on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+from aiohttp import web
+
+from fake_twilio import call_and_drop, call_and_listen
+from mediastreams.adapters.aiohttp import open_stream
+from mediastreams.session import MediaStream, Outcome
+
+pytestmark = pytest.mark.anyio
+
+SOURCE = bytes(range(256)) * 10
+
+
+@contextlib.asynccontextmanager
+async def running(run: Callable[[MediaStream], Awaitable[None]]) -> AsyncIterator[int]:
+    async def media_stream(request: web.Request) -> web.StreamResponse:
+        async with open_stream(request) as stream:
+            await run(stream)
+        return stream.transport.websocket  # type: ignore[attr-defined,no-any-return]
+
+    app = web.Application()
+    app.router.add_get("/media-stream", media_stream)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    finally:
+        await runner.cleanup()
+
+
+async def test_play_and_hang_up() -> None:
+    async def run(stream: MediaStream) -> None:
+        assert (await stream.play(SOURCE)).outcome is Outcome.PLAYED
+
+    async with running(run) as port:
+        twilio = await call_and_listen(f"ws://127.0.0.1:{port}/media-stream")
+    assert bytes(twilio.heard) == SOURCE
+
+
+async def test_a_dropped_socket_ends_the_stream() -> None:
+    ended: list[MediaStream] = []
+
+    async def run(stream: MediaStream) -> None:
+        handle = stream.play(SOURCE * 10)
+        await stream.wait_closed()
+        assert (await handle).outcome is Outcome.ENDED
+        ended.append(stream)
+
+    async with running(run) as port:
+        await call_and_drop(f"ws://127.0.0.1:{port}/media-stream")
+        async with asyncio.timeout(5):
+            while not ended:
+                await asyncio.sleep(0.01)
+    assert ended[0].end_reason == "dropped"

@@ -1,0 +1,86 @@
+"""The session over Starlette's WebSocket, on uvicorn on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+import uvicorn
+from starlette.applications import Starlette
+from starlette.routing import WebSocketRoute
+from starlette.websockets import WebSocket
+
+from fake_twilio import TwilioClient, call_and_drop
+from mediastreams.adapters.starlette import open_stream
+from mediastreams.messages import DTMF
+from mediastreams.server import bind
+from mediastreams.session import MediaStream, Outcome
+
+pytestmark = pytest.mark.anyio
+
+SOURCE = bytes(range(256)) * 5
+
+
+@contextlib.asynccontextmanager
+async def running(run: Callable[[MediaStream], Awaitable[None]]) -> AsyncIterator[int]:
+    async def media_stream(websocket: WebSocket) -> None:
+        async with open_stream(websocket, lead_ms=200, mark_interval_ms=100) as stream:
+            await run(stream)
+
+    app = Starlette(routes=[WebSocketRoute("/media-stream", media_stream)])
+    sock = bind("127.0.0.1", 0)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        async with asyncio.timeout(5):
+            while not server.started:
+                await asyncio.sleep(0.01)
+        yield sock.getsockname()[1]
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 10)
+        sock.close()
+
+
+async def test_play_marks_and_dtmf() -> None:
+    results: dict[str, object] = {}
+
+    async def run(stream: MediaStream) -> None:
+        results["params"] = stream.custom_parameters
+        handle = await stream.play(SOURCE)
+        results["outcome"] = handle.outcome
+        async for event in stream:
+            if isinstance(event, DTMF):
+                results["digit"] = event.digit
+                return
+
+    async with running(run) as port:
+        url = f"ws://127.0.0.1:{port}/media-stream"
+        async with TwilioClient(url, custom_parameters={"k": "v"}) as twilio:
+            await twilio.open()
+            await twilio.run_until(lambda: len(twilio.heard) == len(SOURCE))
+            await twilio.run_until(lambda: not twilio.protocol.pending_marks)
+            twilio.protocol.send_dtmf("7")
+            await twilio.flush()
+            await asyncio.wait_for(twilio.closed.wait(), 5)
+    assert bytes(twilio.heard) == SOURCE
+    assert results == {"params": {"k": "v"}, "outcome": Outcome.PLAYED, "digit": "7"}
+
+
+async def test_a_dropped_socket_ends_the_stream() -> None:
+    ended: list[MediaStream] = []
+
+    async def run(stream: MediaStream) -> None:
+        handle = stream.play(SOURCE * 10)
+        await stream.wait_closed()
+        assert (await handle).outcome is Outcome.ENDED
+        ended.append(stream)
+
+    async with running(run) as port:
+        await call_and_drop(f"ws://127.0.0.1:{port}/media-stream")
+        async with asyncio.timeout(5):
+            while not ended:
+                await asyncio.sleep(0.01)
+    assert ended[0].end_reason == "dropped"

@@ -1,0 +1,143 @@
+"""``mediastreams serve``: bad input is one line and exit code 2; a real run answers calls."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from mediastreams.cli import main
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    logger = logging.getLogger("mediastreams")
+    handlers, level = logger.handlers[:], logger.level
+    yield
+    logger.handlers[:], logger.level = handlers, level
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
+    code = main(["serve", *argv])
+    err = capsys.readouterr().err
+    return code, err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        ((), "choose one of"),
+        (("--echo", "--play", "x.wav"), "choose one of"),
+        (("--play", "/no/such/file.wav"), "no such file"),
+        (("--app", "nocolon"), "module:function"),
+        (("--app", "no_such_module_xyz:handler"), "cannot import"),
+        (("--app", "os:no_such_function"), "has no"),
+        (("--app", "os:getcwd"), "async def"),
+        (("--echo", "--param", "novalue"), "name=value"),
+        (("--echo", "--public-url", "abc.example"), "--public-url"),
+        (("--echo", "--hangup-after-play"), "goes with --play"),
+        (("--echo", "--log-level", "loud"), "--log-level"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(
+    capsys: pytest.CaptureFixture[str], argv: tuple[str, ...], message: str
+) -> None:
+    code, err = run(capsys, *argv)
+    assert code == 2
+    assert message in err
+    assert "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_port_in_use(capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        code, err = run(capsys, "--echo", "--port", str(taken.getsockname()[1]))
+    assert code == 2
+    assert "cannot listen" in err and "Traceback" not in err
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.mark.parametrize("backend", ["uvicorn", "picows"])
+def test_a_real_server_answers_and_stops(tmp_path: Path, backend: str) -> None:
+    (tmp_path / "myapp.py").write_text("async def handler(stream):\n    pass\n")
+    port = free_port()
+    command = [sys.executable, "-m", "mediastreams", "serve", "--app", "myapp:handler"]
+    command += ["--port", str(port), "--backend", backend, "--param", "tenant=acme"]
+    env = {**os.environ, "TWILIO_AUTH_TOKEN": ""}
+    server = subprocess.Popen(
+        command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                reply = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+                break
+            except httpx.HTTPError:
+                assert time.monotonic() < deadline and server.poll() is None
+                time.sleep(0.1)
+        assert reply.json() == {"status": "ok", "streams": 0}
+        twiml = httpx.get(f"http://127.0.0.1:{port}/incoming-call", timeout=5).text
+        assert f'url="ws://127.0.0.1:{port}/media-stream"' in twiml
+        assert '<Parameter name="tenant" value="acme" />' in twiml
+    finally:
+        server.send_signal(signal.SIGTERM)
+        _, err = server.communicate(timeout=15)
+    assert server.returncode == 0, err
+    assert b"Traceback" not in err
+
+
+@pytest.mark.anyio
+async def test_serve_play_a_wav_file_end_to_end(tmp_path: Path) -> None:
+    import asyncio
+
+    from fake_twilio import call_and_listen
+    from mediastreams.audio import to_mulaw, wav_bytes
+
+    pcm = bytes(range(256)) * 16  # 2048 samples of 16-bit PCM at 8 kHz: 256 ms
+    path = tmp_path / "hello.wav"
+    path.write_bytes(wav_bytes(pcm, encoding="pcm", sample_rate=8000))
+    port = free_port()
+    command = [sys.executable, "-m", "mediastreams", "serve", "--play", str(path)]
+    command += ["--hangup-after-play", "--port", str(port)]
+    server = await asyncio.create_subprocess_exec(*command, stderr=asyncio.subprocess.PIPE)
+    try:
+        async with asyncio.timeout(15):
+            while True:
+                try:
+                    async with httpx.AsyncClient() as client:
+                        await client.get(f"http://127.0.0.1:{port}/healthz")
+                    break
+                except httpx.HTTPError:
+                    await asyncio.sleep(0.1)
+        twilio = await call_and_listen(f"ws://127.0.0.1:{port}/media-stream")
+    finally:
+        server.send_signal(signal.SIGTERM)
+        _, err = await asyncio.wait_for(server.communicate(), 15)
+    assert bytes(twilio.heard) == to_mulaw(path)
+    assert server.returncode == 0, err
+    assert b"played 256 ms of 256 ms (played)" in err
+
+
+def test_backend_picows_without_picows(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "picows", None)  # import picows now raises ImportError
+    code, err = run(capsys, "--echo", "--backend", "picows")
+    assert code == 2 and "mediastreams[picows]" in err
