@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from emulator_apps import TONE_MULAW, correlation
+from mediastreams import server
 from mediastreams.audio import to_mulaw, wav_bytes
+from mediastreams.cli import main
 from mediastreams.emulator import (
     Audio,
     CallResult,
@@ -18,8 +26,6 @@ from mediastreams.emulator import (
     place_call,
     place_call_async,
 )
-
-server = pytest.importorskip("mediastreams.server")
 
 
 def chirp(path: Path, seconds: float = 2.0, sample_rate: int = 22050) -> Path:
@@ -79,3 +85,68 @@ def test_over_a_real_socket_on_127_0_0_1(tmp_path: Path) -> None:
     result = asyncio.run(run())
     assert result.report.findings == []
     assert correlation(result.heard_mulaw, source) >= 0.99
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_serve_behind_a_public_url_with_connect_to_end_to_end(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``mediastreams serve`` as configured for a tunnel, and ``mediastreams call`` to it."""
+    prompt = chirp(tmp_path / "prompt.wav", seconds=1.0)
+    port = free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "mediastreams",
+        "serve",
+        "--port",
+        str(port),
+        "--play",
+        str(prompt),
+        "--public-url",
+        "https://abc.example",
+        "--auth-token",
+        "secret",
+        "--stream-token",
+        "--log-level",
+        "warning",
+    ]
+    serving = subprocess.Popen(command, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
+                    break
+            except OSError:
+                assert time.monotonic() < deadline, "mediastreams serve did not start"
+                time.sleep(0.05)
+        heard = tmp_path / "heard.wav"
+        code = main(
+            [
+                "call",
+                "https://abc.example/incoming-call",
+                "--connect-to",
+                f"127.0.0.1:{port}",
+                "--auth-token",
+                "secret",
+                "--hangup-after",
+                "2",
+                "--json",
+                "--record",
+                str(heard),
+            ]
+        )
+    finally:
+        serving.terminate()
+        serving.communicate(timeout=20)
+    report = json.loads(capsys.readouterr().out)
+    assert code == 0, report["violations"]
+    assert report["stream_url"] == "wss://abc.example/media-stream"
+    recorded = to_mulaw(heard)
+    assert correlation(recorded, to_mulaw(prompt)) >= 0.99
