@@ -160,20 +160,17 @@ class CallReport:
         }
 
     def _by_kind(self) -> list[dict[str, Any]]:
-        """One entry per (code, kind): how often, and the first occurrence with its frame."""
-        counts = Counter((f.violation.code, f.violation.kind) for f in self.findings)
-        firsts: dict[tuple[int, str], Finding] = {}
-        for finding in self.findings:
-            firsts.setdefault((finding.violation.code, finding.violation.kind), finding)
+        """One entry per (code, kind, field): how often, and the first one with its frame."""
         return [
             {
-                "code": code,
-                "kind": kind,
+                "code": first.violation.code,
+                "kind": first.violation.kind,
+                "path": first.violation.path,
                 "count": count,
-                "first_line": firsts[(code, kind)].line,
-                "frame": (firsts[(code, kind)].violation.frame or "")[:_FRAME_CHARS] or None,
+                "first_line": first.line,
+                "frame": (first.violation.frame or "")[:_FRAME_CHARS] or None,
             }
-            for (code, kind), count in counts.items()
+            for first, count in _firsts(self.findings)
         ]
 
     def to_json(self) -> str:
@@ -293,25 +290,35 @@ def render_text(report: CallReport) -> Any:
 
 def _violations_table(report: CallReport) -> Any:
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(title="Violations (first of each kind, with its frame)", expand=False)
     for column in ("code", "kind", "count", "from", "message", "hint"):
         table.add_column(column, overflow="fold")
-    counts = Counter((f.violation.code, f.violation.kind) for f in report.findings)
-    seen: set[tuple[int, str]] = set()
-    for finding in report.findings:
-        key = (finding.violation.code, finding.violation.kind)
-        if key in seen:
-            continue
-        seen.add(key)
-        v = finding.violation
+    for first, count in _firsts(report.findings):
+        v = first.violation
         message = v.message
         if v.frame:
-            message += f"\nframe (line {finding.line}): {v.frame[:200]}"
-        table.add_row(str(v.code), v.kind, str(counts[key]), v.sender, message, v.hint)
+            message += f"\nframe (line {first.line}): {v.frame[: _FRAME_CHARS // 5]}"
+        # Text, not markup: a frame may hold brackets.
+        table.add_row(str(v.code), v.kind, str(count), v.sender, Text(message), Text(v.hint))
     if not report.findings:
         table.add_row("-", "none", "0", "", "no violation", "")
     return table
+
+
+def _firsts(findings: list[Finding]) -> list[tuple[Finding, int]]:
+    """The first finding of each (code, kind, field), with how often it occurred."""
+    counts = Counter(_key(f) for f in findings)
+    firsts: dict[tuple[int, str, str], Finding] = {}
+    for finding in findings:
+        firsts.setdefault(_key(finding), finding)
+    return [(first, counts[key]) for key, first in firsts.items()]
+
+
+def _key(finding: Finding) -> tuple[int, str, str]:
+    v = finding.violation
+    return v.code, v.kind, v.path or ""
 
 
 def _measures_table(report: CallReport) -> Any:
