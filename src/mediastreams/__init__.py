@@ -1,7 +1,8 @@
 """mediastreams: Twilio Programmable Voice bidirectional Media Streams, right by construction.
 
 Only what is listed in ``__all__`` (and documented) is public. Submodules with their own
-``__all__`` (``messages``, ``protocol``, ``diagnostics``, ``twiml``, ``security``, ``trace``)
+``__all__`` (``messages``, ``protocol``, ``diagnostics``, ``session``, ``audio``, ``twiml``,
+``security``, ``trace``, ``server``, ``adapters``)
 are public too.
 """
 
@@ -34,6 +35,7 @@ from .messages import (
     serialize,
 )
 from .protocol import AppProtocol, TwilioProtocol
+from .session import MarkHandle, MediaStream, Outcome, PlayHandle
 
 __all__ = [
     "DTMF",
@@ -44,9 +46,13 @@ __all__ = [
     "EmulatorError",
     "LocalProtocolError",
     "Mark",
+    "MarkHandle",
     "Media",
     "MediaFormat",
+    "MediaStream",
     "MediaStreamsError",
+    "Outcome",
+    "PlayHandle",
     "ProtocolError",
     "RemoteProtocolError",
     "SignatureError",
