@@ -22,6 +22,8 @@ from mediastreams.emulator import (
     Audio,
     CallResult,
     Hangup,
+    Press,
+    Silence,
     WaitForQuiet,
     place_call,
     place_call_async,
@@ -150,3 +152,32 @@ def test_serve_behind_a_public_url_with_connect_to_end_to_end(
     assert report["stream_url"] == "wss://abc.example/media-stream"
     recorded = to_mulaw(heard)
     assert correlation(recorded, to_mulaw(prompt)) >= 0.99
+
+
+def test_the_demo_conversation_greeting_keys_and_barge_in() -> None:
+    from importlib import resources
+
+    from mediastreams.demo import handler
+
+    def caller(name: str) -> Audio:
+        data = resources.files("mediastreams.demo").joinpath("prompts", f"{name}.wav")
+        return Audio(data.read_bytes())
+
+    app = server.create_app(server.ServerConfig(handler=handler))
+    steps = [
+        WaitForQuiet(),  # the greeting
+        caller("caller-request"),
+        WaitForQuiet(),  # "press a key"
+        Press("1"),
+        Silence(1500),  # the long message has started
+        caller("caller-interrupt"),
+        WaitForQuiet(),  # goodbye
+        Hangup(),
+    ]
+    result = place_call(app, steps, webhook_path="/incoming-call")
+    report = result.report
+    assert report.findings == [], report.findings
+    (barge,) = report.barge_ins
+    assert barge.clear_reaction_ms is not None and barge.audio_after_clear_ms == 0
+    assert report.marks_echoed == report.marks_sent and report.marks_echoed_by_clear >= 1
+    assert all(turn.latency_ms is not None for turn in report.turns)
