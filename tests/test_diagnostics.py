@@ -180,6 +180,11 @@ def test_codes_table_has_the_stream_warnings() -> None:
     assert CODES[31931].name == "Media - Media Discarded"
 
 
+def test_codes_table_names_the_webhook_errors() -> None:
+    assert CODES[11200].name == "HTTP retrieval failure"
+    assert CODES[12100].name == "Document parse failure"
+
+
 def test_local_violation_has_default_hint() -> None:
     violation = local_violation("empty-payload", "empty")
     assert violation.sender == "app"

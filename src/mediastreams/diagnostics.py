@@ -41,10 +41,13 @@ class Code:
     level: Literal["error", "warning"]
 
 
-# The Stream range of https://www.twilio.com/docs/api/errors, as far as this toolkit uses it.
+# The Stream range of https://www.twilio.com/docs/api/errors, as far as this toolkit uses it,
+# and the two webhook errors the emulator's TwiML leg reports (11200, 12100).
 CODES: Mapping[int, Code] = {
     c.code: c
     for c in (
+        Code(11200, "HTTP retrieval failure", "error"),
+        Code(12100, "Document parse failure", "error"),
         Code(31900, "Unknown Error", "error"),
         Code(31901, "WebSocket - Connection Timeout", "error"),
         Code(31902, "WebSocket - Connection Refused", "error"),
