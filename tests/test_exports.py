@@ -6,6 +6,8 @@ EXPECTED = [
     "DTMF",
     "AppProtocol",
     "AudioError",
+    "CallReport",
+    "CallResult",
     "Clear",
     "Connected",
     "EmulatorError",
@@ -30,6 +32,7 @@ EXPECTED = [
     "UnknownMessage",
     "Violation",
     "parse",
+    "place_call",
     "serialize",
 ]
 

@@ -8,6 +8,8 @@ are public too.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from .diagnostics import Violation
 from .exceptions import (
     AudioError,
@@ -37,10 +39,28 @@ from .messages import (
 from .protocol import AppProtocol, TwilioProtocol
 from .session import MarkHandle, MediaStream, Outcome, PlayHandle
 
+if TYPE_CHECKING:
+    from .emulator import CallReport, CallResult, place_call
+
+# The emulator pulls in numpy, httpx and the audio stack: load it on first use only, so that
+# importing mediastreams for its messages or session stays quick.
+_LAZY = {"CallReport", "CallResult", "place_call"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        from . import emulator
+
+        return getattr(emulator, name)
+    raise AttributeError(f"module 'mediastreams' has no attribute {name!r}")
+
+
 __all__ = [
     "DTMF",
     "AppProtocol",
     "AudioError",
+    "CallReport",
+    "CallResult",
     "Clear",
     "Connected",
     "EmulatorError",
@@ -65,5 +85,6 @@ __all__ = [
     "UnknownMessage",
     "Violation",
     "parse",
+    "place_call",
     "serialize",
 ]
