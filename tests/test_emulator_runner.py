@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -96,3 +97,22 @@ def test_many_calls_share_one_lifespan() -> None:
     assert len({r.report.stream_sid for r in results}) == 10
     with pytest.raises(EmulatorError, match="one call"):
         place_calls(app, calls=2, trace="x.jsonl")
+
+
+def test_every_frame_is_observed_as_it_goes(tmp_path: Path) -> None:
+    seen: list[tuple[float, str, str | bytes]] = []
+    trace = tmp_path / "t.jsonl"
+    result = place_call(
+        stream_app(plays(b"\x10" * 800)),
+        [Hangup(at_ms=200)],
+        trace=trace,
+        on_frame=lambda t, sender, frame: seen.append((t, sender, frame)),
+    )
+    assert result.ok
+    events = [(s, json.loads(f)["event"]) for _, s, f in seen if isinstance(f, str)]
+    assert events[:2] == [("twilio", "connected"), ("twilio", "start")]
+    assert ("app", "media") in events and ("app", "mark") in events
+    assert ("twilio", "mark") in events and events[-1] == ("twilio", "stop")
+    times = [t for t, _, _ in seen]
+    assert times == sorted(times) and times[-1] >= 0.2
+    assert len(seen) == len(trace.read_text().splitlines())

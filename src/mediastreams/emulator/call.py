@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from ..diagnostics import Violation
@@ -22,6 +22,9 @@ from ..trace import TraceWriter
 from .recorder import Recorder
 from .script import FRAME_BYTES, FRAME_MS, CallerScript, is_audible
 from .transport import Transport
+
+FrameObserver = Callable[[float, Sender, "str | bytes"], None]
+"""Sees each frame as it goes: seconds since ``start``, who sent it, the frame."""
 
 __all__ = ["CONGESTED_BYTES", "Finding", "StreamRun", "Timeline"]
 
@@ -78,6 +81,8 @@ class StreamRun:
         recorder: where to record both sides (one may already hold the TwiML prelude).
         hang_up_on_cancel: when the run is cancelled (Ctrl-C), hang up as the caller would and
             end normally, so the report and the recording are complete up to that point.
+        on_frame: called with ``(seconds since start, sender, frame)`` for every frame,
+            both ways, as it goes (a live timeline).
     """
 
     def __init__(
@@ -93,8 +98,10 @@ class StreamRun:
         max_duration_ms: int = 3_600_000,
         recorder: Recorder | None = None,
         hang_up_on_cancel: bool = False,
+        on_frame: FrameObserver | None = None,
     ) -> None:
         self.transport = transport
+        self._on_frame = on_frame
         self.script = script
         self.protocol = TwilioProtocol(
             call_sid=call_sid, account_sid=account_sid, custom_parameters=custom_parameters
@@ -285,6 +292,11 @@ class StreamRun:
     def _trace_frame(self, sender: Sender, frame: str | bytes) -> None:
         self._lines += 1
         self._write_trace(sender, frame)
+        self._observe(sender, frame)
+
+    def _observe(self, sender: Sender, frame: str | bytes) -> None:
+        if self._on_frame is not None:
+            self._on_frame(self._loop.time() - self._started_at, sender, frame)
 
     def _write_trace(
         self, sender: Sender, frame: str | bytes, *, keep_payload: bool = False
@@ -306,6 +318,7 @@ class StreamRun:
             # A violation in the payload itself keeps the payload in the trace as evidence.
             evidence = any("payload" in (f.violation.path or "") for f in self.findings[found:])
             self._write_trace("app", frame, keep_payload=evidence)
+            self._observe("app", frame)
             echoes = self.protocol.data_to_send()
             if echoes:
                 self._send_held()

@@ -27,7 +27,7 @@ from ..diagnostics import Violation
 from ..exceptions import EmulatorError, TwiMLError
 from ..security import compute_signature
 from ..trace import TraceWriter
-from .call import Finding, StreamRun
+from .call import Finding, FrameObserver, StreamRun
 from .clock import ClockName, VirtualEventLoop, run_in_loop
 from .recorder import Recorder
 from .report import CallReport
@@ -148,6 +148,7 @@ async def place_call_async(
     open_timeout_s: float = 10.0,
     hang_up_on_cancel: bool = False,
     lifespan: bool = True,
+    on_frame: FrameObserver | None = None,
 ) -> CallResult:
     """Place a call in the running event loop.
 
@@ -179,6 +180,8 @@ async def place_call_async(
             and return the report so far instead of raising.
         lifespan: for an ASGI app, run its lifespan startup before the call and its shutdown
             after (``False`` when it is already running).
+        on_frame: called with ``(seconds since start, sender, frame)`` for every frame of
+            the stream, both ways, as it goes.
 
     Raises:
         AudioError: an audio file of the script cannot be read.
@@ -199,6 +202,7 @@ async def place_call_async(
     call = _Placement(report, recorder, script, writer, auth_token, open_timeout_s)
     call.hang_up_on_cancel = hang_up_on_cancel  # Ctrl-C in the CLI
     call.webhook_method = webhook_method
+    call.on_frame = on_frame
     try:
         if isinstance(app, str):
             await call.over_network(app, connect_to, parameters, max_duration_s)
@@ -282,6 +286,7 @@ class _Placement:
         self.params = call_parameters()
         self.hang_up_on_cancel = False
         self.webhook_method = "POST"
+        self.on_frame: FrameObserver | None = None
 
     async def over_network(
         self,
@@ -403,6 +408,7 @@ class _Placement:
             max_duration_ms=int(max_duration_s * 1000),
             recorder=self.recorder,
             hang_up_on_cancel=self.hang_up_on_cancel,
+            on_frame=self.on_frame,
         )
         self.report.stream_sid = run.protocol.stream_sid
         self.report.call_sid = self.params["CallSid"]
