@@ -20,6 +20,11 @@ __all__ = ["main", "run"]
 _COMMANDS: dict[str, tuple[str, str, str]] = {
     "call": ("mediastreams.cli.call", "call_command", "Place an emulated Twilio call to an app."),
     "convert": ("mediastreams.cli.convert", "convert_command", "Convert audio to mu-law 8 kHz."),
+    "demo": (
+        "mediastreams.cli.demo",
+        "demo_command",
+        "See it all work: the server answers an emulated call; timeline and report.",
+    ),
     "inspect": (
         "mediastreams.cli.inspect",
         "inspect_command",
