@@ -1,8 +1,10 @@
 """Every Python example in the README and docs/ runs.
 
-The examples of one page run in order in one namespace, as a reader would type them.
+The examples of one page run in order in one namespace, as a reader would type them; a
+``test_*`` function an example defines is then run too, with its pytest fixtures.
 """
 
+import inspect
 import re
 from pathlib import Path
 
@@ -15,13 +17,19 @@ WITH_EXAMPLES = [p for p in PAGES if BLOCK.search(p.read_text())]
 
 
 def test_docs_have_examples() -> None:
-    assert len(WITH_EXAMPLES) >= 2
+    assert len(WITH_EXAMPLES) >= 5
 
 
 @pytest.mark.parametrize("page", WITH_EXAMPLES, ids=[p.name for p in WITH_EXAMPLES])
-def test_page_examples_run(page: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_page_examples_run(
+    page: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
     monkeypatch.chdir(tmp_path)
     namespace: dict[str, object] = {"__name__": "__docs__"}
     for number, match in enumerate(BLOCK.finditer(page.read_text()), start=1):
         code = compile(match.group(1), f"{page.name} example {number}", "exec")
         exec(code, namespace)
+    for name, value in namespace.items():
+        if name.startswith("test_") and inspect.isfunction(value):
+            fixtures = inspect.signature(value).parameters
+            value(**{fixture: request.getfixturevalue(fixture) for fixture in fixtures})
