@@ -22,6 +22,7 @@ from typing import Any, Literal
 __all__ = [
     "CODES",
     "Code",
+    "Finding",
     "Violation",
     "container_format",
     "diagnose_binary",
@@ -113,6 +114,22 @@ class Violation:
             "message": self.message,
             "hint": self.hint,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """A violation, and where it was: the trace line of the frame, and when (seconds).
+
+    ``line`` and ``t`` are ``None`` for what no frame caused (a refused connection).
+    """
+
+    violation: Violation
+    line: int | None
+    t: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The shape of ``mediastreams inspect --json``: the violation, ``line`` and ``t``."""
+        return {**self.violation.to_dict(), "line": self.line, "t": self.t}
 
 
 def local_violation(kind: str, message: str, hint: str = "", *, code: int = 31951) -> Violation:

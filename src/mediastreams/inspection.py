@@ -13,26 +13,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .diagnostics import Violation
+from .diagnostics import Finding, Violation
 from .exceptions import LocalProtocolError, RemoteProtocolError
 from .messages import Clear, Mark, Media, Start
 from .protocol import BYTES_PER_MS, STREAMING, AppProtocol, TwilioProtocol
 from .trace import TraceEntry, TraceError, frame_text
 
-__all__ = ["Finding", "Inspection", "inspect_trace"]
-
-
-@dataclass(frozen=True, slots=True)
-class Finding:
-    """A violation, and where in the trace it was."""
-
-    violation: Violation
-    line: int
-    t: float
-
-    def to_dict(self) -> dict[str, Any]:
-        """The violation's JSON form with ``line`` and ``t`` added."""
-        return {**self.violation.to_dict(), "line": self.line, "t": self.t}
+__all__ = ["Inspection", "inspect_trace"]
 
 
 @dataclass

@@ -10,7 +10,8 @@ import click
 from rich.console import Console
 from rich.markup import escape
 
-from ..inspection import Finding, Inspection, inspect_trace
+from ..diagnostics import Finding
+from ..inspection import Inspection, inspect_trace
 from ..trace import read_trace
 
 __all__ = ["inspect_command"]

@@ -13,7 +13,7 @@ second. See ``docs/emulator.md``.
 
 from __future__ import annotations
 
-from .call import Finding
+from ..diagnostics import Finding
 from .clock import ClockName, VirtualEventLoop
 from .recorder import Recorder
 from .report import BargeIn, CallReport, Turn

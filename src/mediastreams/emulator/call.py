@@ -14,7 +14,7 @@ import contextlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from ..diagnostics import Violation
+from ..diagnostics import Finding, Violation
 from ..exceptions import RemoteProtocolError
 from ..messages import Clear, Mark, Media, Sender, parse
 from ..protocol import TwilioProtocol
@@ -26,23 +26,10 @@ from .transport import Transport
 FrameObserver = Callable[[float, Sender, "str | bytes"], None]
 """Sees each frame as it goes: seconds since ``start``, who sent it, the frame."""
 
-__all__ = ["CONGESTED_BYTES", "Finding", "StreamRun", "Timeline"]
+__all__ = ["CONGESTED_BYTES", "FrameObserver", "StreamRun", "Timeline"]
 
 CONGESTED_BYTES = 100_000
 """Unread bytes (about 6 s of inbound frames) past which the app's side counts as congested."""
-
-
-@dataclass(frozen=True)
-class Finding:
-    """A violation, the trace line of the frame that caused it, and when (seconds)."""
-
-    violation: Violation
-    line: int | None
-    t: float | None
-
-    def to_dict(self) -> dict[str, object]:
-        """The shape of ``mediastreams inspect --json``: the violation, ``line`` and ``t``."""
-        return {**self.violation.to_dict(), "line": self.line, "t": self.t}
 
 
 @dataclass

@@ -21,7 +21,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from .call import Finding, Timeline
+from ..diagnostics import Finding
+from .call import Timeline
 from .script import FRAME_MS, SpeechSpan
 
 __all__ = ["BargeIn", "CallReport", "Turn", "render_summary", "render_text", "summarize"]

@@ -23,11 +23,11 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 import httpx
 
 from .. import twiml
-from ..diagnostics import Violation
+from ..diagnostics import Finding, Violation
 from ..exceptions import EmulatorError, TwiMLError
 from ..security import compute_signature
 from ..trace import TraceWriter
-from .call import Finding, FrameObserver, StreamRun
+from .call import FrameObserver, StreamRun
 from .clock import ClockName, VirtualEventLoop, run_in_loop
 from .recorder import Recorder
 from .report import CallReport
