@@ -89,7 +89,6 @@ def _median_rows(runs: list[list[Row]]) -> list[Row]:
                 same[0],
                 value=statistics.median(r.value for r in same),
                 baseline=statistics.median(baselines) if baselines else None,
-                name=same[0].name + (f" (median of {len(same)})" if len(same) > 1 else ""),
             )
         )
     return merged
@@ -131,7 +130,10 @@ def main(argv: list[str] | None = None) -> int:
             runs = [_run_in_child(name, args.full) for _ in range(args.repeat)]
             all_rows.extend(_median_rows(runs))
         print(f"({name}: {time.perf_counter() - started:.1f} s)", flush=True)
-    print_table("All benchmarks", all_rows)
+    title = "All benchmarks"
+    if args.repeat > 1:
+        title += f" (medians of {args.repeat} runs, each in a fresh process)"
+    print_table(title, all_rows)
     print(f"\n{machine()}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
     return 0
 
