@@ -414,8 +414,9 @@ def _rows(
 ) -> list[Row]:
     """Each mediastreams backend at each N against the plain endpoint at the same N.
 
-    Three figures a point: server CPU per frame pair, the median delay from a frame's send to
-    its echo, and the share of frames echoed in the window. A failed point is left out.
+    Four figures a point: server CPU (% of one core, and per frame pair), the median delay
+    from a frame's send to its echo, and the share of frames echoed in the window. A failed
+    point is left out.
     """
     rows = []
     for stack in stacks:
@@ -428,6 +429,13 @@ def _rows(
                 continue
             at_target = fastest and calls == 500
             rows += [
+                Row(
+                    f"{stack} N={calls}: server CPU, % of one core",
+                    mine["server_cpu_pct"],
+                    plain.get("server_cpu_pct"),
+                    "%",
+                    "plain Starlette",
+                ),
                 Row(
                     f"{stack} N={calls}: server CPU per frame pair",
                     mine["us_per_frame_pair"],
