@@ -104,7 +104,7 @@ def _ratecv_stream(audioop: ModuleType, chunks: list[bytes]) -> int:
     return produced
 
 
-def main() -> None:
+def main() -> list[Row]:
     audioop = _audioop()
     rows = []
     mp3 = _mp3()
@@ -153,6 +153,7 @@ def main() -> None:
         )
     )
     print_table("Realtime factor to mu-law/8000, seconds of audio per CPU second", rows)
+    return rows
 
 
 if __name__ == "__main__":

@@ -107,7 +107,7 @@ def main() -> list[Row]:
             "per 20 ms frame (both ways), wall",
             wall / (CALL_S * 50) * 1e6,
             None,
-            "us",
+            "µs",
         ),
     ]
     print_table("Emulator: a scripted call against an in-process ASGI app", rows)

@@ -2,7 +2,7 @@
 
 Baseline, measured in the same run: the stdlib way (``json.loads`` + dict access +
 ``base64.b64decode``; ``base64.b64encode`` + ``json.dumps`` of a dict).
-Targets on a 2-vCPU VM: parse + validate + base64 <= 2 us, serialize + base64 <= 1 us.
+Targets on a 2-vCPU VM: parse + validate + base64 <= 2 µs, serialize + base64 <= 1 µs.
 
 Run: ``uv run python -m benchmarks.frames``
 """
@@ -76,36 +76,36 @@ def main() -> list[Row]:
             "parse(): inbound media, validated, payload decoded",
             time_call(lambda: parse(INBOUND)) * us,
             base_in,
-            "us",
+            "µs",
             "json+b64",
-            target="<= 2 us",
+            target="<= 2 µs",
         ),
         Row(
             "AppProtocol.receive_text(): parse + order + streamSid checks",
             time_call(lambda: app.receive_text(INBOUND)) * us,
             base_in,
-            "us",
+            "µs",
             "json+b64",
-            target="<= 2 us",
+            target="<= 2 µs",
         ),
         Row(
             "serialize(Media): outbound media frame",
             time_call(lambda: serialize(media)) * us,
             base_out,
-            "us",
+            "µs",
             "json+b64",
-            target="<= 1 us",
+            target="<= 1 µs",
         ),
         Row(
             "AppProtocol.send_media() + data_to_send()",
             time_call(app_send) * us,
             base_out,
-            "us",
+            "µs",
             "json+b64",
-            target="<= 1 us",
+            target="<= 1 µs",
         ),
     ]
-    print_table("Media frames, microseconds per frame (median of 7)", rows)
+    print_table("Media frames, µs per frame (median of 7)", rows)
     return rows
 
 

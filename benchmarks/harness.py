@@ -56,7 +56,7 @@ class Row:
     @property
     def ratio(self) -> float | None:
         """How many times better than the baseline (> 1 is better)."""
-        if not self.baseline or not self.value:
+        if not self.baseline or not self.value:  # none, or a zero that has no ratio
             return None
         if self.better == "lower":
             return self.baseline / self.value
@@ -79,6 +79,11 @@ def print_table(title: str, rows: Sequence[Row]) -> None:
     print("| measure | value | baseline | ratio (x better) | target |")
     print("|---|---|---|---|---|")
     for row in rows:
-        base = f"{_figure(row.baseline)} {row.unit} ({row.baseline_name})" if row.baseline else "-"
+        if row.baseline is not None:
+            base = f"{_figure(row.baseline)} {row.unit} ({row.baseline_name})"
+        elif row.baseline_name:
+            base = f"- ({row.baseline_name}: not available here)"
+        else:
+            base = "-"
         ratio = _figure(row.ratio) if row.ratio is not None else "-"
         print(f"| {row.name} | {_figure(row.value)} {row.unit} | {base} | {ratio} | {row.target} |")
