@@ -39,18 +39,15 @@ def _parameters(values: tuple[str, ...]) -> dict[str, str]:
 
 
 def _load_mulaw(path: str) -> bytes:
-    if not os.path.isfile(path):
-        raise BadInput(f"--play {path}: no such file")
+    from ..audio import to_mulaw
+    from ..exceptions import AudioError
+
     try:
-        audio: Any = importlib.import_module("mediastreams.audio")
-    except ImportError:  # pragma: no cover - the audio package ships with the project
-        with open(path, "rb") as file:
-            return file.read()  # headerless mu-law/8000 only
-    try:
-        mulaw: bytes = audio.to_mulaw(path)
-    except Exception as error:  # AudioError and friends: one line for the user
-        raise BadInput(f"--play {path}: {error}") from None
-    return mulaw
+        return to_mulaw(path)
+    except AudioError as error:
+        # The message starts with the path and says what is wrong (missing, a directory,
+        # an unknown format...).
+        raise BadInput(f"--play {error}") from None
 
 
 def _load_app(spec: str) -> Handler:
