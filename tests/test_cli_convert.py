@@ -167,3 +167,14 @@ def test_raw_format_options_must_be_positive(
     assert "Traceback" not in err
     assert f"Invalid value for '{option}'" in err
     assert not output.exists()
+
+
+def test_unknown_format_says_how_to_declare_raw_input(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = tmp_path / "tts.bin"
+    source.write_bytes(b"no known signature here" * 20)
+    assert main(["convert", str(source), "-o", str(tmp_path / "x.ulaw")]) == 2
+    line = error_line(capsys)
+    assert "unknown audio format" in line
+    assert "--input-rate" in line
