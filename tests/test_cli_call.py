@@ -166,6 +166,19 @@ def test_bad_input_is_one_line_and_exit_2(
     assert message in err and "Traceback" not in err + out
 
 
+@pytest.mark.parametrize("option", ["--record", "--record-stereo", "--trace"])
+def test_an_output_in_a_missing_folder_is_named_before_the_call(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], option: str
+) -> None:
+    path = tmp_path / "no-such-folder" / "out"
+    code, out, err = run(capsys, f"{APPS}:good", "--hangup-after", "1", option, str(path))
+    assert code == 2
+    assert err.strip() == (
+        f"mediastreams call: {option} {path}: there is no folder {path.parent}; create it first"
+    )
+    assert out == ""  # refused before the call was placed
+
+
 def test_an_unknown_module_is_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(capsys, "no_such_module_here:app")
     assert code == 2 and "cannot import" in err
