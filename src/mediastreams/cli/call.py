@@ -20,7 +20,7 @@ def _host_port(value: str | None) -> tuple[str, int] | None:
     if value is None:
         return None
     host, _, port = value.rpartition(":")
-    if not host or not port.isdigit():
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise click.BadParameter(f"{value!r}: expected HOST:PORT, such as 127.0.0.1:8000")
     return host.strip("[]"), int(port)
 
@@ -166,6 +166,9 @@ def call_command(
     from ..emulator.script import Hangup, Step, default_steps, parse_dtmf_option
     from ..exceptions import AudioError, EmulatorError
 
+    if clock == "virtual" and "://" in target:
+        # The library's own message speaks Python (clock='real').
+        raise _Failure("--clock virtual needs a module:app target; a URL runs in real time")
     for option, path in (("--record", record), ("--record-stereo", record_stereo)):
         _check_writable(option, path)
     _check_writable("--trace", trace)
