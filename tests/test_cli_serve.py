@@ -45,6 +45,7 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
         (("--app", "os:getcwd"), "async def"),
         (("--echo", "--param", "novalue"), "name=value"),
         (("--echo", "--public-url", "abc.example"), "--public-url"),
+        (("--echo", "--param", "tenant=" + "x" * 500), "Error: --param: <Parameter name='tenant'>"),
         (("--echo", "--hangup-after-play"), "goes with --play"),
         (("--echo", "--log-level", "loud"), "--log-level"),
     ],

@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from ..security import StreamTokens
+from ..security import PublicURL, StreamTokens
 from ..server import BACKENDS, Handler, ServerConfig, bind, echo_handler, play_handler, serve
 
 __all__ = ["serve_command"]
@@ -178,6 +178,12 @@ def serve_command(
     handler = _handler(play, echo, app, hangup_after_play)
     if mark_interval_ms > lead_ms:
         raise BadInput("--mark-interval-ms must not exceed --lead-ms")
+    if public_url is not None:
+        # Checked apart from the config, whose errors could also be about a <Parameter>.
+        try:
+            PublicURL.parse(public_url)
+        except ValueError as error:
+            raise BadInput(f"--public-url: {error}") from None
     try:
         config = ServerConfig(
             handler=handler,
@@ -188,7 +194,7 @@ def serve_command(
             stream_tokens=StreamTokens() if stream_token else None,
         )
     except ValueError as error:
-        raise BadInput(f"--public-url: {error}") from None
+        raise BadInput(f"--param: {error}") from None
     try:
         _configure_logging(log_level)
     except ValueError:
