@@ -153,3 +153,10 @@ def test_play_a_file_that_is_not_audio(tmp_path: Path, capsys: pytest.CaptureFix
     assert err.startswith(f"Error: --play {text}: ")
     assert err.count(str(text)) == 1  # the path once, then what is wrong with it
     assert "unknown audio format" in err
+
+
+def test_help_names_what_port_and_log_level_take(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["serve", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--port INTEGER RANGE Port to listen on; 0 picks a free one" in text
+    assert "--log-level LEVEL debug, info, warning or error." in text

@@ -112,7 +112,13 @@ def _configure_logging(level: str) -> None:
 
 @click.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", default=5050, show_default=True, type=click.IntRange(0, 65535))
+@click.option(
+    "--port",
+    default=5050,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="Port to listen on; 0 picks a free one (printed at start).",
+)
 @click.option(
     "--public-url",
     metavar="URL",
@@ -156,7 +162,13 @@ def _configure_logging(level: str) -> None:
     type=click.IntRange(20),
     help="A mark at least this often: the accuracy of what the caller heard.",
 )
-@click.option("--log-level", default="info", show_default=True)
+@click.option(
+    "--log-level",
+    default="info",
+    show_default=True,
+    metavar="LEVEL",
+    help="debug, info, warning or error.",
+)
 def serve_command(
     host: str,
     port: int,
