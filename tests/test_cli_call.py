@@ -156,6 +156,8 @@ def test_audio_and_dtmf_options(tmp_path: Path, capsys: pytest.CaptureFixture[st
         (["--dtmf", "1@soon"], "DIGITS@SECONDS"),
         (["--dtmf", "x@1"], "DTMF keys"),
         (["--connect-to", "nowhere"], "HOST:PORT"),
+        (["--connect-to", "127.0.0.1:99999"], "HOST:PORT"),
+        (["--connect-to", "127.0.0.1:0"], "HOST:PORT"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(
@@ -166,6 +168,19 @@ def test_bad_input_is_one_line_and_exit_2(
     assert message in err and "Traceback" not in err + out
 
 
+@pytest.mark.parametrize("option", ["--record", "--record-stereo", "--trace"])
+def test_an_output_in_a_missing_folder_is_named_before_the_call(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], option: str
+) -> None:
+    path = tmp_path / "no-such-folder" / "out"
+    code, out, err = run(capsys, f"{APPS}:good", "--hangup-after", "1", option, str(path))
+    assert code == 2
+    assert err.strip() == (
+        f"mediastreams call: {option} {path}: there is no folder {path.parent}; create it first"
+    )
+    assert out == ""  # refused before the call was placed
+
+
 def test_an_unknown_module_is_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(capsys, "no_such_module_here:app")
     assert code == 2 and "cannot import" in err
@@ -173,7 +188,10 @@ def test_an_unknown_module_is_exit_2(capsys: pytest.CaptureFixture[str]) -> None
 
 def test_virtual_clock_needs_an_app(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(capsys, "ws://127.0.0.1:9/x", "--clock", "virtual")
-    assert code == 2 and "virtual time" in err
+    assert code == 2
+    assert err.strip() == (
+        "mediastreams call: --clock virtual needs a module:app target; a URL runs in real time"
+    )
 
 
 def test_connection_refused_exits_2_with_31902_in_the_report(

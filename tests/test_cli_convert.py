@@ -150,3 +150,31 @@ def test_bad_options_are_one_line_and_exit_2(
     arguments = [a.replace("{mp3}", str(mp3)) for a in arguments]
     assert main(["convert", *arguments]) == 2
     assert message in error_line(capsys)
+
+
+@pytest.mark.parametrize("option", ["--input-rate", "--input-width", "--input-channels"])
+@pytest.mark.parametrize("value", ["0", "-1"])
+def test_raw_format_options_must_be_positive(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], option: str, value: str
+) -> None:
+    source = tmp_path / "in.ulaw"
+    source.write_bytes(b"\xff" * 160)
+    output = tmp_path / "out.ulaw"
+    declared = ["--input-rate", "8000"] if option != "--input-rate" else []
+    arguments = ["convert", str(source), "-o", str(output), *declared, f"{option}={value}"]
+    assert main(arguments) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert f"Invalid value for '{option}'" in err
+    assert not output.exists()
+
+
+def test_unknown_format_says_how_to_declare_raw_input(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = tmp_path / "tts.bin"
+    source.write_bytes(b"no known signature here" * 20)
+    assert main(["convert", str(source), "-o", str(tmp_path / "x.ulaw")]) == 2
+    line = error_line(capsys)
+    assert "unknown audio format" in line
+    assert "--input-rate" in line

@@ -101,3 +101,27 @@ def test_garbage_file_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert main(["inspect", str(path)]) == 2
     err = capsys.readouterr().err
     assert "no readable frame lines" in err and "line 1" in err
+
+
+@pytest.mark.parametrize("content", ["", "\n\n"])
+def test_empty_trace_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str
+) -> None:
+    path = tmp_path / "call.jsonl"
+    path.write_text(content)
+    assert main(["inspect", str(path)]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.strip() == f"mediastreams inspect: {path} has no frame lines: it is empty"
+    assert captured.out == ""
+
+
+def test_a_file_that_is_no_trace_lists_a_few_unreadable_lines(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "hello.wav"
+    path.write_bytes(b"RIFF\x00\x00WAVE\n" * 1000)
+    assert main(["inspect", str(path)]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == f"mediastreams inspect: {path} has no readable frame lines"
+    assert [line.split(":")[0] for line in err[1:-1]] == [f"line {n}" for n in range(1, 6)]
+    assert err[-1].strip() == "... and 995 more unreadable lines"

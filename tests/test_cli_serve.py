@@ -37,13 +37,15 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
     [
         ((), "choose one of"),
         (("--echo", "--play", "x.wav"), "choose one of"),
-        (("--play", "/no/such/file.wav"), "no such file"),
+        (("--play", "/no/such/file.wav"), "--play /no/such/file.wav: cannot read: No such file"),
+        (("--play", "/"), "--play /: cannot read: Is a directory"),
         (("--app", "nocolon"), "module:function"),
         (("--app", "no_such_module_xyz:handler"), "cannot import"),
         (("--app", "os:no_such_function"), "has no"),
         (("--app", "os:getcwd"), "async def"),
         (("--echo", "--param", "novalue"), "name=value"),
         (("--echo", "--public-url", "abc.example"), "--public-url"),
+        (("--echo", "--param", "tenant=" + "x" * 500), "Error: --param: <Parameter name='tenant'>"),
         (("--echo", "--hangup-after-play"), "goes with --play"),
         (("--echo", "--log-level", "loud"), "--log-level"),
     ],
@@ -141,3 +143,20 @@ def test_backend_picows_without_picows(
     monkeypatch.setitem(sys.modules, "picows", None)  # import picows now raises ImportError
     code, err = run(capsys, "--echo", "--backend", "picows")
     assert code == 2 and "mediastreams[picows]" in err
+
+
+def test_play_a_file_that_is_not_audio(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    text = tmp_path / "notes.wav"
+    text.write_text("not audio at all")
+    code, err = run(capsys, "--play", str(text))
+    assert code == 2
+    assert err.startswith(f"Error: --play {text}: ")
+    assert err.count(str(text)) == 1  # the path once, then what is wrong with it
+    assert "unknown audio format" in err
+
+
+def test_help_names_what_port_and_log_level_take(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["serve", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--port INTEGER RANGE Port to listen on; 0 picks a free one" in text
+    assert "--log-level LEVEL debug, info, warning or error." in text

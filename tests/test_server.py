@@ -317,6 +317,15 @@ def test_parameters_twilio_would_refuse_fail_at_start() -> None:
         ServerConfig(handler=echo_handler, parameters={"k": "v" * 600})
 
 
+def test_a_parameter_named_like_the_stream_token_fails_at_start() -> None:
+    from mediastreams.security import StreamTokens
+
+    with pytest.raises(ValueError, match="streamToken"):
+        ServerConfig(
+            handler=echo_handler, parameters={"streamToken": "mine"}, stream_tokens=StreamTokens()
+        )
+
+
 async def test_an_upgrade_with_a_query_string_is_refused() -> None:
     config = ServerConfig(handler=echo_handler, public_url="https://abc.example", auth_token=TOKEN)
     signature = sign("wss://abc.example/media-stream")

@@ -115,6 +115,12 @@ class ServerConfig:
             connect_stream("wss://check.invalid/", parameters=self.parameters)
         except TwiMLError as error:
             raise ValueError(str(error)) from None
+        if self.stream_tokens is not None and TOKEN_PARAMETER in self.parameters:
+            # The minted token would silently replace the value given.
+            raise ValueError(
+                f"<Parameter name={TOKEN_PARAMETER!r}> carries the one-time stream token; "
+                "give your parameter another name"
+            )
 
 
 @dataclass(frozen=True)

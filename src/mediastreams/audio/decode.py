@@ -43,6 +43,11 @@ RAW_MULAW_SUFFIXES: Final = frozenset({".ulaw", ".mulaw", ".ul", ".raw", ".mu"})
 
 # MP3 files may lose this many sample frames at the end to encoder padding; more is a cut.
 _MP3_SLACK_FRAMES: Final = 2 * 1152
+# Read by Python callers and on the command line alike, so it names both ways to declare.
+_DECLARE_RAW: Final = (
+    "for raw samples declare the format: AudioFormat(8000, 1, 1, 'mulaw') in Python, "
+    "--input-rate 8000 --input-encoding mulaw with mediastreams convert"
+)
 
 
 @dataclass(frozen=True)
@@ -178,12 +183,11 @@ def decode_bytes(data: bytes, name: str = "<bytes>") -> DecodedAudio:
         if mpeg_frame_bytes(data[:4]) is not None:
             raise UnknownAudioFormat(
                 f"{name}: starts like an MP3 frame but no second frame follows: a damaged MP3, "
-                f"or raw audio; for raw samples declare the format (e.g. AudioFormat(8000, 1, "
-                f"1, 'mulaw'))"
+                f"or raw audio; {_DECLARE_RAW}"
             )
         raise UnknownAudioFormat(
             f"{name}: unknown audio format (no WAV, MP3, FLAC or Ogg signature at the start); "
-            f"for raw samples declare the format (e.g. AudioFormat(8000, 1, 1, 'mulaw'))"
+            f"{_DECLARE_RAW}"
         )
     if container == "Ogg" and b"OpusHead" in data[:64]:
         raise UnsupportedAudio(f"{name}: Ogg/Opus is not supported; use Ogg/Vorbis, MP3 or FLAC")

@@ -7,6 +7,7 @@ be placed (or the options are wrong).
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import Any
 
@@ -19,9 +20,20 @@ def _host_port(value: str | None) -> tuple[str, int] | None:
     if value is None:
         return None
     host, _, port = value.rpartition(":")
-    if not host or not port.isdigit():
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise click.BadParameter(f"{value!r}: expected HOST:PORT, such as 127.0.0.1:8000")
     return host.strip("[]"), int(port)
+
+
+def _check_writable(option: str, path: str | None) -> None:
+    # Checked before the call, so a typo in a folder name does not cost the whole call.
+    if path is None:
+        return
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise _Failure(f"{option} {path}: there is no folder {folder}; create it first")
+    if not os.access(folder, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
+        raise _Failure(f"{option} {path}: cannot write there; choose another path")
 
 
 def _parameters(values: tuple[str, ...]) -> dict[str, str]:
@@ -154,6 +166,12 @@ def call_command(
     from ..emulator.script import Hangup, Step, default_steps, parse_dtmf_option
     from ..exceptions import AudioError, EmulatorError
 
+    if clock == "virtual" and "://" in target:
+        # The library's own message speaks Python (clock='real').
+        raise _Failure("--clock virtual needs a module:app target; a URL runs in real time")
+    for option, path in (("--record", record), ("--record-stereo", record_stereo)):
+        _check_writable(option, path)
+    _check_writable("--trace", trace)
     if "://" not in target and "" not in sys.path:
         sys.path.insert(0, "")  # import module:app from the current directory, as uvicorn does
     try:

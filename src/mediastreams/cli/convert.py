@@ -137,9 +137,22 @@ def _summary(input_path: Path, result: Conversion, written: str, out: TextIO) ->
     help="Print one JSON media message per 20 ms (to OUTPUT if given), for --stream-sid.",
 )
 @click.option("--stream-sid", help="The streamSid (MZ...) to put in the --frames messages.")
-@click.option("--input-rate", type=int, help="Raw input only: sample rate in Hz.")
-@click.option("--input-width", type=int, help="Raw input only: bytes per sample.")
-@click.option("--input-channels", type=int, help="Raw input only: interleaved channels.")
+# min=1: a width or channel count of 0 would otherwise fall back to the default unnoticed.
+@click.option(
+    "--input-rate", type=click.IntRange(min=1), metavar="HZ", help="Raw input only: sample rate."
+)
+@click.option(
+    "--input-width",
+    type=click.IntRange(min=1),
+    metavar="BYTES",
+    help="Raw input only: bytes per sample (default 2 for pcm, 4 for float, 1 for mulaw/alaw).",
+)
+@click.option(
+    "--input-channels",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Raw input only: interleaved channels (default 1).",
+)
 @click.option(
     "--input-encoding",
     type=click.Choice(["pcm", "float", "mulaw", "alaw"]),

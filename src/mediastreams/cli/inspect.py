@@ -17,12 +17,18 @@ from ..trace import read_trace
 __all__ = ["inspect_command"]
 
 _SHOWN_PER_KIND = 3
+_SHOWN_UNREADABLE = 5
 
 
 @click.command("inspect")
 @click.argument("trace", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
-@click.option("--all", "show_all", is_flag=True, help="Print every repeat of a violation too.")
+@click.option(
+    "--all",
+    "show_all",
+    is_flag=True,
+    help="Print every repeat of a violation, and every unreadable line, too.",
+)
 def inspect_command(trace: Path, as_json: bool, show_all: bool) -> int:
     """Check a frame trace and print every protocol violation.
 
@@ -37,9 +43,11 @@ def inspect_command(trace: Path, as_json: bool, show_all: bool) -> int:
     except OSError as error:
         click.echo(f"mediastreams inspect: cannot read {trace}: {error.strerror}", err=True)
         return 2
-    if result.errors and not sum(result.frames.values()):
-        click.echo(f"mediastreams inspect: {trace} has no readable frame lines", err=True)
-        _print_errors(Console(stderr=True, soft_wrap=True), result)
+    if not sum(result.frames.values()):
+        # An empty trace checks nothing: passing it would turn a failed recording green.
+        what = "no readable frame lines" if result.errors else "no frame lines: it is empty"
+        click.echo(f"mediastreams inspect: {trace} has {what}", err=True)
+        _print_errors(Console(stderr=True, soft_wrap=True), result, show_all=False)
         return 2
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))
@@ -62,7 +70,7 @@ def _print_report(result: Inspection, show_all: bool) -> None:
             lines = ", ".join(str(f.line) for f in findings[len(shown) : len(shown) + 10])
             more = len(findings) - len(shown)
             console.print(f"  [dim]... and {more} more like this (lines {lines}...; --all)[/]")
-    _print_errors(console, result)
+    _print_errors(console, result, show_all)
     _print_summary(console, result)
 
 
@@ -75,9 +83,13 @@ def _print_finding(console: Console, finding: Finding) -> None:
         console.print(f"    [dim]hint:[/] {escape(v.hint)}")
 
 
-def _print_errors(console: Console, result: Inspection) -> None:
-    for error in result.errors:
+def _print_errors(console: Console, result: Inspection, show_all: bool) -> None:
+    # A file that is no trace at all (a WAV given by mistake) is thousands of such lines.
+    shown = result.errors if show_all else result.errors[:_SHOWN_UNREADABLE]
+    for error in shown:
         console.print(f"[yellow]line {error.line}[/]: unreadable: {escape(error.message)}")
+    if len(result.errors) > len(shown):
+        console.print(f"  [dim]... and {len(result.errors) - len(shown)} more unreadable lines[/]")
 
 
 def _print_summary(console: Console, result: Inspection) -> None:

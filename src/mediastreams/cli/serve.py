@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from ..security import StreamTokens
+from ..security import PublicURL, StreamTokens
 from ..server import BACKENDS, Handler, ServerConfig, bind, echo_handler, play_handler, serve
 
 __all__ = ["serve_command"]
@@ -39,18 +39,15 @@ def _parameters(values: tuple[str, ...]) -> dict[str, str]:
 
 
 def _load_mulaw(path: str) -> bytes:
-    if not os.path.isfile(path):
-        raise BadInput(f"--play {path}: no such file")
+    from ..audio import to_mulaw
+    from ..exceptions import AudioError
+
     try:
-        audio: Any = importlib.import_module("mediastreams.audio")
-    except ImportError:  # pragma: no cover - the audio package ships with the project
-        with open(path, "rb") as file:
-            return file.read()  # headerless mu-law/8000 only
-    try:
-        mulaw: bytes = audio.to_mulaw(path)
-    except Exception as error:  # AudioError and friends: one line for the user
-        raise BadInput(f"--play {path}: {error}") from None
-    return mulaw
+        return to_mulaw(path)
+    except AudioError as error:
+        # The message starts with the path and says what is wrong (missing, a directory,
+        # an unknown format...).
+        raise BadInput(f"--play {error}") from None
 
 
 def _load_app(spec: str) -> Handler:
@@ -115,7 +112,13 @@ def _configure_logging(level: str) -> None:
 
 @click.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", default=5050, show_default=True, type=click.IntRange(0, 65535))
+@click.option(
+    "--port",
+    default=5050,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="Port to listen on; 0 picks a free one (printed at start).",
+)
 @click.option(
     "--public-url",
     metavar="URL",
@@ -159,7 +162,13 @@ def _configure_logging(level: str) -> None:
     type=click.IntRange(20),
     help="A mark at least this often: the accuracy of what the caller heard.",
 )
-@click.option("--log-level", default="info", show_default=True)
+@click.option(
+    "--log-level",
+    default="info",
+    show_default=True,
+    metavar="LEVEL",
+    help="debug, info, warning or error.",
+)
 def serve_command(
     host: str,
     port: int,
@@ -181,6 +190,12 @@ def serve_command(
     handler = _handler(play, echo, app, hangup_after_play)
     if mark_interval_ms > lead_ms:
         raise BadInput("--mark-interval-ms must not exceed --lead-ms")
+    if public_url is not None:
+        # Checked apart from the config, whose errors could also be about a <Parameter>.
+        try:
+            PublicURL.parse(public_url)
+        except ValueError as error:
+            raise BadInput(f"--public-url: {error}") from None
     try:
         config = ServerConfig(
             handler=handler,
@@ -191,7 +206,7 @@ def serve_command(
             stream_tokens=StreamTokens() if stream_token else None,
         )
     except ValueError as error:
-        raise BadInput(f"--public-url: {error}") from None
+        raise BadInput(f"--param: {error}") from None
     try:
         _configure_logging(log_level)
     except ValueError:
