@@ -335,3 +335,27 @@ def test_an_app_that_stops_reading_gets_its_inbound_audio_dropped_with_31930() -
     result = call(app, [Hangup(at_ms=10_000)])
     assert kinds(result) == [(31930, "inbound-congestion")]
     assert 3000 <= result.report.inbound_dropped_ms <= 5000
+
+
+def test_a_frame_that_crosses_the_callers_stop_is_not_a_violation(tmp_path: Path) -> None:
+    from starlette.applications import Starlette
+    from starlette.routing import WebSocketRoute
+
+    async def late_mark(websocket: WebSocket) -> None:
+        await websocket.accept()
+        sid = ""
+        while True:
+            frame = json.loads(await websocket.receive_text())
+            if frame["event"] == "start":
+                sid = frame["streamSid"]
+            elif frame["event"] == "stop":  # as if the mark was already on the wire
+                await websocket.send_text(mark(sid, "late"))
+                return
+
+    trace = tmp_path / "t.jsonl"
+    app = Starlette(routes=[WebSocketRoute("/media-stream", late_mark)])
+    result = place_call(app, [Hangup(at_ms=100)], trace=trace)
+    assert result.report.violations == [] and result.report.exit_code == 0
+    assert result.report.frames_after_stop == 1
+    with trace.open() as lines:  # inspect agrees
+        assert inspect_trace(read_trace(lines)).summary()["frames_after_stop"] == 1

@@ -109,3 +109,14 @@ def test_unreadable_lines_are_kept() -> None:
     result = inspect_trace([TraceError(3, "cut short")])
     assert result.summary()["unreadable_lines"] == 1
     assert result.to_dict()["unreadable_lines"] == [{"line": 3, "message": "cut short"}]
+
+
+def test_app_frames_crossing_the_stop_are_not_blamed() -> None:
+    rec = good_call()
+    rec.pair.twilio.send_stop()
+    rec.twilio()
+    sid = rec.pair.twilio.stream_sid
+    rec.add("app", frame(event="mark", streamSid=sid, mark={"name": "late"}))
+    result = inspect_trace(rec.entries)
+    assert result.findings == []
+    assert result.summary()["frames_after_stop"] == 1

@@ -53,6 +53,7 @@ class Timeline:
     ended_by: str = "caller"
     close_code: int | None = None
     inbound_dropped: int = 0  # caller frames not sent: the app's side was congested (31930)
+    frames_after_stop: int = 0  # app frames that crossed the caller's stop; dropped
 
 
 class StreamRun:
@@ -323,6 +324,11 @@ class StreamRun:
                 else self._one_way(frame, line)
             )
         except RemoteProtocolError as error:
+            if error.violation.kind == "after-stop":
+                # Twilio closes the socket right after its stop: frames the app sent before
+                # it learnt of the hang-up cross it on the wire and are dropped, not its fault.
+                self.timeline.frames_after_stop += 1
+                return
             self._found(error.violation, line)
             return
         finally:

@@ -79,6 +79,7 @@ class CallReport:
     audio_received_ms: float = 0.0
     audio_played_ms: float = 0.0
     inbound_dropped_ms: float = 0.0
+    frames_after_stop: int = 0
     wall_s: float = 0.0
 
     @property
@@ -157,6 +158,7 @@ class CallReport:
                 "played_ms": _round(self.audio_played_ms),
                 "inbound_dropped_ms": _round(self.inbound_dropped_ms),
             },
+            "frames_after_stop": self.frames_after_stop,
             "wall_s": round(self.wall_s, 4),
         }
 
@@ -191,6 +193,7 @@ class CallReport:
         self.audio_received_ms = sum(timeline.media_bytes) / 8
         self.audio_played_ms = timeline.played_bytes / 8
         self.inbound_dropped_ms = timeline.inbound_dropped * FRAME_MS
+        self.frames_after_stop = timeline.frames_after_stop
         self.turns = [_turn(span, timeline) for span in speech]
         self.barge_ins = _barge_ins(speech, timeline)
         self._gaps(timeline, speech)
