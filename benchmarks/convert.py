@@ -13,9 +13,7 @@ Run: ``uv run python -m benchmarks.convert`` (soundfile comes with the dev depen
 
 from __future__ import annotations
 
-import importlib
 import io
-import warnings
 from collections.abc import Callable
 from types import ModuleType
 
@@ -24,20 +22,11 @@ import numpy as np
 
 from mediastreams.audio import AudioFormat, MulawEncoder, to_mulaw
 
-from benchmarks.harness import Row, cpu_time_call, print_table
+from benchmarks.harness import Row, audioop_or_none, cpu_time_call, print_table
 
 SECONDS = 60
 MP3_RATE = 44100
 TTS_RATE = 24000
-
-
-def _audioop() -> ModuleType | None:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        try:
-            return importlib.import_module("audioop")
-        except ImportError:
-            return None
 
 
 def _music(rate: int, channels: int) -> np.ndarray:  # type: ignore[type-arg]
@@ -105,7 +94,7 @@ def _ratecv_stream(audioop: ModuleType, chunks: list[bytes]) -> int:
 
 
 def main() -> list[Row]:
-    audioop = _audioop()
+    audioop = audioop_or_none()
     rows = []
     mp3 = _mp3()
     if mp3 is None:

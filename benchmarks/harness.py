@@ -6,10 +6,23 @@
 
 from __future__ import annotations
 
+import importlib
 import statistics
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from types import ModuleType
+
+
+def audioop_or_none() -> ModuleType | None:
+    """The C codec that is the baseline: stdlib ``audioop`` (or ``audioop-lts``), if present."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        try:
+            return importlib.import_module("audioop")
+        except ImportError:
+            return None
 
 
 def time_call(fn: Callable[[], object], *, repeats: int = 7, min_seconds: float = 0.05) -> float:

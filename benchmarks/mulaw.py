@@ -8,29 +8,17 @@ the figures are printed without a baseline.
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import sys
-import warnings
 from collections.abc import Callable
-from types import ModuleType
 
 import numpy as np
 
 from mediastreams.audio import mulaw
 
-from benchmarks.harness import Row, print_table, time_call
+from benchmarks.harness import Row, audioop_or_none, print_table, time_call
 
 SECONDS = 60
 RATE = 8000
-
-
-def _audioop() -> ModuleType | None:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        try:
-            return importlib.import_module("audioop")
-        except ImportError:
-            return None
 
 
 def _speech_like() -> bytes:
@@ -44,7 +32,7 @@ def _time(fn: Callable[[bytes], bytes], data: bytes) -> float:
 
 
 def main() -> list[Row]:
-    audioop = _audioop()
+    audioop = audioop_or_none()
     pcm = _speech_like()
     codes = mulaw.encode(pcm)
     frame_pcm, frame_codes = pcm[:320], codes[:160]
