@@ -165,3 +165,28 @@ async def call_and_drop(url: str, *, after_bytes: int = 320) -> TwilioClient:
         twilio.ws.transport.abort()
         await asyncio.wait_for(twilio.closed.wait(), 5)
     return twilio
+
+
+class DroppedCall:
+    """The app's side of the dropped-socket case, the same for every adapter.
+
+    ``run`` plays more than the call will hear, waits for the stream to end and checks that
+    the play ended with it; ``wait`` returns once that happened.
+    """
+
+    def __init__(self, source: bytes) -> None:
+        self.source = source
+        self.ended: list[Any] = []
+
+    async def run(self, stream: Any) -> None:
+        from mediastreams.session import Outcome
+
+        handle = stream.play(self.source * 10)
+        await stream.wait_closed()
+        assert (await handle).outcome is Outcome.ENDED
+        self.ended.append(stream)
+
+    async def wait(self) -> None:
+        async with asyncio.timeout(5):
+            while not self.ended:
+                await asyncio.sleep(0.01)

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 from aiohttp import web
 
-from fake_twilio import call_and_drop, call_and_listen
+from fake_twilio import DroppedCall, call_and_drop, call_and_listen
 from mediastreams.adapters.aiohttp import open_stream
 from mediastreams.session import MediaStream, Outcome
 
@@ -47,17 +46,9 @@ async def test_play_and_hang_up() -> None:
 
 
 async def test_a_dropped_socket_ends_the_stream() -> None:
-    ended: list[MediaStream] = []
+    dropped = DroppedCall(SOURCE)
 
-    async def run(stream: MediaStream) -> None:
-        handle = stream.play(SOURCE * 10)
-        await stream.wait_closed()
-        assert (await handle).outcome is Outcome.ENDED
-        ended.append(stream)
-
-    async with running(run) as port:
+    async with running(dropped.run) as port:
         await call_and_drop(f"ws://127.0.0.1:{port}/media-stream")
-        async with asyncio.timeout(5):
-            while not ended:
-                await asyncio.sleep(0.01)
-    assert ended[0].end_reason == "dropped"
+        await dropped.wait()
+    assert dropped.ended[0].end_reason == "dropped"

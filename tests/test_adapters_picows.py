@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from picows import ws_create_server
 
-from fake_twilio import call_and_drop, call_and_listen
+from fake_twilio import DroppedCall, call_and_drop, call_and_listen
 from mediastreams.adapters.picows import PicowsTransport
 from mediastreams.session import MediaStream, Outcome
 
@@ -43,20 +43,14 @@ async def test_play_and_hang_up() -> None:
 
 
 async def test_a_dropped_socket_ends_the_stream() -> None:
-    ended: list[MediaStream] = []
+    dropped = DroppedCall(SOURCE)
 
-    async def run(stream: MediaStream) -> None:
-        handle = stream.play(SOURCE * 10)
-        await stream.wait_closed()
-        assert (await handle).outcome is Outcome.ENDED
-        ended.append(stream)
-
-    server, tasks = await serve_one(run)
+    server, tasks = await serve_one(dropped.run)
     async with server:
         port = server.sockets[0].getsockname()[1]
         await call_and_drop(f"ws://127.0.0.1:{port}/")
         await asyncio.wait_for(asyncio.gather(*tasks), 5)
-    assert ended[0].end_reason == "dropped"
+    assert dropped.ended[0].end_reason == "dropped"
 
 
 async def test_binary_and_close_frames() -> None:

@@ -12,7 +12,7 @@ from starlette.applications import Starlette
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket
 
-from fake_twilio import TwilioClient, call_and_drop
+from fake_twilio import DroppedCall, TwilioClient, call_and_drop
 from mediastreams.adapters.starlette import open_stream
 from mediastreams.messages import DTMF
 from mediastreams.server import bind
@@ -70,17 +70,9 @@ async def test_play_marks_and_dtmf() -> None:
 
 
 async def test_a_dropped_socket_ends_the_stream() -> None:
-    ended: list[MediaStream] = []
+    dropped = DroppedCall(SOURCE)
 
-    async def run(stream: MediaStream) -> None:
-        handle = stream.play(SOURCE * 10)
-        await stream.wait_closed()
-        assert (await handle).outcome is Outcome.ENDED
-        ended.append(stream)
-
-    async with running(run) as port:
+    async with running(dropped.run) as port:
         await call_and_drop(f"ws://127.0.0.1:{port}/media-stream")
-        async with asyncio.timeout(5):
-            while not ended:
-                await asyncio.sleep(0.01)
-    assert ended[0].end_reason == "dropped"
+        await dropped.wait()
+    assert dropped.ended[0].end_reason == "dropped"

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 from websockets.asyncio.server import ServerConnection, serve
 
-from fake_twilio import call_and_drop, call_and_listen
+from fake_twilio import DroppedCall, call_and_drop, call_and_listen
 from mediastreams.adapters.websockets import open_stream
-from mediastreams.session import MediaStream, Outcome
+from mediastreams.session import Outcome
 
 pytestmark = pytest.mark.anyio
 
@@ -28,19 +26,14 @@ async def test_play_and_hang_up() -> None:
 
 
 async def test_a_dropped_socket_ends_the_stream() -> None:
-    ended: list[MediaStream] = []
+    dropped = DroppedCall(SOURCE)
 
     async def handler(connection: ServerConnection) -> None:
         async with open_stream(connection) as stream:
-            handle = stream.play(SOURCE * 10)
-            await stream.wait_closed()
-            assert (await handle).outcome is Outcome.ENDED
-            ended.append(stream)
+            await dropped.run(stream)
 
     async with serve(handler, "127.0.0.1", 0) as server:
         port = server.sockets[0].getsockname()[1]
         await call_and_drop(f"ws://127.0.0.1:{port}/")
-        async with asyncio.timeout(5):
-            while not ended:
-                await asyncio.sleep(0.01)
-    assert ended[0].end_reason == "dropped"
+        await dropped.wait()
+    assert dropped.ended[0].end_reason == "dropped"
