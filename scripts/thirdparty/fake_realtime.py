@@ -12,8 +12,9 @@ file, so a run can say what the model was told:
 - Speech that starts during a response cancels it (the real server's default
   ``interrupt_response``): no more deltas, ``response.done`` with ``status: cancelled``.
 - A response is one WAV file, sent as ``response.output_audio.delta`` chunks of
-  ``--chunk-ms`` of mu-law, ``--speed`` times faster than real time (the real API also sends
-  audio ahead of playback), after ``--latency-ms``.
+  ``--chunk-ms`` of mu-law, after ``--latency-ms``, at the pace of the profile named by the
+  first segment of the URL path (``/v1/realtime``: ``--speed`` times real time; the real API
+  also sends audio ahead of playback; see ``PROFILES`` for ``/slow/...`` and ``/late/...``).
 - ``conversation.item.truncate`` is answered with ``conversation.item.truncated``, or an
   ``error`` when ``audio_end_ms`` is past the audio sent for that item (the real API refuses
   it with "Audio content of X ms is already shorter than Y ms"); the log keeps
@@ -46,6 +47,11 @@ SPEECH_RMS = 400.0  # 16-bit PCM level of a voiced frame (about -38 dBFS)
 ONSET_MS = 100
 SILENCE_MS = 500  # server_vad's default silence_duration_ms
 PREFIX_PADDING_MS = 300  # server_vad's default prefix_padding_ms
+
+# A model's pace: (times real time, deltas still sent after speech_started), by URL prefix.
+# "slow": generation slower than playback (the caller hears gaps); "late": a few deltas
+# already on their way when speech starts, sent before the cancel takes effect.
+PROFILES = {"slow": (0.8, 0), "late": (1.5, 3)}
 
 _ids = itertools.count(1)
 
@@ -129,6 +135,10 @@ class Session:
         self.sent_ms: dict[str, int] = {}  # per assistant item: audio sent so far
         self.turn = 0
         self.send_lock = asyncio.Lock()
+        profile = ws.request.path.lstrip("/").split("/", 1)[0] if ws.request else ""
+        self.profile = profile if profile in PROFILES else "default"
+        self.speed, self.late_deltas = PROFILES.get(profile, (args.speed, 0))
+        self.deltas_left: int | None = None  # after speech_started, before the cancel
 
     async def send(self, event: dict[str, Any]) -> None:
         event = {"event_id": _id("event"), **event}
@@ -137,7 +147,8 @@ class Session:
             await self.ws.send(json.dumps(event))
 
     async def run(self) -> None:
-        self.log.write(self.id, "open", {"type": "connect", "path": self.ws.request.path})
+        path = self.ws.request.path if self.ws.request else ""
+        self.log.write(self.id, "open", {"type": "connect", "path": path, "profile": self.profile})
         await self.send({"type": "session.created", "session": {"id": self.id}})
         try:
             async for message in self.ws:
@@ -182,9 +193,10 @@ class Session:
             if self.run_ms >= ONSET_MS:
                 self.speaking = True
                 self.onset_ms = self.audio_ms - self.run_ms
-                # Speech cancels the response in progress (interrupt_response): no delta
-                # leaves after speech_started, then response.done says it was cancelled.
-                if self.response is not None:
+                # Speech cancels the response in progress (interrupt_response), then
+                # response.done says it was cancelled; with "late" deltas the response
+                # task sends a few more first.
+                if self.response is not None and not self.late_deltas:
                     self.response.cancel()
                 await self.send(
                     {
@@ -193,7 +205,10 @@ class Session:
                         "item_id": _id("item"),
                     }
                 )
-                await self.cancel_response()
+                if self.late_deltas and self.response is not None and not self.response.done():
+                    self.deltas_left = self.late_deltas
+                else:
+                    await self.cancel_response()
         elif self.audio_ms - self.last_voiced_ms >= SILENCE_MS:
             self.speaking = False
             self.run_ms = 0
@@ -206,6 +221,7 @@ class Session:
             self.start_response(replies[min(self.turn, len(replies)) - 1])
 
     def start_response(self, prompt: str) -> None:
+        self.deltas_left = None
         self.response = asyncio.create_task(self.respond(prompt))
 
     async def cancel_response(self) -> None:
@@ -245,7 +261,11 @@ class Session:
                     }
                 )
                 self.sent_ms[item_id] += len(piece) // 8
-                await asyncio.sleep(len(piece) / 8000 / self.args.speed)
+                if self.deltas_left is not None:
+                    self.deltas_left -= 1
+                    if self.deltas_left <= 0:
+                        raise asyncio.CancelledError  # the cancel of speech_started lands now
+                await asyncio.sleep(len(piece) / 8000 / self.speed)
         except asyncio.CancelledError:
             status = "cancelled"
             raise

@@ -1,11 +1,12 @@
 """Place emulated calls against third-party stacks and say what the emulator found.
 
 Started by ``scripts/thirdparty/run`` inside its throwaway environment. It starts, each on a
-free port of 127.0.0.1: a recorder of Twilio REST requests, the fake Realtime server (twice:
-one answering faster than real time, one slower), the Realtime-sample-shaped app (twice,
-one per fake), and the pipecat bot (uvicorn). Then it places the calls of ``CALLS``, writes
-each report, recording and trace under the output folder, reads the apps' own logs, and
-prints a summary (also in ``summary.md``; everything in ``results.json``).
+free port of 127.0.0.1: a recorder of Twilio REST requests, the fake Realtime server, the
+Realtime-sample-shaped app three times (its model faster than real time, slower, and with a
+few deltas still arriving after speech started: the fake's profiles), and the pipecat bot.
+Then it places the calls of ``CALLS``, writes each report, recording and trace under the
+output folder, reads the apps' own logs, and prints a summary (also in ``summary.md``;
+everything in ``results.json``).
 
 The caller's script is the same in every call: wait for the greeting, ask (caller-request),
 talk over the long answer (caller-interrupt, 3 s after the question ended), wait, press 9,
@@ -63,6 +64,7 @@ CALLS = [
     Call("realtime-cli", "realtime", "cli"),
     Call("realtime-python", "realtime", "python"),
     Call("realtime-slow-python", "realtime-slow", "python"),
+    Call("realtime-late-python", "realtime-late", "python"),
 ]
 
 
@@ -174,25 +176,17 @@ class Servers:
     def start_all(self) -> None:
         python = str(BIN / "python")
         uvicorn = [str(BIN / "uvicorn"), "--host", "127.0.0.1", "--port", "{port}"]
-        for name, speed in (("fake-realtime", "4"), ("fake-realtime-slow", "0.8")):
-            self.start(
-                name,
-                [
-                    python,
-                    "fake_realtime.py",
-                    "--port",
-                    "{port}",
-                    "--prompts",
-                    str(PROMPTS),
-                    "--log",
-                    str(self.out / f"{name}.jsonl"),
-                    "--speed",
-                    speed,
-                ],
-            )
-        for name, fake in (("realtime", "fake-realtime"), ("realtime-slow", "fake-realtime-slow")):
+        log = str(self.out / "fake-realtime.jsonl")
+        fake = [python, "fake_realtime.py", "--port", "{port}", "--prompts", str(PROMPTS)]
+        port = self.start("fake-realtime", [*fake, "--log", log, "--speed", "4"])
+        # One app per pace of the model: the fake picks it from the URL's first segment.
+        for name, prefix in (
+            ("realtime", ""),
+            ("realtime-slow", "/slow"),
+            ("realtime-late", "/late"),
+        ):
             env = {
-                "REALTIME_URL": f"ws://127.0.0.1:{self.ports[fake]}/v1/realtime",
+                "REALTIME_URL": f"ws://127.0.0.1:{port}{prefix}/v1/realtime",
                 "OPENAI_API_KEY": "sk-local-stand-in",
                 "AI_SPEAKS_FIRST": "1",
                 "SHOW_TIMING_MATH": "1",
@@ -332,8 +326,7 @@ def run_call(call: Call, servers: Servers, audio: dict[str, Path], out: Path) ->
     if report is not None and files["stereo"].exists():
         result["heard"] = _heard(report, files["stereo"])
     if call.app.startswith("realtime"):
-        fake = "fake-realtime" if call.app == "realtime" else "fake-realtime-slow"
-        result["realtime"] = _realtime(out / f"{fake}.jsonl", started, ended)
+        result["realtime"] = _realtime(out / "fake-realtime.jsonl", started, ended)
     result["rest"] = rest_requests(out / "rest-requests.jsonl", started, time.time())
     return result
 
