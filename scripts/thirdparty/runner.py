@@ -345,7 +345,7 @@ def _realtime(log: Path, started: float, ended: float) -> dict[str, Any]:
     while True:
         session = realtime_session(log, started, ended)
         if session.closed_after_call_s is not None or time.monotonic() > deadline:
-            return as_dict(session)  # type: ignore[no-any-return]
+            return as_dict(session)
         time.sleep(0.25)
 
 
@@ -372,13 +372,19 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=HERE / "output")
     parser.add_argument("--only", nargs="*", help="names of the calls to place (default: all)")
     args = parser.parse_args()
+    names = [c.name for c in CALLS]
+    unknown = [name for name in args.only or [] if name not in names]
+    if unknown:
+        raise SystemExit(
+            f"runner: no call named {', '.join(unknown)}; the calls: {', '.join(names)}"
+        )
+    calls = [c for c in CALLS if not args.only or c.name in args.only]
     out: Path = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     for stale in (*out.glob("*.jsonl"), *out.glob("*.log")):
-        stale.unlink()
+        stale.unlink()  # the logs are appended to: a run starts them afresh
     started = time.monotonic()
     audio = caller_audio(out)
-    calls = [c for c in CALLS if not args.only or c.name in args.only]
     servers = Servers(out)
     results = []
     try:
@@ -397,6 +403,9 @@ def main() -> None:
     text = render(data)
     (out / "summary.md").write_text(text)
     print(text)
+    missing = [r["call"] for r in results if r["report"] is None]
+    if missing:
+        raise SystemExit(f"runner: no report from {', '.join(missing)}; see their stderr logs")
 
 
 if __name__ == "__main__":
