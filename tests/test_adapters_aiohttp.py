@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 from aiohttp import web
 
 from fake_twilio import DroppedCall, call_and_drop, call_and_listen
-from mediastreams.adapters.aiohttp import open_stream
+from mediastreams.adapters.aiohttp import AiohttpTransport, open_stream
 from mediastreams.session import MediaStream, Outcome
+from stream_failures import (
+    ReaderDies,
+    call_and_kill_reader,
+    call_and_see_it_crash,
+    kill_reader_on_marker,
+    tracebacks,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -52,3 +60,27 @@ async def test_a_dropped_socket_ends_the_stream() -> None:
         await call_and_drop(f"ws://127.0.0.1:{port}/media-stream")
         await dropped.wait()
     assert dropped.ended[0].end_reason == "dropped"
+
+
+async def test_an_exception_in_the_block_closes_with_1011(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def run(stream: MediaStream) -> None:
+        raise RuntimeError("boom")
+
+    caplog.set_level(logging.ERROR)
+    async with running(run) as port:
+        twilio = await call_and_see_it_crash(f"ws://127.0.0.1:{port}/media-stream")
+    assert (twilio.ws.close_code, twilio.ws.close_reason) == (1011, "RuntimeError: boom")
+    (record,) = tracebacks(caplog)  # once, by the server
+    assert record.name.startswith("aiohttp")
+
+
+async def test_a_reader_that_dies_ends_the_stream(monkeypatch: pytest.MonkeyPatch) -> None:
+    kill_reader_on_marker(AiohttpTransport, monkeypatch)
+    app = ReaderDies()
+    async with running(app.run) as port:
+        twilio = await call_and_kill_reader(f"ws://127.0.0.1:{port}/media-stream")
+        await app.wait()
+    assert twilio.ws.close_code == 1011
+    assert app.ended == [("error", 1011, Outcome.ENDED)]
