@@ -160,8 +160,12 @@ class ServerConfig:
         try:
             signature.bind(object())
         except TypeError:
+            bare = signature.replace(  # the parameters as written, without annotations
+                parameters=[p.replace(annotation=p.empty) for p in signature.parameters.values()],
+                return_annotation=signature.empty,
+            )
             raise TypeError(
-                f"the handler {name}{signature} must take one argument, the stream; {fix}"
+                f"the handler {name}{bare} must take one argument, the stream; {fix}"
             ) from None
 
 
