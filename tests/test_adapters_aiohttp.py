@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -9,8 +10,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 from aiohttp import web
 
-from fake_twilio import DroppedCall, call_and_drop, call_and_listen
+from fake_twilio import DroppedCall, TwilioClient, call_and_drop, call_and_listen
 from mediastreams.adapters.aiohttp import AiohttpTransport, open_stream
+from mediastreams.limits import Limits
 from mediastreams.session import MediaStream, Outcome
 from stream_failures import (
     ReaderDies,
@@ -84,3 +86,33 @@ async def test_a_reader_that_dies_ends_the_stream(monkeypatch: pytest.MonkeyPatc
         await app.wait()
     assert twilio.ws.close_code == 1011
     assert app.ended == [("error", 1011, Outcome.ENDED)]
+
+
+async def test_a_silent_peer_is_closed_after_the_idle_timeout() -> None:
+    ended: list[MediaStream] = []
+
+    async def media_stream(request: web.Request) -> web.StreamResponse:
+        async with open_stream(request, limits=Limits(idle_timeout_s=0.3)) as stream:
+            async for _ in stream:
+                pass
+        ended.append(stream)
+        return stream.transport.websocket  # type: ignore[attr-defined,no-any-return]
+
+    app = web.Application()
+    app.router.add_get("/media-stream", media_stream)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        async with TwilioClient(f"ws://127.0.0.1:{port}/media-stream") as twilio:
+            await twilio.open()  # then silence
+            await asyncio.wait_for(twilio.closed.wait(), 30)
+        assert twilio.ws.close_code == 1011
+        async with asyncio.timeout(30):
+            while not ended:
+                await asyncio.sleep(0.01)
+    finally:
+        await runner.cleanup()
+    assert ended[0].end_reason == "idle"
