@@ -113,13 +113,21 @@ async def test_a_crashing_handler_closes_with_1011_and_logs_once(
     backend: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.ERROR)
+    uvicorn_log = logging.getLogger("uvicorn.error")  # it does not propagate to the root
     async with running(ServerConfig(handler=crashing), backend) as port:
-        async with TwilioClient(f"ws://127.0.0.1:{port}/media-stream") as twilio:
-            await twilio.open()
-            await asyncio.wait_for(twilio.closed.wait(), 30)
-        assert (twilio.ws.close_code, twilio.ws.close_reason) == (1011, "RuntimeError: boom")
-        await no_streams(port)
-    (record,) = tracebacks(caplog)
+        uvicorn_log.addHandler(caplog.handler)  # after uvicorn configured its logging
+        try:
+            async with TwilioClient(f"ws://127.0.0.1:{port}/media-stream") as twilio:
+                await twilio.open()
+                await asyncio.wait_for(twilio.closed.wait(), 30)
+            assert (twilio.ws.close_code, twilio.ws.close_reason) == (
+                1011,
+                "RuntimeError: boom",
+            )
+            await no_streams(port)
+        finally:
+            uvicorn_log.removeHandler(caplog.handler)
+    (record,) = tracebacks(caplog)  # the server's, once; uvicorn has nothing to add
     assert record.getMessage().startswith("the handler failed on stream MZ")
 
 

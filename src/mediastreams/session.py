@@ -172,10 +172,15 @@ class _EventQueue:
         self.dropped_media = 0
         self.dropped_events = 0
 
-    def push(self, event: Event, size: int) -> None:
-        """Queue an event that arrived as a ``size``-byte frame."""
+    def push(self, event: Event, size: int) -> bool:
+        """Queue an event that arrived as a ``size``-byte frame.
+
+        Returns:
+            Whether this was the first time the queue had to drop something.
+        """
         if self._ended:
-            return
+            return False
+        dropped = self.dropped_media + self.dropped_events
         queue = self._media if type(event) is Media else self._others
         queue.append((next(self._count), event, size))
         self._bytes += size
@@ -192,6 +197,7 @@ class _EventQueue:
                 self._bytes -= self._others.popleft()[2]
                 self.dropped_events += 1
         self._wake()
+        return not dropped and self.dropped_media + self.dropped_events > 0
 
     def end(self) -> None:
         """No more events: the consumer gets what is queued, then the end."""
@@ -652,11 +658,8 @@ class MediaStream:
 
     def _publish(self, event: Event, size: int) -> None:
         for queue in self._queues:
-            if queue.accepts(event):
-                dropped = queue.dropped_media + queue.dropped_events
-                queue.push(event, size)
-                if not dropped and queue.dropped_media + queue.dropped_events:
-                    self._report_unread(queue)
+            if queue.accepts(event) and queue.push(event, size):
+                self._report_unread(queue)
 
     def _report_unread(self, queue: _EventQueue) -> None:
         what = "the stream's events" if queue is self._events else "an audio() or digits reader"
