@@ -321,6 +321,8 @@ async def test_a_live_source_keeps_at_most_its_backlog() -> None:
         fed.set()
         await asyncio.Event().wait()  # a live source does not end by itself
 
+    with pytest.raises(ValueError, match="max_backlog_ms must be positive"):
+        stream.play(live(), max_backlog_ms=0)
     handle = stream.play(live(), max_backlog_ms=300)
     async with asyncio.timeout(30):
         await fed.wait()

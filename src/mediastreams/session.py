@@ -816,8 +816,13 @@ class MediaStream:
 
         Raises:
             StreamClosed: the stream has ended.
+            ValueError: ``max_backlog_ms`` is not positive.
         """
         self._check_open()
+        if max_backlog_ms is not None and max_backlog_ms <= 0:
+            raise ValueError(
+                f"max_backlog_ms must be positive (or None to keep all), not {max_backlog_ms}"
+            )
         handle = PlayHandle(next(self._play_ids), _describe_source(source))
         play = _Play(handle, max_backlog_ms)
         if isinstance(source, bytes | bytearray | memoryview) and format is None:
