@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import socket
+from typing import Any
 
 import pytest
 from picows import ws_create_server
 
 from fake_twilio import DroppedCall, call_and_drop, call_and_listen
 from mediastreams.adapters.picows import PicowsTransport
+from mediastreams.limits import Limits
 from mediastreams.session import MediaStream, Outcome
+from stream_failures import (
+    ReaderDies,
+    call_and_kill_reader,
+    call_and_see_it_crash,
+    kill_reader_on_marker,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -62,3 +71,101 @@ async def test_binary_and_close_frames() -> None:
     assert await transport.receive() is None
     with pytest.raises(Exception, match="closed"):
         await transport.send("x")
+
+
+async def test_an_exception_in_the_block_closes_with_1011() -> None:
+    async def run(stream: MediaStream) -> None:
+        raise RuntimeError("boom")
+
+    server, tasks = await serve_one(run)
+    async with server:
+        port = server.sockets[0].getsockname()[1]
+        twilio = await call_and_see_it_crash(f"ws://127.0.0.1:{port}/")
+        (error,) = await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 30)
+    assert (twilio.ws.close_code, twilio.ws.close_reason) == (1011, "RuntimeError: boom")
+    assert isinstance(error, RuntimeError)  # and on to whoever runs the task
+
+
+async def test_a_reader_that_dies_ends_the_stream(monkeypatch: pytest.MonkeyPatch) -> None:
+    kill_reader_on_marker(PicowsTransport, monkeypatch)
+    app = ReaderDies()
+    server, tasks = await serve_one(app.run)
+    async with server:
+        port = server.sockets[0].getsockname()[1]
+        twilio = await call_and_kill_reader(f"ws://127.0.0.1:{port}/")
+        await app.wait()
+        await asyncio.wait_for(asyncio.gather(*tasks), 30)
+    assert twilio.ws.close_code == 1011
+    assert app.ended == [("error", 1011, Outcome.ENDED)]
+
+
+async def connected(limits: Limits) -> tuple[Any, PicowsTransport, Any]:
+    """A picows server whose one connection nobody reads, and a client connected to it."""
+    from websockets.asyncio.client import connect
+
+    ready: asyncio.Future[PicowsTransport] = asyncio.get_running_loop().create_future()
+
+    def factory(request: object) -> PicowsTransport:
+        return PicowsTransport(ready.set_result, limits=limits)
+
+    server = await ws_create_server(factory, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * 1024)  # no huge loopback buffer
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+    client = await connect(f"ws://127.0.0.1:{port}/", sock=sock, compression=None)
+    return server, await asyncio.wait_for(ready, 30), client
+
+
+async def test_inbound_frames_past_the_bound_pause_reading() -> None:
+    frame = "x" * 16 * 1024
+    server, transport, client = await connected(Limits(max_queued_bytes=64 * 1024))
+    async with server:
+
+        async def flood() -> None:
+            for _ in range(640):  # 10 MiB, far past the bound: the send waits on TCP
+                await client.send(frame)
+
+        sending = asyncio.create_task(flood())
+        async with asyncio.timeout(30):
+            while not transport._reading_paused:
+                await asyncio.sleep(0.005)
+        # What waits is the bound plus at most what one read of the socket brought in.
+        assert transport._queued_bytes < 64 * 1024 + 256 * 1024 + len(frame)
+        assert not sending.done()
+        received = 0
+        async with asyncio.timeout(30):
+            while received < 640:  # reading resumes as the queue drains, and nothing is lost
+                assert await transport.receive() == frame
+                received += 1
+            await sending
+        await client.close()
+
+
+async def test_outbound_past_the_bound_waits_for_the_peer() -> None:
+    frame = "y" * 32 * 1024
+    server, transport, client = await connected(Limits(max_outbound_bytes=64 * 1024))
+    async with server:
+        client.transport.pause_reading()
+        sent = 0
+
+        async def send_all() -> None:
+            nonlocal sent
+            for _ in range(1000):  # 32 MiB: more than the socket buffers hold
+                await transport.send(frame)
+                sent += 1
+
+        sending = asyncio.create_task(send_all())
+        async with asyncio.timeout(30):
+            while transport._writable is None or transport._writable.is_set():
+                await asyncio.sleep(0.005)
+        underlying = transport._transport.underlying_transport  # type: ignore[union-attr]
+        assert underlying.get_write_buffer_size() <= 64 * 1024 + len(frame) + 64
+        assert not sending.done() and sent < 1000
+        client.transport.resume_reading()
+        async with asyncio.timeout(30):
+            for _ in range(1000):
+                assert await client.recv() == frame
+            await sending
+        await client.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
@@ -13,10 +14,17 @@ from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket
 
 from fake_twilio import DroppedCall, TwilioClient, call_and_drop
-from mediastreams.adapters.starlette import open_stream
+from mediastreams.adapters.starlette import StarletteTransport, open_stream
 from mediastreams.messages import DTMF
 from mediastreams.server import bind
 from mediastreams.session import MediaStream, Outcome
+from stream_failures import (
+    ReaderDies,
+    call_and_kill_reader,
+    call_and_see_it_crash,
+    kill_reader_on_marker,
+    tracebacks,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -76,3 +84,35 @@ async def test_a_dropped_socket_ends_the_stream() -> None:
         await call_and_drop(f"ws://127.0.0.1:{port}/media-stream")
         await dropped.wait()
     assert dropped.ended[0].end_reason == "dropped"
+
+
+async def test_an_exception_in_the_block_closes_with_1011(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def run(stream: MediaStream) -> None:
+        raise RuntimeError("boom")
+
+    caplog.set_level(logging.ERROR)
+    uvicorn_log = logging.getLogger("uvicorn.error")  # it does not propagate to the root
+    async with running(run) as port:
+        uvicorn_log.addHandler(caplog.handler)  # after uvicorn configured its logging
+        try:
+            twilio = await call_and_see_it_crash(f"ws://127.0.0.1:{port}/media-stream")
+            async with asyncio.timeout(30):  # uvicorn logs it once the app has returned
+                while not tracebacks(caplog):
+                    await asyncio.sleep(0.01)
+        finally:
+            uvicorn_log.removeHandler(caplog.handler)
+    assert (twilio.ws.close_code, twilio.ws.close_reason) == (1011, "RuntimeError: boom")
+    (record,) = tracebacks(caplog)  # once, by the server
+    assert "boom" in str(record.exc_info[1])  # type: ignore[index]
+
+
+async def test_a_reader_that_dies_ends_the_stream(monkeypatch: pytest.MonkeyPatch) -> None:
+    kill_reader_on_marker(StarletteTransport, monkeypatch)
+    app = ReaderDies()
+    async with running(app.run) as port:
+        twilio = await call_and_kill_reader(f"ws://127.0.0.1:{port}/media-stream")
+        await app.wait()
+    assert twilio.ws.close_code == 1011
+    assert app.ended == [("error", 1011, Outcome.ENDED)]

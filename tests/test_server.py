@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from fake_twilio import TwilioClient
+from mediastreams.limits import Limits
 from mediastreams.messages import DTMF
 from mediastreams.server import (
     BACKENDS,
@@ -167,9 +168,7 @@ async def wait_streams_zero(port: int) -> None:
     "bad", ["garbage", "binary", "huge", "media-before-start", "wrong-sid", "drop-mid-play"]
 )
 async def test_bad_input_never_crashes_the_server(backend: str, bad: str) -> None:
-    config = ServerConfig(
-        handler=play_handler(SOURCE * 4), stream_options={"start_timeout_ms": 2000}
-    )
+    config = ServerConfig(handler=play_handler(SOURCE * 4), limits=Limits(start_timeout_s=2))
     async with running(config, backend) as port:
         tasks_before = len(asyncio.all_tasks())
         url = f"ws://127.0.0.1:{port}/media-stream"
@@ -218,7 +217,7 @@ async def test_bad_input_never_crashes_the_server(backend: str, bad: str) -> Non
 
 
 async def test_no_start_in_time_closes_the_socket() -> None:
-    config = ServerConfig(handler=echo_handler, stream_options={"start_timeout_ms": 100})
+    config = ServerConfig(handler=echo_handler, limits=Limits(start_timeout_s=0.1))
     async with running(config) as port:
         async with TwilioClient(f"ws://127.0.0.1:{port}/media-stream") as twilio:
             await asyncio.wait_for(twilio.closed.wait(), 5)

@@ -13,6 +13,7 @@ import pytest
 from fake_twilio import FakeTwilio, settle
 from mediastreams.adapters.memory import MemoryTransport
 from mediastreams.exceptions import LocalProtocolError, StreamClosed, StreamTimeout
+from mediastreams.limits import Limits
 from mediastreams.messages import DTMF, Media, Stop, UnknownMessage
 from mediastreams.protocol import AppProtocol
 from mediastreams.session import MediaStream, Outcome, Pacer
@@ -70,7 +71,7 @@ async def test_open_exposes_start(transport: MemoryTransport) -> None:
 async def test_open_times_out_without_start(transport: MemoryTransport) -> None:
     transport.peer.send('{"event":"connected","protocol":"Call","version":"1.0.0"}')
     with pytest.raises(StreamTimeout):
-        await MediaStream(transport, start_timeout_ms=20).open()
+        await MediaStream(transport, limits=Limits(start_timeout_s=0.02)).open()
     assert transport.close_code == 1008
 
 
@@ -550,7 +551,7 @@ async def test_clear_stops_pulling_from_a_tts_stream(transport: MemoryTransport)
 async def test_unread_media_is_capped(
     transport: MemoryTransport, caplog: pytest.LogCaptureFixture
 ) -> None:
-    twilio, stream = await opened(transport, max_queued_media=10)
+    twilio, stream = await opened(transport, limits=Limits(max_queued_frames=10))
     with caplog.at_level(logging.WARNING, "mediastreams.session"):
         for i in range(25):
             twilio.protocol.send_media(bytes([i]) * 160)
@@ -563,8 +564,8 @@ async def test_unread_media_is_capped(
         events.append(event)
         if isinstance(event, DTMF):
             break
-    assert len(events) == 11  # the 10 newest media, and the DTMF that is never dropped
-    assert events[0].payload == bytes([15]) * 160  # type: ignore[union-attr]
+    assert len(events) == 10  # the 9 newest media, and the DTMF, which media make way for
+    assert events[0].payload == bytes([16]) * 160  # type: ignore[union-attr]
     await stream.close()
 
 

@@ -19,9 +19,12 @@ Webhook and upgrade logic is written once, without I/O (:func:`answer_webhook`,
 from __future__ import annotations
 
 import asyncio
+import functools
+import inspect
 import json
 import logging
 import socket
+import weakref
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias
@@ -34,6 +37,7 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
 from .exceptions import SignatureError, StreamClosed, StreamTimeout, TwiMLError
+from .limits import DEFAULT_LIMITS, Limits
 from .messages import Media
 from .security import (
     SIGNATURE_HEADER,
@@ -91,11 +95,18 @@ class ServerConfig:
             Twilio did not sign (HTTP 403).
         incoming_path: the voice webhook's path.
         stream_path: the Media Stream's path.
-        stream_options: :class:`~mediastreams.session.MediaStream` options.
+        stream_options: :class:`~mediastreams.session.MediaStream` pacing options
+            (``frame_ms``, ``lead_ms``, ``mark_interval_ms``); bounds go in ``limits``.
         stream_tokens: when set, the webhook mints a one-time token for its ``CallSid``
             into a ``<Parameter name="streamToken">``, and a stream whose ``start`` does not
             carry a valid one is closed (1008) before the handler runs: a replayed upgrade,
             whose signature is the same for every call, gets no further.
+        limits: every bound and deadline per connection (frame size, queues, timeouts);
+            see :class:`~mediastreams.limits.Limits`.
+
+    Raises:
+        TypeError: the handler is not an ``async def handler(stream)``.
+        ValueError: a bad public URL, ``<Parameter>`` or option.
     """
 
     handler: Handler
@@ -106,9 +117,13 @@ class ServerConfig:
     stream_path: str = "/media-stream"
     stream_options: Mapping[str, Any] = field(default_factory=dict)
     stream_tokens: StreamTokens | None = None
+    limits: Limits = DEFAULT_LIMITS
 
     def __post_init__(self) -> None:
-        # Fail at start, not on the first call: a bad public URL or <Parameter>.
+        # Fail at start, not on the first call: a bad handler, public URL or <Parameter>.
+        self.check_handler(self.handler)
+        if "limits" in self.stream_options:
+            raise ValueError("give the limits as ServerConfig(limits=...), not in stream_options")
         if self.public_url is not None:
             PublicURL.parse(self.public_url)
         try:
@@ -121,6 +136,47 @@ class ServerConfig:
                 f"<Parameter name={TOKEN_PARAMETER!r}> carries the one-time stream token; "
                 "give your parameter another name"
             )
+
+    @staticmethod
+    def check_handler(handler: object) -> None:
+        """Check that ``handler`` can run on a stream: an async callable of one argument.
+
+        Accepted: an ``async def`` function, an object with ``async def __call__``, and a
+        ``functools.partial`` of either, that can be called with the stream alone.
+
+        Raises:
+            TypeError: it is not, with what to write instead.
+        """
+        name = getattr(handler, "__name__", None) or type(handler).__name__
+        fix = f"write it as `async def {name}(stream): ...`"
+        if not callable(handler):
+            raise TypeError(f"the handler must be an async function, not {handler!r}; {fix}")
+        if not _is_async_callable(handler):
+            raise TypeError(f"the handler {name} is not async: it cannot await the stream; {fix}")
+        try:
+            signature = inspect.signature(handler)
+        except (TypeError, ValueError):
+            return  # no signature to read (a builtin): the first call will tell
+        try:
+            signature.bind(object())
+        except TypeError:
+            bare = signature.replace(  # the parameters as written, without annotations
+                parameters=[p.replace(annotation=p.empty) for p in signature.parameters.values()],
+                return_annotation=signature.empty,
+            )
+            raise TypeError(
+                f"the handler {name}{bare} must take one argument, the stream; {fix}"
+            ) from None
+
+
+def _is_async_callable(handler: object) -> bool:
+    while isinstance(handler, functools.partial):
+        handler = handler.func
+    if inspect.iscoroutinefunction(handler):
+        return True
+    # An instance whose __call__ is async; a class is called to make an instance, not awaited.
+    call = getattr(handler, "__call__", None)  # noqa: B004 -- the attribute, not callable()
+    return not isinstance(handler, type) and inspect.iscoroutinefunction(call)
 
 
 @dataclass(frozen=True)
@@ -231,19 +287,65 @@ def check_upgrade(
 
 
 class _Streams:
-    """The streams a server carries, so /healthz can count them and shutdown can end them."""
+    """The streams a server carries, so /healthz can count them and shutdown can end them.
+
+    A backend counts each connection in and out around :func:`run_stream`, in the task that
+    runs it (``streams.active += 1``, then ``streams.active -= 1``). ``active`` reports only
+    the live ones: a stream that has ended while its handler finishes other work (saving a
+    transcript, say) no longer counts.
+    """
 
     def __init__(self) -> None:
-        self.active = 0
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    @property
+    def active(self) -> int:
+        """The streams that have not ended."""
+        return sum(1 for task in self._tasks if _live(task))
+
+    @active.setter
+    def active(self, value: int) -> None:
+        # `active += 1` counts the running task in, `active -= 1` counts it out.
+        task = asyncio.current_task()
+        assert task is not None
+        if value > self.active:
+            self._tasks.add(task)
+        else:
+            self._tasks.discard(task)
+
+
+_STREAM_OF_TASK: weakref.WeakKeyDictionary[asyncio.Task[Any], MediaStream] = (
+    weakref.WeakKeyDictionary()
+)
+"""The stream :func:`run_stream` runs in each task, for :class:`_Streams`."""
+
+
+def _live(task: asyncio.Task[Any]) -> bool:
+    stream = _STREAM_OF_TASK.get(task)
+    return stream is None or not stream.ended  # no stream yet: it is opening
 
 
 async def run_stream(config: ServerConfig, transport: Transport, *, client: str = "?") -> None:
     """Open a stream on an accepted WebSocket, run the handler on it, then close it.
 
-    This is the server's I/O boundary: a stream that never starts, and a handler that
-    raises, are logged here and end only this stream.
+    This is the server's I/O boundary: a stream that never starts is logged here and closed;
+    a handler that raises is logged here with its traceback, once, and its stream closes
+    with 1011 and the error as the reason (what any server does for a crashed handler, and
+    what Twilio reports as error 31921). Either way only this stream ends.
     """
-    stream = MediaStream(transport, **config.stream_options)
+    stream = MediaStream(transport, limits=config.limits, **config.stream_options)
+    task = asyncio.current_task()
+    if task is not None:
+        _STREAM_OF_TASK[task] = stream
+    try:
+        await _run_handler(config, stream, client)
+    finally:
+        await stream.close()
+        if task is not None:
+            _STREAM_OF_TASK.pop(task, None)
+
+
+async def _run_handler(config: ServerConfig, stream: MediaStream, client: str) -> None:
     try:
         await stream.open()
     except (StreamTimeout, StreamClosed) as error:
@@ -260,15 +362,23 @@ async def run_stream(config: ServerConfig, transport: Transport, *, client: str 
             return
     try:
         await config.handler(stream)
-    except Exception:
+    except Exception as error:
+        if isinstance(error, StreamClosed) and stream.ended:
+            # The caller hung up while the handler was still using the stream: no crash.
+            logger.warning(
+                "the handler used stream %s after it ended: %s",
+                stream.stream_sid,
+                error,
+                extra=extra,
+            )
+            return
         logger.exception(
             "the handler failed on stream %s (call %s)",
             stream.stream_sid,
             stream.call_sid,
             extra=extra,
         )
-    finally:
-        await stream.close()
+        await stream.fail(error)
 
 
 def play_handler(mulaw: bytes, *, hangup_after_play: bool = False) -> Handler:
@@ -297,14 +407,25 @@ def play_handler(mulaw: bytes, *, hangup_after_play: bool = False) -> Handler:
 
 
 async def echo_handler(stream: MediaStream) -> None:
-    """A handler that plays the caller's audio back to them, frame by frame."""
+    """A handler that plays the caller's audio back to them, frame by frame.
+
+    When playout falls behind (the caller's side does not confirm the audio as fast as it
+    sends it), at most ``stream.limits.max_echo_backlog_ms`` of it waits; older audio is
+    dropped, so the caller hears the present. What was dropped is logged at the end.
+    """
 
     async def caller_audio() -> Any:
         async for event in stream:
             if type(event) is Media:
                 yield event.payload
 
-    await stream.play(caller_audio())
+    handle = await stream.play(caller_audio(), max_backlog_ms=stream.limits.max_echo_backlog_ms)
+    if handle.dropped_ms:
+        logger.warning(
+            "echo: dropped %.0f ms of the caller's audio that playout fell behind on",
+            handle.dropped_ms,
+            extra={"stream_sid": stream.stream_sid, "call_sid": stream.call_sid},
+        )
 
 
 # --- Starlette (uvicorn) ---------------------------------------------------------------------

@@ -21,7 +21,8 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from ..exceptions import StreamClosed
-from ..session import MAX_FRAME_BYTES, MediaStream
+from ..limits import DEFAULT_LIMITS
+from ..session import MediaStream
 
 __all__ = ["AiohttpTransport", "open_stream"]
 
@@ -67,13 +68,15 @@ async def open_stream(request: web.Request, **options: Any) -> AsyncIterator[Med
 
     Args:
         request: the handler's request.
-        options: :class:`~mediastreams.session.MediaStream` options (``lead_ms``...).
+        options: :class:`~mediastreams.session.MediaStream` options (``limits``,
+            ``lead_ms``...).
+
+    An exception out of the ``async with`` block closes the socket with 1011 and the error
+    as the reason, then goes on to aiohttp, which logs it.
     """
-    websocket = web.WebSocketResponse(max_msg_size=options.get("max_frame_bytes", MAX_FRAME_BYTES))
+    limits = options.get("limits") or DEFAULT_LIMITS
+    max_frame_bytes = options.get("max_frame_bytes") or limits.max_frame_bytes
+    websocket = web.WebSocketResponse(max_msg_size=max_frame_bytes)
     await websocket.prepare(request)
-    stream = MediaStream(AiohttpTransport(websocket), **options)
-    await stream.open()
-    try:
+    async with MediaStream(AiohttpTransport(websocket), **options) as stream:
         yield stream
-    finally:
-        await stream.close()

@@ -23,6 +23,7 @@ from typing import Any
 from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport
 
 from ..exceptions import StreamClosed
+from ..limits import DEFAULT_LIMITS, Limits
 
 __all__ = ["PicowsTransport"]
 
@@ -30,23 +31,50 @@ __all__ = ["PicowsTransport"]
 class PicowsTransport(WSListener):
     """A picows connection as a :class:`~mediastreams.session.Transport`.
 
+    picows hands over frames as they arrive and writes at once, so both directions are
+    bounded here, by ``limits``:
+
+    - inbound: past ``max_queued_frames`` frames or ``max_queued_bytes`` bytes waiting for
+      the session, the socket stops being read (TCP backpressure, as python-websockets does
+      past ``max_queue``) until half of it is taken. Dropping frames instead would lose a
+      ``stop`` or a mark echo; a peer that sends faster than the app reads is slowed down,
+      and Twilio drops its own audio when the app falls behind
+      (https://www.twilio.com/docs/api/errors/31930).
+    - outbound: past ``max_outbound_bytes`` unwritten, :meth:`send` waits until the peer
+      reads; the session ends the stream if it waits over ``send_timeout_s``.
+
     Args:
         on_connected: called with this transport once the upgrade is done; start the
             session there.
+        limits: the bounds (``max_queued_frames``, ``max_queued_bytes``,
+            ``max_outbound_bytes``); give the session the same.
     """
 
-    def __init__(self, on_connected: Callable[[PicowsTransport], Any] | None = None) -> None:
+    def __init__(
+        self,
+        on_connected: Callable[[PicowsTransport], Any] | None = None,
+        *,
+        limits: Limits = DEFAULT_LIMITS,
+    ) -> None:
         super().__init__()
         self._on_connected = on_connected
+        self._limits = limits
         self._transport: WSTransport | None = None
         self._frames: deque[str | bytes | None] = deque()
+        self._queued_bytes = 0
+        self._reading_paused = False
         self._waiter: asyncio.Future[None] | None = None
+        self._writable: asyncio.Event | None = None  # set while the write buffer has room
         self._closed = False
 
     # --- picows callbacks ---------------------------------------------------------------------
 
     def on_ws_connected(self, transport: WSTransport) -> None:
         self._transport = transport
+        self._writable = asyncio.Event()
+        self._writable.set()
+        # pause_writing() comes once this much is unwritten, resume_writing() below a quarter.
+        transport.underlying_transport.set_write_buffer_limits(high=self._limits.max_outbound_bytes)
         if self._on_connected is not None:
             self._on_connected(self)
 
@@ -66,11 +94,42 @@ class PicowsTransport(WSListener):
     def on_ws_disconnected(self, transport: WSTransport) -> None:
         self._closed = True
         self._put(None)
+        if self._writable is not None:
+            self._writable.set()  # a send waiting for room finds the socket closed
+
+    def pause_writing(self) -> None:
+        if self._writable is not None:
+            self._writable.clear()
+
+    def resume_writing(self) -> None:
+        if self._writable is not None:
+            self._writable.set()
 
     def _put(self, item: str | bytes | None) -> None:
         self._frames.append(item)
+        if item is not None:
+            self._queued_bytes += len(item)
+            if not self._reading_paused and self._over(1):
+                self._pause_reading(True)
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
+
+    def _over(self, share: float) -> bool:
+        limits = self._limits
+        return (
+            len(self._frames) >= limits.max_queued_frames * share
+            or self._queued_bytes >= limits.max_queued_bytes * share
+        )
+
+    def _pause_reading(self, pause: bool) -> None:
+        if self._transport is None or self._closed:
+            return
+        self._reading_paused = pause
+        underlying = self._transport.underlying_transport
+        if pause:
+            underlying.pause_reading()
+        else:
+            underlying.resume_reading()
 
     # --- Transport ----------------------------------------------------------------------------
 
@@ -85,14 +144,20 @@ class PicowsTransport(WSListener):
         item = self._frames.popleft()
         if item is None:
             self._frames.appendleft(None)
+            return None
+        self._queued_bytes -= len(item)
+        if self._reading_paused and not self._over(0.5):
+            self._pause_reading(False)
         return item
 
     async def send(self, text: str) -> None:
-        """Send a text frame (picows writes at once; there is nothing to await).
+        """Send a text frame; waits while ``max_outbound_bytes`` are still unwritten.
 
         Raises:
             StreamClosed: the socket is gone.
         """
+        if self._writable is not None and not self._writable.is_set():
+            await self._writable.wait()
         if self._closed or self._transport is None:
             raise StreamClosed("the WebSocket is closed")
         self._transport.send(WSMsgType.TEXT, text.encode())
@@ -103,5 +168,7 @@ class PicowsTransport(WSListener):
             return
         self._closed = True
         self._transport.send_close(WSCloseCode(code), reason.encode())
-        self._transport.disconnect()
+        # A peer that stopped reading would hold a graceful close (a flush first) forever.
+        stuck = self._writable is not None and not self._writable.is_set()
+        self._transport.disconnect(graceful=not stuck)
         self._put(None)

@@ -84,7 +84,11 @@ async def open_stream(websocket: WebSocket, **options: Any) -> AsyncIterator[Med
 
     Args:
         websocket: the endpoint's ``WebSocket``, accepted or not.
-        options: :class:`~mediastreams.session.MediaStream` options (``lead_ms``...).
+        options: :class:`~mediastreams.session.MediaStream` options (``limits``,
+            ``lead_ms``...).
+
+    An exception out of the ``async with`` block closes the socket with 1011 and the error
+    as the reason, then goes on to the server, which logs it.
 
     Raises:
         StreamTimeout: no ``start`` in time.
@@ -92,9 +96,5 @@ async def open_stream(websocket: WebSocket, **options: Any) -> AsyncIterator[Med
     """
     if websocket.application_state is WebSocketState.CONNECTING:
         await websocket.accept()
-    stream = MediaStream(StarletteTransport(websocket), **options)
-    await stream.open()
-    try:
+    async with MediaStream(StarletteTransport(websocket), **options) as stream:
         yield stream
-    finally:
-        await stream.close()

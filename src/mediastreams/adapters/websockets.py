@@ -63,11 +63,11 @@ async def open_stream(connection: Connection, **options: Any) -> AsyncIterator[M
 
     Args:
         connection: the handler's ``ServerConnection``.
-        options: :class:`~mediastreams.session.MediaStream` options (``lead_ms``...).
+        options: :class:`~mediastreams.session.MediaStream` options (``limits``,
+            ``lead_ms``...).
+
+    An exception out of the ``async with`` block closes the socket with 1011 and the error
+    as the reason, then goes on to the server, which logs it.
     """
-    stream = MediaStream(WebsocketsTransport(connection), **options)
-    await stream.open()
-    try:
+    async with MediaStream(WebsocketsTransport(connection), **options) as stream:
         yield stream
-    finally:
-        await stream.close()

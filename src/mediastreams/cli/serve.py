@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-import inspect
 import logging
 import os
 import sys
@@ -62,8 +61,10 @@ def _load_app(spec: str) -> Handler:
     handler = getattr(module, attribute, None)
     if handler is None:
         raise BadInput(f"--app {spec}: {module_name} has no {attribute!r}")
-    if not inspect.iscoroutinefunction(handler):
-        raise BadInput(f"--app {spec}: {attribute} must be an async def handler(stream)")
+    try:
+        ServerConfig.check_handler(handler)
+    except TypeError as error:
+        raise BadInput(f"--app {spec}: {error}") from None
     return handler  # type: ignore[no-any-return]
 
 
