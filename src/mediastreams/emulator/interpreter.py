@@ -303,7 +303,7 @@ class Interpreter:
         for problem in twiml.check_stream(verb.stream, "Stop"):
             self._finding(_violation(NO_CODE, "stream-twiml", problem.message, problem.hint))
         name = verb.stream.name
-        if name and await self.line.stop_stream(name, "stop") is None:
+        if name and self.line.stop_stream(name, "stop") is None:
             self.report.notes.append(
                 f"<Stop><Stream name={name!r}>: no one-way stream of that name is running; "
                 "nothing stopped"

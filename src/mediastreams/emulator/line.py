@@ -263,8 +263,11 @@ class Line:
         self._status_event(plan, "stream-started")
         return leg
 
-    async def stop_stream(self, key: str, ended_by: str) -> StreamSummary | None:
-        """Stop the running one-way stream with this SID or name (``stop``, then close).
+    def stop_stream(self, key: str, ended_by: str) -> StreamSummary | None:
+        """Stop the running one-way stream with this SID or name: ``stop``, then close.
+
+        The stream stops in the background, as Twilio goes on meanwhile (with the next verb,
+        or by answering the REST request).
 
         Returns:
             Its summary, or ``None`` when no one-way stream of that SID or name runs.
@@ -272,23 +275,30 @@ class Line:
         summary = self.find(key)
         if summary is None or summary.bidirectional:
             return None
+        self._spawn(self._stop_when_open(summary, ended_by))
+        return summary
+
+    async def _stop_when_open(self, summary: StreamSummary, ended_by: str) -> None:
         opening = self._opening.get(summary.stream_sid)
         if opening is not None:
             await asyncio.shield(opening)
         leg = next((f for f in self._forks if f.summary is summary), None)
         if leg is not None:
-            await self._stop(leg, ended_by)
-        return summary
+            self._stop(leg, ended_by)
 
-    async def stop_talking(self, ended_by: str) -> None:
-        """End the bidirectional stream from Twilio's side (a REST redirect)."""
+    def stop_talking(self, ended_by: str) -> None:
+        """End the bidirectional stream from Twilio's side (a REST redirect), in the
+        background."""
         if self._talking is not None:
-            await self._stop(self._talking, ended_by)
+            self._stop(self._talking, ended_by)
 
-    async def _stop(self, leg: StreamRun, ended_by: str) -> None:
+    def _stop(self, leg: StreamRun, ended_by: str) -> None:
         self._remove(leg)
-        await leg.hang_up(self.now_ms, ended_by)
-        self._spawn(self._after(leg))
+        self._spawn(self._hang_up(leg, self.now_ms, ended_by))
+
+    async def _hang_up(self, leg: StreamRun, now_ms: int, ended_by: str) -> None:
+        await leg.hang_up(now_ms, ended_by)
+        await self._after(leg)
 
     def _legs(self) -> list[StreamRun]:
         return [*([self._talking] if self._talking is not None else []), *self._forks]
@@ -405,7 +415,7 @@ class Line:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._ticker
         for leg in self._legs():
-            await self._stop(leg, ended_by)
+            self._stop(leg, ended_by)
         while self._background:
             await asyncio.gather(*self._background)
         self.script.finish()

@@ -136,6 +136,7 @@ class RestServer:
         self._port = port
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self._connections: set[asyncio.Task[Any]] = set()
         self._created = datetime.now(UTC)
         self._ended: datetime | None = None
 
@@ -168,12 +169,17 @@ class RestServer:
         self._server.close()
         for writer in list(self._writers):
             writer.close()
+        if self._connections:  # each ends once its socket is closed
+            await asyncio.wait(set(self._connections))
         await self._server.wait_closed()
 
     # --- HTTP ------------------------------------------------------------------------------
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._writers.add(writer)
+        task = asyncio.current_task()
+        if task is not None:
+            self._connections.add(task)
         try:
             while True:
                 try:
@@ -192,6 +198,7 @@ class RestServer:
             pass  # the client went away: nothing to answer
         finally:
             self._writers.discard(writer)
+            self._connections.discard(task)  # type: ignore[arg-type]
             writer.close()
 
     async def _handle(self, request: _Request) -> tuple[HTTPStatus, dict[str, Any]]:
@@ -285,7 +292,7 @@ class RestServer:
                 )
             # https://www.twilio.com/docs/voice/twiml/stream: redirecting the call ends the
             # bidirectional stream; one-way streams go on (see docs/emulator.md).
-            await self.line.stop_talking("redirect")
+            self.line.stop_talking("redirect")
         return HTTPStatus.OK, self._call_resource()
 
     def _redirect_source(
@@ -370,16 +377,18 @@ class RestServer:
                 f"Invalid value {params.get('Status')!r} for Status: use stopped",
             )
         key = match["stream"]
-        summary = await self.line.stop_stream(key, "rest")
-        if summary is None:  # stopped already, or never a one-way stream of this call
-            summary = next(
-                (
-                    s
-                    for s in reversed(self.line.streams)
-                    if key in (s.stream_sid, s.name) and not s.bidirectional
-                ),
-                None,
-            )
+        summary = self.line.stop_stream(key, "rest")
+        if summary is not None:  # it stops in the background; the answer says so already
+            return HTTPStatus.OK, self._stream_resource(summary, stopped=True)
+        # Stopped already (answered as it is), or never a one-way stream of this call.
+        summary = next(
+            (
+                s
+                for s in reversed(self.line.streams)
+                if key in (s.stream_sid, s.name) and not s.bidirectional
+            ),
+            None,
+        )
         if summary is None:
             return _error(
                 HTTPStatus.NOT_FOUND,
@@ -425,7 +434,7 @@ class RestServer:
             "subresource_uris": {_snake(name): f"{base}/{name}.json" for name in _SUBRESOURCES},
         }
 
-    def _stream_resource(self, summary: StreamSummary) -> dict[str, Any]:
+    def _stream_resource(self, summary: StreamSummary, *, stopped: bool = False) -> dict[str, Any]:
         # The fields of https://www.twilio.com/docs/voice/api/stream-resource.
         base = f"/2010-04-01/Accounts/{self._account_sid}/Calls/{self._call_sid}"
         return {
@@ -433,7 +442,7 @@ class RestServer:
             "account_sid": self._account_sid,
             "call_sid": self._call_sid,
             "name": summary.name,
-            "status": "in-progress" if summary.running else "stopped",
+            "status": "in-progress" if summary.running and not stopped else "stopped",
             "date_updated": _rfc2822(datetime.now(UTC)),
             "uri": f"{base}/Streams/{summary.stream_sid}.json",
         }
