@@ -36,8 +36,8 @@ class Socket:
             while True:
                 frame = json.loads(await websocket.receive_text())
                 self.frames.append(frame)
-                starting = frame["event"] == "start" and self._on_start is not None
-                if starting and await self._on_start(websocket, frame):  # type: ignore[misc]
+                on_start = self._on_start if frame["event"] == "start" else None
+                if on_start is not None and await on_start(websocket, frame):
                     return
         except WebSocketDisconnect:
             self.closed_by_twilio = True

@@ -198,7 +198,8 @@ class RestServer:
             pass  # the client went away: nothing to answer
         finally:
             self._writers.discard(writer)
-            self._connections.discard(task)  # type: ignore[arg-type]
+            if task is not None:
+                self._connections.discard(task)
             writer.close()
 
     async def _handle(self, request: _Request) -> tuple[HTTPStatus, dict[str, Any]]:
