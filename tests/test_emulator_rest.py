@@ -6,6 +6,7 @@ import asyncio
 import base64
 import json
 import socket
+import sys
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl
@@ -284,3 +285,39 @@ def test_rest_needs_an_auth_token_and_a_valid_account_sid() -> None:
         place_call(app, [], rest_port=0)
     with pytest.raises(EmulatorError, match="AC and 32 hex digits"):
         place_call(app, [], account_sid="AC123")
+
+
+def test_the_cli_serves_the_stand_in_with_rest_port_and_account_sid(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mediastreams.cli import main
+
+    port = free_port()
+    agent = Agent(port, lambda client, sid: client.calls(sid).update(status="completed"))
+    module = type(sys)("rest_cli_app")
+    module.app = app_for(agent, Forms({"/incoming-call": CONNECT}))  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "rest_cli_app", module)
+    monkeypatch.delenv("TWILIO_ACCOUNT_SID", raising=False)
+    code = main(
+        [
+            "call",
+            "rest_cli_app:app",
+            "--webhook-path",
+            "/incoming-call",
+            "--auth-token",
+            TOKEN,
+            "--account-sid",
+            ACCOUNT,
+            "--rest-port",
+            str(port),
+            "--hangup-after",
+            "20",
+            "--json",
+        ]
+    )
+    report = json.loads(capsys.readouterr().out)
+    assert agent.error is None, agent.error
+    assert code == 0 and report["clock"] == "real" and report["ended_by"] == "rest"
+    assert report["rest"]["requests"][0]["status"] == 200
+    code = main(["call", "rest_cli_app:app", "--rest-port", "0"])
+    assert code == 2 and "--auth-token" in capsys.readouterr().err
