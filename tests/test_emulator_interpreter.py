@@ -347,3 +347,12 @@ def test_two_connects_in_a_row_share_the_caller_and_the_report() -> None:
     # Over both streams; the first app closed before its tone had played: no echo for it.
     assert report.marks_sent == 2 and report.marks_echoed == 1
     assert correlation(result.heard_mulaw, TONE_MULAW) > 0.99
+
+
+def test_max_duration_ends_a_call_that_never_streams() -> None:
+    result, _ = call('<Response><Pause length="100"/></Response>', [])
+    assert result.report.ended_by == "twiml"  # the default: the TwiML ran out after 100 s
+    requests = Requests({"/incoming-call": '<Response><Pause length="100"/></Response>'})
+    result = place_call(app_with(requests), [], webhook_path="/incoming-call", max_duration_s=1.5)
+    assert result.report.ended_by == "caller" and result.report.prelude_ms == 1500
+    assert len(result.heard_mulaw) == 1500 * 8

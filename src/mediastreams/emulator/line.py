@@ -13,7 +13,6 @@ the recording, and the streams: it opens them, ticks them, stops them and sends 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -94,6 +93,7 @@ class Line:
         self._talking: StreamRun | None = None
         self._forks: list[StreamRun] = []
         self._opening: dict[str, asyncio.Task[StreamRun | None]] = {}
+        self._abandoned: dict[str, str] = {}
         self._background: set[asyncio.Task[None]] = set()
         self._events: dict[str, asyncio.Task[None]] = {}
         self._first_start = asyncio.Event()
@@ -261,6 +261,8 @@ class Line:
             self._forks.append(leg)
         # After connected and start have gone out (protocol.md §7; the order is unconfirmed).
         self._status_event(plan, "stream-started")
+        if plan.stream_sid in self._abandoned:  # the TwiML moved on while it opened
+            self._stop(leg, self._abandoned.pop(plan.stream_sid))
         return leg
 
     def stop_stream(self, key: str, ended_by: str) -> StreamSummary | None:
@@ -288,9 +290,12 @@ class Line:
 
     def stop_talking(self, ended_by: str) -> None:
         """End the bidirectional stream from Twilio's side (a REST redirect), in the
-        background."""
+        background; one still opening is stopped once open."""
         if self._talking is not None:
             self._stop(self._talking, ended_by)
+        for summary in self.streams:
+            if summary.bidirectional and summary.stream_sid in self._opening:
+                self._abandoned[summary.stream_sid] = ended_by
 
     def _stop(self, leg: StreamRun, ended_by: str) -> None:
         self._remove(leg)
@@ -381,6 +386,13 @@ class Line:
                 "open: one-way streams carry no DTMF, so no stream got it"
             )
 
+    async def limit_duration(self) -> None:
+        """Hang up at the maximum duration even if no stream ever starts (the tick does it
+        once one has)."""
+        await asyncio.sleep(self._max_duration_ms / 1000)
+        if self.t0 is None:
+            self.request_end("caller")
+
     def _ticker_done(self, ticker: asyncio.Task[None]) -> None:
         if not ticker.cancelled() and ticker.exception() is not None:
             self.request_end("error")  # close() raises the error
@@ -409,11 +421,13 @@ class Line:
         if cancel_opening:
             for task in opening:
                 task.cancel()
-        await asyncio.gather(*opening, return_exceptions=True)
-        if self._ticker is not None and not self._ticker.done():
-            self._ticker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._ticker
+        if opening:
+            await asyncio.wait(opening)
+        ticker = self._ticker
+        if ticker is not None and not ticker.done():
+            ticker.cancel()
+            await asyncio.wait({ticker})
+        self._reap(self.now_ms)  # sockets the app closed since the last tick
         for leg in self._legs():
             self._stop(leg, ended_by)
         while self._background:
@@ -421,10 +435,9 @@ class Line:
         self.script.finish()
         self.timeline.duration_ms = self.now_ms if self.t0 is not None else 0
         self.timeline.ended_by = self.ended_by or "twiml"
-        if self._ticker is not None and not self._ticker.cancelled():
-            error = self._ticker.exception()
-            if error is not None:
-                raise error
+        for task in (*opening, *([ticker] if ticker is not None else [])):
+            if not task.cancelled() and task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
 
     async def abort(self) -> None:
         """Cancelled without hanging up: stop the tick and close every socket."""

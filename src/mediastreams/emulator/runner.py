@@ -411,21 +411,21 @@ class _Placement:
         """Walk the TwiML until the call is to end, then end it; Ctrl-C hangs up."""
         walk = asyncio.create_task(interpreter.run(source))
         ending = asyncio.create_task(line.end_requested.wait())
+        limit = asyncio.create_task(line.limit_duration())
         try:
             await asyncio.wait({walk, ending}, return_when=asyncio.FIRST_COMPLETED)
         except asyncio.CancelledError:
             task = asyncio.current_task()
             if not self.hang_up_on_cancel or task is None:
-                for work in (walk, ending):
+                for work in (walk, ending, limit):
                     work.cancel()
                 await line.abort()
                 raise
             task.uncancel()
             line.request_end("interrupted")
-        ending.cancel()
-        if not walk.done():
-            walk.cancel()
-        await asyncio.wait({walk})
+        for work in (ending, limit, walk):
+            work.cancel()
+        await asyncio.wait({walk, ending, limit})
         line.request_end("error")  # if the walk failed before asking for the end
         await line.close(cancel_opening=line.ended_by == "interrupted")
         await interpreter.after_call()
