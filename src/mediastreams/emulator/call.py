@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, TypeAlias
 
 from ..diagnostics import Finding, Violation
 from ..exceptions import RemoteProtocolError
@@ -32,12 +32,28 @@ FrameObserver = Callable[[float, Sender, "str | bytes"], None]
 __all__ = [
     "CONGESTED_BYTES",
     "TRACKS_BY_ATTRIBUTE",
+    "EndedBy",
     "FrameObserver",
     "StreamPlan",
     "StreamRun",
     "StreamSummary",
     "Timeline",
 ]
+
+EndedBy: TypeAlias = Literal[
+    "caller",
+    "app",
+    "twiml",
+    "stop",
+    "rest",
+    "redirect",
+    "interrupted",
+    "failed",
+    "refused",
+    "error",
+]
+"""What ended a stream, or the call (see :class:`StreamSummary`; ``"error"``: a failure of the
+emulator itself, raised after the call)."""
 
 CONGESTED_BYTES = 100_000
 """Unread bytes (about 6 s of inbound frames) past which the app's side counts as congested."""
@@ -94,7 +110,7 @@ class StreamSummary:
     stream_sid: str
     started_ms: float | None = None
     ended_ms: float | None = None
-    ended_by: str | None = None
+    ended_by: EndedBy | None = None
     close_code: int | None = None
     frames_sent: int = 0
     frames_received: int = 0
@@ -299,7 +315,7 @@ class StreamRun:
         self._app_ended(now_ms)
         return True
 
-    async def hang_up(self, now_ms: float, ended_by: str) -> None:
+    async def hang_up(self, now_ms: float, ended_by: EndedBy) -> None:
         """End the stream from Twilio's side: ``stop``, then the socket closes."""
         if self.summary.ended_by is not None:
             return
@@ -311,7 +327,7 @@ class StreamRun:
             await self.flush()
         await self.transport.close()
 
-    def _end(self, now_ms: float, ended_by: str) -> None:
+    def _end(self, now_ms: float, ended_by: EndedBy) -> None:
         self.summary.ended_by = ended_by
         self.summary.ended_ms = now_ms
         self.ended.set()

@@ -14,17 +14,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Coroutine
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from ..audio import SILENCE_BYTE
 from ..diagnostics import Finding, Violation
 from ..trace import TraceWriter
-from .call import FrameObserver, StreamPlan, StreamRun, StreamSummary, Timeline
+from .call import EndedBy, FrameObserver, StreamPlan, StreamRun, StreamSummary, Timeline
 from .recorder import Recorder
 from .script import FRAME_BYTES, FRAME_MS, CallerScript, is_audible
 from .transport import ConnectFailed, Transport
-from .webhook import NO_CODE, TwilioRequests, WebhookFailed
+from .webhook import NO_CODE, StreamEvents, TwilioRequests
 
 if TYPE_CHECKING:  # report.py imports rest.py, which imports this module
     from .report import CallReport
@@ -81,7 +80,7 @@ class Line:
         self.streams: list[StreamSummary] = []
         """Every stream of the call, in the order they were asked for."""
         self.end_requested = asyncio.Event()
-        self.ended_by: str | None = None
+        self.ended_by: EndedBy | None = None
         self.now_ms = 0
         """The call's time: milliseconds since its first ``start``, at the tick under way."""
         self.t0: float | None = None
@@ -93,9 +92,9 @@ class Line:
         self._talking: StreamRun | None = None
         self._forks: list[StreamRun] = []
         self._opening: dict[str, asyncio.Task[StreamRun | None]] = {}
-        self._abandoned: dict[str, str] = {}
+        self._abandoned: dict[str, EndedBy] = {}
         self._background: set[asyncio.Task[None]] = set()
-        self._events: dict[str, asyncio.Task[None]] = {}
+        self._events = StreamEvents(requests, account_sid, call_sid, on_failure=self._finding)
         self._first_start = asyncio.Event()
         self._ticker: asyncio.Task[None] | None = None
         self._audio = bytearray()
@@ -234,7 +233,7 @@ class Line:
         except ConnectFailed as failed:
             summary.ended_by, summary.error = "failed", failed.violation.message
             self._finding(failed.violation)
-            self._status_event(plan, "stream-error", failed.violation)
+            self._events.send(plan, "stream-error", failed.violation)
             return None
         first_talker = plan.bidirectional and not any(
             s.bidirectional and s.started_ms is not None for s in self.streams
@@ -260,12 +259,12 @@ class Line:
         else:
             self._forks.append(leg)
         # After connected and start have gone out (protocol.md §7; the order is unconfirmed).
-        self._status_event(plan, "stream-started")
+        self._events.send(plan, "stream-started")
         if plan.stream_sid in self._abandoned:  # the TwiML moved on while it opened
             self._stop(leg, self._abandoned.pop(plan.stream_sid))
         return leg
 
-    def stop_stream(self, key: str, ended_by: str) -> StreamSummary | None:
+    def stop_stream(self, key: str, ended_by: EndedBy) -> StreamSummary | None:
         """Stop the running one-way stream with this SID or name: ``stop``, then close.
 
         The stream stops in the background, as Twilio goes on meanwhile (with the next verb,
@@ -280,7 +279,7 @@ class Line:
         self._spawn(self._stop_when_open(summary, ended_by))
         return summary
 
-    async def _stop_when_open(self, summary: StreamSummary, ended_by: str) -> None:
+    async def _stop_when_open(self, summary: StreamSummary, ended_by: EndedBy) -> None:
         opening = self._opening.get(summary.stream_sid)
         if opening is not None:
             await asyncio.shield(opening)
@@ -288,7 +287,7 @@ class Line:
         if leg is not None:
             self._stop(leg, ended_by)
 
-    def stop_talking(self, ended_by: str) -> None:
+    def stop_talking(self, ended_by: EndedBy) -> None:
         """End the bidirectional stream from Twilio's side (a REST redirect), in the
         background; one still opening is stopped once open."""
         if self._talking is not None:
@@ -297,11 +296,11 @@ class Line:
             if summary.bidirectional and summary.stream_sid in self._opening:
                 self._abandoned[summary.stream_sid] = ended_by
 
-    def _stop(self, leg: StreamRun, ended_by: str) -> None:
+    def _stop(self, leg: StreamRun, ended_by: EndedBy) -> None:
         self._remove(leg)
         self._spawn(self._hang_up(leg, self.now_ms, ended_by))
 
-    async def _hang_up(self, leg: StreamRun, now_ms: int, ended_by: str) -> None:
+    async def _hang_up(self, leg: StreamRun, now_ms: int, ended_by: EndedBy) -> None:
         await leg.hang_up(now_ms, ended_by)
         await self._after(leg)
 
@@ -318,9 +317,9 @@ class Line:
         await leg.finish()
         self.report.findings += leg.findings
         if leg.close_error is not None:
-            self._status_event(leg.plan, "stream-error", leg.close_error)
+            self._events.send(leg.plan, "stream-error", leg.close_error)
         else:
-            self._status_event(leg.plan, "stream-stopped")
+            self._events.send(leg.plan, "stream-stopped")
 
     # --- the tick --------------------------------------------------------------------------
 
@@ -399,7 +398,7 @@ class Line:
 
     # --- the end ---------------------------------------------------------------------------
 
-    def request_end(self, ended_by: str) -> None:
+    def request_end(self, ended_by: EndedBy) -> None:
         """The call is to end (the first reason given is the one reported)."""
         if self.ended_by is None:
             self.ended_by = ended_by
@@ -432,6 +431,7 @@ class Line:
             self._stop(leg, ended_by)
         while self._background:
             await asyncio.gather(*self._background)
+        await self._events.wait()
         self.script.finish()
         self.timeline.duration_ms = self.now_ms if self.t0 is not None else 0
         self.timeline.ended_by = self.ended_by or "twiml"
@@ -463,43 +463,6 @@ class Line:
         task = asyncio.create_task(work)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
-
-    def _status_event(self, plan: StreamPlan, event: str, error: Violation | None = None) -> None:
-        """Send a ``statusCallback`` event, after the stream's earlier ones."""
-        if self.requests is None or plan.status_callback is None:
-            return
-        parameters = {
-            "AccountSid": self.account_sid,
-            "CallSid": self.call_sid,
-            "StreamSid": plan.stream_sid,
-            "StreamName": plan.name or plan.stream_sid,
-            "StreamEvent": event,
-            "Timestamp": datetime.now(UTC).isoformat(timespec="milliseconds"),
-        }
-        if error is not None:
-            parameters["StreamError"] = f"{error.code} {error.name}: {error.message}"
-        previous = self._events.get(plan.stream_sid)
-        self._events[plan.stream_sid] = task = asyncio.create_task(
-            self._send_event(previous, plan, parameters)
-        )
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-
-    async def _send_event(
-        self,
-        previous: asyncio.Task[None] | None,
-        plan: StreamPlan,
-        parameters: dict[str, str],
-    ) -> None:
-        if previous is not None:
-            await previous
-        assert self.requests is not None and plan.status_callback is not None
-        try:
-            await self.requests.status_event(
-                plan.status_callback, plan.status_callback_method, parameters
-            )
-        except WebhookFailed as failed:
-            self._finding(failed.violation)
 
 
 def _refused(kind: str, message: str, hint: str) -> Violation:

@@ -11,19 +11,23 @@ A request that fails is Twilio's 11200.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import asyncio
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 
 import httpx
 
 from ..diagnostics import Violation
 from ..messages import new_sid
 from ..security import compute_signature
+from .call import StreamPlan
 from .transport import connect_to_hint, describe_target
 
 __all__ = [
     "NO_CODE",
     "WEBHOOK_USER_AGENT",
     "RoutedTransport",
+    "StreamEvents",
     "TwilioRequests",
     "WebhookFailed",
     "call_parameters",
@@ -219,3 +223,73 @@ class TwilioRequests:
                 )
             )
         return response
+
+
+class StreamEvents:
+    """The ``statusCallback`` requests of a call's streams, each stream's in order.
+
+    https://www.twilio.com/docs/voice/twiml/stream#attributes-status-callback: the events
+    carry ``AccountSid``, ``CallSid``, ``StreamSid``, ``StreamName`` (the SID when the stream
+    has no name), ``StreamEvent``, ``StreamError`` (errors only) and ``Timestamp``. They go
+    out in the background, as Twilio does not wait for them; a failed one is reported.
+
+    Args:
+        requests: the call's requests to the app (``None``: no webhook, no events).
+        account_sid, call_sid: the call's SIDs.
+        on_failure: told of each request that failed (11200).
+    """
+
+    def __init__(
+        self,
+        requests: TwilioRequests | None,
+        account_sid: str,
+        call_sid: str,
+        *,
+        on_failure: Callable[[Violation], None],
+    ) -> None:
+        self._requests = requests
+        self._account_sid = account_sid
+        self._call_sid = call_sid
+        self._on_failure = on_failure
+        self._last: dict[str, asyncio.Task[None]] = {}
+
+    def send(self, plan: StreamPlan, event: str, error: Violation | None = None) -> None:
+        """Send ``event`` for the stream of ``plan``, after its earlier events."""
+        if self._requests is None or plan.status_callback is None:
+            return
+        parameters = {
+            "AccountSid": self._account_sid,
+            "CallSid": self._call_sid,
+            "StreamSid": plan.stream_sid,
+            "StreamName": plan.name or plan.stream_sid,
+            "StreamEvent": event,
+            "Timestamp": datetime.now(UTC).isoformat(timespec="milliseconds"),
+        }
+        if error is not None:
+            parameters["StreamError"] = f"{error.code} {error.name}: {error.message}"
+        previous = self._last.get(plan.stream_sid)
+        self._last[plan.stream_sid] = asyncio.create_task(
+            self._send(previous, self._requests, plan, parameters)
+        )
+
+    async def wait(self) -> None:
+        """Until every event sent so far has been answered (or failed)."""
+        if self._last:
+            await asyncio.gather(*self._last.values())
+
+    async def _send(
+        self,
+        previous: asyncio.Task[None] | None,
+        requests: TwilioRequests,
+        plan: StreamPlan,
+        parameters: dict[str, str],
+    ) -> None:
+        if previous is not None:
+            await previous
+        assert plan.status_callback is not None
+        try:
+            await requests.status_event(
+                plan.status_callback, plan.status_callback_method, parameters
+            )
+        except WebhookFailed as failed:
+            self._on_failure(failed.violation)
