@@ -321,3 +321,25 @@ def test_the_cli_serves_the_stand_in_with_rest_port_and_account_sid(
     assert report["rest"]["requests"][0]["status"] == 200
     code = main(["call", "rest_cli_app:app", "--rest-port", "0"])
     assert code == 2 and "--auth-token" in capsys.readouterr().err
+
+
+def test_a_call_to_a_stream_url_is_redirected_to_a_url_over_rest() -> None:
+    forms = Forms({"/after": "<Response><Say>one two</Say></Response>"})
+
+    def redirect(client: Client, sid: str) -> Any:
+        return client.calls(sid).update(url="https://testserver/after")
+
+    agent = Agent(free_port(), redirect)
+    app = app_for(agent, forms)
+    # No webhook: the call opens the app's stream at once.
+    result = place_call(
+        app,
+        [Hangup(at_ms=20_000)],
+        stream_path="/agent",
+        auth_token=TOKEN,
+        account_sid=ACCOUNT,
+        rest_port=agent.port,
+    )
+    assert agent.error is None, agent.error
+    assert [path for path, _ in forms.seen] == ["/after"]
+    assert result.report.twiml_verbs == ["<Say>"] and result.report.ended_by == "twiml"

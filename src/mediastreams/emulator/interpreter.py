@@ -83,11 +83,11 @@ class Interpreter:
 
     Args:
         line: the call.
-        requests: the HTTP requests to the app (``None`` for a call without webhook).
+        requests: the HTTP requests to the app.
         report: where verbs, findings and notes go.
     """
 
-    def __init__(self, line: Line, requests: TwilioRequests | None, report: CallReport) -> None:
+    def __init__(self, line: Line, requests: TwilioRequests, report: CallReport) -> None:
         self.line = line
         self.requests = requests
         self.report = report
@@ -134,7 +134,7 @@ class Interpreter:
         Twilio requests it with the call completed; what it answers is not run.
         """
         action, self._after_end = self._after_end, None
-        if action is None or self.requests is None:
+        if action is None:
             return
         try:
             text = await self.requests.twiml(
@@ -183,7 +183,6 @@ class Interpreter:
         if isinstance(source, Inline):
             text, url = source.text, source.url
         else:
-            assert self.requests is not None
             try:
                 if source.answer:
                     text = await self.requests.answer(source.url, source.method)
@@ -270,7 +269,6 @@ class Interpreter:
             self.report.notes.append("<Play> without a URL (digits?) is not emulated; skipped")
             return
         source = urljoin(url, verb.url)
-        assert self.requests is not None
         try:
             audio = to_mulaw(await self.requests.audio(source))
         except WebhookFailed as failed:

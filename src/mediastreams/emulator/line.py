@@ -48,8 +48,7 @@ class Line:
         recorder: what the caller heard and said.
         report: where findings and notes go.
         opener: opens a stream's WebSocket.
-        requests: the HTTP requests to the app (``None`` when the call has no webhook: then
-            there are no status callbacks either).
+        requests: the HTTP requests to the app (status callbacks).
         call_sid, account_sid: the call's SIDs.
         max_duration_ms: the caller hangs up at this time whatever the script says.
         trace, on_frame: given to the call's first bidirectional stream.
@@ -61,7 +60,7 @@ class Line:
         recorder: Recorder,
         report: CallReport,
         opener: Opener,
-        requests: TwilioRequests | None,
+        requests: TwilioRequests,
         *,
         call_sid: str,
         account_sid: str,

@@ -335,19 +335,20 @@ class _Placement:
 
         scheme = urlsplit(url).scheme
         if scheme in ("ws", "wss"):
-            plan = StreamPlan(_strip_query(url, self.report), self.parameters)
-            await self._call(None, Direct(plan), opener)
+            source: Source = Direct(StreamPlan(_strip_query(url, self.report), self.parameters))
         elif scheme in ("http", "https"):
-            # With connect_to, the webhook goes to the local server too, as through a tunnel.
-            routed = (
-                RoutedTransport(urlsplit(url).hostname or "", self.connect_to)
-                if self.connect_to
-                else None
-            )
-            async with httpx.AsyncClient(transport=routed, timeout=self.open_timeout_s) as client:
-                await self._call(client, Fetch(url, self.webhook_method, answer=True), opener)
+            source = Fetch(url, self.webhook_method, answer=True)
         else:
             raise EmulatorError(f"{url}: expected an http(s):// or ws(s):// URL")
+        # With connect_to, the webhook (and any later request to that host: an action, a
+        # status callback) goes to the local server too, as through a tunnel.
+        routed = (
+            RoutedTransport(urlsplit(url).hostname or "", self.connect_to)
+            if self.connect_to
+            else None
+        )
+        async with httpx.AsyncClient(transport=routed, timeout=self.open_timeout_s) as client:
+            await self._call(client, source, opener)
 
     async def in_process(self, app: ASGIApp, webhook_path: str | None, stream_path: str) -> None:
         def opener(plan: StreamPlan) -> Any:
@@ -357,12 +358,12 @@ class _Placement:
 
         if webhook_path is None:
             url = "wss" + IN_PROCESS_BASE_URL.removeprefix("https") + stream_path
-            await self._call(None, Direct(StreamPlan(url, self.parameters)), opener)
-            return
+            source: Source = Direct(StreamPlan(url, self.parameters))
+        else:
+            source = Fetch(IN_PROCESS_BASE_URL + webhook_path, self.webhook_method, answer=True)
         async with httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app), base_url=IN_PROCESS_BASE_URL
         ) as client:
-            source = Fetch(IN_PROCESS_BASE_URL + webhook_path, self.webhook_method, answer=True)
             await self._call(client, source, opener)
 
     def _sign(self, url: str) -> str | None:
@@ -370,13 +371,9 @@ class _Placement:
         # URL Twilio connected to, with no parameters (a GET).
         return compute_signature(self.auth_token, url) if self.auth_token else None
 
-    async def _call(self, client: httpx.AsyncClient | None, source: Source, opener: Opener) -> None:
-        requests = (
-            TwilioRequests(
-                client, self.params, auth_token=self.auth_token, connect_to=self.connect_to
-            )
-            if client is not None
-            else None
+    async def _call(self, client: httpx.AsyncClient, source: Source, opener: Opener) -> None:
+        requests = TwilioRequests(
+            client, self.params, auth_token=self.auth_token, connect_to=self.connect_to
         )
         line = Line(
             self.script,

@@ -234,14 +234,14 @@ class StreamEvents:
     out in the background, as Twilio does not wait for them; a failed one is reported.
 
     Args:
-        requests: the call's requests to the app (``None``: no webhook, no events).
+        requests: the call's requests to the app.
         account_sid, call_sid: the call's SIDs.
         on_failure: told of each request that failed (11200).
     """
 
     def __init__(
         self,
-        requests: TwilioRequests | None,
+        requests: TwilioRequests,
         account_sid: str,
         call_sid: str,
         *,
@@ -255,7 +255,7 @@ class StreamEvents:
 
     def send(self, plan: StreamPlan, event: str, error: Violation | None = None) -> None:
         """Send ``event`` for the stream of ``plan``, after its earlier events."""
-        if self._requests is None or plan.status_callback is None:
+        if plan.status_callback is None:
             return
         parameters = {
             "AccountSid": self._account_sid,
@@ -268,9 +268,7 @@ class StreamEvents:
         if error is not None:
             parameters["StreamError"] = f"{error.code} {error.name}: {error.message}"
         previous = self._last.get(plan.stream_sid)
-        self._last[plan.stream_sid] = asyncio.create_task(
-            self._send(previous, self._requests, plan, parameters)
-        )
+        self._last[plan.stream_sid] = asyncio.create_task(self._send(previous, plan, parameters))
 
     async def wait(self) -> None:
         """Until every event sent so far has been answered (or failed)."""
@@ -280,7 +278,6 @@ class StreamEvents:
     async def _send(
         self,
         previous: asyncio.Task[None] | None,
-        requests: TwilioRequests,
         plan: StreamPlan,
         parameters: dict[str, str],
     ) -> None:
@@ -288,7 +285,7 @@ class StreamEvents:
             await previous
         assert plan.status_callback is not None
         try:
-            await requests.status_event(
+            await self._requests.status_event(
                 plan.status_callback, plan.status_callback_method, parameters
             )
         except WebhookFailed as failed:
