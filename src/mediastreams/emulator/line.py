@@ -355,7 +355,8 @@ class Line:
         talking = self._talking
         if talking is not None:
             heard = talking.tick(frame, digits, now_ms)
-            audible = self.timeline.audible_ticks_ms[-1:] == [now_ms]
+            ticks = self.timeline.audible_ticks_ms
+            audible = bool(ticks) and ticks[-1] == now_ms
             if self._forks and len(heard) < FRAME_BYTES:
                 heard += _SILENCE_FRAME[len(heard) :]
         else:
@@ -370,6 +371,9 @@ class Line:
 
     def _reap(self, now_ms: int) -> bool:
         """Streams whose app closed the socket since the last tick: they end now."""
+        talking = self._talking
+        if not self._forks and (talking is None or talking.transport.closed is None):
+            return False  # the usual tick: nothing to look at
         closed = [leg for leg in self._legs() if leg.check_closed(now_ms)]
         for leg in closed:
             self._remove(leg)
