@@ -224,16 +224,24 @@ async def place_call_async(
         if trace
         else None
     )
-    call = _Placement(report, recorder, script, writer, account_sid=account_sid)
-    call.auth_token = auth_token
-    call.rest_port = rest_port
-    call.connect_to = connect_to
-    call.parameters = dict(parameters or {})
-    call.webhook_method = webhook_method
-    call.open_timeout_s = open_timeout_s
-    call.max_duration_ms = int(max_duration_s * 1000)
-    call.hang_up_on_cancel = hang_up_on_cancel  # Ctrl-C in the CLI
-    call.on_frame = on_frame
+    call = _Placement(
+        report,
+        recorder,
+        script,
+        writer,
+        _Options(
+            account_sid=account_sid,
+            auth_token=auth_token,
+            rest_port=rest_port,
+            connect_to=connect_to,
+            parameters=dict(parameters or {}),
+            webhook_method=webhook_method,
+            open_timeout_s=open_timeout_s,
+            max_duration_ms=int(max_duration_s * 1000),
+            hang_up_on_cancel=hang_up_on_cancel,  # Ctrl-C in the CLI
+            on_frame=on_frame,
+        ),
+    )
     try:
         if isinstance(app, str):
             await call.over_network(app)
@@ -297,6 +305,22 @@ def _name(app: object) -> str:
     return f"{type(app).__module__}.{type(app).__qualname__}"
 
 
+@dataclass(frozen=True)
+class _Options:
+    """How to place one call (see :func:`place_call_async`)."""
+
+    account_sid: str | None
+    auth_token: str | None
+    rest_port: int | None
+    connect_to: tuple[str, int] | None
+    parameters: dict[str, str]
+    webhook_method: str
+    open_timeout_s: float
+    max_duration_ms: int
+    hang_up_on_cancel: bool
+    on_frame: FrameObserver | None
+
+
 class _Placement:
     """One call: its webhook client, line, interpreter and REST stand-in, run to the end."""
 
@@ -306,61 +330,61 @@ class _Placement:
         recorder: Recorder,
         script: CallerScript,
         trace: TraceWriter | None,
-        *,
-        account_sid: str | None,
+        options: _Options,
     ) -> None:
         self.report = report
         self.recorder = recorder
         self.script = script
         self.trace = trace
-        self.params = call_parameters(account_sid=account_sid)
-        self.auth_token: str | None = None
-        self.rest_port: int | None = None
-        self.connect_to: tuple[str, int] | None = None
-        self.parameters: dict[str, str] = {}
-        self.webhook_method = "POST"
-        self.open_timeout_s = 10.0
-        self.max_duration_ms = 600_000
-        self.hang_up_on_cancel = False
-        self.on_frame: FrameObserver | None = None
+        self.options = options
+        self.params = call_parameters(account_sid=options.account_sid)
 
     async def over_network(self, url: str) -> None:
         def opener(plan: StreamPlan) -> Any:
             return WebSocketTransport.open(
                 plan.url,
                 signature=self._sign(plan.url),
-                connect_to=self.connect_to,
-                open_timeout_s=self.open_timeout_s,
+                connect_to=self.options.connect_to,
+                open_timeout_s=self.options.open_timeout_s,
             )
 
         scheme = urlsplit(url).scheme
         if scheme in ("ws", "wss"):
-            source: Source = Direct(StreamPlan(_strip_query(url, self.report), self.parameters))
+            source: Source = Direct(
+                StreamPlan(_strip_query(url, self.report), self.options.parameters)
+            )
         elif scheme in ("http", "https"):
-            source = Fetch(url, self.webhook_method, answer=True)
+            source = Fetch(url, self.options.webhook_method, answer=True)
         else:
             raise EmulatorError(f"{url}: expected an http(s):// or ws(s):// URL")
         # With connect_to, the webhook (and any later request to that host: an action, a
         # status callback) goes to the local server too, as through a tunnel.
         routed = (
-            RoutedTransport(urlsplit(url).hostname or "", self.connect_to)
-            if self.connect_to
+            RoutedTransport(urlsplit(url).hostname or "", self.options.connect_to)
+            if self.options.connect_to
             else None
         )
-        async with httpx.AsyncClient(transport=routed, timeout=self.open_timeout_s) as client:
+        async with httpx.AsyncClient(
+            transport=routed, timeout=self.options.open_timeout_s
+        ) as client:
             await self._call(client, source, opener)
 
     async def in_process(self, app: ASGIApp, webhook_path: str | None, stream_path: str) -> None:
         def opener(plan: StreamPlan) -> Any:
             return ASGITransport.open(
-                app, plan.url, signature=self._sign(plan.url), open_timeout_s=self.open_timeout_s
+                app,
+                plan.url,
+                signature=self._sign(plan.url),
+                open_timeout_s=self.options.open_timeout_s,
             )
 
         if webhook_path is None:
             url = "wss" + IN_PROCESS_BASE_URL.removeprefix("https") + stream_path
-            source: Source = Direct(StreamPlan(url, self.parameters))
+            source: Source = Direct(StreamPlan(url, self.options.parameters))
         else:
-            source = Fetch(IN_PROCESS_BASE_URL + webhook_path, self.webhook_method, answer=True)
+            source = Fetch(
+                IN_PROCESS_BASE_URL + webhook_path, self.options.webhook_method, answer=True
+            )
         async with httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app), base_url=IN_PROCESS_BASE_URL
         ) as client:
@@ -369,11 +393,14 @@ class _Placement:
     def _sign(self, url: str) -> str | None:
         # https://www.twilio.com/docs/voice/media-streams: the upgrade is signed over the wss
         # URL Twilio connected to, with no parameters (a GET).
-        return compute_signature(self.auth_token, url) if self.auth_token else None
+        return compute_signature(self.options.auth_token, url) if self.options.auth_token else None
 
     async def _call(self, client: httpx.AsyncClient, source: Source, opener: Opener) -> None:
         requests = TwilioRequests(
-            client, self.params, auth_token=self.auth_token, connect_to=self.connect_to
+            client,
+            self.params,
+            auth_token=self.options.auth_token,
+            connect_to=self.options.connect_to,
         )
         line = Line(
             self.script,
@@ -383,16 +410,20 @@ class _Placement:
             requests,
             call_sid=self.params["CallSid"],
             account_sid=self.params["AccountSid"],
-            max_duration_ms=self.max_duration_ms,
+            max_duration_ms=self.options.max_duration_ms,
             trace=self.trace,
-            on_frame=self.on_frame,
+            on_frame=self.options.on_frame,
         )
         interpreter = Interpreter(line, requests, self.report)
         rest = None
-        if self.rest_port is not None:
-            assert self.auth_token is not None
+        if self.options.rest_port is not None:
+            assert self.options.auth_token is not None
             rest = RestServer(
-                line, interpreter, self.params, auth_token=self.auth_token, port=self.rest_port
+                line,
+                interpreter,
+                self.params,
+                auth_token=self.options.auth_token,
+                port=self.options.rest_port,
             )
             await rest.start()
             self.report.rest_url = rest.url
@@ -413,7 +444,7 @@ class _Placement:
             await asyncio.wait({walk, ending}, return_when=asyncio.FIRST_COMPLETED)
         except asyncio.CancelledError:
             task = asyncio.current_task()
-            if not self.hang_up_on_cancel or task is None:
+            if not self.options.hang_up_on_cancel or task is None:
                 for work in (walk, ending, limit):
                     work.cancel()
                 await line.abort()
