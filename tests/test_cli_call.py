@@ -212,7 +212,7 @@ def test_ctrl_c_hangs_up_and_still_writes_the_report_and_recording(tmp_path: Pat
         "    while (await receive())['type'] != 'websocket.disconnect':\n"
         "        pass\n"
     )
-    recording = tmp_path / "heard.wav"
+    recording, trace = tmp_path / "heard.wav", tmp_path / "trace.jsonl"
     command = [
         sys.executable,
         "-m",
@@ -226,9 +226,14 @@ def test_ctrl_c_hangs_up_and_still_writes_the_report_and_recording(tmp_path: Pat
         "--json",
         "--record",
         str(recording),
+        "--trace",
+        str(trace),
     ]
     process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, text=True)
-    time.sleep(1.0)  # not a timed assertion: the call just has to be under way
+    deadline = time.monotonic() + 30
+    while not (trace.exists() and trace.read_text().count("\n") >= 3):  # the call is under way
+        assert time.monotonic() < deadline and process.poll() is None, "the call never started"
+        time.sleep(0.05)
     process.send_signal(signal.SIGINT)
     out, _ = process.communicate(timeout=30)
     assert process.returncode == 0

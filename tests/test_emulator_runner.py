@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -116,3 +118,142 @@ def test_every_frame_is_observed_as_it_goes(tmp_path: Path) -> None:
     times = [t for t, _, _ in seen]
     assert times == sorted(times) and times[-1] >= 0.2
     assert len(seen) == len(trace.read_text().splitlines())
+
+
+# --- Ctrl-C at any moment: the report so far, and the recording --------------------------
+
+
+class Phases:
+    """An app whose every part says when it was reached: the webhook, a redirect, sockets."""
+
+    def __init__(self, document: str) -> None:
+        self.document = document
+        self.reached: dict[str, float] = {}
+        self.frames: dict[str, list[str]] = {"agent": [], "fork": []}
+
+    def app(self) -> Any:
+        from starlette.applications import Starlette
+        from starlette.requests import Request
+        from starlette.responses import Response
+        from starlette.routing import Route, WebSocketRoute
+        from starlette.websockets import WebSocket, WebSocketDisconnect
+
+        async def incoming(request: Request) -> Response:
+            self.reached["webhook"] = time.monotonic()
+            if self.document == "never":
+                await asyncio.Event().wait()
+            return Response(self.document, media_type="text/xml")
+
+        async def stuck(request: Request) -> Response:
+            self.reached["redirect"] = time.monotonic()
+            await asyncio.Event().wait()
+            return Response("")
+
+        def socket(name: str) -> Any:
+            async def serve(websocket: WebSocket) -> None:
+                await websocket.accept()
+                try:
+                    while True:
+                        frame = json.loads(await websocket.receive_text())
+                        self.frames[name].append(frame["event"])
+                except WebSocketDisconnect:
+                    return
+
+            return serve
+
+        return Starlette(
+            routes=[
+                Route("/incoming-call", incoming, methods=["POST"]),
+                Route("/stuck", stuck, methods=["POST"]),
+                WebSocketRoute("/agent", socket("agent")),
+                WebSocketRoute("/fork", socket("fork")),
+            ]
+        )
+
+
+def interrupted(phases: Phases, reached: Any, **options: Any) -> Any:
+    """Place a real-time call, cancel it (as Ctrl-C does) once ``reached()``, return it."""
+
+    async def run() -> Any:
+        call = asyncio.create_task(
+            place_call_async(
+                phases.app(),
+                [Hangup(at_ms=60_000)],
+                webhook_path="/incoming-call",
+                hang_up_on_cancel=True,
+                **options,
+            )
+        )
+        deadline = time.monotonic() + 30
+        while not reached():
+            assert not call.done(), call.result().report.to_dict()
+            assert time.monotonic() < deadline, "the phase was never reached"
+            await asyncio.sleep(0.01)
+        call.cancel()
+        return await call
+
+    return asyncio.run(run())
+
+
+def test_ctrl_c_while_the_webhook_is_fetched() -> None:
+    phases = Phases("never")
+    result = interrupted(phases, lambda: "webhook" in phases.reached)
+    report = result.report
+    assert report.ended_by == "interrupted" and report.findings == []
+    assert report.twiml_verbs == [] and result.heard_mulaw == b""
+
+
+def test_ctrl_c_during_the_prelude_keeps_what_was_heard() -> None:
+    words = " ".join(["word"] * 100)  # 40 s of <Say>
+    phases = Phases(
+        f'<Response><Say>{words}</Say><Connect><Stream url="/agent"/></Connect></Response>'
+    )
+    answered = phases.reached
+
+    def well_into_the_say() -> bool:
+        return "webhook" in answered and time.monotonic() > answered["webhook"] + 1.5
+
+    report = interrupted(phases, well_into_the_say).report
+    assert report.ended_by == "interrupted" and report.twiml_verbs == ["<Say>"]
+    assert 0 < report.prelude_ms < 40_000 and report.stream_url is None
+    assert phases.frames["agent"] == []
+
+
+def test_ctrl_c_between_verbs() -> None:
+    phases = Phases('<Response><Pause length="0"/><Redirect>/stuck</Redirect></Response>')
+    report = interrupted(phases, lambda: "redirect" in phases.reached).report
+    assert report.ended_by == "interrupted"
+    assert report.twiml_verbs == ["<Pause length=0>", "<Redirect>"]
+
+
+def test_ctrl_c_during_the_streams_hangs_up_each_and_keeps_the_recording() -> None:
+    phases = Phases(
+        '<Response><Start><Stream url="/fork"/></Start>'
+        '<Connect><Stream url="/agent"/></Connect></Response>'
+    )
+    result = interrupted(phases, lambda: len(phases.frames["agent"]) > 10)
+    report = result.report
+    assert report.ended_by == "interrupted" and report.findings == []
+    assert phases.frames["agent"][-1] == phases.frames["fork"][-1] == "stop"
+    assert 0 < report.duration_ms < 60_000
+    assert len(result.heard_mulaw) == report.duration_ms * 8
+    assert [s["ended_by"] for s in report.to_dict()["streams"]] == ["interrupted"] * 2
+
+
+def test_without_hang_up_on_cancel_the_cancellation_goes_through() -> None:
+    phases = Phases('<Response><Connect><Stream url="/agent"/></Connect></Response>')
+
+    async def run() -> None:
+        call = asyncio.create_task(
+            place_call_async(phases.app(), [Hangup(at_ms=60_000)], webhook_path="/incoming-call")
+        )
+        deadline = time.monotonic() + 30
+        while len(phases.frames["agent"]) < 5:
+            assert time.monotonic() < deadline and not call.done()
+            await asyncio.sleep(0.01)
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+
+    asyncio.run(run())
+    assert phases.frames["agent"][-1] == "media"  # no stop: the socket was just closed

@@ -21,7 +21,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from websockets.asyncio.server import ServerConnection, serve
 
 from mediastreams.emulator import Hangup, place_call
-from mediastreams.emulator.transport import USER_AGENT
+from mediastreams.emulator.transport import USER_AGENT, connect_to_hint, describe_target
 from mediastreams.exceptions import SignatureError
 from mediastreams.security import (
     check_upgrade_signature,
@@ -164,10 +164,82 @@ def test_an_unsigned_upgrade_is_refused_as_31920(server: int) -> None:
     assert result.report.exit_code == 2
 
 
-def test_connection_refused_is_31902() -> None:
-    result = place_call(f"ws://127.0.0.1:{free_port()}/media-stream", [Hangup(at_ms=200)])
-    assert [f.violation.code for f in result.report.findings] == [31902]
+def test_connection_refused_is_31902_and_names_the_url_and_the_port() -> None:
+    port = free_port()
+    url = f"ws://127.0.0.1:{port}/media-stream"
+    result = place_call(url, [Hangup(at_ms=200)])
+    (finding,) = result.report.findings
+    assert finding.violation.code == 31902
+    assert finding.violation.message == f"connection refused: {url} (127.0.0.1 port {port})"
+    assert "--connect-to" not in finding.violation.hint  # the host is this machine already
     assert result.report.exit_code == 2
+
+
+def test_a_refused_stream_after_a_prelude_names_its_url_port_and_reports_stream_error() -> None:
+    dead = free_port()
+    events: list[dict[str, str]] = []
+
+    async def incoming(request: Request) -> Response:
+        return Response(
+            "<Response><Say>one moment</Say><Connect>"
+            f'<Stream url="ws://127.0.0.1:{dead}/media-stream" statusCallback="/events"/>'
+            "</Connect></Response>"
+        )
+
+    async def record(request: Request) -> Response:
+        events.append(dict(parse_qsl((await request.body()).decode())))
+        return Response("")
+
+    app = Starlette(
+        routes=[
+            Route("/incoming-call", incoming, methods=["POST"]),
+            Route("/events", record, methods=["POST"]),
+        ]
+    )
+    with running(app) as port:
+        result = place_call(f"http://127.0.0.1:{port}/incoming-call", [Hangup(at_ms=200)])
+    report = result.report
+    (finding,) = report.findings
+    assert finding.violation.code == 31902
+    assert f"ws://127.0.0.1:{dead}/media-stream (127.0.0.1 port {dead})" in (
+        finding.violation.message
+    )
+    assert report.prelude_ms == 800 and report.exit_code == 2
+    assert [event["StreamEvent"] for event in events] == ["stream-error"]
+    assert events[0]["StreamError"].startswith("31902")
+
+
+def test_an_unreachable_webhook_names_the_url_and_the_port() -> None:
+    port = free_port()
+    result = place_call(f"http://127.0.0.1:{port}/incoming-call", [Hangup(at_ms=200)])
+    (finding,) = result.report.findings
+    assert finding.violation.code == 11200
+    assert f"http://127.0.0.1:{port}/incoming-call (127.0.0.1 port {port})" in (
+        finding.violation.message
+    )
+
+
+def test_a_public_host_gets_the_connect_to_hint() -> None:
+    public = "wss://abc.example/media-stream"
+    assert describe_target(public) == f"{public} (abc.example port 443)"
+    assert (
+        describe_target("ws://abc.example:8080/x")
+        == "ws://abc.example:8080/x (abc.example port 8080)"
+    )
+    hint = connect_to_hint(public)
+    assert "--connect-to 127.0.0.1:PORT" in hint and "connect_to=" in hint
+    routed = ("127.0.0.1", 5061)
+    assert connect_to_hint(public, routed) == ""  # already routed
+    assert describe_target(public, routed) == (
+        f"{public} (tried 127.0.0.1 port 5061, from --connect-to)"
+    )
+    for local in (
+        "ws://127.0.0.1:5061/s",
+        "ws://localhost/s",
+        "ws://[::1]:80/s",
+        "ws://127.8.0.1/",
+    ):
+        assert connect_to_hint(local) == "", local
 
 
 def test_a_server_that_never_answers_is_31901() -> None:

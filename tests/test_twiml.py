@@ -34,6 +34,7 @@ from mediastreams.twiml import (
     connect_stream,
     parse_twiml,
     render_twiml,
+    resolve_stream_url,
 )
 
 URL = "wss://abc.example/media-stream"
@@ -143,8 +144,8 @@ def test_unknown_verbs_are_written_as_given() -> None:
         ("ws://localhost:8080/media-stream", ["31922", "allow_insecure_loopback=True"]),
         ("wss://[::1/media-stream", ["31923", "Invalid IPv6"]),
         ("wss://abc.example:99999/media-stream", ["31923", "Port"]),
-        ("/media-stream", ["31923", "not absolute"]),
-        ("wss:///media-stream", ["31923", "not absolute"]),
+        ("wss:///media-stream", ["31923", "not both"]),
+        ("//abc.example/media-stream", ["31923", "not both"]),
         ("", ["31923", "empty"]),
         ("wss://abc.example/media stream", ["31923", "whitespace"]),
         ("wss://abc.example/media-stream?tenant=acme", ["query string", "<Parameter>"]),
@@ -224,9 +225,24 @@ def test_bad_methods_are_refused(method: str) -> None:
         render_twiml(Redirect("/next", method=method))
 
 
-def test_status_callback_must_be_absolute() -> None:
-    with pytest.raises(TwiMLError, match="statusCallback='/events' is not an absolute"):
-        connect_stream(URL, status_callback="/events")
+def test_status_callback_is_http_or_relative() -> None:
+    with pytest.raises(TwiMLError, match=r"statusCallback='ftp://abc\.example/e' is not an http"):
+        connect_stream(URL, status_callback="ftp://abc.example/e")
+    # https://www.twilio.com/docs/voice/twiml/stream#attributes-status-callback: relative is fine
+    assert 'statusCallback="/events"' in connect_stream(URL, status_callback="/events")
+
+
+def test_a_relative_stream_url_is_accepted_and_resolved_against_the_document() -> None:
+    assert 'url="/media-stream"' in connect_stream("/media-stream")
+    assert check_stream_url("media-stream") == []
+    resolve = resolve_stream_url
+    assert resolve("/media-stream", "https://abc.example/voice/incoming") == (
+        "wss://abc.example/media-stream"
+    )
+    assert resolve("stream", "http://127.0.0.1:8000/voice/incoming?x=1") == (
+        "ws://127.0.0.1:8000/voice/stream"
+    )
+    assert resolve("wss://other.example/s", "https://abc.example/") == "wss://other.example/s"
 
 
 def test_empty_connect_and_nameless_stop_are_refused() -> None:

@@ -329,8 +329,9 @@ class TwilioProtocol:
         self.warnings: list[Violation] = []
         self._outgoing: list[str] = []
         self._sequence = 0
-        self._chunk = 0
-        self._next_timestamp_ms = first_timestamp_ms
+        # Each track counts its own chunks and time; the sequence number is shared.
+        self._chunk = dict.fromkeys(self.start.tracks, 0)
+        self._next_timestamp_ms = dict.fromkeys(self.start.tracks, first_timestamp_ms)
         self._buffer: deque[bytes | _PendingMark] = deque()
         self._buffered_bytes = 0
         self._max_buffered_bytes = max_buffered_ms * BYTES_PER_MS
@@ -381,26 +382,34 @@ class TwilioProtocol:
         self._outgoing.append(serialize(self.start))
         self.state = STREAMING
 
-    def send_media(self, payload: bytes, *, timestamp_ms: int | None = None) -> None:
-        """Queue one inbound ``media`` frame (the caller's audio, normally 160 bytes = 20 ms).
+    def send_media(
+        self, payload: bytes, *, timestamp_ms: int | None = None, track: str = "inbound"
+    ) -> None:
+        """Queue one ``media`` frame (normally 160 bytes = 20 ms) of one of the stream's tracks.
 
-        ``timestamp_ms`` defaults to the previous frame's plus its duration.
+        ``track`` is ``"inbound"`` (the caller's audio) or, on a one-way stream that asked
+        for it, ``"outbound"`` (what the caller hears). ``timestamp_ms`` defaults to the
+        track's previous frame's plus its duration.
         """
         self._require(STREAMING, "media")
         if not payload:
             raise LocalProtocolError(
                 _violation("twilio", "empty-payload", "empty media payload", "", None)
             )
-        self._chunk += 1
-        timestamp = self._next_timestamp_ms if timestamp_ms is None else timestamp_ms
-        self._next_timestamp_ms = timestamp + len(payload) // BYTES_PER_MS
+        if track not in self._chunk:
+            raise LocalProtocolError(
+                _violation("twilio", "unknown-track", f"this stream has no {track} track", "", None)
+            )
+        self._chunk[track] += 1
+        timestamp = self._next_timestamp_ms[track] if timestamp_ms is None else timestamp_ms
+        self._next_timestamp_ms[track] = timestamp + len(payload) // BYTES_PER_MS
         self._outgoing.append(
             serialize(
                 Media(
                     stream_sid=self.stream_sid,
                     payload=payload,
-                    track="inbound",
-                    chunk=self._chunk,
+                    track=track,
+                    chunk=self._chunk[track],
                     timestamp=timestamp,
                     sequence_number=self._next_sequence(),
                 )

@@ -30,7 +30,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal, TypeAlias
-from urllib.parse import SplitResult, urlsplit
+from urllib.parse import SplitResult, urljoin, urlsplit, urlunsplit
 
 from .exceptions import TwiMLError
 
@@ -56,8 +56,10 @@ __all__ = [
     "check_stream",
     "check_stream_url",
     "connect_stream",
+    "is_relative_url",
     "parse_twiml",
     "render_twiml",
+    "resolve_stream_url",
 ]
 
 # https://www.twilio.com/docs/voice/twiml/stream#attributes-track
@@ -111,12 +113,13 @@ class Stream:
     """A ``<Stream>`` noun, inside ``<Connect>``, ``<Start>`` or ``<Stop>``.
 
     Attributes:
-        url: the ``wss://`` URL Twilio opens the WebSocket to, with no query string.
+        url: the ``wss://`` URL Twilio opens the WebSocket to, with no query string, or a
+            URL relative to the document's (see :func:`resolve_stream_url`).
         name: a name unique within the call; ``<Stop><Stream name>`` needs it.
         track: ``inbound_track`` (the only value ``<Connect>`` takes), ``outbound_track``
             or ``both_tracks``; ``None`` leaves Twilio's default, ``inbound_track``.
-        status_callback: an absolute URL Twilio sends ``stream-started``/``-stopped``/
-            ``-error`` events to.
+        status_callback: a URL (absolute, or relative to the document's) Twilio sends
+            ``stream-started``/``-stopped``/``-error`` events to.
         status_callback_method: ``"GET"`` or ``"POST"`` (Twilio's default).
         parameters: ``<Parameter>`` children, in order.
         extra: other attributes (``connectorName``...), written as given.
@@ -262,13 +265,14 @@ def check_stream_url(url: str, *, allow_insecure_loopback: bool = False) -> list
         parts.port  # noqa: B018 - urlsplit checks the port only when asked
     except ValueError as error:
         return [_malformed(url, str(error))]
-    if not parts.scheme or not parts.netloc:
-        # https://www.twilio.com/docs/voice/twiml/stream#attributes-url allows a relative URL,
-        # but how Twilio turns it into a wss URL is undocumented: insist on an absolute one.
-        return [_malformed(url, "it is not absolute (no scheme or host)")]
     problems = []
-    if not _scheme_allowed(parts, allow_insecure_loopback):
-        problems.append(_bad_scheme(parts, allow_insecure_loopback))
+    if parts.scheme or parts.netloc:
+        if not parts.scheme or not parts.netloc:
+            return [_malformed(url, "it names a scheme or a host but not both")]
+        if not _scheme_allowed(parts, allow_insecure_loopback):
+            problems.append(_bad_scheme(parts, allow_insecure_loopback))
+    # else: https://www.twilio.com/docs/voice/twiml/stream#attributes-url allows a relative
+    # URL: it is resolved against the URL of the document (see resolve_stream_url).
     if "?" in url:
         # https://www.twilio.com/docs/voice/twiml/stream#attributes-url: query strings are
         # not supported, and Twilio strips them from the upgrade request.
@@ -289,6 +293,35 @@ def check_stream_url(url: str, *, allow_insecure_loopback: bool = False) -> list
             )
         )
     return problems
+
+
+def resolve_stream_url(url: str, document_url: str) -> str:
+    """The URL Twilio connects to for a ``<Stream url>`` in the document at ``document_url``.
+
+    An absolute URL is kept. A relative one is resolved against the document's URL, and its
+    scheme mapped as a WebSocket URL's: ``https`` to ``wss``, ``http`` to ``ws``.
+    https://www.twilio.com/docs/voice/twiml/stream#attributes-url documents relative URLs;
+    the mapping is the usual one and an assumption: Twilio does not document it.
+
+    Args:
+        url: the ``url`` attribute as written.
+        document_url: the URL the TwiML was fetched from.
+    """
+    parts = urlsplit(url)
+    if parts.scheme or parts.netloc:
+        return url
+    resolved = urlsplit(urljoin(document_url, url))
+    scheme = {"https": "wss", "http": "ws"}.get(resolved.scheme, resolved.scheme)
+    return urlunsplit(resolved._replace(scheme=scheme))
+
+
+def is_relative_url(url: str) -> bool:
+    """Whether ``url`` is a relative reference (no scheme and no host), such as ``/stream``."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return False
+    return bool(url) and not parts.scheme and not parts.netloc
 
 
 def check_stream(
@@ -331,7 +364,7 @@ def _malformed(url: str, why: str) -> TwiMLProblem:
     return TwiMLProblem(
         31923,
         f"malformed stream URL {url.partition('?')[0]!r}: {why}",
-        "Write an absolute URL such as wss://abc.example/media-stream",
+        "Write a URL such as wss://abc.example/media-stream, or a path such as /media-stream",
     )
 
 
@@ -384,13 +417,14 @@ def _check_status_callback(stream: Stream) -> list[TwiMLProblem]:
         # https://www.twilio.com/docs/voice/twiml/stream#attributes-status-callback-method
         problems.append(TwiMLProblem(None, f"statusCallbackMethod={method!r}", "Use GET or POST"))
     callback = stream.status_callback
-    if callback is not None and not _is_absolute_http(callback):
-        # https://www.twilio.com/docs/voice/twiml/stream#attributes-status-callback
+    if callback is not None and not (_is_absolute_http(callback) or is_relative_url(callback)):
+        # https://www.twilio.com/docs/voice/twiml/stream#attributes-status-callback: "a
+        # relative or absolute URL"; an absolute one is http(s).
         problems.append(
             TwiMLProblem(
                 None,
-                f"statusCallback={callback!r} is not an absolute http(s) URL",
-                "Write the full URL, such as https://abc.example/stream-events",
+                f"statusCallback={callback!r} is not an http(s) URL",
+                "Write a path such as /stream-events, or the full https:// URL",
             )
         )
     return problems
@@ -458,7 +492,7 @@ def connect_stream(
         url: the ``wss://`` URL of your WebSocket endpoint, with no query string.
         parameters: ``<Parameter>`` names and values, sent back in ``start.customParameters``.
         name: a name for the stream, unique within the call.
-        status_callback: an absolute URL for ``stream-started``/``-stopped``/``-error`` events.
+        status_callback: a URL for ``stream-started``/``-stopped``/``-error`` events.
         status_callback_method: ``"GET"`` or ``"POST"``.
         action: a URL Twilio requests for more TwiML when the stream ends.
         method: ``"GET"`` or ``"POST"``, for ``action``.

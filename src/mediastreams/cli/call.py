@@ -85,7 +85,21 @@ def _parameters(values: tuple[str, ...]) -> dict[str, str]:
 @click.option(
     "--connect-to",
     metavar="HOST:PORT",
-    help="Open the WebSocket to HOST:PORT, whatever host the stream URL names.",
+    help="Send the webhook and the WebSockets to HOST:PORT, whatever host their URLs name.",
+)
+@click.option(
+    "--rest-port",
+    type=click.IntRange(0, 65535),
+    metavar="PORT",
+    help="Serve Twilio's REST call control (hang up, redirect, streams) on 127.0.0.1:PORT "
+    "for the call; needs --auth-token. Point the app's Twilio client at it.",
+)
+@click.option(
+    "--account-sid",
+    envvar="TWILIO_ACCOUNT_SID",
+    metavar="AC...",
+    help="The call's AccountSid, as the app is configured (default: $TWILIO_ACCOUNT_SID, "
+    "else a fresh one).",
 )
 @click.option(
     "--webhook-path",
@@ -119,7 +133,8 @@ def _parameters(values: tuple[str, ...]) -> dict[str, str]:
 @click.option(
     "--clock",
     type=click.Choice(["real", "virtual"]),
-    help="virtual (default for module:app) or real (default, and the only choice, for a URL).",
+    help="virtual (default for module:app without --rest-port) or real (default, and the "
+    "only choice, for a URL).",
 )
 @click.option(
     "--calls",
@@ -144,6 +159,8 @@ def call_command(
     params: tuple[str, ...],
     auth_token: str | None,
     connect_to: str | None,
+    rest_port: int | None,
+    account_sid: str | None,
     webhook_path: str | None,
     webhook_method: str,
     stream_path: str,
@@ -183,6 +200,8 @@ def call_command(
             "clock": clock,
             "auth_token": auth_token,
             "connect_to": _host_port(connect_to),
+            "rest_port": rest_port,
+            "account_sid": account_sid,
             "parameters": _parameters(params),
             "webhook_path": webhook_path,
             "webhook_method": webhook_method,

@@ -1,10 +1,13 @@
-"""One stream of a call, from Twilio's side: frames out every 20 ms, the app's frames in.
+"""One stream of a call (a leg), from Twilio's side: frames out every 20 ms, the app's in.
 
 :class:`StreamRun` drives a :class:`~mediastreams.protocol.TwilioProtocol` over a
-:class:`~mediastreams.emulator.transport.Transport`. Every tick it sends the caller's frame
-(and key presses), plays 20 ms of the app's audio, and echoes the marks that audio passed;
-meanwhile it reads the app's frames, checks each one, and notes when things happened for the
-report. Time is the event loop's, so the same code runs in real and in virtual time.
+:class:`~mediastreams.emulator.transport.Transport`. The call
+(:class:`~mediastreams.emulator.line.Line`) ticks every 20 ms for all its streams: on each
+tick a bidirectional stream sends the caller's frame (and key presses), plays 20 ms of the
+app's audio and echoes the marks that audio passed (:meth:`StreamRun.tick`); a one-way stream
+sends copies of the tracks it asked for (:meth:`StreamRun.copy`). Meanwhile each stream reads
+the app's frames, checks each one, and notes when things happened for the report. Time is the
+event loop's, so the same code runs in real and in virtual time.
 """
 
 from __future__ import annotations
@@ -13,23 +16,131 @@ import asyncio
 import contextlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any, Literal, TypeAlias
 
 from ..diagnostics import Finding, Violation
 from ..exceptions import RemoteProtocolError
-from ..messages import Clear, Mark, Media, Sender, parse
-from ..protocol import TwilioProtocol
+from ..messages import Clear, Mark, Media, Sender, new_sid
+from ..protocol import STREAMING, TwilioProtocol
 from ..trace import TraceWriter
-from .recorder import Recorder
-from .script import FRAME_BYTES, FRAME_MS, CallerScript, is_audible
+from .script import FRAME_BYTES, is_audible
 from .transport import Transport
 
 FrameObserver = Callable[[float, Sender, "str | bytes"], None]
 """Sees each frame as it goes: seconds since ``start``, who sent it, the frame."""
 
-__all__ = ["CONGESTED_BYTES", "FrameObserver", "StreamRun", "Timeline"]
+__all__ = [
+    "CONGESTED_BYTES",
+    "TRACKS_BY_ATTRIBUTE",
+    "EndedBy",
+    "FrameObserver",
+    "StreamPlan",
+    "StreamRun",
+    "StreamSummary",
+    "Timeline",
+]
+
+EndedBy: TypeAlias = Literal[
+    "caller",
+    "app",
+    "twiml",
+    "stop",
+    "rest",
+    "redirect",
+    "interrupted",
+    "failed",
+    "refused",
+    "error",
+]
+"""What ended a stream, or the call (see :class:`StreamSummary`; ``"error"``: a failure of the
+emulator itself, raised after the call)."""
 
 CONGESTED_BYTES = 100_000
 """Unread bytes (about 6 s of inbound frames) past which the app's side counts as congested."""
+
+# https://www.twilio.com/docs/voice/twiml/stream#attributes-track: the attribute, and the
+# `tracks` of `start` and the `media.track` values it gives (protocol.md §1.2).
+TRACKS_BY_ATTRIBUTE: Mapping[str, tuple[str, ...]] = {
+    "inbound_track": ("inbound",),
+    "outbound_track": ("outbound",),
+    "both_tracks": ("inbound", "outbound"),
+}
+
+
+@dataclass
+class StreamPlan:
+    """A stream Twilio is to open, from a ``<Stream>`` or a REST ``Streams.json`` create.
+
+    Attributes:
+        url: the URL Twilio connects to (absolute, without a query string).
+        parameters: ``<Parameter>`` values, for ``start.customParameters``.
+        bidirectional: ``<Connect>`` (``True``), or ``<Start>`` and REST (``False``).
+        name: the stream's name, unique in the call (``<Stop>`` and REST stop by it).
+        tracks: the tracks streamed: ``("inbound",)``, ``("outbound",)`` or both.
+        status_callback, status_callback_method: where Twilio reports ``stream-started``,
+            ``stream-stopped`` and ``stream-error``.
+        stream_sid: the SID the stream will have (a REST create answers with it at once).
+    """
+
+    url: str
+    parameters: dict[str, str]
+    bidirectional: bool = True
+    name: str | None = None
+    tracks: tuple[str, ...] = ("inbound",)
+    status_callback: str | None = None
+    status_callback_method: str = "POST"
+    stream_sid: str = field(default_factory=lambda: new_sid("MZ"))
+
+
+@dataclass
+class StreamSummary:
+    """One stream of the call, as the report lists it.
+
+    Times are milliseconds of the call (since its first stream's ``start``). ``ended_by`` is
+    ``None`` while the stream runs, then ``"caller"``, ``"app"`` (it closed the socket),
+    ``"twiml"`` (the TwiML ended the call), ``"stop"`` (``<Stop><Stream>``), ``"rest"``,
+    ``"redirect"`` (a REST update replaced the TwiML), ``"interrupted"``, ``"failed"``
+    (never opened) or ``"refused"`` (over Twilio's limits).
+    """
+
+    url: str
+    name: str | None
+    bidirectional: bool
+    tracks: tuple[str, ...]
+    stream_sid: str
+    started_ms: float | None = None
+    ended_ms: float | None = None
+    ended_by: EndedBy | None = None
+    close_code: int | None = None
+    frames_sent: int = 0
+    frames_received: int = 0
+    error: str | None = None
+
+    @property
+    def running(self) -> bool:
+        """Opening or open: not ended yet."""
+        return self.ended_by is None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form, as in the report's ``streams``."""
+        return {
+            "url": self.url,
+            "name": self.name,
+            "bidirectional": self.bidirectional,
+            "tracks": list(self.tracks),
+            "stream_sid": self.stream_sid if self.started_ms is not None else None,
+            "started_ms": _round(self.started_ms),
+            "ended_ms": _round(self.ended_ms),
+            "ended_by": self.ended_by,
+            "close_code": self.close_code,
+            "frames_sent": self.frames_sent,
+            "frames_received": self.frames_received,
+            "error": self.error,
+        }
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
 
 
 @dataclass
@@ -57,50 +168,54 @@ class Timeline:
 
 
 class StreamRun:
-    """Runs one Media Stream against the app until the caller or the app ends it.
+    """One Media Stream of the call, driven by the call's tick until it ends.
 
     Args:
         transport: the open WebSocket.
-        script: what the caller does.
-        custom_parameters: ``<Parameter>`` values for ``start``.
-        bidirectional: ``False`` for a ``<Start><Stream>``: the app's audio is not played.
+        plan: what to stream (URL, tracks, parameters, one-way or not).
+        call_sid, account_sid: the call's SIDs, for ``start`` and ``stop``.
+        timeline: where to note the app's frames; the call shares one between its
+            bidirectional streams (a one-way stream gets its own).
         trace: where to write every frame, if anywhere.
-        max_duration_ms: hang up at this point whatever the script says.
-        recorder: where to record both sides (one may already hold the TwiML prelude).
-        hang_up_on_cancel: when the run is cancelled (Ctrl-C), hang up as the caller would and
-            end normally, so the report and the recording are complete up to that point.
-        on_frame: called with ``(seconds since start, sender, frame)`` for every frame,
-            both ways, as it goes (a live timeline).
+        on_frame: called with ``(seconds since the call's first start, sender, frame)`` for
+            every frame, both ways, as it goes (a live timeline).
+        summary: the stream's entry in the call's list of streams (made here if not given).
     """
 
     def __init__(
         self,
         transport: Transport,
-        script: CallerScript,
+        plan: StreamPlan,
         *,
-        custom_parameters: Mapping[str, str] | None = None,
         call_sid: str | None = None,
         account_sid: str | None = None,
-        bidirectional: bool = True,
+        timeline: Timeline | None = None,
         trace: TraceWriter | None = None,
-        max_duration_ms: int = 3_600_000,
-        recorder: Recorder | None = None,
-        hang_up_on_cancel: bool = False,
         on_frame: FrameObserver | None = None,
+        summary: StreamSummary | None = None,
     ) -> None:
         self.transport = transport
-        self._on_frame = on_frame
-        self.script = script
+        self.plan = plan
+        self.bidirectional = plan.bidirectional
         self.protocol = TwilioProtocol(
-            call_sid=call_sid, account_sid=account_sid, custom_parameters=custom_parameters
+            stream_sid=plan.stream_sid,
+            call_sid=call_sid,
+            account_sid=account_sid,
+            custom_parameters=plan.parameters,
+            tracks=plan.tracks,
         )
-        self.bidirectional = bidirectional
-        self.recorder = recorder if recorder is not None else Recorder()
-        self.timeline = Timeline()
+        self.timeline = timeline if timeline is not None else Timeline()
         self.findings: list[Finding] = []
+        self.summary = summary or StreamSummary(
+            plan.url, plan.name, plan.bidirectional, plan.tracks, plan.stream_sid
+        )
+        self.close_error: Violation | None = None
+        """Why the app's close was abnormal (31903, 31921), if it was."""
+        self.ended = asyncio.Event()
+        """Set once the stream has ended, whoever ended it."""
+        self._on_frame = on_frame
         self._trace = trace
         self._lines = 0
-        self._max_duration_ms = max_duration_ms
         self._held: list[str] = []
         self._outbox: list[str] = []
         self._send_lock = asyncio.Lock()
@@ -108,76 +223,70 @@ class StreamRun:
         self._opened_at = self._loop.time()
         self._started_at = self._opened_at
         self._ignored_noted = False
-        self._hang_up_on_cancel = hang_up_on_cancel
+        self._inbound = "inbound" in plan.tracks
+        self._outbound = "outbound" in plan.tracks
+        self._receiver: asyncio.Task[None] | None = None
 
-    # --- the run ---------------------------------------------------------------------------
+    # --- the stream ------------------------------------------------------------------------
 
-    async def run(self) -> None:
-        """Place the stream: connected, start, then a frame every 20 ms until it ends."""
+    async def open(self, origin: float | None) -> float:
+        """Send ``connected`` and ``start``, and read the app's frames from now on.
+
+        Args:
+            origin: the loop time of the call's first ``start`` (its time 0); ``None`` when
+                this is the call's first stream.
+
+        Returns:
+            The loop time ``start`` was sent at.
+        """
         self.protocol.send_connected()
         self.protocol.send_start()
-        self._started_at = self._loop.time()
+        sent = self._loop.time()
+        self._started_at = sent if origin is None else origin
+        self.summary.started_ms = (sent - self._started_at) * 1000
         self._queue(self.protocol.data_to_send())
-        await self._flush()
-        receiver = asyncio.create_task(self._receive_all())
-        try:
-            await self._tick_until_end()
-        finally:
-            if self.transport.closed is None:
-                await self.transport.close()
-            if not receiver.done():
-                await self._drain(receiver)
-            self.script.finish()
-            self.timeline.marks_echoed = self.protocol.marks_echoed
-            self.timeline.marks_echoed_by_clear = self.protocol.marks_echoed_by_clear
+        await self.flush()
+        self._receiver = asyncio.create_task(self._receive_all())
+        return sent
 
-    async def _drain(self, receiver: asyncio.Task[None]) -> None:
-        # After a hang-up the app may still be sending; read until the socket closes.
-        try:
-            async with asyncio.timeout(2.0):
-                await receiver
-        except TimeoutError:
-            receiver.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await receiver
+    def tick(self, frame: bytes, digits: str, now_ms: int) -> bytes:
+        """One 20 ms tick of a bidirectional stream.
 
-    async def _tick_until_end(self) -> None:
-        tick = 0
-        last_busy_ms = 0
-        while True:
-            now_ms = tick * FRAME_MS
-            if not await self._wait_for_tick(now_ms):
-                return
-            if self.transport.closed is not None:
-                self._app_ended(now_ms)
-                return
-            frame, digits, hang_up = self.script.tick(
-                now_ms, quiet_ms=now_ms - last_busy_ms, app_spoke=last_busy_ms == now_ms
-            )
-            if hang_up or now_ms >= self._max_duration_ms:
-                await self._hang_up(now_ms)
-                return
-            self._tick(frame, digits, now_ms)
-            if self.timeline.audible_ticks_ms[-1:] == [now_ms]:
-                last_busy_ms = now_ms + FRAME_MS
-            await self._flush()
-            tick += 1
+        The caller's frame and key presses go out; 20 ms of the app's audio plays.
 
-    def _tick(self, frame: bytes, digits: str, now_ms: int) -> None:
+        Returns:
+            The app's audio played (shorter than 20 ms when its buffer ran out).
+        """
         self._send_held()
-        if self._congested():
-            self.timeline.inbound_dropped += 1
-        else:
-            self.protocol.send_media(frame)
+        self._send_inbound(frame)
         for digit in digits:
             self.protocol.send_dtmf(digit)
         self._queue(self.protocol.data_to_send())
-        played = self.protocol.play(FRAME_BYTES) if self.bidirectional else b""
+        played = self.protocol.play(FRAME_BYTES)
         self._held += self.protocol.data_to_send()
         self.timeline.played_bytes += len(played)
         if is_audible(played):
             self.timeline.audible_ticks_ms.append(now_ms)
-        self.recorder.add(frame, played)
+        return played
+
+    def copy(self, inbound: bytes, outbound: bytes) -> None:
+        """One 20 ms tick of a one-way stream: a frame of each track it streams.
+
+        ``inbound`` is what the caller said, ``outbound`` what the caller heard (160 bytes
+        each). No DTMF: https://www.twilio.com/docs/voice/media-streams says one-way streams
+        carry none.
+        """
+        if self._inbound:
+            self._send_inbound(inbound)
+        if self._outbound and not self._congested():
+            self.protocol.send_media(outbound, track="outbound")
+        self._queue(self.protocol.data_to_send())
+
+    def _send_inbound(self, frame: bytes) -> None:
+        if self._congested():
+            self.timeline.inbound_dropped += 1
+        else:
+            self.protocol.send_media(frame)
 
     def _congested(self) -> bool:
         # https://www.twilio.com/docs/api/errors/31930: Twilio drops inbound audio when the
@@ -199,26 +308,42 @@ class StreamRun:
             )
         return True
 
-    async def _hang_up(self, now_ms: int) -> None:
-        self._send_held()
-        self.protocol.send_stop()
-        self._queue(self.protocol.data_to_send())
-        await self._flush()
-        self.timeline.duration_ms = now_ms
-        self.timeline.ended_by = "caller"
+    def check_closed(self, now_ms: int) -> bool:
+        """Whether the app closed the socket since the last tick (the stream then ends)."""
+        if self.summary.ended_by is not None or self.transport.closed is None:
+            return False
+        self._app_ended(now_ms)
+        return True
+
+    async def hang_up(self, now_ms: float, ended_by: EndedBy) -> None:
+        """End the stream from Twilio's side: ``stop``, then the socket closes."""
+        if self.summary.ended_by is not None:
+            return
+        self._end(now_ms, ended_by)
+        if self.protocol.state is STREAMING:
+            self._send_held()
+            self.protocol.send_stop()
+            self._queue(self.protocol.data_to_send())
+            await self.flush()
         await self.transport.close()
+
+    def _end(self, now_ms: float, ended_by: EndedBy) -> None:
+        self.summary.ended_by = ended_by
+        self.summary.ended_ms = now_ms
+        self.ended.set()
 
     def _app_ended(self, now_ms: int) -> None:
         # https://www.twilio.com/docs/voice/twiml/connect: when the app closes the socket,
         # the stream ends (no stop is sent) and the TwiML after <Connect> runs.
         self.protocol.close()
-        self.timeline.duration_ms = now_ms
-        self.timeline.ended_by = "app"
+        self._end(now_ms, "app")
         closed = self.transport.closed
         assert closed is not None
-        self.timeline.close_code = closed.code
+        self.summary.close_code = closed.code
+        if self.bidirectional:
+            self.timeline.close_code = closed.code
         if closed.code is None:
-            self._found(
+            self._close_error(
                 Violation(
                     31903,
                     "connection-dropped",
@@ -227,11 +352,10 @@ class StreamRun:
                     + (f" ({closed.reason})" if closed.reason else ""),
                     "Close the socket cleanly (code 1000) when the call is done; a crashed "
                     "handler ends the call for the caller.",
-                ),
-                None,
+                )
             )
         elif closed.code not in (1000, 1001):
-            self._found(
+            self._close_error(
                 Violation(
                     31921,
                     "close-error",
@@ -239,25 +363,32 @@ class StreamRun:
                     f"the app closed the WebSocket with code {closed.code}"
                     + (f" ({closed.reason})" if closed.reason else ""),
                     "Close with 1000 (normal closure) when the call is done.",
-                ),
-                None,
+                )
             )
 
-    async def _wait_for_tick(self, now_ms: int) -> bool:
-        """Sleep until the tick's deadline; ``False`` when cancelled and hung up instead."""
-        delay = self._started_at + now_ms / 1000 - self._loop.time()
+    def _close_error(self, violation: Violation) -> None:
+        self.close_error = violation
+        self._found(violation, None)
+
+    async def finish(self) -> None:
+        """After the end: close the socket if still open, read what the app still sends."""
+        if self.transport.closed is None:
+            await self.transport.close()
+        if self._receiver is not None and not self._receiver.done():
+            await self._drain(self._receiver)
+        if self.bidirectional:
+            self.timeline.marks_echoed += self.protocol.marks_echoed
+            self.timeline.marks_echoed_by_clear += self.protocol.marks_echoed_by_clear
+
+    async def _drain(self, receiver: asyncio.Task[None]) -> None:
+        # After a hang-up the app may still be sending; read until the socket closes.
         try:
-            if delay > 0:
-                await asyncio.sleep(delay)
-        except asyncio.CancelledError:
-            task = asyncio.current_task()
-            if not self._hang_up_on_cancel or task is None:
-                raise
-            task.uncancel()
-            await self._hang_up(now_ms)
-            self.timeline.ended_by = "interrupted"
-            return False
-        return True
+            async with asyncio.timeout(2.0):
+                await receiver
+        except TimeoutError:
+            receiver.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await receiver
 
     # --- frames out ------------------------------------------------------------------------
 
@@ -270,9 +401,11 @@ class StreamRun:
         self._outbox.extend(self._held)
         self._held = []
 
-    async def _flush(self) -> None:
+    async def flush(self) -> None:
+        """Send the frames queued so far, in order."""
         async with self._send_lock:  # one sender at a time keeps the sequence numbers in order
             frames, self._outbox = self._outbox, []
+            self.summary.frames_sent += len(frames)
             for text in frames:
                 self._trace_frame("twilio", text)
                 await self.transport.send_text(text)
@@ -300,6 +433,7 @@ class StreamRun:
             frame = await self.transport.receive()
             if frame is None:
                 return
+            self.summary.frames_received += 1
             self._lines += 1
             line, found = self._lines, len(self.findings)
             self._receive(frame, line)
@@ -311,18 +445,17 @@ class StreamRun:
             if echoes:
                 self._send_held()
                 self._queue(echoes)
-                await self._flush()
+                await self.flush()
 
     def _receive(self, frame: str | bytes, line: int) -> None:
+        if not self.bidirectional:
+            self._one_way(frame, line)
+            return
         now_ms = (self._loop.time() - self._started_at) * 1000
         try:
             if isinstance(frame, bytes):
                 self.protocol.receive_bytes(frame)
-            message = (
-                self.protocol.receive_text(frame)
-                if self.bidirectional
-                else self._one_way(frame, line)
-            )
+            message = self.protocol.receive_text(frame)
         except RemoteProtocolError as error:
             if error.violation.kind == "after-stop":
                 # Twilio closes the socket right after its stop: frames the app sent before
@@ -337,23 +470,28 @@ class StreamRun:
             self.protocol.warnings.clear()
         self._note(message, now_ms, line)
 
-    def _one_way(self, frame: str | bytes, line: int) -> Media | Mark | Clear:
-        message = parse(frame, sender="app")
-        if not self._ignored_noted:
-            self._ignored_noted = True
-            self._found(
-                Violation(
-                    31951,
-                    "unidirectional-stream",
-                    "app",
-                    "the app sent frames on a <Start><Stream>, which is one-way: Twilio ignores "
-                    "them and the caller hears nothing",
-                    "Use <Connect><Stream> for a stream the app talks back on.",
-                    frame if isinstance(frame, str) else None,
-                ),
-                line,
-            )
-        return message  # type: ignore[return-value]
+    def _one_way(self, frame: str | bytes, line: int) -> None:
+        if self.summary.ended_by is not None:
+            self.timeline.frames_after_stop += 1
+            return
+        if self._ignored_noted:
+            return
+        self._ignored_noted = True
+        # https://www.twilio.com/docs/api/errors/31924: "If you started a unidirectional
+        # Stream with <Start><Stream>, do not send audio or control messages back to Twilio".
+        self._found(
+            Violation(
+                31924,
+                "unidirectional-stream",
+                "app",
+                "the app sent a frame on a one-way stream (<Start><Stream>, or one created "
+                "over REST): Twilio takes nothing back on it, and the caller hears nothing",
+                "Send audio, marks and clears only on a <Connect><Stream>; a one-way stream "
+                "only receives.",
+                frame if isinstance(frame, str) else None,
+            ),
+            line,
+        )
 
     def _note(self, message: object, now_ms: float, line: int) -> None:
         timeline = self.timeline

@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..diagnostics import Finding
-from .call import Timeline
+from .call import StreamSummary, Timeline
+from .rest import RestRequest
 from .script import FRAME_MS, SpeechSpan
 
 __all__ = ["BargeIn", "CallReport", "Turn", "render_summary", "render_text", "summarize"]
@@ -81,6 +82,9 @@ class CallReport:
     inbound_dropped_ms: float = 0.0
     frames_after_stop: int = 0
     wall_s: float = 0.0
+    streams: list[StreamSummary] = field(default_factory=list)
+    rest_url: str | None = None
+    rest_requests: list[RestRequest] = field(default_factory=list)
 
     @property
     def violations(self) -> list[Finding]:
@@ -159,6 +163,13 @@ class CallReport:
                 "inbound_dropped_ms": _round(self.inbound_dropped_ms),
             },
             "frames_after_stop": self.frames_after_stop,
+            "streams": [stream.to_dict() for stream in self.streams],
+            "rest": None
+            if self.rest_url is None
+            else {
+                "url": self.rest_url,
+                "requests": [request.to_dict() for request in self.rest_requests],
+            },
             "wall_s": round(self.wall_s, 4),
         }
 

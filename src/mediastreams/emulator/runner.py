@@ -1,9 +1,14 @@
-"""Place a call: the webhook, the TwiML before the stream, the stream, and the report.
+"""Place a call: the webhook, the TwiML verb by verb, every stream, and the report.
 
 :func:`place_call` runs a whole call in a fresh event loop, in virtual time by default (for
 an in-process ASGI app) or in real time; :func:`place_call_async` runs it in the current
 loop. A target is an ``http(s)://`` voice webhook URL, a ``ws(s)://`` stream URL, an ASGI
 app, or ``"module:attribute"`` naming one.
+
+The call is a :class:`~mediastreams.emulator.line.Line` (the clock, the caller, what the
+caller hears, the recording, the streams), walked by an
+:class:`~mediastreams.emulator.interpreter.Interpreter` (the TwiML), and optionally
+controlled over a :class:`~mediastreams.emulator.rest.RestServer` (Twilio's REST API).
 """
 
 from __future__ import annotations
@@ -12,38 +17,30 @@ import asyncio
 import contextlib
 import importlib
 import os
+import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urljoin, urlsplit, urlunsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from .. import twiml
-from ..diagnostics import Finding, Violation
-from ..exceptions import EmulatorError, TwiMLError
+from ..exceptions import EmulatorError
 from ..security import compute_signature
 from ..trace import TraceWriter
-from .call import FrameObserver, StreamRun
+from .call import FrameObserver, StreamPlan
 from .clock import ClockName, VirtualEventLoop, run_in_loop
+from .interpreter import Direct, Fetch, Interpreter, Source
+from .line import Line, Opener
 from .recorder import Recorder
 from .report import CallReport
+from .rest import RestServer
 from .script import CallerScript, Step
-from .transport import ASGIApp, ASGITransport, ConnectFailed, Transport, WebSocketTransport
+from .transport import ASGIApp, ASGITransport, WebSocketTransport
 from .transport import asgi_lifespan as _lifespan
-from .webhook import (
-    RoutedTransport,
-    StreamPlan,
-    TwiMLWalk,
-    WebhookFailed,
-    call_parameters,
-    describe_verb,
-    fetch_twiml,
-    walk_twiml,
-)
+from .webhook import RoutedTransport, TwilioRequests, call_parameters
 
 __all__ = [
     "CallResult",
@@ -52,10 +49,13 @@ __all__ = [
     "place_call_async",
     "place_calls",
     "place_calls_async",
+    "write_outputs",
 ]
 
 IN_PROCESS_BASE_URL = "https://testserver"
 """Where an in-process app is said to live (its webhook and stream URLs use this host)."""
+
+_ACCOUNT_SID = re.compile(r"AC[0-9a-fA-F]{32}")
 
 
 @dataclass
@@ -120,14 +120,21 @@ def place_call(
     Args:
         target: a webhook URL, a stream URL, an ASGI app or ``"module:app"``.
         steps: the caller's script.
-        clock: ``"virtual"`` (the default for an in-process app) or ``"real"`` (the default,
-            and the only choice, for a URL).
+        clock: ``"virtual"`` (the default for an in-process app without ``rest_port``) or
+            ``"real"`` (the default, and the only choice, for a URL). The REST stand-in
+            listens on a real socket, which virtual time cannot follow.
     """
+    chosen = _clock(target, clock, options)
+    return run_in_loop(lambda: place_call_async(target, steps, **options), clock=chosen)
+
+
+def _clock(target: str | ASGIApp, clock: ClockName | None, options: Mapping[str, Any]) -> ClockName:
     app_target = not (isinstance(target, str) and "://" in target)
-    chosen: ClockName = clock or ("virtual" if app_target else "real")
+    default: ClockName = "virtual" if app_target and options.get("rest_port") is None else "real"
+    chosen: ClockName = clock or default
     if chosen == "virtual" and not app_target:
         raise EmulatorError("virtual time needs an in-process ASGI app; use clock='real'")
-    return run_in_loop(lambda: place_call_async(target, steps, **options), clock=chosen)
+    return chosen
 
 
 async def place_call_async(
@@ -135,6 +142,8 @@ async def place_call_async(
     steps: Sequence[Step] = (),
     *,
     auth_token: str | None = None,
+    account_sid: str | None = None,
+    rest_port: int | None = None,
     connect_to: tuple[str, int] | None = None,
     parameters: Mapping[str, str] | None = None,
     webhook_path: str | None = None,
@@ -156,12 +165,20 @@ async def place_call_async(
     :class:`~mediastreams.emulator.clock.VirtualEventLoop`, real otherwise.
 
     Args:
-        target: an ``http(s)://`` voice webhook URL (the TwiML leg runs first), a ``ws(s)://``
-            stream URL, an ASGI app, or ``"module:app"``.
-        steps: the caller's script (:mod:`mediastreams.emulator.script`).
-        auth_token: sign the webhook and the upgrade with ``X-Twilio-Signature``.
-        connect_to: ``(host, port)`` to open the WebSocket to, whatever host the stream URL
-            names (a local server behind a tunnel); the signature still covers that URL.
+        target: an ``http(s)://`` voice webhook URL (the TwiML runs verb by verb), a
+            ``ws(s)://`` stream URL, an ASGI app, or ``"module:app"``.
+        steps: the caller's script (:mod:`mediastreams.emulator.script`), run once per call
+            from the call's first stream.
+        auth_token: sign the webhooks and the upgrades with ``X-Twilio-Signature``; the REST
+            stand-in's password.
+        account_sid: the call's ``AccountSid`` (``AC`` + 32 hex digits; a fresh one by
+            default), so that an app can be configured with it before the call.
+        rest_port: serve Twilio's REST call control on ``127.0.0.1:rest_port`` for the
+            length of the call (0: any free port, in the report's ``rest.url``); needs
+            ``auth_token``.
+        connect_to: ``(host, port)`` to send the requests for the public host to (the
+            webhook, and every WebSocket whatever host its URL names): a local server behind
+            a tunnel; the signatures still cover the public URLs.
         parameters: ``start.customParameters`` when starting from a stream URL or an app
             (with a webhook they come from ``<Parameter>``).
         webhook_path: for an ASGI app: start with a POST to this path (for example
@@ -169,25 +186,33 @@ async def place_call_async(
         webhook_method: ``"POST"`` (Twilio's default) or ``"GET"`` (the parameters go in
             the query string), as set on the phone number.
         stream_path: for an ASGI app without ``webhook_path``: the stream's path.
-        trace: write every frame, both ways, to this JSON Lines file.
+        trace: write every frame of the call's (first) bidirectional stream, both ways, to
+            this JSON Lines file.
         trace_payloads: keep media payloads in the trace.
         trace_parameters: keep custom parameter values in the trace.
         max_duration_s: hang up at this point whatever the script says.
         end_quiet_ms: after the script, hang up once the app has been quiet this long
-            (``None``: only a timed hang-up or the app ends the call).
-        open_timeout_s: how long the WebSocket may take to open.
-        hang_up_on_cancel: if the call is cancelled (Ctrl-C under ``asyncio.run``), hang up
-            and return the report so far instead of raising.
+            (``None``: only a timed hang-up, the TwiML or the app end the call).
+        open_timeout_s: how long a WebSocket may take to open, and a webhook to answer.
+        hang_up_on_cancel: if the call is cancelled (Ctrl-C under ``asyncio.run``) at any
+            moment, hang up and return the report so far instead of raising.
         lifespan: for an ASGI app, run its lifespan startup before the call and its shutdown
             after (``False`` when it is already running).
-        on_frame: called with ``(seconds since start, sender, frame)`` for every frame of
-            the stream, both ways, as it goes.
+        on_frame: called with ``(seconds since the call's first start, sender, frame)`` for
+            every frame of the traced stream, both ways, as it goes.
 
     Raises:
         AudioError: an audio file of the script cannot be read.
-        EmulatorError: the target cannot be used.
+        EmulatorError: the target or an option cannot be used.
     """
     started = time.perf_counter()
+    if account_sid is not None and not _ACCOUNT_SID.fullmatch(account_sid):
+        raise EmulatorError(f"account_sid {account_sid!r}: expected AC and 32 hex digits")
+    if rest_port is not None and not auth_token:
+        raise EmulatorError(
+            "the REST stand-in checks requests as Twilio does, with the auth token as "
+            "password: give auth_token (--auth-token) with rest_port (--rest-port)"
+        )
     script = CallerScript(steps, end_quiet_ms=end_quiet_ms)
     app = load_app(target) if isinstance(target, str) and "://" not in target else target
     label = target if isinstance(target, str) else _name(app)
@@ -199,16 +224,30 @@ async def place_call_async(
         if trace
         else None
     )
-    call = _Placement(report, recorder, script, writer, auth_token, open_timeout_s)
-    call.hang_up_on_cancel = hang_up_on_cancel  # Ctrl-C in the CLI
-    call.webhook_method = webhook_method
-    call.on_frame = on_frame
+    call = _Placement(
+        report,
+        recorder,
+        script,
+        writer,
+        _Options(
+            account_sid=account_sid,
+            auth_token=auth_token,
+            rest_port=rest_port,
+            connect_to=connect_to,
+            parameters=dict(parameters or {}),
+            webhook_method=webhook_method,
+            open_timeout_s=open_timeout_s,
+            max_duration_ms=int(max_duration_s * 1000),
+            hang_up_on_cancel=hang_up_on_cancel,  # Ctrl-C in the CLI
+            on_frame=on_frame,
+        ),
+    )
     try:
         if isinstance(app, str):
-            await call.over_network(app, connect_to, parameters, max_duration_s)
+            await call.over_network(app)
         else:
             async with _lifespan(app) if lifespan else contextlib.nullcontext():
-                await call.in_process(app, webhook_path, stream_path, parameters, max_duration_s)
+                await call.in_process(app, webhook_path, stream_path)
     finally:
         if writer is not None:
             writer.close()
@@ -228,10 +267,7 @@ def place_calls(
 
     Takes the arguments of :func:`place_call`, except the per-call outputs (``trace``).
     """
-    app_target = not (isinstance(target, str) and "://" in target)
-    chosen: ClockName = clock or ("virtual" if app_target else "real")
-    if chosen == "virtual" and not app_target:
-        raise EmulatorError("virtual time needs an in-process ASGI app; use clock='real'")
+    chosen = _clock(target, clock, options)
     return run_in_loop(
         lambda: place_calls_async(target, steps, calls=calls, **options), clock=chosen
     )
@@ -247,13 +283,15 @@ async def place_calls_async(
     """Place ``calls`` calls at once in the running loop; an app's lifespan runs once.
 
     Raises:
-        EmulatorError: ``calls`` is below 1, or a trace was asked for (one file per call
-            would be needed).
+        EmulatorError: ``calls`` is below 1, or a trace or a fixed REST port was asked for
+            (one per call would be needed).
     """
     if calls < 1:
         raise EmulatorError("calls must be at least 1")
     if options.get("trace"):
         raise EmulatorError("a trace records one call; place the calls without trace=")
+    if options.get("rest_port") and calls > 1:
+        raise EmulatorError("a REST port serves one call; use rest_port=0 for many calls")
     app = load_app(target) if isinstance(target, str) and "://" not in target else target
     if isinstance(app, str):
         one = [place_call_async(app, steps, **options) for _ in range(calls)]
@@ -267,188 +305,175 @@ def _name(app: object) -> str:
     return f"{type(app).__module__}.{type(app).__qualname__}"
 
 
+@dataclass(frozen=True)
+class _Options:
+    """How to place one call (see :func:`place_call_async`)."""
+
+    account_sid: str | None
+    auth_token: str | None
+    rest_port: int | None
+    connect_to: tuple[str, int] | None
+    parameters: dict[str, str]
+    webhook_method: str
+    open_timeout_s: float
+    max_duration_ms: int
+    hang_up_on_cancel: bool
+    on_frame: FrameObserver | None
+
+
 class _Placement:
+    """One call: its webhook client, line, interpreter and REST stand-in, run to the end."""
+
     def __init__(
         self,
         report: CallReport,
         recorder: Recorder,
         script: CallerScript,
         trace: TraceWriter | None,
-        auth_token: str | None,
-        open_timeout_s: float,
+        options: _Options,
     ) -> None:
         self.report = report
         self.recorder = recorder
         self.script = script
         self.trace = trace
-        self.auth_token = auth_token
-        self.open_timeout_s = open_timeout_s
-        self.params = call_parameters()
-        self.hang_up_on_cancel = False
-        self.webhook_method = "POST"
-        self.on_frame: FrameObserver | None = None
+        self.options = options
+        self.params = call_parameters(account_sid=options.account_sid)
 
-    async def over_network(
-        self,
-        url: str,
-        connect_to: tuple[str, int] | None,
-        parameters: Mapping[str, str] | None,
-        max_duration_s: float,
-    ) -> None:
+    async def over_network(self, url: str) -> None:
         def opener(plan: StreamPlan) -> Any:
             return WebSocketTransport.open(
                 plan.url,
                 signature=self._sign(plan.url),
-                connect_to=connect_to,
-                open_timeout_s=self.open_timeout_s,
+                connect_to=self.options.connect_to,
+                open_timeout_s=self.options.open_timeout_s,
             )
 
         scheme = urlsplit(url).scheme
         if scheme in ("ws", "wss"):
-            plan = StreamPlan(_strip_query(url, self.report), dict(parameters or {}))
-            await self._stream(plan, opener, max_duration_s, None)
-        elif scheme in ("http", "https"):
-            # With connect_to, the webhook goes to the local server too, as through a tunnel.
-            routed = (
-                RoutedTransport(urlsplit(url).hostname or "", connect_to) if connect_to else None
+            source: Source = Direct(
+                StreamPlan(_strip_query(url, self.report), self.options.parameters)
             )
-            async with httpx.AsyncClient(transport=routed, timeout=self.open_timeout_s) as client:
-                await self._from_webhook(client, url, opener, max_duration_s)
+        elif scheme in ("http", "https"):
+            source = Fetch(url, self.options.webhook_method, answer=True)
         else:
             raise EmulatorError(f"{url}: expected an http(s):// or ws(s):// URL")
+        # With connect_to, the webhook (and any later request to that host: an action, a
+        # status callback) goes to the local server too, as through a tunnel.
+        routed = (
+            RoutedTransport(urlsplit(url).hostname or "", self.options.connect_to)
+            if self.options.connect_to
+            else None
+        )
+        async with httpx.AsyncClient(
+            transport=routed, timeout=self.options.open_timeout_s
+        ) as client:
+            await self._call(client, source, opener)
 
-    async def in_process(
-        self,
-        app: ASGIApp,
-        webhook_path: str | None,
-        stream_path: str,
-        parameters: Mapping[str, str] | None,
-        max_duration_s: float,
-    ) -> None:
+    async def in_process(self, app: ASGIApp, webhook_path: str | None, stream_path: str) -> None:
         def opener(plan: StreamPlan) -> Any:
             return ASGITransport.open(
-                app, plan.url, signature=self._sign(plan.url), open_timeout_s=self.open_timeout_s
+                app,
+                plan.url,
+                signature=self._sign(plan.url),
+                open_timeout_s=self.options.open_timeout_s,
             )
 
         if webhook_path is None:
             url = "wss" + IN_PROCESS_BASE_URL.removeprefix("https") + stream_path
-            await self._stream(
-                StreamPlan(url, dict(parameters or {})), opener, max_duration_s, None
+            source: Source = Direct(StreamPlan(url, self.options.parameters))
+        else:
+            source = Fetch(
+                IN_PROCESS_BASE_URL + webhook_path, self.options.webhook_method, answer=True
             )
-            return
         async with httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app), base_url=IN_PROCESS_BASE_URL
         ) as client:
-            await self._from_webhook(
-                client, IN_PROCESS_BASE_URL + webhook_path, opener, max_duration_s
-            )
-
-    async def _from_webhook(
-        self, client: httpx.AsyncClient, url: str, opener: Any, max_duration_s: float
-    ) -> None:
-        plan = await self._twiml(client, url)
-        if plan is None:
-            return
-        await self._stream(plan, opener, max_duration_s, client)
-        if plan.action is not None and self.report.placed:
-            await self._action(client, plan, url)
+            await self._call(client, source, opener)
 
     def _sign(self, url: str) -> str | None:
         # https://www.twilio.com/docs/voice/media-streams: the upgrade is signed over the wss
         # URL Twilio connected to, with no parameters (a GET).
-        return compute_signature(self.auth_token, url) if self.auth_token else None
+        return compute_signature(self.options.auth_token, url) if self.options.auth_token else None
 
-    async def _twiml(self, client: httpx.AsyncClient, url: str) -> StreamPlan | None:
-        try:
-            document = await fetch_twiml(
-                client, url, self.params, auth_token=self.auth_token, method=self.webhook_method
-            )
-            walk = await walk_twiml(
-                client, document, url=url, params=self.params, auth_token=self.auth_token
-            )
-        except WebhookFailed as failed:
-            self.report.placed = False
-            self.report.findings.append(Finding(failed.violation, None, None))
-            return None
-        self._record_walk(walk)
-        if walk.prelude:
-            self.recorder.add_prelude(walk.prelude)
-            # <Say>/<Play>/<Pause> take their time before the stream opens (virtual or real).
-            await asyncio.sleep(len(walk.prelude) / 8000)
-        return walk.stream
-
-    def _record_walk(self, walk: TwiMLWalk) -> None:
-        self.report.findings += [Finding(v, None, None) for v in walk.findings]
-        self.report.notes += walk.notes
-        self.report.twiml_verbs = walk.verbs
-        self.report.prelude_ms = len(walk.prelude) // 8
-
-    async def _stream(
-        self,
-        plan: StreamPlan,
-        opener: Any,
-        max_duration_s: float,
-        client: httpx.AsyncClient | None,
-    ) -> None:
-        self.report.stream_url = plan.url
-        try:
-            transport: Transport = await opener(plan)
-        except ConnectFailed as failed:
-            self.report.placed = False
-            self.report.findings.append(Finding(failed.violation, None, None))
-            return
-        run = StreamRun(
-            transport,
+    async def _call(self, client: httpx.AsyncClient, source: Source, opener: Opener) -> None:
+        requests = TwilioRequests(
+            client,
+            self.params,
+            auth_token=self.options.auth_token,
+            connect_to=self.options.connect_to,
+        )
+        line = Line(
             self.script,
-            custom_parameters=plan.parameters,
+            self.recorder,
+            self.report,
+            opener,
+            requests,
             call_sid=self.params["CallSid"],
             account_sid=self.params["AccountSid"],
-            bidirectional=plan.bidirectional,
+            max_duration_ms=self.options.max_duration_ms,
             trace=self.trace,
-            max_duration_ms=int(max_duration_s * 1000),
-            recorder=self.recorder,
-            hang_up_on_cancel=self.hang_up_on_cancel,
-            on_frame=self.on_frame,
+            on_frame=self.options.on_frame,
         )
-        self.report.stream_sid = run.protocol.stream_sid
-        self.report.call_sid = self.params["CallSid"]
-        events = _StatusEvents(client, plan, self, run.protocol.stream_sid)
-        await events.send("stream-started")
-        try:
-            await run.run()
-        finally:
-            self.report.findings += run.findings
-            self.report.add_measures(run.timeline, self.script.speech)
-        await events.send("stream-stopped")
-
-    async def _action(self, client: httpx.AsyncClient, plan: StreamPlan, url: str) -> None:
-        # https://www.twilio.com/docs/voice/twiml/connect#action: when <Connect> ends, Twilio
-        # requests the action URL for the TwiML that continues the call.
-        assert plan.action is not None
-        action_url = urljoin(url, plan.action)
-        try:
-            document = await fetch_twiml(
-                client,
-                action_url,
+        interpreter = Interpreter(line, requests, self.report)
+        rest = None
+        if self.options.rest_port is not None:
+            assert self.options.auth_token is not None
+            rest = RestServer(
+                line,
+                interpreter,
                 self.params,
-                auth_token=self.auth_token,
-                method=plan.action_method,
+                auth_token=self.options.auth_token,
+                port=self.options.rest_port,
             )
-        except WebhookFailed as failed:
-            self.report.findings.append(Finding(failed.violation, None, None))
-            return
+            await rest.start()
+            self.report.rest_url = rest.url
         try:
-            verbs = ", ".join(describe_verb(v) for v in twiml.parse_twiml(document).verbs)
-        except TwiMLError as error:
-            self.report.findings.append(
-                Finding(
-                    Violation(12100, "twiml-parse", "app", f"{action_url}: {error}", ""), None, None
-                )
-            )
-            return
-        self.report.notes.append(
-            f"the <Connect action> {action_url} answered: {verbs or 'nothing'}"
+            await self._run(line, interpreter, source)
+        finally:
+            if rest is not None:
+                await rest.close()
+                self.report.rest_requests = rest.requests
+        self._summarize(line)
+
+    async def _run(self, line: Line, interpreter: Interpreter, source: Source) -> None:
+        """Walk the TwiML until the call is to end, then end it; Ctrl-C hangs up."""
+        walk = asyncio.create_task(interpreter.run(source))
+        ending = asyncio.create_task(line.end_requested.wait())
+        limit = asyncio.create_task(line.limit_duration())
+        try:
+            await asyncio.wait({walk, ending}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if not self.options.hang_up_on_cancel or task is None:
+                for work in (walk, ending, limit):
+                    work.cancel()
+                await line.abort()
+                raise
+            task.uncancel()
+            line.request_end("interrupted")
+        for work in (ending, limit, walk):
+            work.cancel()
+        await asyncio.wait({walk, ending, limit})
+        line.request_end("error")  # if the walk failed before asking for the end
+        await line.close(cancel_opening=line.ended_by == "interrupted")
+        await interpreter.after_call()
+        if not walk.cancelled() and walk.exception() is not None:
+            raise walk.exception()  # type: ignore[misc]
+
+    def _summarize(self, line: Line) -> None:
+        report = self.report
+        report.call_sid = self.params["CallSid"]
+        report.streams = line.streams
+        main = next((s for s in line.streams if s.bidirectional), None) or next(
+            iter(line.streams), None
         )
+        if main is not None:
+            report.stream_url = main.url
+            report.stream_sid = main.stream_sid if main.started_ms is not None else None
+        opened = any(s.started_ms is not None for s in line.streams)
+        if not opened and any(s.ended_by == "failed" for s in line.streams):
+            report.placed = False
+        report.add_measures(line.timeline, self.script.speech)
 
 
 def _strip_query(url: str, report: CallReport) -> str:
@@ -471,41 +496,3 @@ def write_outputs(
         Path(record).write_bytes(result.recorder.heard_wav())
     if record_stereo:
         Path(record_stereo).write_bytes(result.recorder.stereo_wav())
-
-
-class _StatusEvents:
-    """The stream's ``statusCallback`` requests (https://www.twilio.com/docs/voice/twiml/stream)."""
-
-    def __init__(
-        self,
-        client: httpx.AsyncClient | None,
-        plan: StreamPlan,
-        placement: _Placement,
-        stream_sid: str,
-    ) -> None:
-        self.client = client
-        self.plan = plan
-        self.placement = placement
-        self.stream_sid = stream_sid
-
-    async def send(self, event: str) -> None:
-        if self.client is None or self.plan.status_callback is None:
-            return
-        params = {
-            "AccountSid": self.placement.params["AccountSid"],
-            "CallSid": self.placement.params["CallSid"],
-            "StreamSid": self.stream_sid,
-            "StreamName": self.plan.name or self.stream_sid,
-            "StreamEvent": event,
-            "Timestamp": datetime.now(UTC).isoformat(timespec="milliseconds"),
-        }
-        try:
-            await fetch_twiml(
-                self.client,
-                self.plan.status_callback,
-                params,
-                auth_token=self.placement.auth_token,
-                method=self.plan.status_callback_method,
-            )
-        except WebhookFailed as failed:
-            self.placement.report.findings.append(Finding(failed.violation, None, None))

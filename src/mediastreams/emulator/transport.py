@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import secrets
 import socket
 import ssl
@@ -33,6 +34,9 @@ __all__ = [
     "Transport",
     "WebSocketTransport",
     "asgi_lifespan",
+    "connect_to_hint",
+    "describe_target",
+    "is_loopback",
     "upgrade_headers",
 ]
 
@@ -148,7 +152,7 @@ class WebSocketTransport:
                 **options,
             )
         except Exception as error:
-            raise _connect_error(error, url) from None
+            raise _connect_error(error, url, connect_to) from None
         return cls(connection)
 
     def backlog_bytes(self) -> int:
@@ -211,14 +215,54 @@ def _routed(url: str) -> tuple[str, str]:
     return f"ws://{host}{parts.path or '/'}", "https" if secure else "http"
 
 
-def _connect_error(error: Exception, url: str) -> ConnectFailed:
-    host = urlsplit(url).netloc
+def is_loopback(host: str | None) -> bool:
+    """Whether ``host`` names this machine (``localhost``, 127.0.0.0/8, ``::1``)."""
+    if not host:
+        return False
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def describe_target(url: str, connect_to: tuple[str, int] | None = None) -> str:
+    """``url`` and where the connection went: ``"ws://h:5061/s (h port 5061)"``."""
+    parts = urlsplit(url)
+    if connect_to is not None:
+        return f"{url} (tried {connect_to[0]} port {connect_to[1]}, from --connect-to)"
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if port is None:
+        port = 443 if parts.scheme in ("wss", "https") else 80
+    return f"{url} ({parts.hostname} port {port})"
+
+
+def connect_to_hint(url: str, connect_to: tuple[str, int] | None = None) -> str:
+    """For a public host reached directly: how to reach a local server behind a tunnel."""
+    if connect_to is not None or is_loopback(urlsplit(url).hostname):
+        return ""
+    return (
+        f" {urlsplit(url).hostname} is a public host: if your server runs on this machine "
+        "behind a tunnel, pass --connect-to 127.0.0.1:PORT (connect_to=('127.0.0.1', PORT) "
+        "in Python) to reach it directly."
+    )
+
+
+def _connect_error(
+    error: Exception, url: str, connect_to: tuple[str, int] | None = None
+) -> ConnectFailed:
+    target = describe_target(url, connect_to)
+    tunnel = connect_to_hint(url, connect_to)
     if isinstance(error, websockets.InvalidStatus):
         status = error.response.status_code
         return _failure(
             31920,
             "handshake-refused",
-            f"the upgrade to {url} was answered with HTTP {status}, not 101",
+            f"the upgrade to {target} was answered with HTTP {status}, not 101",
             "Check the path, that the route accepts WebSockets, and, if it checks "
             "X-Twilio-Signature, the auth token and the public URL it rebuilds.",
         )
@@ -226,30 +270,34 @@ def _connect_error(error: Exception, url: str) -> ConnectFailed:
         return _failure(
             31902,
             "connection-refused",
-            f"connection refused by {host}",
-            "Is the server running, on this port?",
+            f"connection refused: {target}",
+            "Is the server running, on this port?" + tunnel,
         )
     if isinstance(error, TimeoutError | asyncio.TimeoutError):
         return _failure(
             31901,
             "connection-timeout",
-            f"no answer to the WebSocket upgrade from {host}",
+            f"no answer to the WebSocket upgrade: {target}",
             "The server accepted the TCP connection but never answered, or the host is "
-            "unreachable: check the host, the port and any tunnel or firewall.",
+            "unreachable: check the host, the port and any tunnel or firewall." + tunnel,
         )
     if isinstance(error, socket.gaierror):
-        return _failure(31904, "host-unreachable", f"cannot resolve {host}", "Check the host.")
+        return _failure(
+            31904, "host-unreachable", f"cannot resolve the host of {target}", "Check the host."
+        )
     if isinstance(error, ssl.SSLError):
         return _failure(
             31910,
             "tls-error",
-            f"TLS failed with {host}: {error}",
-            "Is the port serving TLS? For a local plain-ws server use --connect-to HOST:PORT.",
+            f"TLS failed: {target}: {error}",
+            "Is the port serving TLS?" + (tunnel or " A local plain-ws server takes ws://."),
         )
     if isinstance(error, websockets.InvalidHandshake | websockets.InvalidURI):
-        return _failure(31920, "handshake-error", f"WebSocket handshake failed: {error}", "")
+        return _failure(
+            31920, "handshake-error", f"WebSocket handshake failed: {target}: {error}", ""
+        )
     if isinstance(error, OSError):
-        return _failure(31903, "connection-broken", f"{host}: {error}", "")
+        return _failure(31903, "connection-broken", f"{target}: {error}", tunnel.strip())
     raise error
 
 
@@ -286,7 +334,8 @@ class ASGITransport:
         await transport._to_app.put({"type": "websocket.connect"})
         try:
             await transport._await_accept(url, open_timeout_s)
-        except ConnectFailed:
+        except (ConnectFailed, asyncio.CancelledError):
+            # Given up (or the call was cancelled meanwhile): the handler must not linger.
             await transport._end_app()
             raise
         return transport
