@@ -61,6 +61,9 @@ _REFUSAL = (
     b"Connection: close\r\n\r\n" + _REFUSAL_BODY
 )
 _OUT_OF_DESCRIPTORS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
+# After a failed accept() asyncio pauses the listener this long, with one timer per failed
+# attempt; each timer touches the listening socket when it fires.
+_ACCEPT_RETRY_S = getattr(asyncio.constants, "ACCEPT_RETRY_DELAY", 1.0) + 0.1
 
 
 def max_connections_for(limits: Limits) -> int:
@@ -168,6 +171,7 @@ class ConnectionGuard:
         self._refused = Throttle(self._log_refused)
         self._timed_out = Throttle(self._log_timed_out)
         self._accept_failed = Throttle(self._log_accept_failed)
+        self._accept_failed_at = -float("inf")
 
     @property
     def open_connections(self) -> int:
@@ -230,6 +234,7 @@ class ConnectionGuard:
                 and error.errno in _OUT_OF_DESCRIPTORS
                 and "socket" in context
             ):
+                self._accept_failed_at = loop.time()
                 self._accept_failed(error.strerror or str(error))
             elif previous is not None:
                 previous(loop, context)
@@ -241,6 +246,22 @@ class ConnectionGuard:
             yield
         finally:
             loop.set_exception_handler(previous)
+
+    async def settle(self, max_wait_s: float = 5.0) -> None:
+        """Before the listening socket closes: wait out asyncio's accept retries, if any.
+
+        Each failed ``accept()`` leaves a timer that touches the listening socket a second
+        later; firing after the socket closed, each would log a traceback. This waits (at
+        most ``max_wait_s``) until the last failure is that old; it returns at once if no
+        accept failed lately.
+        """
+        loop = asyncio.get_running_loop()
+        give_up_at = loop.time() + max_wait_s
+        while True:
+            wait_s = min(self._accept_failed_at + _ACCEPT_RETRY_S, give_up_at) - loop.time()
+            if wait_s <= 0:
+                return
+            await asyncio.sleep(wait_s)
 
     # --- inside -----------------------------------------------------------------------------
 
@@ -378,8 +399,10 @@ class _Refusal(asyncio.Protocol):
             return
         self._guard._lingering += 1
         transport.write(_REFUSAL)
-        if transport.can_write_eof():
+        try:
             transport.write_eof()
+        except OSError:  # the client has already gone (reset)
+            transport.abort()
         self._timer = asyncio.get_running_loop().call_later(_LINGER_S, transport.abort)
 
     def data_received(self, data: bytes) -> None:

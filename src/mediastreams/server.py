@@ -571,6 +571,7 @@ async def _serve_uvicorn(
     task = asyncio.create_task(server.serve(sockets=[sock]))
     waiter = asyncio.create_task(stop.wait())
     await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    await guard.settle()
     server.should_exit = True
     waiter.cancel()
     await task
@@ -699,6 +700,7 @@ async def _serve_websockets(
         max_size=limits.max_frame_bytes,
     ) as server:
         await stop.wait()
+        await guard.settle()
         server.close(close_connections=True)
         await server.wait_closed()
 
@@ -802,7 +804,8 @@ async def _serve_picows(
         websocket_handshake_timeout=limits.header_timeout_s,
         enable_auto_ping=True,
         auto_ping_idle_timeout=limits.ping_interval_s,
-        auto_ping_reply_timeout=limits.ping_timeout_s,
+        # picows refuses a reply timeout longer than the idle time before a ping.
+        auto_ping_reply_timeout=min(limits.ping_timeout_s, limits.ping_interval_s),
         # Twilio sends media every 20 ms: a ping goes out only when the peer falls silent.
         auto_ping_strategy=WSAutoPingStrategy.PING_WHEN_IDLE,
     )
@@ -812,6 +815,7 @@ async def _serve_picows(
     await server.start_serving()
     try:
         await stop.wait()
+        await guard.settle()
     finally:
         server.close()
         for task in list(tasks):
