@@ -484,3 +484,37 @@ def test_more_idle_sockets_than_the_file_limit(backend: str, tmp_path: Path) -> 
     assert "Traceback" not in log_text, log_text[log_text.find("Traceback") - 600 :][:3000]
     assert len(log_text) < 20_000, log_text[-2000:]  # was 27 MB in 15 s
     assert "connections with HTTP 503" in log_text
+
+
+# --- start-up ------------------------------------------------------------------------------------
+
+
+class BoundTo:
+    """What serve() asks a listening socket: its address (no socket beyond loopback opened)."""
+
+    def __init__(self, host: str) -> None:
+        self.host = host
+
+    def getsockname(self) -> tuple[str, int]:
+        return (self.host, 5050)
+
+
+@pytest.mark.parametrize(
+    ("host", "auth_token", "warned"),
+    [
+        ("0.0.0.0", None, True),
+        ("::", None, True),
+        ("192.0.2.10", None, True),
+        ("0.0.0.0", AUTH_TOKEN, False),
+        ("127.0.0.1", None, False),
+        ("::1", None, False),
+    ],
+)
+def test_a_warning_when_listening_beyond_loopback_without_an_auth_token(
+    caplog: pytest.LogCaptureFixture, host: str, auth_token: str | None, warned: bool
+) -> None:
+    from mediastreams.server import _warn_if_open_to_all
+
+    config = ServerConfig(handler=echo_handler, auth_token=auth_token)
+    _warn_if_open_to_all(config, BoundTo(host))  # type: ignore[arg-type]
+    assert bool(lines(caplog, "without an auth token")) is warned

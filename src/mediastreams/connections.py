@@ -26,6 +26,7 @@ import asyncio
 import errno
 import logging
 import time
+from asyncio import constants as asyncio_constants
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, cast
@@ -63,7 +64,7 @@ _REFUSAL = (
 _OUT_OF_DESCRIPTORS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 # After a failed accept() asyncio pauses the listener this long, with one timer per failed
 # attempt; each timer touches the listening socket when it fires.
-_ACCEPT_RETRY_S = getattr(asyncio.constants, "ACCEPT_RETRY_DELAY", 1.0) + 0.1
+_ACCEPT_RETRY_S = asyncio_constants.ACCEPT_RETRY_DELAY + 0.1
 
 
 def max_connections_for(limits: Limits) -> int:
