@@ -545,3 +545,11 @@ def test_loggable_is_one_printable_line(value: str) -> None:
     text = loggable(value)
     assert text.isprintable()
     assert len(text) <= 200 + len("...(999999 chars)")
+
+
+def test_token_errors_escape_the_call_sid() -> None:
+    forged = "CA1\nINFO forged"
+    with pytest.raises(SignatureError) as raised:
+        StreamTokens().redeem("x" * 43, forged)
+    assert "\n" not in str(raised.value)
+    assert "CA1\\nINFO forged" in str(raised.value)

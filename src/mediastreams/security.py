@@ -488,7 +488,7 @@ class StreamTokens:
         spent = self._spent.get(call_sid)
         if spent is not None:
             raise ReplayError(
-                f"the stream token of call {call_sid} was already {spent.reason}; "
+                f"the stream token of call {_sid(call_sid)} was already {spent.reason}; "
                 "a replayed webhook gets no new one"
             )
         if len(self._pending) >= self.max_pending:
@@ -522,10 +522,12 @@ class StreamTokens:
         if entry is None:
             spent = self._spent.get(call_sid)
             if spent is None:
-                raise SignatureError(f"no stream token was issued to call {call_sid}")
-            raise SignatureError(f"the stream token of call {call_sid} was already {spent.reason}")
+                raise SignatureError(f"no stream token was issued to call {_sid(call_sid)}")
+            raise SignatureError(
+                f"the stream token of call {_sid(call_sid)} was already {spent.reason}"
+            )
         if not hmac.compare_digest(entry[0].encode(), token.encode()):
-            raise SignatureError(f"the stream token is not the one issued to call {call_sid}")
+            raise SignatureError(f"the stream token is not the one issued to call {_sid(call_sid)}")
         del self._pending[call_sid]
         self._remember(call_sid, "used", now)
 
@@ -576,6 +578,12 @@ def loggable(value: object, *, max_chars: int = 200) -> str:
     if len(head) <= max_chars and len(text) <= max_chars:
         return head
     return f"{head[:max_chars]}...({len(text)} chars)"
+
+
+def _sid(call_sid: str) -> str:
+    # A CallSid comes from the peer (a webhook's form, a start frame) and these messages
+    # end up in log lines.
+    return loggable(call_sid, max_chars=64)
 
 
 def _escaped(char: str) -> str:

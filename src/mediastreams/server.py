@@ -217,8 +217,11 @@ def answer_webhook(
             return Reply(400, "text/plain", b"no CallSid: is this Twilio's voice webhook?\n")
         try:
             parameters[TOKEN_PARAMETER] = config.stream_tokens.mint_for(call_sid)
-        except ReplayError as error:
-            _token_refusals(config.stream_tokens).replayed(f"from {client}: {error}")
+        except ReplayError:
+            refusals = _token_refusals(config.stream_tokens)
+            refusals.replayed(
+                f"for call {loggable(call_sid, max_chars=64)} from {loggable(client)}"
+            )
             return Reply(409, "text/plain", b"this call already has its stream\n")
         except CapacityError as error:
             _token_refusals(config.stream_tokens).full(str(error))
@@ -282,10 +285,11 @@ class _TokenRefusals:
     def __init__(self) -> None:
         self.replayed = Throttle(
             lambda message, count: logger.warning(
-                "refused %d replayed webhook%s (HTTP 409), the latest %s",
+                "refused %d replayed webhook%s (HTTP 409): its call's stream token was "
+                "already used or expired; the latest %s",
                 count,
                 "" if count == 1 else "s",
-                loggable(message, max_chars=300),
+                message,
             )
         )
         self.full = Throttle(
