@@ -304,6 +304,19 @@ async def test_text_that_is_not_utf8_is_closed_with_1007(
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+async def test_the_peer_address_is_logged(backend: str, caplog: pytest.LogCaptureFixture) -> None:
+    config = ServerConfig(handler=echo_handler, stream_options={"start_timeout_ms": 100})
+    async with running(config, backend) as port:
+        client = await RawClient.connect(port)
+        local_port = client.writer.get_extra_info("sockname")[1]
+        assert await client.upgrade() == b"HTTP/1.1 101 Switching Protocols"
+        async with asyncio.timeout(DEADLINE_S):  # no start: the stream gives up
+            await client.next_control(answer_pings=True)
+        client.close()
+    assert lines(caplog, f"stream from 127.0.0.1:{local_port} did not start")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 async def test_two_signature_headers_get_403(
     backend: str, caplog: pytest.LogCaptureFixture
 ) -> None:
