@@ -210,6 +210,22 @@ async def test_slowloris_is_closed_after_the_header_timeout(backend: str) -> Non
     assert sent < len(head)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("path", ["/incoming-call", "/healthz"])
+async def test_each_http_answer_closes_its_connection(backend: str, path: str) -> None:
+    # Then the header deadline bounds every request, and no kept-alive connection is cut.
+    config = ServerConfig(handler=echo_handler, limits=Limits(header_timeout_s=60.0))
+    async with running(config, backend) as port:
+        client = await RawClient.connect(port)
+        await client.send(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+        async with asyncio.timeout(DEADLINE_S):
+            answer = await client.reader.read()  # to the end: the server closed
+        client.close()
+    head = answer.split(b"\r\n\r\n", 1)[0].lower()
+    assert head.startswith(b"http/1.1 200")
+    assert b"\r\nconnection: close" in head
+
+
 # --- the connection cap --------------------------------------------------------------------------
 
 

@@ -406,9 +406,9 @@ def create_app(config: ServerConfig) -> Starlette:
                 async with asyncio.timeout(config.limits.header_timeout_s):
                     body = await _read_body(request, config.limits.max_webhook_bytes)
             except TimeoutError:
-                return Response(b"request body too slow\n", 408, media_type="text/plain")
+                return _plain(b"request body too slow\n", 408)
             if body is None:
-                return Response(b"request too large\n", 413, media_type="text/plain")
+                return _plain(b"request too large\n", 413)
             form = parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
         reply = answer_webhook(
             config,
@@ -419,7 +419,7 @@ def create_app(config: ServerConfig) -> Starlette:
             signature=request.headers.getlist(SIGNATURE_HEADER),
             client=_client(request.client),
         )
-        return Response(reply.body, reply.status, media_type=reply.content_type)
+        return _plain(reply.body, reply.status, reply.content_type)
 
     async def media_stream(websocket: WebSocket) -> None:
         from .adapters.starlette import StarletteTransport
@@ -443,7 +443,7 @@ def create_app(config: ServerConfig) -> Starlette:
             streams.active -= 1
 
     async def healthz(request: Request) -> Response:
-        return Response(_health(streams), media_type="application/json")
+        return _plain(_health(streams), 200, "application/json")
 
     return Starlette(
         routes=[
@@ -452,6 +452,13 @@ def create_app(config: ServerConfig) -> Starlette:
             WebSocketRoute(config.stream_path, media_stream),
         ]
     )
+
+
+def _plain(body: bytes, status: int, content_type: str = "text/plain") -> Response:
+    # One request per connection, as on the other two backends: the header deadline then
+    # bounds each request, and a proxy that keeps connections open is told to reconnect
+    # rather than have one cut under it.
+    return Response(body, status, media_type=content_type, headers={"Connection": "close"})
 
 
 async def _read_body(request: Request, max_bytes: int) -> bytes | None:
@@ -661,7 +668,11 @@ async def _serve_websockets(
 
     def respond(reply: Reply) -> WsResponse:
         headers = Headers(
-            [("Content-Type", reply.content_type), ("Content-Length", str(len(reply.body)))]
+            [
+                ("Content-Type", reply.content_type),
+                ("Content-Length", str(len(reply.body))),
+                ("Connection", "close"),  # websockets closes after an HTTP answer: say so
+            ]
         )
         return WsResponse(reply.status, _REASONS.get(reply.status, "OK"), headers, reply.body)
 
