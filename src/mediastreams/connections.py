@@ -302,8 +302,8 @@ class ConnectionGuard:
 
     def _log_accept_failed(self, message: str, count: int) -> None:
         logger.warning(
-            "could not accept %d connection%s: %s; lower --max-connections (now %d) or raise "
-            "the file limit (ulimit -n)",
+            "accept() failed %d time%s: %s; lower --max-connections (now %d) or raise the "
+            "file limit (ulimit -n)",
             count,
             "" if count == 1 else "s",
             message,
