@@ -160,3 +160,45 @@ def test_help_names_what_port_and_log_level_take(capsys: pytest.CaptureFixture[s
     text = " ".join(capsys.readouterr().out.split())
     assert "--port INTEGER RANGE Port to listen on; 0 picks a free one" in text
     assert "--log-level LEVEL debug, info, warning or error." in text
+
+
+def test_max_connections_caps_a_real_server(tmp_path: Path) -> None:
+    port = free_port()
+    command = [sys.executable, "-m", "mediastreams", "serve", "--echo", "--port", str(port)]
+    command += ["--backend", "websockets", "--max-connections", "2"]
+    server = subprocess.Popen(command, cwd=tmp_path, stderr=subprocess.PIPE)
+    held: list[socket.socket] = []
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+                break
+            except httpx.HTTPError:
+                assert time.monotonic() < deadline and server.poll() is None
+                time.sleep(0.1)
+        status = 200
+        while status != 503 and len(held) < 4:  # the probe above may hold a slot a moment
+            held.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+            headers = {"Connection": "close"}
+            status = httpx.get(f"http://127.0.0.1:{port}/healthz", headers=headers).status_code
+        assert status == 503
+    finally:
+        for sock in held:
+            sock.close()
+        server.send_signal(signal.SIGTERM)
+        _, err = server.communicate(timeout=15)
+    assert server.returncode == 0, err
+    assert b"at most 2 connections" in err
+    assert b"refused 1 connection with HTTP 503" in err
+    assert b"Traceback" not in err
+
+
+def test_the_log_line_escapes_the_sids_a_peer_sent() -> None:
+    from mediastreams.cli.serve import _SidFormatter
+
+    record = logging.LogRecord("mediastreams", logging.INFO, "", 0, "stream ended", (), None)
+    record.stream_sid = "MZ1"
+    record.call_sid = "CA1\n2025-01-01 00:00:00 INFO forged"
+    line = _SidFormatter("%(levelname)s %(message)s").format(record)
+    assert line == "INFO stream ended stream_sid=MZ1 call_sid=CA1\\n2025-01-01 00:00:00 INFO forged"

@@ -1,4 +1,4 @@
-"""Signatures cross-checked against twilio-python's RequestValidator; public URLs; tokens."""
+"""Signatures cross-checked against twilio-python's RequestValidator; public URLs; tokens; logs."""
 
 from __future__ import annotations
 
@@ -6,18 +6,23 @@ import hmac
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from multidict import MultiDict
 from starlette.datastructures import FormData
 from twilio.request_validator import RequestValidator
 
 from mediastreams import SignatureError
+from mediastreams.exceptions import CapacityError, ReplayError
 from mediastreams.security import (
     SIGNATURE_HEADER,
     PublicURL,
     StreamTokens,
+    TokenStore,
     check_upgrade_signature,
     check_webhook_signature,
     compute_signature,
+    loggable,
     public_url_for,
     validate_signature,
 )
@@ -375,17 +380,17 @@ OTHER_CALL = "CA" + "1" * 32
 
 def test_token_works_once_for_its_call() -> None:
     tokens = StreamTokens()
-    token = tokens.mint(CALL)
+    token = tokens.mint_for(CALL)
     assert len(token) == 43
     tokens.redeem(token, CALL)
-    with pytest.raises(SignatureError, match="unknown or already used") as raised:
+    with pytest.raises(SignatureError, match="already used") as raised:
         tokens.redeem(token, CALL)
     assert token not in str(raised.value)
 
 
-def test_tokens_are_unguessable_and_distinct() -> None:
+def test_tokens_are_unguessable_and_distinct_per_call() -> None:
     tokens = StreamTokens()
-    minted = {tokens.mint(CALL) for _ in range(100)}
+    minted = {tokens.mint_for(f"CA{n}") for n in range(100)}
     assert len(minted) == 100
     assert all(
         set(t) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
@@ -393,21 +398,45 @@ def test_tokens_are_unguessable_and_distinct() -> None:
     )
 
 
-def test_token_for_another_call_fails_and_is_burned() -> None:
+def test_a_replayed_webhook_gets_the_pending_token_never_a_new_one() -> None:
     tokens = StreamTokens()
-    token = tokens.mint(CALL)
-    with pytest.raises(SignatureError, match="another call") as raised:
+    first = tokens.mint_for(CALL)
+    assert {tokens.mint_for(CALL) for _ in range(10_000)} == {first}
+    assert tokens.pending == 1
+    tokens.redeem(first, CALL)
+    for _ in range(100):  # once used, replays mint nothing
+        with pytest.raises(ReplayError, match="already used"):
+            tokens.mint_for(CALL)
+    assert tokens.pending == 0
+
+
+def test_an_expired_call_mints_no_new_token() -> None:
+    clock = FakeClock()
+    tokens = StreamTokens(ttl_seconds=30, clock=clock)
+    token = tokens.mint_for(CALL)
+    clock.now += 30
+    with pytest.raises(ReplayError, match="already expired"):
+        tokens.mint_for(CALL)
+    with pytest.raises(SignatureError, match="already expired"):
+        tokens.redeem(token, CALL)
+
+
+def test_a_token_for_another_call_fails_and_burns_nothing() -> None:
+    tokens = StreamTokens()
+    token = tokens.mint_for(CALL)
+    other = tokens.mint_for(OTHER_CALL)
+    with pytest.raises(SignatureError, match="not the one issued") as raised:
         tokens.redeem(token, OTHER_CALL)
     assert token not in str(raised.value)
-    with pytest.raises(SignatureError, match="already used"):
-        tokens.redeem(token, CALL)
+    tokens.redeem(other, OTHER_CALL)  # a wrong guess did not burn the real one
+    tokens.redeem(token, CALL)
 
 
 def test_token_expires() -> None:
     clock = FakeClock()
     tokens = StreamTokens(ttl_seconds=30, clock=clock)
-    fresh = tokens.mint(CALL)
-    stale = tokens.mint(OTHER_CALL)
+    fresh = tokens.mint_for(CALL)
+    stale = tokens.mint_for(OTHER_CALL)
     clock.now += 29.9
     tokens.redeem(fresh, CALL)
     clock.now += 0.1
@@ -418,33 +447,109 @@ def test_token_expires() -> None:
 def test_expired_tokens_are_swept() -> None:
     clock = FakeClock()
     tokens = StreamTokens(ttl_seconds=10, clock=clock)
-    for _ in range(5):
-        tokens.mint(CALL)
+    for n in range(5):
+        tokens.mint_for(f"CA{n}")
     clock.now += 10
-    tokens.mint(CALL)
-    assert len(tokens) == 1
+    tokens.mint_for("CA9")
+    assert tokens.pending == 1
 
 
-def test_store_is_bounded_and_drops_the_oldest() -> None:
-    tokens = StreamTokens(max_tokens=3)
-    oldest = tokens.mint("CA1")
-    kept = [tokens.mint(f"CA{n}") for n in (2, 3, 4)]
-    assert len(tokens) == 3
-    with pytest.raises(SignatureError):
-        tokens.redeem(oldest, "CA1")
-    for n, token in zip((2, 3, 4), kept, strict=True):
+def test_a_flood_is_refused_and_evicts_no_pending_token() -> None:
+    tokens = StreamTokens(max_pending=3)
+    first = tokens.mint_for("CA1")
+    kept = [tokens.mint_for(f"CA{n}") for n in (2, 3)]
+    for n in range(4, 1000):  # invented CallSids, as anyone can send without signatures
+        with pytest.raises(CapacityError, match="max_pending"):
+            tokens.mint_for(f"CA{n}")
+    assert tokens.pending == 3
+    tokens.redeem(first, "CA1")
+    for n, token in zip((2, 3), kept, strict=True):
         tokens.redeem(token, f"CA{n}")
+    tokens.mint_for("CA4")  # room again once they started
+
+
+def test_calls_are_remembered_for_a_while_and_up_to_a_bound() -> None:
+    clock = FakeClock()
+    tokens = StreamTokens(remember_seconds=100, max_remembered=2, clock=clock)
+    for call in ("CA1", "CA2", "CA3"):
+        tokens.redeem(tokens.mint_for(call), call)
+    tokens.mint_for("CA1")  # the oldest memory made room for CA3
+    with pytest.raises(ReplayError):
+        tokens.mint_for("CA3")
+    clock.now += 100
+    tokens.mint_for("CA3")  # forgotten after remember_seconds
 
 
 @pytest.mark.parametrize("token", [None, "", "not-a-token"])
 def test_missing_or_unknown_token_fails(token: str | None) -> None:
     tokens = StreamTokens()
-    tokens.mint(CALL)
+    tokens.mint_for(CALL)
     with pytest.raises(SignatureError):
         tokens.redeem(token, CALL)
 
 
-@pytest.mark.parametrize(("ttl_seconds", "max_tokens"), [(0, 10), (-1, 10), (10, 0)])
-def test_bad_store_settings_are_refused(ttl_seconds: float, max_tokens: int) -> None:
+def test_a_call_never_issued_a_token_fails() -> None:
+    with pytest.raises(SignatureError, match="no stream token was issued"):
+        StreamTokens().redeem("x" * 43, CALL)
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"ttl_seconds": 0},
+        {"ttl_seconds": -1},
+        {"max_pending": 0},
+        {"remember_seconds": 0},
+        {"max_remembered": 0},
+    ],
+)
+def test_bad_store_settings_are_refused(settings: dict[str, float]) -> None:
     with pytest.raises(ValueError, match="positive"):
-        StreamTokens(ttl_seconds, max_tokens=max_tokens)
+        StreamTokens(**settings)  # type: ignore[arg-type]
+
+
+def test_the_store_meets_the_token_store_interface() -> None:
+    store: TokenStore = StreamTokens()
+    store.redeem(store.mint_for(CALL), CALL)
+
+
+# --- log lines ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "logged"),
+    [
+        ("CA123", "CA123"),
+        ("CA1\nINFO forged line", "CA1\\nINFO forged line"),
+        ("a\rb\tc\x1b[31m", "a\\rb\\tc\\x1b[31m"),
+        ("back\\slash\\n", "back\\\\slash\\\\n"),
+        ("line\u2028sep\u202eRTL", "line\\u2028sep\\u202eRTL"),
+        ("lone \ud800 surrogate", "lone \\ud800 surrogate"),
+        ("caf\u00e9 \u4e2d", "caf\u00e9 \u4e2d"),
+        (("1.2.3.4", 5), "('1.2.3.4', 5)"),
+    ],
+)
+def test_loggable_escapes_what_could_forge_a_line(value: object, logged: str) -> None:
+    assert loggable(value) == logged
+
+
+def test_loggable_caps_the_length() -> None:
+    text = loggable("\n" * 10_000, max_chars=50)
+    assert text == "\\n" * 25 + "...(10000 chars)"
+    assert loggable("x" * 60, max_chars=50) == "x" * 50 + "...(60 chars)"
+    assert loggable("x" * 50, max_chars=50) == "x" * 50
+
+
+@given(st.text())
+def test_loggable_is_one_printable_line(value: str) -> None:
+    text = loggable(value)
+    assert text.isprintable()
+    assert len(text) <= 200 + len("...(999999 chars)")
+
+
+def test_token_errors_escape_the_call_sid() -> None:
+    forged = "CA1\nINFO forged"
+    with pytest.raises(SignatureError) as raised:
+        StreamTokens().redeem("x" * 43, forged)
+    assert "\n" not in str(raised.value)
+    assert "CA1\\nINFO forged" in str(raised.value)

@@ -16,6 +16,8 @@ The tree::
     │   └── UnsupportedAudio           a known container with a codec or width we do not convert
     ├── TwiMLError (ValueError)        TwiML that Twilio would refuse
     ├── SignatureError                 an X-Twilio-Signature is missing or wrong
+    │   └── ReplayError                a request already answered once, sent again
+    ├── CapacityError                  a bound is full: new work is refused until some ends
     └── EmulatorError                  the emulator could not place or run a call
 
 A :class:`ProtocolError` carries the :class:`~mediastreams.diagnostics.Violation` that
@@ -32,6 +34,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AudioError",
+    "CapacityError",
     "CorruptedAudio",
     "EmptyAudio",
     "EmulatorError",
@@ -39,6 +42,7 @@ __all__ = [
     "MediaStreamsError",
     "ProtocolError",
     "RemoteProtocolError",
+    "ReplayError",
     "SignatureError",
     "StreamClosed",
     "StreamTimeout",
@@ -121,6 +125,18 @@ class TwiMLError(MediaStreamsError, ValueError):
 
 class SignatureError(MediaStreamsError):
     """An ``X-Twilio-Signature`` header is missing or does not match."""
+
+
+class ReplayError(SignatureError):
+    """A request that was already answered once came again: a replayed webhook.
+
+    Twilio's signatures carry no timestamp, so a copy of a signed request stays valid; the
+    stream token store refuses to mint a second token for a ``CallSid``.
+    """
+
+
+class CapacityError(MediaStreamsError):
+    """A bound is full (pending stream tokens, connections): new work is refused."""
 
 
 class EmulatorError(MediaStreamsError):

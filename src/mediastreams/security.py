@@ -5,8 +5,9 @@ base64(HMAC-SHA1(auth token, URL + each POST parameter's name and value, sorted 
 The URL is the one *Twilio* requested, so behind a proxy or a tunnel it has to be rebuilt:
 :class:`PublicURL` and :func:`public_url_for` do that, from a configured base URL or from
 the request's forwarded headers. A signature covers only the URL of the upgrade, so it is
-the same for every call; :class:`StreamTokens` adds a one-time token, minted when the
-webhook is answered and burned when the stream starts.
+the same for every call; :class:`StreamTokens` adds one token per call, minted when the
+webhook is answered (a replayed webhook gets the same pending token or none) and burned when
+the stream starts. :func:`loggable` escapes what a peer sent before it goes in a log line.
 
 Nothing here imports a web framework, and no token or signature ever goes into an exception
 message.
@@ -24,19 +25,21 @@ import secrets
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeAlias
+from typing import Any, Protocol, TypeAlias
 from urllib.parse import urlsplit, urlunsplit
 
-from .exceptions import SignatureError
+from .exceptions import CapacityError, ReplayError, SignatureError
 
 __all__ = [
     "SIGNATURE_HEADER",
     "FormParams",
     "PublicURL",
     "StreamTokens",
+    "TokenStore",
     "check_upgrade_signature",
     "check_webhook_signature",
     "compute_signature",
+    "loggable",
     "public_url_for",
     "validate_signature",
 ]
@@ -364,19 +367,69 @@ def public_url_for(
 # --- one-time stream tokens -----------------------------------------------------------------
 
 
+class TokenStore(Protocol):
+    """Where stream tokens are kept: the rules below hold for every store.
+
+    - **One token per call.** :meth:`mint_for` gives a ``CallSid`` one token; asked again
+      while that token is pending (a webhook retried or replayed), it gives the same token,
+      and once the token was used or expired it refuses (:class:`ReplayError`), never
+      minting a second one.
+    - **Bounded, never evicting.** When the pending tokens reach the store's bound, new
+      mints are refused (:class:`CapacityError`); a pending token is never dropped to make
+      room, so no flood of webhooks can take another call's token away.
+    - **Once, for that call, in time.** :meth:`redeem` accepts the call's pending token
+      once, before it expires.
+
+    :class:`StreamTokens` keeps them in memory, for one process; a store shared by several
+    processes (Redis) implements the same two methods with the same rules.
+    """
+
+    def mint_for(self, call_sid: str) -> str:
+        """The token for ``call_sid``: a new one, or the one still pending.
+
+        Raises:
+            ReplayError: this call's token was already used or has expired.
+            CapacityError: the store is full of pending tokens.
+        """
+        ...
+
+    def redeem(self, token: str | None, call_sid: str) -> None:
+        """Accept and burn the pending token of ``call_sid``.
+
+        Raises:
+            SignatureError: the token is missing, was never issued to this call, was
+                already used, or has expired.
+        """
+        ...
+
+
+@dataclass(slots=True)
+class _Spent:
+    forget_at: float
+    reason: str  # "used" or "expired"
+
+
 class StreamTokens:
-    """One-time tokens that tie a stream to the webhook that asked for it.
+    """One-time tokens that tie a stream to the webhook that asked for it, kept in memory.
 
     The upgrade's signature covers only its URL, so it is the same for every call and can
     be replayed. Mint a token while answering the (signed) voice webhook, put it in a
     ``<Parameter>``, and redeem it when ``start`` arrives with the token in
-    ``customParameters``: it works once, for that call, before it expires.
+    ``customParameters``: it works once, for that call, before it expires. The rules are
+    :class:`TokenStore`'s.
 
-    Kept in memory: use one instance per process, from one thread or event loop.
+    A call whose token was used or expired is remembered for ``remember_seconds``, so a
+    replay of its webhook mints nothing; past ``max_remembered`` calls the oldest memory is
+    dropped (that only lets a very old replay mint again, and a signed replay is the only
+    kind that reaches the store when signatures are checked).
+
+    Use one instance per process, from one thread or event loop.
 
     Args:
         ttl_seconds: how long a token stays valid; a stream starts within seconds.
-        max_tokens: how many unredeemed tokens are kept; past that, the oldest is dropped.
+        max_pending: how many unredeemed tokens are kept; past that, mints are refused.
+        remember_seconds: how long a call whose token was used or expired stays refused.
+        max_remembered: how many such calls are remembered.
         clock: seconds from an arbitrary origin (``time.monotonic``); injectable for tests.
     """
 
@@ -384,68 +437,163 @@ class StreamTokens:
         self,
         ttl_seconds: float = 60.0,
         *,
-        max_tokens: int = 10_000,
+        max_pending: int = 10_000,
+        remember_seconds: float = 4 * 3600.0,
+        max_remembered: int = 100_000,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if ttl_seconds <= 0 or max_tokens <= 0:
-            raise ValueError("ttl_seconds and max_tokens must be positive")
+        settings = {
+            "ttl_seconds": ttl_seconds,
+            "max_pending": max_pending,
+            "remember_seconds": remember_seconds,
+            "max_remembered": max_remembered,
+        }
+        for name, value in settings.items():
+            if value <= 0:
+                raise ValueError(f"StreamTokens {name} must be positive, not {value!r}")
         self.ttl_seconds = ttl_seconds
-        self.max_tokens = max_tokens
+        self.max_pending = max_pending
+        self.remember_seconds = remember_seconds
+        self.max_remembered = max_remembered
         self._clock = clock
-        # token -> (call SID, expiry). Insertion order is expiry order (one TTL, a monotonic
-        # clock), so expired tokens are always at the front.
-        self._tokens: dict[str, tuple[str, float]] = {}
+        # CallSid -> (token, expiry); CallSid -> what became of its token. One TTL each and a
+        # monotonic clock make insertion order expiry order: what is due is at the front.
+        self._pending: dict[str, tuple[str, float]] = {}
+        self._spent: dict[str, _Spent] = {}
 
-    def __len__(self) -> int:
-        """How many tokens are held, expired ones not yet swept included."""
-        return len(self._tokens)
+    @property
+    def pending(self) -> int:
+        """How many tokens wait to be redeemed (expired ones not yet swept included)."""
+        return len(self._pending)
 
-    def mint(self, call_sid: str) -> str:
-        """Make a token for ``call_sid``, to send in a ``<Parameter>``.
+    def mint_for(self, call_sid: str) -> str:
+        """The token for ``call_sid``, to send in a ``<Parameter>``.
 
         Args:
             call_sid: the ``CallSid`` of the webhook being answered.
 
         Returns:
-            An unguessable URL-safe token (43 characters).
+            An unguessable URL-safe token (43 characters); the same one while it is pending.
+
+        Raises:
+            ReplayError: this call's token was already used or has expired: the webhook was
+                replayed.
+            CapacityError: ``max_pending`` tokens are pending.
         """
         now = self._clock()
         self._sweep(now)
-        while len(self._tokens) >= self.max_tokens:
-            del self._tokens[next(iter(self._tokens))]
+        entry = self._pending.get(call_sid)
+        if entry is not None:
+            return entry[0]
+        spent = self._spent.get(call_sid)
+        if spent is not None:
+            raise ReplayError(
+                f"the stream token of call {_sid(call_sid)} was already {spent.reason}; "
+                "a replayed webhook gets no new one"
+            )
+        if len(self._pending) >= self.max_pending:
+            raise CapacityError(
+                f"{len(self._pending)} stream tokens are pending, the most this store keeps "
+                "(StreamTokens max_pending): new calls are refused until some start or expire"
+            )
         token = secrets.token_urlsafe(32)
-        self._tokens[token] = (call_sid, now + self.ttl_seconds)
+        self._pending[call_sid] = (token, now + self.ttl_seconds)
         return token
 
     def redeem(self, token: str | None, call_sid: str) -> None:
-        """Check and burn a token received in ``start.customParameters``.
+        """Check and burn the token received in ``start.customParameters``.
 
-        A token is burned by any attempt, even a failed one, so it never works twice.
+        A wrong token leaves the call's pending token in place: whoever knows a ``CallSid``
+        cannot burn the token of that call by guessing.
 
         Args:
             token: the token received, or ``None`` if the parameter was missing.
             call_sid: ``start.callSid``.
 
         Raises:
-            SignatureError: the token is missing, unknown, already used, expired, or was
-                minted for another call.
+            SignatureError: the token is missing, was not issued to this call, was already
+                used, or has expired.
         """
         if not token:
             raise SignatureError("the stream carries no token")
-        entry = self._tokens.pop(token, None)
         now = self._clock()
         self._sweep(now)
+        entry = self._pending.get(call_sid)
         if entry is None:
-            raise SignatureError("the stream token is unknown or already used")
-        minted_for, expires_at = entry
-        if now >= expires_at:
-            raise SignatureError("the stream token has expired")
-        if minted_for != call_sid:
-            raise SignatureError(f"the stream token was minted for another call, not {call_sid}")
+            spent = self._spent.get(call_sid)
+            if spent is None:
+                raise SignatureError(f"no stream token was issued to call {_sid(call_sid)}")
+            raise SignatureError(
+                f"the stream token of call {_sid(call_sid)} was already {spent.reason}"
+            )
+        if not hmac.compare_digest(entry[0].encode(), token.encode()):
+            raise SignatureError(f"the stream token is not the one issued to call {_sid(call_sid)}")
+        del self._pending[call_sid]
+        self._remember(call_sid, "used", now)
 
     def _sweep(self, now: float) -> None:
-        while self._tokens:
-            oldest = next(iter(self._tokens))
-            if self._tokens[oldest][1] > now:
-                return
-            del self._tokens[oldest]
+        while self._pending:
+            call_sid, (_, expires_at) = next(iter(self._pending.items()))
+            if expires_at > now:
+                break
+            del self._pending[call_sid]
+            self._remember(call_sid, "expired", now)
+        while self._spent:
+            call_sid, spent = next(iter(self._spent.items()))
+            if spent.forget_at > now:
+                break
+            del self._spent[call_sid]
+
+    def _remember(self, call_sid: str, reason: str, now: float) -> None:
+        while len(self._spent) >= self.max_remembered:
+            del self._spent[next(iter(self._spent))]
+        self._spent[call_sid] = _Spent(now + self.remember_seconds, reason)
+
+
+# --- log lines ------------------------------------------------------------------------------
+
+_ESCAPES = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def loggable(value: object, *, max_chars: int = 200) -> str:
+    """``value`` made safe for a log line: what a peer sends cannot forge or flood the log.
+
+    Every character that is not printable (line breaks, other control and format
+    characters, lone surrogates) is escaped as in a Python literal (``\\n``, ``\\x1b``,
+    ``\\u2028``), backslashes are doubled so an escape cannot be faked, and the text is cut
+    at ``max_chars`` with the full length said. Use it on every value from the wire: SIDs,
+    paths, headers, peer strings, error texts that quote a frame.
+
+    Args:
+        value: anything; it is converted with ``str()``.
+        max_chars: the longest text kept, escapes included.
+
+    Returns:
+        One line of printable text, at most ``max_chars`` plus a short suffix.
+    """
+    text = value if isinstance(value, str) else str(value)
+    head = text[:max_chars]
+    if not (head.isprintable() and "\\" not in head):
+        head = "".join(_escaped(char) for char in head)
+    if len(head) <= max_chars and len(text) <= max_chars:
+        return head
+    return f"{head[:max_chars]}...({len(text)} chars)"
+
+
+def _sid(call_sid: str) -> str:
+    # A CallSid comes from the peer (a webhook's form, a start frame) and these messages
+    # end up in log lines.
+    return loggable(call_sid, max_chars=64)
+
+
+def _escaped(char: str) -> str:
+    if char in _ESCAPES:
+        return _ESCAPES[char]
+    if char.isprintable():
+        return char
+    code = ord(char)
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    if code < 0x10000:
+        return f"\\u{code:04x}"
+    return f"\\U{code:08x}"

@@ -16,16 +16,20 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport
 
+from ..connections import peer_of
 from ..exceptions import StreamClosed
 from ..limits import DEFAULT_LIMITS, Limits
 
 __all__ = ["PicowsTransport"]
+
+logger = logging.getLogger("mediastreams.adapters.picows")
 
 
 class PicowsTransport(WSListener):
@@ -66,11 +70,14 @@ class PicowsTransport(WSListener):
         self._waiter: asyncio.Future[None] | None = None
         self._writable: asyncio.Event | None = None  # set while the write buffer has room
         self._closed = False
+        self.peer = "?"
+        """``host:port`` of the far end, once connected (for log lines)."""
 
     # --- picows callbacks ---------------------------------------------------------------------
 
     def on_ws_connected(self, transport: WSTransport) -> None:
         self._transport = transport
+        self.peer = peer_of(transport.underlying_transport)
         self._writable = asyncio.Event()
         self._writable.set()
         # pause_writing() comes once this much is unwritten, resume_writing() below a quarter.
@@ -84,7 +91,13 @@ class PicowsTransport(WSListener):
             try:
                 self._put(frame.get_payload_as_utf8_text())
             except UnicodeDecodeError:
-                self._put(frame.get_payload_as_bytes())  # the session reports it as binary
+                # RFC 6455 7.4.1: 1007, data inconsistent with the message type; the other
+                # backends close the same way.
+                logger.warning(
+                    "closed the WebSocket from %s with 1007: a text frame is not UTF-8", self.peer
+                )
+                transport.send_close(WSCloseCode.INVALID_TEXT, b"text frame is not UTF-8")
+                transport.disconnect()
         elif kind == WSMsgType.BINARY:
             self._put(frame.get_payload_as_bytes())
         elif kind == WSMsgType.CLOSE:

@@ -7,6 +7,7 @@ code 2, never a traceback.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import importlib
 import logging
 import os
@@ -15,7 +16,9 @@ from typing import Any
 
 import click
 
-from ..security import PublicURL, StreamTokens
+from ..connections import max_connections_for
+from ..limits import DEFAULT_LIMITS, Limits
+from ..security import PublicURL, StreamTokens, loggable
 from ..server import BACKENDS, Handler, ServerConfig, bind, echo_handler, play_handler, serve
 
 __all__ = ["serve_command"]
@@ -93,12 +96,18 @@ def _check_backend(backend: str) -> None:
 
 
 class _SidFormatter(logging.Formatter):
-    """``time level logger message stream_sid=... call_sid=...``: greppable per call."""
+    """``time level logger message stream_sid=... call_sid=...``: greppable per call.
+
+    The SIDs come from the peer's ``start`` frame, so they are escaped like every value from
+    the wire: a newline in one cannot forge a log line.
+    """
 
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)
         sids = [
-            f"{k}={getattr(record, k)}" for k in ("stream_sid", "call_sid") if hasattr(record, k)
+            f"{k}={loggable(getattr(record, k), max_chars=64)}"
+            for k in ("stream_sid", "call_sid")
+            if hasattr(record, k)
         ]
         return " ".join([line, *sids])
 
@@ -150,6 +159,13 @@ def _configure_logging(level: str) -> None:
     "but take GET webhooks only.",
 )
 @click.option(
+    "--max-connections",
+    type=click.IntRange(1),
+    metavar="N",
+    help="Open connections (HTTP and WebSocket) past which new ones get HTTP 503 "
+    "[default: three quarters of the file limit (ulimit -n)].",
+)
+@click.option(
     "--lead-ms",
     default=1000,
     show_default=True,
@@ -182,6 +198,7 @@ def serve_command(
     auth_token: str | None,
     stream_token: bool,
     backend: str,
+    max_connections: int | None,
     lead_ms: int,
     mark_interval_ms: int,
     log_level: str,
@@ -205,6 +222,7 @@ def serve_command(
             auth_token=auth_token or None,
             stream_options={"lead_ms": lead_ms, "mark_interval_ms": mark_interval_ms},
             stream_tokens=StreamTokens() if stream_token else None,
+            limits=_limits(max_connections),
         )
     except ValueError as error:
         raise BadInput(f"--param: {error}") from None
@@ -219,7 +237,8 @@ def serve_command(
     base = public_url or f"http://{host}:{sock.getsockname()[1]}"
     click.echo(
         f"mediastreams serve ({backend}): webhook {base}/incoming-call, stream /media-stream"
-        + (", signatures checked" if auth_token else ""),
+        + (", signatures checked" if auth_token else "")
+        + f", at most {max_connections_for(config.limits)} connections",
         err=True,
     )
     try:
@@ -228,6 +247,12 @@ def serve_command(
         pass
     finally:
         sock.close()
+
+
+def _limits(max_connections: int | None) -> Limits:
+    if max_connections is None:
+        return DEFAULT_LIMITS
+    return dataclasses.replace(DEFAULT_LIMITS, max_connections=max_connections)
 
 
 async def _run(config: ServerConfig, sock: Any, backend: Any) -> None:
