@@ -267,13 +267,13 @@ async def test_the_connection_cap_answers_503(
 
 # --- pings ---------------------------------------------------------------------------------------
 
+# A start timeout of a minute: only a ping can end these sockets.
 PING_LIMITS = Limits(ping_interval_s=0.3, ping_timeout_s=0.6, start_timeout_s=60.0)
-NO_START_TIMEOUT = {"start_timeout_ms": 60_000}  # only a ping can end these sockets
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 async def test_pings_keep_a_silent_live_peer(backend: str) -> None:
-    config = ServerConfig(handler=echo_handler, limits=PING_LIMITS, stream_options=NO_START_TIMEOUT)
+    config = ServerConfig(handler=echo_handler, limits=PING_LIMITS)
     async with running(config, backend) as port:
         client = await RawClient.connect(port)
         assert await client.upgrade() == b"HTTP/1.1 101 Switching Protocols"
@@ -288,7 +288,7 @@ async def test_pings_keep_a_silent_live_peer(backend: str) -> None:
 
 @pytest.mark.parametrize("backend", BACKENDS)
 async def test_pings_close_a_dead_peer(backend: str) -> None:
-    config = ServerConfig(handler=echo_handler, limits=PING_LIMITS, stream_options=NO_START_TIMEOUT)
+    config = ServerConfig(handler=echo_handler, limits=PING_LIMITS)
     async with running(config, backend) as port:
         client = await RawClient.connect(port)
         assert await client.upgrade() == b"HTTP/1.1 101 Switching Protocols"
@@ -321,7 +321,7 @@ async def test_text_that_is_not_utf8_is_closed_with_1007(
 
 @pytest.mark.parametrize("backend", BACKENDS)
 async def test_the_peer_address_is_logged(backend: str, caplog: pytest.LogCaptureFixture) -> None:
-    config = ServerConfig(handler=echo_handler, stream_options={"start_timeout_ms": 100})
+    config = ServerConfig(handler=echo_handler, limits=Limits(start_timeout_s=0.1))
     async with running(config, backend) as port:
         client = await RawClient.connect(port)
         local_port = client.writer.get_extra_info("sockname")[1]
