@@ -159,11 +159,22 @@ class FloorProtocol(asyncio.Protocol):
 
 
 async def serve(sock: socket.socket, stop: asyncio.Event) -> None:
-    """Serve on a listening socket until ``stop`` is set."""
+    """Serve on a listening socket until ``stop`` is set; then close every connection."""
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(FloorProtocol, sock=sock, backlog=2048)
+    connections: list[FloorProtocol] = []
+
+    def connection() -> FloorProtocol:
+        protocol = FloorProtocol()
+        connections.append(protocol)  # a benchmark's connections: bounded, kept to the end
+        return protocol
+
+    server = await loop.create_server(connection, sock=sock, backlog=2048)
     async with server:
         await stop.wait()
+        for protocol in connections:
+            if protocol.transport is not None:
+                protocol.transport.close()
+        await asyncio.sleep(0)  # their connection_lost callbacks run
 
 
 def run(port: int) -> None:

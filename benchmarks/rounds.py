@@ -44,21 +44,29 @@ FIGURES = [  # result key, label, unit, which way is better
 
 @dataclass(frozen=True)
 class Profiler:
-    """Run each server under ``py-spy record`` and write its profile into ``directory``."""
+    """Run each server under ``py-spy record`` and write its profile into ``directory``.
+
+    Python frames only by default, sampled without stopping the server. ``native`` adds the
+    C frames (picows, msgspec, syscalls, the garbage collector), but py-spy must then stop
+    the server for each sample, for milliseconds: keep the rate low (5-10 Hz) and the point
+    long, and expect the server to fall behind (its lag and echo figures then mean nothing).
+    """
 
     directory: Path
     format: str = "raw"  # py-spy's: raw (collapsed stacks), flamegraph (SVG), speedscope
-    rate_hz: int = 250
+    rate_hz: int = 100
+    native: bool = False
 
     def command(self, stack: str, calls: int) -> list[str]:
         found = shutil.which("py-spy")
         runner = [found] if found else ["uvx", "--from", "py-spy", "py-spy"]
         suffix = {"raw": "txt", "flamegraph": "svg", "speedscope": "json"}[self.format]
-        out = self.directory / f"{stack}-{calls}.{suffix}"
+        kind = "native" if self.native else "python"
+        out = self.directory / f"{stack}-{calls}-{kind}.{suffix}"
+        mode = ["--native"] if self.native else ["--nonblocking"]
         return [
             *runner,
-            *("record", "--native", "--nonblocking", "-r", str(self.rate_hz)),
-            *("-f", self.format, "-o", str(out), "--"),
+            *("record", *mode, "-r", str(self.rate_hz), "-f", self.format, "-o", str(out), "--"),
         ]
 
 
@@ -68,9 +76,9 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _wait_port(port: int, timeout_s: float = 30) -> bool:
+def _wait_port(port: int, server: subprocess.Popen[bytes], timeout_s: float = 30) -> bool:
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and server.poll() is None:
         with socket.socket() as probe:
             if probe.connect_ex((HOST, port)) == 0:
                 return True
@@ -78,17 +86,19 @@ def _wait_port(port: int, timeout_s: float = 30) -> bool:
     return False
 
 
-def _child_pid(pid: int, timeout_s: float = 30) -> int:
-    """The process a wrapper (py-spy) started, once it has."""
+def _server_pid(command: list[str], timeout_s: float = 30) -> int:
+    """The pid of the process running ``command`` (started by a wrapper: py-spy, uvx)."""
+    wanted = "\0".join(command).encode()
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        try:
-            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-        except OSError:
-            children = []
-        if children:
-            return int(children[0])
-        time.sleep(0.05)
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    if (entry / "cmdline").read_bytes().rstrip(b"\0") == wanted:
+                        return int(entry.name)
+                except OSError:
+                    continue
+        time.sleep(0.1)
     raise RuntimeError("the profiler did not start the server")
 
 
@@ -97,9 +107,8 @@ def measure(
 ) -> dict[str, Any]:
     """One point: a fresh server for ``stack`` on CPU 0, the load on CPU 1."""
     port = _free_port()
-    command = [sys.executable, "-m", "benchmarks.stacks", stack, str(port), "0"]
-    if profiler is not None:
-        command = profiler.command(stack, calls) + command
+    serve = [sys.executable, "-m", "benchmarks.stacks", stack, str(port), "0"]
+    command = serve if profiler is None else profiler.command(stack, calls) + serve
     with tempfile.TemporaryFile() as log:
         server = subprocess.Popen(
             command,
@@ -109,10 +118,10 @@ def measure(
             stderr=log,
         )
         try:
-            if not _wait_port(port):
+            if not _wait_port(port, server):
                 log.seek(0)
                 raise RuntimeError(f"{stack} did not start: {log.read()[-300:].decode()}")
-            pid = _child_pid(server.pid) if profiler is not None else server.pid
+            pid = server.pid if profiler is None else _server_pid(serve)
             return _load(port, calls, secs, pid)
         finally:
             _stop(server, profiler is not None)

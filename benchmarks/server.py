@@ -247,6 +247,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--profile-format", default="raw", choices=["raw", "flamegraph", "speedscope"]
     )
+    parser.add_argument("--profile-rate", type=int, default=100, help="samples a second")
+    parser.add_argument(
+        "--profile-native", action="store_true", help="C frames too (stops the server per sample)"
+    )
     return parser
 
 
@@ -271,7 +275,9 @@ def main(argv: list[str] | None = None) -> list[Row]:
     profiler = None
     if args.profile is not None:
         args.profile.mkdir(parents=True, exist_ok=True)
-        profiler = Profiler(args.profile, args.profile_format)
+        profiler = Profiler(
+            args.profile, args.profile_format, args.profile_rate, args.profile_native
+        )
     stacks = [FLOOR, *(s for s in stacks if s != FLOOR)]
     measure_point = functools.partial(point, profiler=profiler)
     results = run_rounds(stacks, levels, args.secs, args.rounds, measure_point)
