@@ -159,6 +159,19 @@ class Call(asyncio.Protocol):
             self.ready.set_exception(ConnectionError(str(exc)))
 
 
+def runqueue_wait_s(pid: int | str) -> float:
+    """Seconds the process's main thread was ready to run but waited for a core.
+
+    On a shared machine this is the time other processes took from it: a server that waits
+    a lot falls behind for want of a core, not of speed.
+    """
+    try:
+        with open(f"/proc/{pid}/schedstat") as file:
+            return int(file.read().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
 def proc_cpu_s(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as file:
         fields = file.read().rsplit(")", 1)[1].split()
@@ -182,6 +195,7 @@ async def run_load(port: int, calls: int, secs: float, server_pid: int) -> dict[
     await asyncio.sleep(0.5)
     slots = [[p.transport for p in protocols[s::20]] for s in range(20)]
     cpu0, client0 = proc_cpu_s(server_pid), time.process_time()
+    wait0, client_wait0 = runqueue_wait_s(server_pid), runqueue_wait_s("self")
     start = time.monotonic()
     sent, max_behind_ms = 0, 0.0
     for tick in range(int(secs * 1000)):
@@ -200,6 +214,7 @@ async def run_load(port: int, calls: int, secs: float, server_pid: int) -> dict[
             await asyncio.sleep(0)
     elapsed = time.monotonic() - start
     cpu1, client1 = proc_cpu_s(server_pid), time.process_time()
+    wait1, client_wait1 = runqueue_wait_s(server_pid), runqueue_wait_s("self")
     Call.window_end_ns = time.monotonic_ns() + 100_000_000  # echoes in flight: 100 ms grace
     await asyncio.sleep(0.1)
     delays = sorted(Call.delays_ns)
@@ -224,6 +239,10 @@ async def run_load(port: int, calls: int, secs: float, server_pid: int) -> dict[
         "us_per_frame_pair": round(1e6 * server_cpu_s / max(len(delays), 1), 1),
         "delay_p50_ms": quantile(0.5),
         "delay_p99_ms": quantile(0.99),
+        # Time ready to run but waiting for the core, as a share of the window: what the
+        # machine's other processes took. High, and the lag figures say more about them.
+        "server_wait_pct": round(100 * (wait1 - wait0) / elapsed, 1),
+        "client_wait_pct": round(100 * (client_wait1 - client_wait0) / elapsed, 1),
         "client_cpu_pct": client_cpu_pct,
         # The client's own CPU per frame pair: one frame written, its echo read and timed.
         "client_us_per_frame_pair": round(1e6 * client_cpu_s / max(sent, 1), 1),

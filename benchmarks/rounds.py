@@ -37,7 +37,9 @@ FIGURES = [  # result key, label, unit, which way is better
     ("delay_p99_ms", "p99 frame lag", "ms", "lower"),
     ("echoed_pct", "frames echoed in the window", "%", "higher"),
     ("client_us_per_frame_pair", "load client CPU per frame pair", "µs", "lower"),
+    ("server_wait_pct", "server waiting for its core", "%", "lower"),
 ]
+SERVER_FIGURES = FIGURES[:5]  # the server's own, which the runner's table shows
 
 # --- one point -------------------------------------------------------------------------------
 

@@ -35,6 +35,7 @@ from benchmarks.rounds import (
     FIGURES,
     KNEE_ECHOED_PCT,
     KNEE_P50_MS,
+    SERVER_FIGURES,
     Knee,
     Profiler,
     Summary,
@@ -79,12 +80,17 @@ def print_points(
         "Each figure is followed by its ratio to the floor measured in the same round (this "
         "stack's figure / the floor's; the median over rounds). Server CPU: % of one core, and "
         "µs per inbound + outbound frame pair; lag: from a frame's send to its echo's "
-        "arrival; the load client's own CPU per frame pair. Client-bound: the load client used "
-        ">= 90% of its core, or sent below 95% of the planned rate.\n"
+        "arrival; the load client's own CPU per frame pair. Server waited: the share of the "
+        "window the server was ready to run but its core ran another process (high on a "
+        "shared machine: its lag then says more about the neighbours). Client-bound: the load "
+        "client used >= 90% of its core, or sent below 95% of the planned rate.\n"
     )
     keys = [(key, unit) for key, _, unit, _ in FIGURES]
-    print("| N | stack | server CPU | µs per pair | p50 lag | p99 lag | echoed | client µs/pair |")
-    print("|---|---|---|---|---|---|---|---|")
+    print(
+        "| N | stack | server CPU | µs per pair | p50 lag | p99 lag | echoed | client µs/pair "
+        "| server waited |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
     order = [FLOOR, *(s for s in stacks if s != FLOOR)]
     for calls in levels:
         for stack in order:
@@ -92,7 +98,7 @@ def print_points(
             name = f"{stack} (floor)" if stack == FLOOR else stack
             if not summary.rounds:
                 error = summary.errors[0][:80] if summary.errors else "no result"
-                print(f"| {calls} | {name} | failed: {error} |||||| ")
+                print(f"| {calls} | {name} | failed: {error} ||||||| ")
                 continue
             cells = [_cell(summary, key, unit, stack == FLOOR) for key, unit in keys]
             notes = []
@@ -172,7 +178,7 @@ def _rows(
             summary = summaries.get((stack, calls))
             if stack == FLOOR or summary is None or not summary.rounds:
                 continue
-            for key, label, unit, better in FIGURES[:5]:
+            for key, label, unit, better in SERVER_FIGURES:
                 value = summary.figures.get(key)
                 if value is None:
                     continue

@@ -282,6 +282,7 @@ def _summaries() -> dict[tuple[str, int], rounds.Summary]:
             "delay_p99_ms": 3.0 * scale,
             "echoed_pct": 100.0,
             "client_us_per_frame_pair": 18.0,
+            "server_wait_pct": 5.0,
         }
 
     return rounds.summarize(rounds.run_rounds([FASTEST, PLAIN], [500], 1.0, 2, _fake(figures)))
