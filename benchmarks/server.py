@@ -131,7 +131,8 @@ def _point_text(calls: int, result: dict[str, object]) -> str:
     mark = "ok" if passes(result) else "over"
     return (
         f"{calls}: {mark} (p50 {result.get('delay_p50_ms')} ms, {result.get('echoed_pct')}%, "
-        f"server {result.get('server_cpu_pct')}%, client {result.get('client_cpu_pct')}%"
+        f"server {result.get('server_cpu_pct')}% (waited {result.get('server_wait_pct')}%), "
+        f"client {result.get('client_cpu_pct')}%"
         f"{', client-bound' if result.get('client_bound') else ''})"
     )
 
