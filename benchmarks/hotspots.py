@@ -40,14 +40,13 @@ RULES: list[tuple[tuple[str, ...], str]] = [
     (("MediaStream._read", "MediaStream._receive", "MediaStream._dispatch"), "session: reader"),
     (("^send (", "^sock_send", "^__send", "^sendmsg (", "^writev ("), "write syscalls"),
     (("^recv (", "^sock_recv", "^__recv", "^read ("), "read syscalls"),
+    # In a Python-only profile, what picows does in C (its send and the write syscall, its
+    # reads and framing) shows as the Python frame that called it.
+    (("PicowsTransport.send",), "PicowsTransport.send (in Python-only: picows' send, syscall)"),
+    (("^Handle._run",), "loop callbacks (in Python-only: picows' reads and framing in C)"),
     (
-        (
-            "PicowsTransport.send",
-            "PicowsTransport.receive",
-            "PicowsTransport._put",
-            "PicowsTransport.on_ws",
-        ),
-        "adapter: picows <-> session (adapters/picows.py)",
+        ("PicowsTransport.receive", "PicowsTransport._put", "PicowsTransport.on_ws"),
+        "adapter: picows -> session (adapters/picows.py)",
     ),
     (("picows",), "picows: WebSocket framing (C)"),
     (("aiofastnet",), "aiofastnet: picows' transport (C)"),
@@ -59,7 +58,8 @@ RULES: list[tuple[tuple[str, ...], str]] = [
     ),
     (("logging/",), "logging checks"),
 ]
-IDLE = ("epoll_wait", "select_epoll_poll", "epoll_pwait")
+# In a Python-only profile the wait in epoll shows as the selector's frame.
+IDLE = ("epoll_wait", "select_epoll_poll", "epoll_pwait", "EpollSelector.select")
 STARTUP = (
     "_find_and_load",
     "_compile_bytecode",

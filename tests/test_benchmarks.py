@@ -396,4 +396,13 @@ def test_hotspots_put_each_sample_in_its_innermost_named_bucket(tmp_path: Path) 
         "write syscalls": 3,
         "event loop, tasks and futures": 1,
     }
+    python_only = tmp_path / "python.txt"
+    python_only.write_text(
+        "run (asyncio/runners.py:1);Handle._run (asyncio/events.py:80) 4\n"
+        "run (asyncio/runners.py:1);PicowsTransport.send (mediastreams/adapters/picows.py:98) 5\n"
+        "run (asyncio/runners.py:1);EpollSelector.select (selectors.py:468) 70\n"
+    )
+    buckets, _, busy, skipped = hotspots.read(python_only)
+    assert (busy, skipped) == (9, 70)
+    assert sorted(buckets.values()) == [4, 5]
     assert inclusive["MediaStream._read"] == 6 and inclusive["PicowsTransport.send"] == 3
