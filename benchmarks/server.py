@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import shutil
 import sys
 from pathlib import Path
 
@@ -280,6 +281,8 @@ def main(argv: list[str] | None = None) -> list[Row]:
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
     profiler = None
+    if args.profile is not None and not (shutil.which("py-spy") or shutil.which("uvx")):
+        parser.error("--profile needs py-spy: `uv pip install py-spy`, or uv's `uvx` on the PATH")
     if args.profile is not None:
         args.profile.mkdir(parents=True, exist_ok=True)
         profiler = Profiler(
