@@ -37,6 +37,8 @@ RULES: list[tuple[tuple[str, ...], str]] = [
         "session: feeding a play (the echo handler)",
     ),
     (("MediaStream._flush", "MediaStream._write"), "session: writer"),
+    (("MediaStream._arm_watchdog", "MediaStream._watch"), "session: idle watchdog"),
+    (("connections.py",), "connection guard (connections.py)"),
     (("MediaStream._read", "MediaStream._receive", "MediaStream._dispatch"), "session: reader"),
     (("^send (", "^sock_send", "^__send", "^sendmsg (", "^writev ("), "write syscalls"),
     (("^recv (", "^sock_recv", "^__recv", "^read ("), "read syscalls"),
