@@ -71,7 +71,7 @@ def test_accept_key_is_rfc_6455s_example() -> None:
     assert floor.accept_key(b"dGhlIHNhbXBsZSBub25jZQ==") == b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
 
 
-def test_masking_is_its_own_inverse_with_and_without_the_c_helper(
+def test_masking_is_its_own_inverse_in_c_and_in_python(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     data, mask = os.urandom(301), os.urandom(4)
