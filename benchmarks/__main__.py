@@ -1,8 +1,9 @@
 """Run every benchmark and print one table of figures and ratios against their baselines.
 
 Run: ``uv run python -m benchmarks`` (or ``scripts/bench``). By default the server benchmark
-is short: 3 s at 500 calls, the picows backend beside the plain-Starlette baseline; ``--full``
-runs its whole curve (every backend at 100/250/500/1000 calls, 5 s a point). ``--only
+is short: 500 calls, 2 s a point, the raw asyncio floor, the picows backend and plain
+Starlette interleaved in 2 rounds; ``--full`` runs its whole curve (every backend and the
+floor at 100/250/500/1000 calls, 5 s a point) and the knees of the floor and picows. ``--only
 frames,mulaw`` picks some; ``--repeat 3`` runs each benchmark 3 times, each in a fresh
 process, and reports the medians. Each benchmark module has a ``main()`` that prints its own
 table and returns its rows.
@@ -25,9 +26,15 @@ from pathlib import Path
 
 from benchmarks.harness import Row, print_table
 
-_SKIP = {"harness"}
-# The server benchmark's default here: one point, the fastest backend and the baseline.
-QUICK_SERVER = ["--secs", "3", "--calls", "500", "--stacks", "mediastreams-picows,plain-starlette"]
+# Modules that serve the benchmarks rather than measure something of their own.
+_SKIP = {"harness", "floor", "hotspots", "load", "rounds", "stacks"}
+# The server benchmark's default here: 500 calls, the floor, the fastest backend and plain
+# Starlette, interleaved, twice (about 30 s); --full adds every backend, the curve and knees.
+QUICK_SERVER = [
+    *("--secs", "2", "--calls", "500", "--rounds", "2"),
+    *("--stacks", "mediastreams-picows,plain-starlette"),
+]
+FULL_SERVER = ["--knee"]
 
 
 def _names() -> list[str]:
@@ -60,7 +67,7 @@ def machine() -> str:
 def _run(name: str, full: bool) -> list[Row]:
     module = importlib.import_module(f"benchmarks.{name}")
     if name == "server":
-        rows: list[Row] = module.main([] if full else QUICK_SERVER)
+        rows: list[Row] = module.main(FULL_SERVER if full else QUICK_SERVER)
     else:
         rows = module.main()
     return [dataclasses.replace(r, name=f"{name}: {r.name}") for r in rows]
@@ -84,11 +91,13 @@ def _median_rows(runs: list[list[Row]]) -> list[Row]:
     merged = []
     for same in by_name.values():
         baselines = [r.baseline for r in same if r.baseline is not None]
+        paired = [r.paired_ratio for r in same if r.paired_ratio is not None]
         merged.append(
             dataclasses.replace(
                 same[0],
                 value=statistics.median(r.value for r in same),
                 baseline=statistics.median(baselines) if baselines else None,
+                paired_ratio=statistics.median(paired) if paired else None,
             )
         )
     return merged

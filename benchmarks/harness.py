@@ -65,10 +65,15 @@ class Row:
     baseline_name: str = ""
     better: str = "lower"  # "lower" for times, "higher" for throughputs
     target: str = ""
+    # When value and baseline were measured in pairs (rounds), the median of the pairs'
+    # ratios, which is what the ratio shows: each pair saw the same minutes of the machine.
+    paired_ratio: float | None = None
 
     @property
     def ratio(self) -> float | None:
         """How many times better than the baseline (> 1 is better)."""
+        if self.paired_ratio is not None:
+            return self.paired_ratio
         if not self.baseline or not self.value:  # none, or a zero that has no ratio
             return None
         if self.better == "lower":

@@ -1,467 +1,303 @@
-"""Calls per core: one server process carrying N concurrent bidirectional calls.
+"""Calls per core: one server process carrying N concurrent echo calls, beside the floor.
 
-Run: ``uv run python -m benchmarks.server [--secs 5] [--calls 100,250,500,1000]
-[--stacks mediastreams-picows,plain-starlette]``
+Run: ``uv run python -m benchmarks.server`` (the whole curve: every stack at 100, 250, 500 and
+1,000 calls, 5 s a point), or for example::
 
-Each call sends ``connected``, ``start``, then 50 ``media`` frames per second; the server runs
-``mediastreams serve --echo`` (the session plays the caller's audio back, with its marks),
-and the load client echoes every mark at once, as Twilio does when its buffer is empty. The
-same load runs against a plain Starlette endpoint on uvicorn that does ``json.loads`` and
-sends a hand-built dict back (no session, no marks), side by side in the same run.
+    uv run python -m benchmarks.server --calls 500 --secs 3 --rounds 3 \\
+        --stacks mediastreams-picows,plain-starlette
+    uv run python -m benchmarks.server --calls 500 --knee       # and the two knees
+    uv run python -m benchmarks.server --calls 500 --secs 20 --stacks mediastreams-picows \\
+        --profile benchmarks/profiles                           # py-spy, see docs
 
-Method (as in the research notes, section 5): the server is pinned to CPU 0, the load client
-to CPU 1; loopback only; connections spread over 20 phase slots 1 ms apart; N and seconds are
-bounded and every child process is stopped. The client writes the send time into the first
-12 bytes of each payload; the echo carries it back, so the delay is measured from the frame's
-send to its echo's arrival at the client. Server CPU comes from ``/proc/<pid>/stat``.
+Each call sends ``connected``, ``start``, then 50 ``media`` frames a second and echoes marks
+at once (:mod:`benchmarks.load`). The stacks (:mod:`benchmarks.stacks`): the floor
+(``raw-asyncio``, :mod:`benchmarks.floor`, a bare asyncio protocol echoing a prebuilt frame),
+``mediastreams serve --echo`` on each backend, and a plain Starlette endpoint.
+
+Every point runs the floor too, and every figure is printed with its ratio to the floor
+measured in the same round; stacks are interleaved and repeated (``--rounds``), and the table
+gives medians over rounds (:mod:`benchmarks.rounds`). The knee (``--knee``) is the most calls
+one pinned core carries with p50 lag <= 5 ms and >= 99.9% of frames echoed, searched for the
+floor and the fastest backend in lockstep: up by half again from 400 calls until a point
+fails, then halving the gap to within 10%, stopping at ``--knee-budget`` seconds.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import base64
-import json
-import os
-import signal
-import socket
-import subprocess
+import functools
+import shutil
 import sys
-import time
-from typing import Any
+from pathlib import Path
 
 from benchmarks.harness import Row
-
-HOST = "127.0.0.1"
-SID = "MZ18ad3ab5a668481ce02b83e7395059f0"
-STACKS = [
-    "mediastreams-picows",
-    "mediastreams-websockets",
-    "mediastreams-uvicorn",
-    "plain-starlette",
-]
-FASTEST = "mediastreams-picows"  # the backend the 500-call target is for
-
-# --- the servers (run in a child process) ----------------------------------------------------
-
-
-def run_server(stack: str, port: int) -> None:
-    """Serve ``stack`` on ``port`` until SIGTERM."""
-    if stack == "plain-starlette":
-        _run_plain(port)
-        return
-    from mediastreams.server import ServerConfig, bind, echo_handler, serve
-
-    backend = stack.removeprefix("mediastreams-")
-    sock = bind(HOST, port)
-
-    async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        loop.add_signal_handler(signal.SIGTERM, stop.set)
-        await serve(ServerConfig(handler=echo_handler), sock, backend=backend, stop=stop)  # type: ignore[arg-type]
-
-    asyncio.run(main())
-
-
-def _run_plain(port: int) -> None:
-    import uvicorn
-    from starlette.applications import Starlette
-    from starlette.routing import WebSocketRoute
-    from starlette.websockets import WebSocket, WebSocketDisconnect
-
-    async def endpoint(websocket: WebSocket) -> None:
-        await websocket.accept()
-        try:
-            while True:
-                frame = json.loads(await websocket.receive_text())
-                if frame["event"] == "media":
-                    reply = {
-                        "event": "media",
-                        "streamSid": frame["streamSid"],
-                        "media": {"payload": frame["media"]["payload"]},
-                    }
-                    await websocket.send_text(json.dumps(reply))
-        except WebSocketDisconnect:
-            pass
-
-    app = Starlette(routes=[WebSocketRoute("/media-stream", endpoint)])
-    uvicorn.run(
-        app,
-        host=HOST,
-        port=port,
-        ws="websockets-sansio",
-        log_level="warning",
-        access_log=False,
-        lifespan="off",
-        backlog=2048,
-        ws_max_size=64 * 1024,
-    )
-
-
-# --- the load client (run in a child process) ------------------------------------------------
-
-
-def _mask(text: bytes) -> bytes:
-    # Client frames must be masked; a zero key (RFC 6455 allows any) keeps the bytes as they are.
-    n = len(text)
-    if n < 126:
-        return bytes([0x81, 0x80 | n]) + b"\0\0\0\0" + text
-    return bytes([0x81, 0x80 | 126]) + n.to_bytes(2, "big") + b"\0\0\0\0" + text
-
-
-HANDSHAKE = (
-    f"GET /media-stream HTTP/1.1\r\nHost: {HOST}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-).encode()
-OPENING = _mask(b'{"event":"connected","protocol":"Call","version":"1.0.0"}') + _mask(
-    json.dumps(
-        {
-            "event": "start",
-            "sequenceNumber": "1",
-            "streamSid": SID,
-            "start": {
-                "accountSid": "AC" + "0" * 32,
-                "streamSid": SID,
-                "callSid": "CA" + "0" * 32,
-                "tracks": ["inbound"],
-                "customParameters": {},
-                "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1},
-            },
-        },
-        separators=(",", ":"),
-    ).encode()
+from benchmarks.load import MAX_CALLS, MAX_SECS
+from benchmarks.rounds import (
+    FIGURES,
+    KNEE_ECHOED_PCT,
+    KNEE_P50_MS,
+    SERVER_FIGURES,
+    Knee,
+    Profiler,
+    Summary,
+    find_knees,
+    passes,
+    point,
+    run_rounds,
+    summarize,
 )
-_REST_B64 = base64.b64encode(bytes((i * 37) & 0x7F for i in range(148)))
-_PRE = (
-    '{"event":"media","sequenceNumber":"2","streamSid":"' + SID + '","media":{"track":"inbound",'
-    '"chunk":"1","timestamp":"20","payload":"'
-).encode()
-_POST = b'"}}'
-_PAYLOAD_KEY = b'"payload":'
-_NAME_KEY = b'"name":"'
+from benchmarks.stacks import FASTEST, FLOOR, STACKS
+
+TARGET_CPU_TO_FLOOR = 1.2  # server CPU per frame pair, at most this multiple of the floor's
+TARGET_KNEE_TO_FLOOR = 0.8  # the knee, at least this share of the floor's
+FLOOR_NAME = "raw asyncio floor"
+
+# --- tables ----------------------------------------------------------------------------------
 
 
-def media_frame(now_ns: int) -> bytes:
-    """An inbound media frame whose payload starts with the send time (12 bytes, 16 chars)."""
-    stamp = base64.b64encode(now_ns.to_bytes(12, "big"))
-    return _mask(_PRE + stamp + _REST_B64 + _POST)
+def _figure(value: float | None, unit: str) -> str:
+    if value is None:
+        return "-"
+    text = f"{value:,.0f}" if value >= 100 else f"{value:.1f}" if value >= 10 else f"{value:.2f}"
+    return f"{text}{unit}" if unit == "%" else f"{text} {unit}"
 
 
-def mark_echo(name: bytes) -> bytes:
-    return _mask(
-        b'{"event":"mark","sequenceNumber":"3","streamSid":"'
-        + SID.encode()
-        + b'","mark":{"name":"'
-        + name
-        + b'"}}'
-    )
+def _cell(summary: Summary, key: str, unit: str, is_floor: bool) -> str:
+    text = _figure(summary.figures.get(key), unit)
+    ratio = summary.to_floor.get(key)
+    return text if is_floor or ratio is None else f"{text} · {ratio:.2f}x"
 
 
-class Call(asyncio.Protocol):
-    """One call: the handshake, then frames parsed just enough to time echoes and echo marks."""
-
-    delays_ns: list[int]
-    window_end_ns = 1 << 62
-
-    def __init__(self, ready: asyncio.Future[None]) -> None:
-        self.ready = ready
-        self.buffer = b""
-        self.up = False
-        self.echoes = 0
-        self.transport: asyncio.Transport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        transport.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        transport.write(HANDSHAKE)
-
-    def data_received(self, data: bytes) -> None:
-        self.buffer += data
-        if not self.up:
-            head, sep, rest = self.buffer.partition(b"\r\n\r\n")
-            if not sep:
-                return
-            if b" 101 " not in head.split(b"\r\n", 1)[0]:
-                self.ready.set_exception(RuntimeError(head[:200].decode(errors="replace")))
-                return
-            self.up, self.buffer = True, rest
-            assert self.transport is not None
-            self.transport.write(OPENING)
-            self.ready.set_result(None)
-        self._frames()
-
-    def _frames(self) -> None:
-        buffer, offset, now = self.buffer, 0, time.monotonic_ns()
-        while len(buffer) - offset >= 2:
-            length = buffer[offset + 1] & 0x7F
-            head = 2
-            if length == 126:
-                if len(buffer) - offset < 4:
-                    break
-                length, head = int.from_bytes(buffer[offset + 2 : offset + 4], "big"), 4
-            elif length == 127:
-                if len(buffer) - offset < 10:
-                    break
-                length, head = int.from_bytes(buffer[offset + 2 : offset + 10], "big"), 10
-            if len(buffer) - offset < head + length:
-                break
-            self._frame(buffer[offset + head : offset + head + length], now)
-            offset += head + length
-        self.buffer = buffer[offset:]
-
-    def _frame(self, text: bytes, now: int) -> None:
-        head = text[:24]
-        if b'"media"' in head:
-            i = text.find(_PAYLOAD_KEY) + len(_PAYLOAD_KEY)
-            i = text.index(b'"', i) + 1  # json.dumps may put a space after the colon
-            sent = int.from_bytes(base64.b64decode(text[i : i + 16]), "big")
-            if now <= Call.window_end_ns:
-                self.echoes += 1
-                Call.delays_ns.append(now - sent)
-        elif b'"mark"' in head:
-            i = text.find(_NAME_KEY) + len(_NAME_KEY)
-            assert self.transport is not None
-            self.transport.write(mark_echo(text[i : text.index(b'"', i)]))
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if not self.ready.done():
-            self.ready.set_exception(ConnectionError(str(exc)))
-
-
-def _proc_cpu_s(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as file:
-        fields = file.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-async def run_load(port: int, calls: int, secs: float, server_pid: int) -> dict[str, Any]:
-    """Open ``calls`` calls, send 50 frames/s on each for ``secs``, measure the echoes."""
-    assert 0 < calls <= 2000 and 0 < secs <= 30
-    loop = asyncio.get_running_loop()
-    Call.delays_ns = []
-    protocols: list[Call] = []
-    for first in range(0, calls, 50):
-        waiting = []
-        for _ in range(min(50, calls - first)):
-            ready: asyncio.Future[None] = loop.create_future()
-            _, protocol = await loop.create_connection(lambda r=ready: Call(r), HOST, port)  # type: ignore[misc]
-            protocols.append(protocol)
-            waiting.append(ready)
-        await asyncio.wait_for(asyncio.gather(*waiting), 30)
-    await asyncio.sleep(0.5)
-    slots = [[p.transport for p in protocols[s::20]] for s in range(20)]
-    cpu0, client0 = _proc_cpu_s(server_pid), time.process_time()
-    start = time.monotonic()
-    sent, max_behind_ms = 0, 0.0
-    for tick in range(int(secs * 1000)):
-        target = start + tick / 1000
-        now = time.monotonic()
-        if target > now:
-            await asyncio.sleep(target - now)
-        else:
-            max_behind_ms = max(max_behind_ms, (now - target) * 1000)
-        frame = media_frame(time.monotonic_ns())
-        for transport in slots[tick % 20]:
-            assert transport is not None
-            transport.write(frame)
-        sent += len(slots[tick % 20])
-        if tick % 20 == 19:
-            await asyncio.sleep(0)
-    elapsed = time.monotonic() - start
-    cpu1, client1 = _proc_cpu_s(server_pid), time.process_time()
-    Call.window_end_ns = time.monotonic_ns() + 100_000_000  # echoes in flight: 100 ms grace
-    await asyncio.sleep(0.1)
-    delays = sorted(Call.delays_ns)
-    for protocol in protocols:
-        assert protocol.transport is not None
-        protocol.transport.close()
-
-    def quantile(q: float) -> float | None:
-        return (
-            round(delays[min(len(delays) - 1, int(q * len(delays)))] / 1e6, 2) if delays else None
-        )
-
-    server_cpu_s = cpu1 - cpu0
-    return {
-        "calls": calls,
-        "sent": sent,
-        "echoed_pct": round(100 * len(delays) / max(sent, 1), 2),
-        "server_cpu_pct": round(100 * server_cpu_s / elapsed, 1),
-        "server_cpu_pct_per_call": round(100 * server_cpu_s / elapsed / calls, 3),
-        # Per frame echoed, not sent: a saturated server echoes fewer than were sent.
-        "us_per_frame_pair": round(1e6 * server_cpu_s / max(len(delays), 1), 1),
-        "delay_p50_ms": quantile(0.5),
-        "delay_p99_ms": quantile(0.99),
-        "client_cpu_pct": round(100 * (client1 - client0) / elapsed, 1),
-        "client_max_behind_ms": round(max_behind_ms, 1),
-    }
-
-
-# --- the runner ------------------------------------------------------------------------------
-
-
-def _wait_port(port: int, timeout_s: float = 15) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        with socket.socket() as probe:
-            if probe.connect_ex((HOST, port)) == 0:
-                return True
-        time.sleep(0.1)
-    return False
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        return int(probe.getsockname()[1])
-
-
-def _pinned(cpu: int) -> Any:
-    cpus = os.sched_getaffinity(0)
-    return (lambda: os.sched_setaffinity(0, {cpu})) if cpu in cpus and len(cpus) > 1 else None
-
-
-def measure(stack: str, calls: int, secs: float) -> dict[str, Any]:
-    """One point: a fresh server for ``stack`` on CPU 0, the load on CPU 1."""
-    port = _free_port()
-    command = [sys.executable, "-m", "benchmarks.server", "--serve", stack, "--port", str(port)]
-    server = subprocess.Popen(
-        command, preexec_fn=_pinned(0), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-    try:
-        if not _wait_port(port):
-            raise RuntimeError(f"{stack} did not start")
-        load = [
-            sys.executable,
-            "-m",
-            "benchmarks.server",
-            "--load",
-            str(port),
-            str(calls),
-            str(secs),
-            str(server.pid),
-        ]
-        result = subprocess.run(
-            load, preexec_fn=_pinned(1), capture_output=True, text=True, timeout=secs + 90
-        )
-        if result.returncode != 0:
-            raise RuntimeError(result.stderr[-800:])
-        return dict(json.loads(result.stdout.strip().splitlines()[-1]))
-    finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-
-
-def _cell(result: dict[str, Any]) -> str:
-    if "error" in result:
-        return "failed: " + result["error"][:60]
-    return (
-        f"{result['server_cpu_pct']}% · {result['us_per_frame_pair']} µs · "
-        f"p50 {result['delay_p50_ms']} / p99 {result['delay_p99_ms']} ms · "
-        f"{result['echoed_pct']}%"
-    )
-
-
-def main(argv: list[str] | None = None) -> list[Row]:
-    """Measure every stack at every N; print the table and return the rows for the runner."""
-    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
-    parser.add_argument("--secs", type=float, default=5.0)
-    parser.add_argument("--calls", default="100,250,500,1000")
-    parser.add_argument("--stacks", default=",".join(STACKS))
-    parser.add_argument("--serve", help=argparse.SUPPRESS)
-    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--load", nargs=4, help=argparse.SUPPRESS)
-    args = parser.parse_args(argv if argv is not None else [])
-    if args.serve:
-        run_server(args.serve, args.port)
-        return []
-    if args.load:
-        port, calls, secs, pid = args.load
-        print(json.dumps(asyncio.run(run_load(int(port), int(calls), float(secs), int(pid)))))
-        return []
-    levels = [int(n) for n in args.calls.split(",")]
-    stacks = args.stacks.split(",")
-    print(f"\n### Echo calls on one core ({args.secs:g} s per point)\n")
+def print_points(
+    summaries: dict[tuple[str, int], Summary],
+    stacks: list[str],
+    levels: list[int],
+    secs: float,
+    rounds: int,
+) -> None:
+    """One row per stack and N: each figure, and its ratio to the floor (this / floor)."""
+    print(f"\n### Echo calls on one core ({secs:g} s a point, {rounds} round(s), medians)\n")
     print(
-        "Each cell: server CPU (% of one core) · server CPU µs per inbound+outbound frame pair"
-        " · delay from a frame's send to its echo (p50 / p99) · % of frames echoed in the window\n"
+        "Each figure is followed by its ratio to the floor measured in the same round (this "
+        "stack's figure / the floor's; the median over rounds). Server CPU: % of one core, and "
+        "µs per inbound + outbound frame pair; lag: from a frame's send to its echo's "
+        "arrival; the load client's own CPU per frame pair. Server waited: the share of the "
+        "window the server was ready to run but its core ran another process (high on a "
+        "shared machine: its lag then says more about the neighbours). Client-bound: the load "
+        "client used >= 90% of its core, or sent below 95% of the planned rate.\n"
     )
-    print("| stack | " + " | ".join(f"N={n}" for n in levels) + " |")
-    print("|---|" + "---|" * len(levels))
-    results: dict[tuple[str, int], dict[str, Any]] = {}
-    for stack in stacks:
-        cells = []
-        for calls in levels:
-            try:
-                result = measure(stack, calls, args.secs)
-            except Exception as error:  # report and go on with the next point
-                result = {"error": str(error)}
-            results[stack, calls] = result
-            print(json.dumps({"stack": stack, **result}), file=sys.stderr)
-            cells.append(_cell(result))
-        print(f"| {stack} | " + " | ".join(cells) + " |", flush=True)
-    return _rows(results, stacks, levels)
+    keys = [(key, unit) for key, _, unit, _ in FIGURES]
+    print(
+        "| N | stack | server CPU | µs per pair | p50 lag | p99 lag | echoed | client µs/pair "
+        "| server waited |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    order = [FLOOR, *(s for s in stacks if s != FLOOR)]
+    for calls in levels:
+        for stack in order:
+            summary = summaries[stack, calls]
+            name = f"{stack} (floor)" if stack == FLOOR else stack
+            if not summary.rounds:
+                error = summary.errors[0][:80] if summary.errors else "no result"
+                print(f"| {calls} | {name} | failed: {error} ||||||| ")
+                continue
+            cells = [_cell(summary, key, unit, stack == FLOOR) for key, unit in keys]
+            notes = []
+            if summary.errors:
+                notes.append(f"{len(summary.errors)} round(s) failed")
+            if summary.client_bound:
+                notes.append(f"client-bound in {summary.client_bound} round(s)")
+            suffix = f" ({'; '.join(notes)})" if notes else ""
+            print(f"| {calls} | {name}{suffix} | " + " | ".join(cells) + " |", flush=True)
+
+
+def _knee_text(knee: Knee) -> str:
+    if knee.lo is None:
+        return f"< {knee.hi:,}" if knee.hi else "not measured"
+    text = f"{knee.lo:,}"
+    if knee.hi is None:
+        text = f">= {knee.lo:,} (the cap)" if knee.done else f">= {knee.lo:,} (search stopped)"
+    elif knee.hi < knee.lo:
+        text += f" (but {knee.hi:,} failed: noisy)"
+    else:
+        text += f" ({knee.hi:,} failed)"
+    if knee.client_bound:
+        text += "; the load client could not keep up where it failed: a lower bound"
+    return text
+
+
+def _point_text(calls: int, result: dict[str, object]) -> str:
+    if "error" in result:
+        return f"{calls}: failed"
+    mark = "ok" if passes(result) else "over"
+    return (
+        f"{calls}: {mark} (p50 {result.get('delay_p50_ms')} ms, {result.get('echoed_pct')}%, "
+        f"server {result.get('server_cpu_pct')}% (waited {result.get('server_wait_pct')}%), "
+        f"client {result.get('client_cpu_pct')}%"
+        f"{', client-bound' if result.get('client_bound') else ''})"
+    )
+
+
+def print_knees(knees: list[Knee], spent_s: float, budget_s: float, secs: float) -> None:
+    """Each stack's knee, the points tried, and the knee ratio to the floor."""
+    print(
+        f"\n### The knee: the most calls on one core with p50 lag <= {KNEE_P50_MS:g} ms and "
+        f">= {KNEE_ECHOED_PCT}% echoed ({secs:g} s a point; {spent_s:.0f} s of a "
+        f"{budget_s:.0f} s cap)\n"
+    )
+    print("| stack | knee | points tried, in order |")
+    print("|---|---|---|")
+    for knee in knees:
+        points = "; ".join(_point_text(c, r) for c, r in knee.points)
+        print(f"| {knee.stack} | {_knee_text(knee)} | {points} |")
+    floor = next((k for k in knees if k.stack == FLOOR), None)
+    for knee in knees:
+        if knee is not floor and floor is not None and knee.lo and floor.lo:
+            print(
+                f"\nknee ratio {knee.stack} / floor: {knee.lo / floor.lo:.2f} "
+                f"(target >= {TARGET_KNEE_TO_FLOOR})"
+            )
+
+
+# --- rows for the runner's table -------------------------------------------------------------
 
 
 def _rows(
-    results: dict[tuple[str, int], dict[str, Any]], stacks: list[str], levels: list[int]
+    summaries: dict[tuple[str, int], Summary],
+    stacks: list[str],
+    levels: list[int],
+    knees: list[Knee] | None = None,
 ) -> list[Row]:
-    """Each mediastreams backend at each N against the plain endpoint at the same N.
+    """Each stack at each N against the floor at the same N; the knees; the client's cost.
 
-    Four figures a point: server CPU (% of one core, and per frame pair), the median delay
-    from a frame's send to its echo, and the share of frames echoed in the window. A failed
-    point is left out.
+    A failed point is left out. The ratio column is "x better" than the floor (the floor's
+    figure / this one, for costs), the median over rounds of each round's ratio.
     """
     rows = []
-    for stack in stacks:
-        if stack == "plain-starlette":
-            continue
-        fastest = stack == FASTEST
-        for calls in levels:
-            mine, plain = results[stack, calls], results.get(("plain-starlette", calls), {})
-            if "error" in mine:
+    for calls in levels:
+        floor = summaries.get((FLOOR, calls))
+        for stack in stacks:
+            summary = summaries.get((stack, calls))
+            if stack == FLOOR or summary is None or not summary.rounds:
                 continue
-            at_target = fastest and calls == 500
-            rows += [
+            for key, label, unit, better in SERVER_FIGURES:
+                value = summary.figures.get(key)
+                if value is None:
+                    continue
+                rows.append(
+                    Row(
+                        f"{stack} N={calls}: {label}",
+                        value,
+                        floor.figures.get(key) if floor else None,
+                        unit,
+                        FLOOR_NAME,
+                        better,
+                        target=_target(stack, key),
+                        paired_ratio=summary.better.get(key),
+                    )
+                )
+        if floor is not None and floor.figures.get("client_us_per_frame_pair") is not None:
+            rows.append(
                 Row(
-                    f"{stack} N={calls}: server CPU, % of one core",
-                    mine["server_cpu_pct"],
-                    plain.get("server_cpu_pct"),
-                    "%",
-                    "plain Starlette",
-                ),
-                Row(
-                    f"{stack} N={calls}: server CPU per frame pair",
-                    mine["us_per_frame_pair"],
-                    plain.get("us_per_frame_pair"),
+                    f"load client (raw, prebuilt frames) N={calls}: its CPU per frame pair",
+                    floor.figures["client_us_per_frame_pair"] or 0.0,
+                    None,
                     "µs",
-                    "plain Starlette",
-                ),
-                Row(
-                    f"{stack} N={calls}: p50 frame lag",
-                    mine["delay_p50_ms"],
-                    plain.get("delay_p50_ms"),
-                    "ms",
-                    "plain Starlette",
-                    target="<= 5 ms" if at_target else "",
-                ),
-                Row(
-                    f"{stack} N={calls}: frames echoed in the window",
-                    mine["echoed_pct"],
-                    plain.get("echoed_pct"),
-                    "%",
-                    "plain Starlette",
-                    "higher",
-                    target=">= 99%" if at_target else "",
-                ),
-            ]
+                )
+            )
+    floor_knee = next((k for k in knees or [] if k.stack == FLOOR), None)
+    for knee in knees or []:
+        if knee is floor_knee or knee.lo is None:
+            continue
+        rows.append(
+            Row(
+                f"{knee.stack}: knee, calls per core (p50 <= 5 ms, >= 99.9% echoed)",
+                float(knee.lo),
+                float(floor_knee.lo) if floor_knee and floor_knee.lo else None,
+                "calls",
+                FLOOR_NAME,
+                "higher",
+                target=f">= {TARGET_KNEE_TO_FLOOR}",
+            )
+        )
     return rows
+
+
+def _target(stack: str, key: str) -> str:
+    if stack != FASTEST:
+        return ""
+    return {
+        "us_per_frame_pair": f">= {1 / TARGET_CPU_TO_FLOOR:.2f} (<= {TARGET_CPU_TO_FLOOR}x floor)",
+        "delay_p50_ms": f"<= {KNEE_P50_MS:g} ms",
+        "echoed_pct": f">= {KNEE_ECHOED_PCT}%",
+    }.get(key, "")
+
+
+# --- the command -----------------------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.server", description=(__doc__ or "").split("\n")[0]
+    )
+    parser.add_argument("--secs", type=float, default=5.0, help="seconds a point (default 5)")
+    parser.add_argument("--calls", default="100,250,500,1000", help="comma-separated N")
+    parser.add_argument(
+        "--stacks",
+        default=",".join(STACKS),
+        help=f"comma-separated, of {', '.join(STACKS)}; the floor always runs",
+    )
+    parser.add_argument("--rounds", type=int, default=1, help="repeat every point (default 1)")
+    parser.add_argument("--knee", action="store_true", help="also search the two knees")
+    parser.add_argument("--knee-secs", type=float, default=3.0, help="seconds a knee point")
+    parser.add_argument("--knee-budget", type=float, default=300.0, help="seconds, at most")
+    parser.add_argument("--profile", type=Path, help="run each server under py-spy; write here")
+    parser.add_argument(
+        "--profile-format", default="raw", choices=["raw", "flamegraph", "speedscope"]
+    )
+    parser.add_argument("--profile-rate", type=int, default=100, help="samples a second")
+    parser.add_argument(
+        "--profile-native", action="store_true", help="C frames too (stops the server per sample)"
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> list[Row]:
+    """Measure; print the tables; return the rows for the runner."""
+    parser = _parser()
+    args = parser.parse_args(argv if argv is not None else [])
+    try:
+        levels = [int(n) for n in args.calls.split(",")]
+    except ValueError:
+        parser.error(f"--calls takes comma-separated numbers, got {args.calls!r}")
+    stacks = [s for s in args.stacks.split(",") if s]
+    unknown = sorted(set(stacks) - set(STACKS))
+    if unknown:
+        parser.error(f"unknown stack(s) {', '.join(unknown)}; known: {', '.join(STACKS)}")
+    if not all(0 < n <= MAX_CALLS for n in levels):
+        parser.error(f"--calls: each N between 1 and {MAX_CALLS}")
+    if not 0 < args.secs <= MAX_SECS or not 0 < args.knee_secs <= MAX_SECS:
+        parser.error(f"--secs and --knee-secs: more than 0, at most {MAX_SECS:g}")
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
+    profiler = None
+    if args.profile is not None and not (shutil.which("py-spy") or shutil.which("uvx")):
+        parser.error("--profile needs py-spy: `uv pip install py-spy`, or uv's `uvx` on the PATH")
+    if args.profile is not None:
+        args.profile.mkdir(parents=True, exist_ok=True)
+        profiler = Profiler(
+            args.profile, args.profile_format, args.profile_rate, args.profile_native
+        )
+    stacks = [FLOOR, *(s for s in stacks if s != FLOOR)]
+    measure_point = functools.partial(point, profiler=profiler)
+    results = run_rounds(stacks, levels, args.secs, args.rounds, measure_point)
+    summaries = summarize(results)
+    print_points(summaries, stacks, levels, args.secs, args.rounds)
+    knees = None
+    if args.knee:
+        knees, spent_s = find_knees([FLOOR, FASTEST], args.knee_secs, args.knee_budget)
+        print_knees(knees, spent_s, args.knee_budget, args.knee_secs)
+    return _rows(summaries, stacks, levels, knees)
 
 
 if __name__ == "__main__":
