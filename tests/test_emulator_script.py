@@ -11,7 +11,7 @@ from mediastreams.emulator.script import (
     Hangup,
     Press,
     Silence,
-    SpeechSpan,
+    Utterance,
     WaitForQuiet,
     default_steps,
     is_audible,
@@ -42,7 +42,7 @@ def test_audio_then_silence_then_hang_up_in_sequence() -> None:
     )
     ticks = run(script, until_ms=5000)
     assert ticks[-1] == (1500, "", True)
-    assert script.speech == [SpeechSpan(0, 1000)]
+    assert script.speech == [Utterance(0, 1000)]
 
 
 def test_timed_keys_and_hang_up() -> None:
@@ -78,7 +78,7 @@ def test_speech_spans_skip_silence_inside_the_audio() -> None:
     audio = SILENCE * 10 + TONE_MULAW + SILENCE * 10
     script = CallerScript([Audio(audio, raw_mulaw=True)], end_quiet_ms=None)
     run(script, until_ms=2000)
-    assert script.speech == [SpeechSpan(200, 1200)]
+    assert script.speech == [Utterance(200, 1200)]
     assert script.total_audio_ms == 1400
 
 

@@ -20,7 +20,7 @@ from ..messages import Clear, Mark, Media, Sender, parse
 from ..protocol import TwilioProtocol
 from ..trace import TraceWriter
 from .recorder import Recorder
-from .script import FRAME_BYTES, FRAME_MS, CallerScript, is_audible
+from .script import FRAME_BYTES, FRAME_MS, CallerScript, audible_extent, is_audible
 from .transport import Transport
 
 FrameObserver = Callable[[float, Sender, "str | bytes"], None]
@@ -54,6 +54,62 @@ class Timeline:
     close_code: int | None = None
     inbound_dropped: int = 0  # caller frames not sent: the app's side was congested (31930)
     frames_after_stop: int = 0  # app frames that crossed the caller's stop; dropped
+    # The playout's busy stretches (app audio queued or playing), run-length encoded:
+    # (start_ms, end_ms, played_bytes at the start, played_bytes at the end). The stretch
+    # under way is `playout_open`: (start_ms, played_bytes at the start).
+    playout_runs: list[tuple[int, int, int, int]] = field(default_factory=list)
+    playout_open: tuple[int, int] | None = None
+    # The stretches with audible app audio queued or playing, (start_ms, end_ms); and the
+    # one under way. A pause inside queued audio is inside; silence the app sends is not.
+    audible_runs: list[tuple[int, int]] = field(default_factory=list)
+    audible_open: int | None = None
+    # Where the queued audio's last loud sample is, counted in bytes that ever entered
+    # the playout (played, discarded, or still queued).
+    audible_until: int = 0
+    discarded_bytes: int = 0
+    # For each clear: played_bytes when it came, and the queued bytes it threw away.
+    clears_played_bytes: list[int] = field(default_factory=list)
+    clears_discarded_bytes: list[int] = field(default_factory=list)
+    started_at_s: float | None = None  # the event loop's time when start was sent
+
+    def note_playout(self, now_ms: int, buffered_bytes: int, played: bytes) -> None:
+        """One tick of playout: the bytes queued when it began, and the audio it played."""
+        if buffered_bytes and self.playout_open is None:
+            self.playout_open = (now_ms, self.played_bytes)
+        elif not buffered_bytes and self.playout_open is not None:
+            start_ms, played_at_start = self.playout_open
+            self.playout_runs.append((start_ms, now_ms, played_at_start, self.played_bytes))
+            self.playout_open = None
+        if self.audible_until > self.played_bytes + self.discarded_bytes:
+            if self.audible_open is None:
+                self.audible_open = now_ms
+        elif self.audible_open is not None:
+            self.audible_runs.append((self.audible_open, now_ms))
+            self.audible_open = None
+        self.played_bytes += len(played)
+        if is_audible(played):
+            self.audible_ticks_ms.append(now_ms)
+
+    def note_media(
+        self, now_ms: float, payload: bytes, buffered_before: int, buffered_after: int
+    ) -> None:
+        """A ``media`` frame arrived; it was queued unless the buffer was full (31931)."""
+        self.media_ms.append(now_ms)
+        self.media_bytes.append(len(payload))
+        self.max_buffered_ms = max(self.max_buffered_ms, buffered_after / 8)
+        loud = audible_extent(payload)
+        if loud and buffered_after > buffered_before:
+            start = self.played_bytes + self.discarded_bytes + buffered_before
+            self.audible_until = max(self.audible_until, start + loud)
+
+    def note_clear(self, now_ms: float, discarded_bytes: int) -> None:
+        """A ``clear`` arrived, throwing away ``discarded_bytes`` of queued audio."""
+        self.clears_ms.append(now_ms)
+        self.clears_after_media.append(len(self.media_ms))
+        self.clears_played_bytes.append(self.played_bytes)
+        self.clears_discarded_bytes.append(discarded_bytes)
+        self.discarded_bytes += discarded_bytes
+        self.discarded_by_clear_ms = self.discarded_bytes / 8
 
 
 class StreamRun:
@@ -165,18 +221,20 @@ class StreamRun:
 
     def _tick(self, frame: bytes, digits: str, now_ms: int) -> None:
         self._send_held()
+        if now_ms == 0:
+            self.timeline.started_at_s = self._started_at
         if self._congested():
             self.timeline.inbound_dropped += 1
         else:
-            self.protocol.send_media(frame)
+            # The frame's place in the stream: frames dropped for 31930 leave a jump.
+            self.protocol.send_media(frame, timestamp_ms=FRAME_MS + now_ms)
         for digit in digits:
             self.protocol.send_dtmf(digit)
         self._queue(self.protocol.data_to_send())
+        buffered = self.protocol.buffered_bytes
         played = self.protocol.play(FRAME_BYTES) if self.bidirectional else b""
         self._held += self.protocol.data_to_send()
-        self.timeline.played_bytes += len(played)
-        if is_audible(played):
-            self.timeline.audible_ticks_ms.append(now_ms)
+        self.timeline.note_playout(now_ms, buffered, played)
         self.recorder.add(frame, played)
 
     def _congested(self) -> bool:
@@ -315,6 +373,7 @@ class StreamRun:
 
     def _receive(self, frame: str | bytes, line: int) -> None:
         now_ms = (self._loop.time() - self._started_at) * 1000
+        buffered = self.protocol.buffered_bytes  # what a clear in this frame throws away
         try:
             if isinstance(frame, bytes):
                 self.protocol.receive_bytes(frame)
@@ -335,7 +394,7 @@ class StreamRun:
             for warning in self.protocol.warnings:
                 self._found(warning, line)
             self.protocol.warnings.clear()
-        self._note(message, now_ms, line)
+        self._note(message, now_ms, line, buffered)
 
     def _one_way(self, frame: str | bytes, line: int) -> Media | Mark | Clear:
         message = parse(frame, sender="app")
@@ -355,17 +414,16 @@ class StreamRun:
             )
         return message  # type: ignore[return-value]
 
-    def _note(self, message: object, now_ms: float, line: int) -> None:
+    def _note(self, message: object, now_ms: float, line: int, buffered_bytes: int) -> None:
         timeline = self.timeline
         if isinstance(message, Media):
-            timeline.media_ms.append(now_ms)
-            timeline.media_bytes.append(len(message.payload))
-            timeline.max_buffered_ms = max(timeline.max_buffered_ms, self.protocol.buffered_ms)
+            timeline.note_media(
+                now_ms, message.payload, buffered_bytes, self.protocol.buffered_bytes
+            )
         elif isinstance(message, Mark):
             timeline.marks_sent += 1
         elif isinstance(message, Clear):
-            timeline.clears_ms.append(now_ms)
-            timeline.clears_after_media.append(len(timeline.media_ms))
+            timeline.note_clear(now_ms, buffered_bytes)
 
     def _found(self, violation: Violation, line: int | None) -> None:
         t = round(self._loop.time() - self._opened_at, 6)
