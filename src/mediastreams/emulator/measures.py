@@ -69,14 +69,15 @@ class Reply:
     """One reply of the app, as Twilio played it.
 
     Attributes:
-        start_ms: the first tick that played it.
-        end_ms: when it ended: the tick that found nothing left to play, or the ``clear``.
+        start_ms: when the first tick that played it began.
+        end_ms: when the last tick that played it ended (the ``clear`` stops the playout
+            at the end of the tick in which it comes).
         played_ms: its audio played, silence the app sent included, stalls not.
         clear_ms: the ``clear`` that cut it (``None``: it played out).
     """
 
     start_ms: int
-    end_ms: float
+    end_ms: int
     played_ms: float
     clear_ms: float | None
 
@@ -124,8 +125,8 @@ class Pause:
             while nothing was queued) or ``"idle"`` (nothing was queued for 2 s or more).
     """
 
-    at_ms: float
-    duration_ms: float
+    at_ms: int
+    duration_ms: int
     cause: PauseCause
 
 
@@ -145,7 +146,7 @@ class _Piece:
     """A stretch of the playout with audio queued, up to its end or a clear."""
 
     start_ms: int
-    end_ms: float
+    end_ms: int
     played_start: int  # bytes played before it
     played_end: int
     clear: int | None = None  # index of the clear that cut it
@@ -161,7 +162,7 @@ class _Reply:
         return self.pieces[0].start_ms
 
     @property
-    def end_ms(self) -> float:
+    def end_ms(self) -> int:
         return self.pieces[-1].end_ms
 
     @property
@@ -208,11 +209,12 @@ def _pieces(timeline: Timeline) -> list[_Piece]:
         piece = _Piece(start_ms, end_ms, played_start, played_end)
         while index < len(clears) and clears[index] < end_ms:
             if clears[index] >= start_ms:
-                # A clear after the tick at its time played: the rest restarts on the next.
+                # A clear comes after the tick at its time played; audio queued after it
+                # plays from the next tick.
                 played = timeline.clears_played_bytes[index]
-                piece.end_ms, piece.played_end, piece.clear = clears[index], played, index
-                pieces.append(piece)
                 next_ms = (int(clears[index]) // FRAME_MS + 1) * FRAME_MS
+                piece.end_ms, piece.played_end, piece.clear = next_ms, played, index
+                pieces.append(piece)
                 piece = _Piece(next_ms, end_ms, played, played_end)
             index += 1
         if piece.played_end > piece.played_start:  # (nothing after a clear: no piece)
