@@ -10,10 +10,14 @@ import asyncio
 import io
 import itertools
 import json
+import threading
+import time
 import wave
 from typing import Any
 
+import anyio.to_thread
 import numpy as np
+import pytest
 from starlette.websockets import WebSocket
 
 from emulator_apps import (
@@ -21,11 +25,12 @@ from emulator_apps import (
     TONE_MULAW,
     agent_app,
     heard_run_ms,
+    media,
     paced,
     stream_app,
 )
 from mediastreams.audio import mulaw
-from mediastreams.emulator import Audio, Hangup, Silence, WaitForReply, place_call
+from mediastreams.emulator import Audio, Hangup, Silence, WaitForQuiet, WaitForReply, place_call
 from mediastreams.emulator.call import Timeline
 from mediastreams.emulator.measures import measure
 from mediastreams.emulator.script import Utterance
@@ -262,3 +267,56 @@ def test_heard_ms_counts_every_tick_played_up_to_the_clear() -> None:
     # The ticks at 20, 40, ... 1500 ms played (the one at the clear's time plays first).
     assert (barge.clear_ms, barge.heard_ms, barge.discarded_ms) == (1500, 1500, 1500)
     assert report.marks_echoed_by_clear == 1
+
+
+async def thread_sleeper(websocket: WebSocket, start: dict[str, Any]) -> None:
+    """Work in a thread of the app's own, waited for by polling: time jumps meanwhile."""
+    worker = threading.Thread(target=time.sleep, args=(0.2,))
+    worker.start()
+    while worker.is_alive():
+        await asyncio.sleep(0.02)
+    await websocket.send_text(media(start["streamSid"], TONE_MULAW))
+
+
+async def anyio_sleeper(websocket: WebSocket, start: dict[str, Any]) -> None:
+    """Starlette's run_in_threadpool: anyio's worker threads, outside the loop's executor."""
+    await anyio.to_thread.run_sync(time.sleep, 0.2)
+    await websocket.send_text(media(start["streamSid"], TONE_MULAW))
+
+
+@pytest.mark.parametrize("behaviour", [thread_sleeper, anyio_sleeper])
+def test_an_app_that_works_in_threads_gets_the_virtual_time_note(behaviour: Any) -> None:
+    report = place_call(stream_app(behaviour), [Hangup(at_ms=3000)]).report
+    (note,) = [n for n in report.notes if "virtual time" in n]
+    assert "thread" in note and "--clock real" in note
+    assert report.violations == []
+
+
+def test_an_app_that_blocks_the_loop_gets_the_virtual_time_note() -> None:
+    async def behaviour(websocket: WebSocket, start: dict[str, Any]) -> None:
+        time.sleep(0.3)  # a blocking call in a coroutine
+        await websocket.send_text(media(start["streamSid"], TONE_MULAW))
+
+    report = place_call(stream_app(behaviour), [Hangup(at_ms=3000)]).report
+    (note,) = [n for n in report.notes if "virtual time" in n]
+    assert "blocked the event loop" in note and "--clock real" in note
+
+
+def test_no_virtual_time_note_for_plain_apps_the_server_and_the_demo() -> None:
+    from mediastreams.cli.demo import _steps
+    from mediastreams.demo import handler
+    from mediastreams.server import ServerConfig, create_app, echo_handler
+
+    hello = [Silence(500), Audio(TONE_MULAW, raw_mulaw=True), WaitForQuiet()]
+    results = [
+        place_call(agent_app([TONE_MULAW * 3] * 2), [*hello, Hangup()]),
+        place_call(create_app(ServerConfig(handler=echo_handler)), hello),
+        place_call(
+            create_app(ServerConfig(handler=handler)), _steps(), webhook_path="/incoming-call"
+        ),
+    ]
+    for result in results:
+        assert result.ok
+        assert not [n for n in result.report.notes if "virtual time" in n]
+    # The echo of the caller's own voice is no reply the caller talked over.
+    assert results[1].report.barge_ins == []
