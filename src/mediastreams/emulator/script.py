@@ -356,7 +356,8 @@ class CallerScript:
             return quiet if elapsed_ms < DIGIT_MS * len(step.digits) else None
         if isinstance(step, WaitForQuiet):
             if loaded.ends_script and self._timed_audio.pending:
-                self._step_started_ms, self._spoken = now_ms, False  # timed speech to come
+                # Timed speech is still to come: the wait for the end starts after it.
+                self._step_started_ms, self._spoken = now_ms + FRAME_MS, False
                 return quiet
             self._spoken = self._spoken or app_spoke
             if self._spoken and quiet_ms >= step.quiet_ms:
