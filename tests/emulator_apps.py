@@ -187,8 +187,8 @@ def agent_app(
                         await websocket.send_text(json.dumps({"event": "clear", "streamSid": sid}))
                     elif change == "end" and number + 1 < len(replies):
                         number += 1
-                        task = send_reply(websocket, sid, number, reply_delay_s)
-                        pending.append(asyncio.create_task(task))
+                        reply = send_reply(websocket, sid, number, reply_delay_s)
+                        pending.append(asyncio.create_task(reply))
                 elif frame["event"] == "stop":
                     break
         except WebSocketDisconnect:

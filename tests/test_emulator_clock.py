@@ -90,17 +90,20 @@ def doubts_of(main: Any) -> list[TimeDoubt]:
 
 
 def test_a_thread_of_the_apps_own_is_noticed_when_time_jumps() -> None:
-    thread = threading.Thread(target=time.sleep, args=(0.2,), name="slow-work")
+    done = threading.Event()
+    thread = threading.Thread(target=done.wait, name="slow-work")
 
     async def main(loop: asyncio.AbstractEventLoop) -> None:
         thread.start()
-        while thread.is_alive():  # waits for the thread as an app would: time jumps
-            await asyncio.sleep(0.02)
+        await asyncio.sleep(1)  # the clock jumps while the thread works
+        await asyncio.sleep(1)
+        done.set()
+        thread.join()
 
-    (doubt,) = doubts_of(main)
-    thread.join()
-    assert (doubt.cause, doubt.detail) == ("thread", "'slow-work'")
-    assert doubt.last_s > doubt.first_s  # seen at every jump while it ran
+    doubts = [d for d in doubts_of(main) if d.cause != "blocked"]
+    assert [(d.cause, d.detail, d.first_s, d.last_s) for d in doubts] == [
+        ("thread", "'slow-work'", 0, 1)
+    ]
 
 
 def test_anyio_worker_threads_are_noticed() -> None:
@@ -109,7 +112,7 @@ def test_anyio_worker_threads_are_noticed() -> None:
         await anyio.to_thread.run_sync(time.sleep, 0.1)
         ticker.cancel()
 
-    doubts = doubts_of(main)
+    doubts = [d for d in doubts_of(main) if d.cause != "blocked"]
     assert [d.cause for d in doubts] == ["thread"]
     assert "AnyIO worker thread" in doubts[0].detail
 
@@ -123,7 +126,8 @@ def test_the_loops_own_executor_is_no_doubt() -> None:
             await asyncio.sleep(1)  # the clock jumps with the pool's thread idle
         ticker.cancel()
 
-    assert doubts_of(main) == []
+    # (A loop iteration held up by a busy machine would be a "blocked" doubt: not looked at.)
+    assert [d for d in doubts_of(main) if d.cause != "blocked"] == []
 
 
 def test_a_callback_that_blocks_the_loop_is_noticed() -> None:
@@ -132,8 +136,8 @@ def test_a_callback_that_blocks_the_loop_is_noticed() -> None:
         time.sleep(0.3)  # a blocking call in a coroutine: virtual time stands still
         await asyncio.sleep(1)
 
-    (doubt,) = doubts_of(main)
-    assert doubt.cause == "blocked" and doubt.blocked_ms >= 300 and doubt.first_s == 2
+    (doubt,) = [d for d in doubts_of(main) if d.blocked_ms >= 300]
+    assert doubt.cause == "blocked" and doubt.first_s == 2
 
 
 def test_a_real_socket_waited_on_while_time_jumps_is_noticed() -> None:
@@ -145,7 +149,7 @@ def test_a_real_socket_waited_on_while_time_jumps_is_noticed() -> None:
             await asyncio.wait_for(loop.sock_recv(left, 1), timeout=1.0)
 
     try:
-        (doubt,) = doubts_of(main)
+        (doubt,) = [d for d in doubts_of(main) if d.cause != "blocked"]
     finally:
         left.close()
         right.close()
@@ -156,7 +160,7 @@ def test_sleeping_and_timers_alone_raise_no_doubt() -> None:
     async def main(loop: asyncio.AbstractEventLoop) -> None:
         await asyncio.gather(*(asyncio.sleep(n / 10) for n in range(50)))
 
-    assert doubts_of(main) == []
+    assert [d for d in doubts_of(main) if d.cause != "blocked"] == []
 
 
 def test_doubts_are_kept_by_the_loop_time_they_were_seen() -> None:
@@ -169,5 +173,6 @@ def test_doubts_are_kept_by_the_loop_time_they_were_seen() -> None:
         return time_doubts(0, 4), time_doubts(4, 10)
 
     before, after = run_in_loop(run)
-    assert before == [] and [d.cause for d in after] == ["blocked"]
+    assert [d for d in before if d.blocked_ms >= 250] == []
+    assert [d.first_s for d in after if d.blocked_ms >= 250] == [5]
     assert time_doubts(0, 10) == []  # outside a virtual loop: nothing to doubt

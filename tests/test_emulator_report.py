@@ -33,7 +33,7 @@ from mediastreams.audio import mulaw
 from mediastreams.emulator import Audio, Hangup, Silence, WaitForQuiet, WaitForReply, place_call
 from mediastreams.emulator.call import Timeline
 from mediastreams.emulator.measures import measure
-from mediastreams.emulator.script import Utterance
+from mediastreams.emulator.script import Step, Utterance
 
 
 def channels(stereo_wav: bytes) -> tuple[np.ndarray, np.ndarray]:
@@ -48,7 +48,7 @@ def test_a_pause_inside_queued_audio_is_a_barge_in() -> None:
     # starts 40 ms into the pause and the app clears: a barge-in, though nothing audible
     # played at the onset.
     pause_app = agent_app([TONE_MULAW * 2 + SILENCE_MULAW[:2400] + TONE_MULAW * 2])
-    steps = [Silence(2060), Audio(TONE_MULAW, raw_mulaw=True), Hangup(at_ms=5000)]
+    steps: list[Step] = [Silence(2060), Audio(TONE_MULAW, raw_mulaw=True), Hangup(at_ms=5000)]
     report = place_call(pause_app, steps).report
     assert report.clears == 1
     (barge,) = report.barge_ins
@@ -66,7 +66,7 @@ def test_a_pause_inside_queued_audio_is_a_barge_in() -> None:
 def test_two_utterances_in_one_step_are_two_turns_and_two_barge_ins() -> None:
     app = agent_app([TONE_MULAW * 5] * 3)
     speech = TONE_MULAW + SILENCE_MULAW + SILENCE_MULAW[:4000] + TONE_MULAW  # 1 s, 1.5 s, 1 s
-    steps = [Silence(1000), Audio(speech, raw_mulaw=True), Hangup(at_ms=8000)]
+    steps: list[Step] = [Silence(1000), Audio(speech, raw_mulaw=True), Hangup(at_ms=8000)]
     result = place_call(app, steps)
     report = result.report
     assert [(u.onset_ms, u.end_ms) for u in report.utterances] == [(1000, 2000), (3500, 4500)]
@@ -91,7 +91,7 @@ def test_two_utterances_in_one_step_are_two_turns_and_two_barge_ins() -> None:
 
 def test_an_app_that_talks_over_the_caller_is_a_barge_in_without_clear() -> None:
     app = agent_app([TONE_MULAW * 4], clears=False)
-    steps = [Silence(1000), Audio(TONE_MULAW, raw_mulaw=True), Hangup(at_ms=5000)]
+    steps: list[Step] = [Silence(1000), Audio(TONE_MULAW, raw_mulaw=True), Hangup(at_ms=5000)]
     report = place_call(app, steps).report
     (barge,) = report.barge_ins
     assert (barge.onset_ms, barge.clear_ms, barge.heard_ms) == (1000, None, None)
@@ -105,7 +105,7 @@ def test_the_caller_speaking_after_the_reply_or_over_silence_is_no_barge_in() ->
     # The reply plays out at 1020 ms; then the app sends silence frames (a quiet line),
     # and the caller speaks over them: nothing audible was queued.
     app = stream_app(paced(TONE_MULAW, 1.5, SILENCE_MULAW * 2))
-    steps = [Silence(1600), Audio(TONE_MULAW, raw_mulaw=True), Hangup(at_ms=4000)]
+    steps: list[Step] = [Silence(1600), Audio(TONE_MULAW, raw_mulaw=True), Hangup(at_ms=4000)]
     report = place_call(app, steps).report
     assert [u.onset_ms for u in report.utterances] == [1600]
     assert report.barge_ins == []
@@ -128,7 +128,7 @@ def test_pauses_between_replies_are_not_stalls() -> None:
     # After a clear, the next reply comes 3 s later (as pipecat and openai-agents do); a
     # reply after the caller spoke; and one after the app was quiet for 2.5 s.
     app = agent_app([TONE_MULAW * 3, TONE_MULAW, TONE_MULAW], reply_delay_s=2.8)
-    steps = [Silence(1000), Audio(TONE_MULAW, raw_mulaw=True), Hangup(at_ms=9000)]
+    steps: list[Step] = [Silence(1000), Audio(TONE_MULAW, raw_mulaw=True), Hangup(at_ms=9000)]
     report = place_call(app, steps).report
     assert report.stalls == [] and report.stall_max_ms is None
     (pause,) = report.pauses
@@ -144,7 +144,11 @@ def test_pauses_between_replies_are_not_stalls() -> None:
     assert [p.cause for p in report.pauses] == ["idle"]
 
     answers = stream_app(paced(TONE_MULAW, 2.6, TONE_MULAW))  # the caller spoke meanwhile
-    steps = [Silence(1200), Audio(TONE_MULAW[:4000], raw_mulaw=True), Hangup(at_ms=5000)]
+    steps: list[Step] = [
+        Silence(1200),
+        Audio(TONE_MULAW[:4000], raw_mulaw=True),
+        Hangup(at_ms=5000),
+    ]
     report = place_call(answers, steps).report
     assert report.stalls == [] and report.barge_ins == []
     assert [p.cause for p in report.pauses] == ["caller"]
@@ -182,7 +186,7 @@ def test_timestamps_jump_over_inbound_frames_dropped_for_congestion() -> None:
 def test_barge_in_scripted_after_the_reply_starts() -> None:
     # The caller waits for the app's second reply, and 700 ms into it talks over it.
     app = agent_app([TONE_MULAW, TONE_MULAW * 4], reply_delay_s=0.5)
-    steps = [
+    steps: list[Step] = [
         Silence(1500),
         Audio(TONE_MULAW[:4000], raw_mulaw=True),  # 1.5-2 s; the second reply from ~2.7 s
         WaitForReply(after_ms=700),
@@ -198,7 +202,7 @@ def test_barge_in_scripted_after_the_reply_starts() -> None:
 
 def test_timed_audio_is_spoken_at_its_time_whatever_the_app_does() -> None:
     app = agent_app([TONE_MULAW * 4], clears=False)
-    steps = [Audio(TONE_MULAW[:4000], raw_mulaw=True, at_ms=1500), Hangup(at_ms=4000)]
+    steps: list[Step] = [Audio(TONE_MULAW[:4000], raw_mulaw=True, at_ms=1500), Hangup(at_ms=4000)]
     report = place_call(app, steps).report
     assert [(u.onset_ms, u.end_ms) for u in report.utterances] == [(1500, 2000)]
     assert [b.onset_ms for b in report.barge_ins] == [1500]
@@ -261,7 +265,7 @@ def test_heard_ms_counts_every_tick_played_up_to_the_clear() -> None:
         await asyncio.sleep(1.5)
         await websocket.send_text(json.dumps({"event": "clear", "streamSid": start["streamSid"]}))
 
-    steps = [Silence(1200), Audio(TONE_MULAW, raw_mulaw=True), Hangup(at_ms=4000)]
+    steps: list[Step] = [Silence(1200), Audio(TONE_MULAW, raw_mulaw=True), Hangup(at_ms=4000)]
     report = place_call(stream_app(behaviour), steps).report
     (barge,) = report.barge_ins
     # The ticks at 20, 40, ... 1500 ms played (the one at the clear's time plays first).
@@ -270,11 +274,13 @@ def test_heard_ms_counts_every_tick_played_up_to_the_clear() -> None:
 
 
 async def thread_sleeper(websocket: WebSocket, start: dict[str, Any]) -> None:
-    """Work in a thread of the app's own, waited for by polling: time jumps meanwhile."""
-    worker = threading.Thread(target=time.sleep, args=(0.2,))
+    """A thread of the app's own at work while the app waits: virtual time jumps meanwhile."""
+    done = threading.Event()
+    worker = threading.Thread(target=done.wait, args=(5.0,))
     worker.start()
-    while worker.is_alive():
-        await asyncio.sleep(0.02)
+    await asyncio.sleep(0.5)
+    done.set()
+    worker.join()
     await websocket.send_text(media(start["streamSid"], TONE_MULAW))
 
 
@@ -307,7 +313,7 @@ def test_no_virtual_time_note_for_plain_apps_the_server_and_the_demo() -> None:
     from mediastreams.demo import handler
     from mediastreams.server import ServerConfig, create_app, echo_handler
 
-    hello = [Silence(500), Audio(TONE_MULAW, raw_mulaw=True), WaitForQuiet()]
+    hello: list[Step] = [Silence(500), Audio(TONE_MULAW, raw_mulaw=True), WaitForQuiet()]
     results = [
         place_call(agent_app([TONE_MULAW * 3] * 2), [*hello, Hangup()]),
         place_call(create_app(ServerConfig(handler=echo_handler)), hello),

@@ -11,6 +11,7 @@ from mediastreams.emulator.script import (
     Hangup,
     Press,
     Silence,
+    Step,
     Utterance,
     WaitForQuiet,
     WaitForReply,
@@ -133,7 +134,7 @@ def test_300_ms_of_silence_ends_an_utterance_inside_one_step() -> None:
 
 
 def test_speech_across_steps_is_one_utterance() -> None:
-    steps = [Audio(TONE_MULAW[:4000], raw_mulaw=True), Silence(200)]
+    steps: list[Step] = [Audio(TONE_MULAW[:4000], raw_mulaw=True), Silence(200)]
     script = CallerScript([*steps, Audio(TONE_MULAW[:4000], raw_mulaw=True)], end_quiet_ms=None)
     run(script, until_ms=3000)
     assert script.speech == [Utterance(0, 1200)]
