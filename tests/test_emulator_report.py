@@ -144,7 +144,7 @@ def test_pauses_between_replies_are_not_stalls() -> None:
     assert [p.cause for p in report.pauses] == ["idle"]
 
     answers = stream_app(paced(TONE_MULAW, 2.6, TONE_MULAW))  # the caller spoke meanwhile
-    steps: list[Step] = [
+    steps = [
         Silence(1200),
         Audio(TONE_MULAW[:4000], raw_mulaw=True),
         Hangup(at_ms=5000),
