@@ -78,16 +78,26 @@ class _VirtualSelector(selectors.BaseSelector):
         self.now = 0.0
         self.outside_work = 0  # executor jobs under way: time waits for them
         self.doubts: dict[tuple[str, str], TimeDoubt] = {}
-        self.own_fds: set[int] = set()
+        self.loop_ready = False  # until then, what registers is the loop's own (its wake-up pipe)
+        self._own_fds: set[int] = set()
+        self._foreign_fds = 0
         self.known_threads: set[int | None] = {t.ident for t in threading.enumerate()}
         self._thread_count = threading.active_count()
         self._returned_at = time.perf_counter()
 
     def register(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
-        return self._real.register(fileobj, events, data)
+        key = self._real.register(fileobj, events, data)
+        if not self.loop_ready:
+            self._own_fds.add(key.fd)
+        elif key.fd not in self._own_fds:
+            self._foreign_fds += 1
+        return key
 
     def unregister(self, fileobj: Any) -> selectors.SelectorKey:
-        return self._real.unregister(fileobj)
+        key = self._real.unregister(fileobj)
+        if key.fd not in self._own_fds:
+            self._foreign_fds -= 1
+        return key
 
     def modify(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
         return self._real.modify(fileobj, events, data)
@@ -114,9 +124,9 @@ class _VirtualSelector(selectors.BaseSelector):
 
     def _check_outside_work(self) -> None:
         # Cheap checks first: a jump happens every tick of a call.
-        if len(self._real.get_map()) > len(self.own_fds):
+        if self._foreign_fds:
             for key in list(self._real.get_map().values()):
-                if key.fd not in self.own_fds:
+                if key.fd not in self._own_fds:
                     self._doubt("socket", _describe_fd(key.fileobj, key.fd))
         if threading.active_count() != self._thread_count:
             foreign = [
@@ -167,7 +177,7 @@ class VirtualEventLoop(asyncio.SelectorEventLoop):
     def __init__(self) -> None:
         self._virtual = _VirtualSelector()
         super().__init__(self._virtual)
-        self._virtual.own_fds = set(self._virtual.get_map())  # the loop's own wake-up pipe
+        self._virtual.loop_ready = True
         # A timer is due when its time is within the clock's resolution; time never jitters.
         self._clock_resolution = 1e-9
         executor = concurrent.futures.ThreadPoolExecutor(thread_name_prefix=_EXECUTOR_THREADS)

@@ -301,7 +301,7 @@ class CallerScript:
         digits = "".join(d for at, d in self._timed_digits if now_ms <= at < now_ms + FRAME_MS)
         if self.hangup_at_ms is not None and now_ms >= self.hangup_at_ms:
             return _SILENCE_FRAME, digits, True
-        timed = self._timed_audio.frame(now_ms)
+        timed = self._timed_audio.frame(now_ms) if self._timed_audio.pending else None
         if timed is not None:
             self._step_started_ms += FRAME_MS  # the sequence holds while the caller speaks
             frame, voiced = timed
