@@ -103,19 +103,24 @@ class _VirtualSelector(selectors.BaseSelector):
         return self._real.modify(fileobj, events, data)
 
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
-        blocked_ms = (time.perf_counter() - self._returned_at) * 1000
+        # The real time since the last select returned went to running callbacks.
+        self._returned_at, called_at = time.perf_counter(), self._returned_at
+        blocked_ms = (self._returned_at - called_at) * 1000
         if blocked_ms > BLOCKED_MS:
             self._doubt("blocked", f"{blocked_ms:,.0f} ms at {self.now:.2f} s", blocked_ms)
         events = self._real.select(0)
-        if not events:
-            if timeout is None or self.outside_work:
-                # No timer at all, or a thread at work: wait for it for real, time standing still.
-                events = self._real.select(timeout)
-            elif timeout > 0:
-                # Everything waits for a timer: let the time pass at once.
+        if events:
+            return events
+        if timeout is None or self.outside_work:
+            # No timer at all, or a thread at work: wait for it for real, time standing still.
+            events = self._real.select(timeout)
+            self._returned_at = time.perf_counter()
+        elif timeout > 0:
+            # Everything waits for a timer: let the time pass at once. Cheap checks first:
+            # a jump happens every tick of a call.
+            if self._foreign_fds or threading.active_count() != self._thread_count:
                 self._check_outside_work()
-                self.now += timeout
-        self._returned_at = time.perf_counter()
+            self.now += timeout
         return events
 
     def mark_running(self) -> None:
@@ -123,7 +128,6 @@ class _VirtualSelector(selectors.BaseSelector):
         self._returned_at = time.perf_counter()
 
     def _check_outside_work(self) -> None:
-        # Cheap checks first: a jump happens every tick of a call.
         if self._foreign_fds:
             for key in list(self._real.get_map().values()):
                 if key.fd not in self._own_fds:

@@ -297,7 +297,14 @@ class CallerScript:
             ``(frame, digits, hang_up)``: 160 bytes of mu-law, keys pressed now, and whether
             the caller hangs up now (then the frame is not sent).
         """
-        self._follow_reply(now_ms, quiet_ms, app_spoke)
+        # The app's reply as the caller hears it (for WaitForReply): it starts with audible
+        # audio after at least 500 ms of quiet, and ends once the app has been quiet that long.
+        if app_spoke:
+            if self._reply_started_ms is None or self._heard_quiet_ms >= _REPLY_QUIET_MS:
+                self._reply_started_ms = now_ms - FRAME_MS
+        elif quiet_ms >= _REPLY_QUIET_MS:
+            self._reply_started_ms = None
+        self._heard_quiet_ms = quiet_ms
         digits = "".join(d for at, d in self._timed_digits if now_ms <= at < now_ms + FRAME_MS)
         if self.hangup_at_ms is not None and now_ms >= self.hangup_at_ms:
             return _SILENCE_FRAME, digits, True
@@ -307,31 +314,17 @@ class CallerScript:
             frame, voiced = timed
             self._utterances.add(now_ms, voiced)
             return frame, digits, False
-        frame, step_digits, hang_up, voiced = self._sequence(now_ms, quiet_ms, app_spoke)
-        if not hang_up:
-            self._utterances.add(now_ms, voiced)
-        return frame, digits + step_digits, hang_up
-
-    def _follow_reply(self, now_ms: int, quiet_ms: int, app_spoke: bool) -> None:
-        # The app's reply as the caller hears it: it starts with audible audio after at least
-        # 500 ms of quiet, and ends once the app has been quiet that long.
-        if app_spoke:
-            if self._reply_started_ms is None or self._heard_quiet_ms >= _REPLY_QUIET_MS:
-                self._reply_started_ms = now_ms - FRAME_MS
-        elif quiet_ms >= _REPLY_QUIET_MS:
-            self._reply_started_ms = None
-        self._heard_quiet_ms = quiet_ms
-
-    def _sequence(
-        self, now_ms: int, quiet_ms: int, app_spoke: bool
-    ) -> tuple[bytes, str, bool, bool]:
         while self._index < len(self._steps):
             result = self._run(self._steps[self._index], now_ms, quiet_ms, app_spoke)
             if result is not None:
-                return result
+                frame, step_digits, hang_up, voiced = result
+                if not hang_up:
+                    self._utterances.add(now_ms, voiced)
+                return frame, digits + step_digits, hang_up
             self._next_step(now_ms)
         self.done = True
-        return _SILENCE_FRAME, "", False, False
+        self._utterances.add(now_ms, False)
+        return _SILENCE_FRAME, digits, False
 
     def _next_step(self, now_ms: int) -> None:
         self._index += 1
