@@ -262,14 +262,14 @@ def test_heard_ms_counts_every_tick_played_up_to_the_clear() -> None:
         await websocket.send_text(
             json.dumps({"event": "mark", "streamSid": start["streamSid"], "mark": {"name": "a"}})
         )
-        await asyncio.sleep(1.5)
+        await asyncio.sleep(1.51)  # between two ticks
         await websocket.send_text(json.dumps({"event": "clear", "streamSid": start["streamSid"]}))
 
     steps: list[Step] = [Silence(1200), Audio(TONE_MULAW, raw_mulaw=True), Hangup(at_ms=4000)]
     report = place_call(stream_app(behaviour), steps).report
     (barge,) = report.barge_ins
-    # The ticks at 20, 40, ... 1500 ms played (the one at the clear's time plays first).
-    assert (barge.clear_ms, barge.heard_ms, barge.discarded_ms) == (1500, 1500, 1500)
+    # The ticks at 20, 40, ... 1500 ms played: 1500 ms heard, 1500 ms of the 3 s discarded.
+    assert (barge.clear_ms, barge.heard_ms, barge.discarded_ms) == (1510, 1500, 1500)
     assert report.marks_echoed_by_clear == 1
 
 
