@@ -299,7 +299,8 @@ class CallerScript:
         """
         # The app's reply as the caller hears it (for WaitForReply): it starts with audible
         # audio after at least 500 ms of quiet, and ends once the app has been quiet that long.
-        if app_spoke:
+        # (Nothing has played before the first tick, whatever ``app_spoke`` says.)
+        if app_spoke and now_ms > 0:
             if self._reply_started_ms is None or self._heard_quiet_ms >= _REPLY_QUIET_MS:
                 self._reply_started_ms = now_ms - FRAME_MS
         elif quiet_ms >= _REPLY_QUIET_MS:
