@@ -123,3 +123,99 @@ def correlation(heard: bytes, source: bytes) -> float:
     lags = np.fft.irfft(np.fft.rfft(a, size) * np.conj(np.fft.rfft(b, size)), size)
     lag = int(np.argmax(lags[: len(a) - len(b) + 1]))
     return float(np.corrcoef(a[lag : lag + len(b)], b)[0, 1])
+
+
+SILENCE_MULAW = b"\xff" * 8000
+"""One second of mu-law silence, as Twilio sends it."""
+
+
+class EnergyDetector:
+    """The app's side of barge-in: speech starts after 3 loud frames, ends after 10 quiet."""
+
+    def __init__(self, *, onset_frames: int = 3, release_frames: int = 10) -> None:
+        self.onset_frames = onset_frames
+        self.release_frames = release_frames
+        self.speaking = False
+        self._run = 0
+
+    def push(self, payload: bytes) -> str | None:
+        """``"start"`` or ``"end"`` when the caller starts or stops talking, else ``None``."""
+        samples = np.frombuffer(mulaw.decode(payload), dtype="<i2").astype(np.float64)
+        loud = bool(samples.size) and float(np.sqrt(np.mean(samples**2))) > 1000
+        self._run = self._run + 1 if loud != self.speaking else 0
+        if self._run < (self.release_frames if self.speaking else self.onset_frames):
+            return None
+        self.speaking, self._run = not self.speaking, 0
+        return "start" if self.speaking else "end"
+
+
+def agent_app(
+    replies: list[bytes],
+    *,
+    clears: bool = True,
+    reply_delay_s: float = 0.0,
+    chunk_bytes: int = 8000,
+) -> Starlette:
+    """A voice agent in miniature: it talks, listens, and gets interrupted.
+
+    It sends ``replies[0]`` at ``start`` (all at once, in chunks, then a mark). When the
+    caller starts talking it sends ``clear`` (unless ``clears`` is false: it talks over the
+    caller); when the caller stops, it waits ``reply_delay_s`` and sends the next reply.
+    """
+
+    async def send_reply(websocket: WebSocket, sid: str, number: int, delay_s: float) -> None:
+        await asyncio.sleep(delay_s)
+        audio = replies[number]
+        for offset in range(0, len(audio), chunk_bytes):
+            await websocket.send_text(media(sid, audio[offset : offset + chunk_bytes]))
+        await websocket.send_text(mark(sid, f"reply-{number}"))
+
+    async def stream(websocket: WebSocket) -> None:
+        await websocket.accept()
+        detector = EnergyDetector()
+        sid, number = "", 0
+        pending: list[asyncio.Task[None]] = []
+        try:
+            while True:
+                frame = json.loads(await websocket.receive_text())
+                if frame["event"] == "start":
+                    sid = frame["streamSid"]
+                    pending.append(asyncio.create_task(send_reply(websocket, sid, 0, 0.0)))
+                elif frame["event"] == "media":
+                    change = detector.push(base64.b64decode(frame["media"]["payload"]))
+                    if change == "start" and clears:
+                        await websocket.send_text(json.dumps({"event": "clear", "streamSid": sid}))
+                    elif change == "end" and number + 1 < len(replies):
+                        number += 1
+                        reply = send_reply(websocket, sid, number, reply_delay_s)
+                        pending.append(asyncio.create_task(reply))
+                elif frame["event"] == "stop":
+                    break
+        except WebSocketDisconnect:
+            pass
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
+    return Starlette(routes=[WebSocketRoute("/media-stream", stream)])
+
+
+def paced(*parts: bytes | float) -> Behaviour:
+    """Send each ``bytes`` part at once and sleep each ``float`` (seconds) between them."""
+
+    async def behaviour(websocket: WebSocket, start: dict[str, Any]) -> None:
+        for part in parts:
+            if isinstance(part, bytes):
+                await websocket.send_text(media(start["streamSid"], part))
+            else:
+                await asyncio.sleep(part)
+
+    return behaviour
+
+
+def heard_run_ms(heard: bytes, at_ms: int) -> tuple[int, int]:
+    """The stretch of sound (no 0xFF byte) in a recording around ``at_ms``: (start, end) ms."""
+    at = at_ms * 8
+    start = heard.rfind(b"\xff", 0, at) + 1
+    end = heard.find(b"\xff", at)
+    return start // 8, (len(heard) if end < 0 else end) // 8

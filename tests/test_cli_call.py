@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import json
+import queue
 import signal
 import subprocess
 import sys
+import threading
 import time
 import wave
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from emulator_apps import TONE_MULAW, b64, media, plays, sends, stream_app
+from emulator_apps import TONE_MULAW, agent_app, b64, media, plays, sends, stream_app
 from mediastreams.audio import mulaw, wav_bytes
 from mediastreams.cli import main
 
@@ -28,6 +31,7 @@ def apps_module(tmp_path: Path) -> Iterator[None]:
     playload = '{"event":"media","streamSid":"{sid}","media":{"playload":"' + b64(TONE_MULAW)
     module.playload = stream_app(sends(playload + '"}}'))  # type: ignore[attr-defined]
     module.header = stream_app(sends(media("{sid}", wav_bytes(TONE_MULAW))))  # type: ignore[attr-defined]
+    module.agent = agent_app([TONE_MULAW * 4] * 3, reply_delay_s=0.3)  # type: ignore[attr-defined]
     sys.modules[APPS] = module
     yield
     del sys.modules[APPS]
@@ -149,9 +153,42 @@ def test_audio_and_dtmf_options(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert json.loads(out)["turns"]
 
 
+def test_barge_in_after_and_timed_audio(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    speech = tmp_path / "speech.wav"
+    speech.write_bytes(wav_bytes(mulaw.decode(TONE_MULAW[:4000]), encoding="pcm"))
+    code, out, err = run(
+        capsys,
+        f"{APPS}:agent",
+        "--audio",
+        str(speech),  # a turn: once the app's first reply has played out
+        "--barge-in-after",
+        "600",
+        "--audio",
+        str(speech),  # 600 ms into the answer
+        "--audio",
+        f"{speech}@20",  # at 20 s, whatever the app does
+        "--hangup-after",
+        "25",
+        "--json",
+    )
+    assert code == 0, err
+    report = json.loads(out)
+    onsets = [u["onset_ms"] for u in report["utterances"]]
+    assert len(onsets) == 3 and onsets[2] == 20_000
+    second_reply = next(r for r in report["replies"] if r["start_ms"] > onsets[0])
+    (barge,) = [b for b in report["barge_ins"] if b["onset_ms"] == onsets[1]]
+    assert barge["onset_ms"] - second_reply["start_ms"] == 600
+    assert barge["clear_ms"] is not None and barge["heard_ms"] >= 600
+    assert "call placed" in err
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
+        (["--audio", "a.wav", "--barge-in-after", "5"], "add one after it"),
+        (["--barge-in-after", "5", "--audio", "a.wav@1"], "without @SECONDS"),
+        (["--barge-in-after", "5", "--barge-in-after", "6", "--audio", "a.wav"], "in a row"),
+        (["--audio", "a.wav@-2"], "not negative"),
         (["--audio", "missing.wav"], "missing.wav: cannot read"),
         (["--dtmf", "1@soon"], "DIGITS@SECONDS"),
         (["--dtmf", "x@1"], "DTMF keys"),
@@ -202,22 +239,62 @@ def test_connection_refused_exits_2_with_31902_in_the_report(
     assert json.loads(out)["violations"][0]["code"] == 31902
 
 
-def test_ctrl_c_hangs_up_and_still_writes_the_report_and_recording(tmp_path: Path) -> None:
-    (tmp_path / "quiet_app.py").write_text(
-        "async def app(scope, receive, send):\n"
-        "    if scope['type'] != 'websocket':\n"
-        "        return\n"
-        "    await receive()\n"
-        "    await send({'type': 'websocket.accept'})\n"
-        "    while (await receive())['type'] != 'websocket.disconnect':\n"
-        "        pass\n"
+QUIET_APP = (
+    "async def app(scope, receive, send):\n"
+    "    if scope['type'] != 'websocket':\n"
+    "        return\n"
+    "    await receive()\n"
+    "    await send({'type': 'websocket.accept'})\n"
+    "    while (await receive())['type'] != 'websocket.disconnect':\n"
+    "        pass\n"
+)
+
+
+class Lines:
+    """The lines a process writes to a pipe, read as they come (a thread per pipe)."""
+
+    def __init__(self, pipe: Any) -> None:
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.seen: list[str] = []
+        self._thread = threading.Thread(target=self._read, args=(pipe,), daemon=True)
+        self._thread.start()
+
+    def _read(self, pipe: Any) -> None:
+        for line in pipe:
+            self.lines.put(line)
+
+    def wait_for(self, text: str, *, timeout_s: float = 60.0) -> str:
+        """The first line holding ``text``; fails after ``timeout_s`` without one."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            remaining = deadline - time.monotonic()
+            try:
+                line = self.lines.get(timeout=max(remaining, 0))
+            except queue.Empty:
+                pytest.fail(f"no line with {text!r} within {timeout_s} s; got {self.seen}")
+            self.seen.append(line)
+            if text in line:
+                return line
+
+    def rest(self) -> str:
+        self._thread.join(timeout=60)
+        while not self.lines.empty():
+            self.seen.append(self.lines.get())
+        return "".join(self.seen)
+
+
+def call_process(tmp_path: Path, *args: str) -> subprocess.Popen[str]:
+    command = [sys.executable, "-m", "mediastreams", "call", *args]
+    return subprocess.Popen(
+        command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
-    recording, trace = tmp_path / "heard.wav", tmp_path / "trace.jsonl"
-    command = [
-        sys.executable,
-        "-m",
-        "mediastreams",
-        "call",
+
+
+def test_ctrl_c_hangs_up_and_still_writes_the_report_and_recording(tmp_path: Path) -> None:
+    (tmp_path / "quiet_app.py").write_text(QUIET_APP)
+    recording = tmp_path / "heard.wav"
+    process = call_process(
+        tmp_path,
         "quiet_app:app",
         "--clock",
         "real",
@@ -226,21 +303,60 @@ def test_ctrl_c_hangs_up_and_still_writes_the_report_and_recording(tmp_path: Pat
         "--json",
         "--record",
         str(recording),
-        "--trace",
-        str(trace),
-    ]
-    process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 30
-    while not (trace.exists() and trace.read_text().count("\n") >= 3):  # the call is under way
-        assert time.monotonic() < deadline and process.poll() is None, "the call never started"
-        time.sleep(0.05)
+    )
+    stderr = Lines(process.stderr)
+    placed = stderr.wait_for("call placed")  # the call is under way: Ctrl-C now hangs up
+    assert placed.strip() == "mediastreams call: call placed: quiet_app:app (Ctrl-C hangs up)"
     process.send_signal(signal.SIGINT)
-    out, _ = process.communicate(timeout=30)
-    assert process.returncode == 0
+    out, _ = process.communicate(timeout=60)
+    assert process.returncode == 0, stderr.rest()
     report = json.loads(out)
     assert report["ended_by"] == "interrupted" and report["duration_ms"] < 30_000
     with wave.open(str(recording)) as heard:
         assert heard.getnframes() == report["duration_ms"] * 8
+
+
+def test_ctrl_c_before_the_call_is_placed_is_one_line_and_exit_130(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Ctrl-C while the app's module is imported (as when imports take seconds).
+    (tmp_path / "slow_import_app.py").write_text("raise KeyboardInterrupt\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    code, out, err = run(capsys, "slow_import_app:app", "--json")
+    assert code == 130 and out == ""
+    assert err == "mediastreams call: interrupted before the call was placed: no report\n"
+
+
+def test_json_is_alone_on_stdout_whatever_the_app_prints(tmp_path: Path) -> None:
+    (tmp_path / "chatty_app.py").write_text(
+        "import os\n"
+        "print('importing the app')\n"
+        + QUIET_APP.replace(
+            "    await receive()\n",
+            "    await receive()\n    print('a call!')\n    os.write(1, b'straight to fd 1\\n')\n",
+        )
+    )
+    report_file = tmp_path / "report.json"
+    process = call_process(
+        tmp_path, "chatty_app:app", "--hangup-after", "1", "--json", "--json-out", str(report_file)
+    )
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err
+    assert json.loads(out) == json.loads(report_file.read_text())
+    assert out.count("\n") == 1
+    for printed in ("importing the app", "a call!", "straight to fd 1", "call placed"):
+        assert printed in err
+
+
+def test_a_host_without_a_scheme_gets_a_did_you_mean(capsys: pytest.CaptureFixture[str]) -> None:
+    for target, url in (
+        ("127.0.0.1:5061/incoming-call", "http://127.0.0.1:5061/incoming-call"),
+        ("localhost:8000/x", "http://localhost:8000/x"),
+        ("example.com/x", "https://example.com/x"),
+    ):
+        code, out, err = run(capsys, target)
+        assert code == 2 and out == ""
+        assert f"did you mean {url}?" in err and "cannot import" not in err
 
 
 def test_many_calls_at_once(capsys: pytest.CaptureFixture[str]) -> None:

@@ -45,7 +45,12 @@ def test_the_report_as_json() -> None:
     report = result.report.to_dict()
     assert report["placed"] and report["exit_code"] == 0
     assert report["marks"] == {"sent": 1, "echoed": 1, "echoed_by_clear": 0}
-    assert report["audio"] == {"received_ms": 1000.0, "played_ms": 1000.0, "inbound_dropped_ms": 0}
+    assert report["audio"] == {
+        "received_ms": 1000.0,
+        "played_ms": 1000.0,
+        "inbound_dropped_ms": 0,
+        "discarded_by_clear_ms": 0,
+    }
     assert report["frames"]["max_buffered_ms"] == 1000.0
     assert report["time_to_first_audio_ms"] == 0.0
     assert report["stream_sid"].startswith("MZ")

@@ -11,10 +11,15 @@ from mediastreams.emulator.script import (
     Hangup,
     Press,
     Silence,
-    SpeechSpan,
+    Step,
+    Utterance,
     WaitForQuiet,
+    WaitForReply,
+    audible_extent,
+    cli_steps,
     default_steps,
     is_audible,
+    parse_audio_option,
     parse_dtmf_option,
 )
 
@@ -42,7 +47,7 @@ def test_audio_then_silence_then_hang_up_in_sequence() -> None:
     )
     ticks = run(script, until_ms=5000)
     assert ticks[-1] == (1500, "", True)
-    assert script.speech == [SpeechSpan(0, 1000)]
+    assert script.speech == [Utterance(0, 1000)]
 
 
 def test_timed_keys_and_hang_up() -> None:
@@ -74,11 +79,11 @@ def test_by_default_the_caller_hangs_up_once_the_app_has_been_quiet() -> None:
     assert run(script, until_ms=5000)[-1] == (1000, "", True)
 
 
-def test_speech_spans_skip_silence_inside_the_audio() -> None:
+def test_utterances_skip_silence_around_the_speech() -> None:
     audio = SILENCE * 10 + TONE_MULAW + SILENCE * 10
     script = CallerScript([Audio(audio, raw_mulaw=True)], end_quiet_ms=None)
     run(script, until_ms=2000)
-    assert script.speech == [SpeechSpan(200, 1200)]
+    assert script.speech == [Utterance(200, 1200)]
     assert script.total_audio_ms == 1400
 
 
@@ -114,3 +119,119 @@ def test_cli_script_takes_turns() -> None:
 def test_the_earliest_timed_hang_up_wins() -> None:
     script = CallerScript([Hangup(at_ms=0), Hangup(at_ms=500)], end_quiet_ms=None)
     assert script.hangup_at_ms == 0
+
+
+def spoken(*parts: bytes | int) -> bytes:
+    """Tone for each ``bytes`` part, silence for each ``int`` (milliseconds)."""
+    return b"".join(p if isinstance(p, bytes) else b"\xff" * (p * 8) for p in parts)
+
+
+def test_300_ms_of_silence_ends_an_utterance_inside_one_step() -> None:
+    audio = spoken(TONE_MULAW[:4000], 300, TONE_MULAW[:4000], 280, TONE_MULAW[:4000])
+    script = CallerScript([Audio(audio, raw_mulaw=True)], end_quiet_ms=None)
+    run(script, until_ms=3000)
+    assert script.speech == [Utterance(0, 500), Utterance(800, 2080)]
+
+
+def test_speech_across_steps_is_one_utterance() -> None:
+    steps: list[Step] = [Audio(TONE_MULAW[:4000], raw_mulaw=True), Silence(200)]
+    script = CallerScript([*steps, Audio(TONE_MULAW[:4000], raw_mulaw=True)], end_quiet_ms=None)
+    run(script, until_ms=3000)
+    assert script.speech == [Utterance(0, 1200)]
+
+
+def test_timed_audio_is_spoken_at_its_time_and_holds_the_sequence() -> None:
+    script = CallerScript(
+        [
+            Silence(1000),
+            Press("1"),
+            Audio(TONE_MULAW[:4000], raw_mulaw=True, at_ms=600),
+            Hangup(),
+        ],
+        end_quiet_ms=None,
+    )
+    ticks = run(script, until_ms=5000)
+    # The silence had 600 ms when the timed audio came; it takes its other 400 ms after.
+    assert script.speech == [Utterance(600, 1100)]
+    assert [t for t in ticks if t[1]] == [(1500, "1", False)]
+    assert ticks[-1] == (1600, "", True)
+
+
+def test_the_script_does_not_end_before_its_timed_audio() -> None:
+    script = CallerScript([Audio(TONE_MULAW[:1600], raw_mulaw=True, at_ms=3000)], end_quiet_ms=500)
+    ticks = run(script, until_ms=10_000)
+    assert script.speech == [Utterance(3000, 3200)]
+    assert ticks[-1] == (3700, "", True)  # then 500 ms of quiet
+
+
+def test_wait_for_reply_speaks_that_long_after_the_app_starts() -> None:
+    script = CallerScript(
+        [WaitForReply(after_ms=300), Audio(TONE_MULAW[:1600], raw_mulaw=True)],
+        end_quiet_ms=None,
+    )
+    for now_ms in range(0, 2000, 20):
+        # The app is heard from 1000 ms on (app_spoke: it was heard in the previous tick).
+        script.tick(now_ms, quiet_ms=0 if now_ms > 1000 else now_ms, app_spoke=now_ms > 1000)
+    script.finish()
+    assert script.speech == [Utterance(1300, 1500)]
+
+
+def test_wait_for_reply_counts_from_the_reply_already_playing() -> None:
+    script = CallerScript(
+        [Silence(500), WaitForReply(after_ms=300), Audio(TONE_MULAW[:160], raw_mulaw=True)],
+        end_quiet_ms=None,
+    )
+    for now_ms in range(0, 2000, 20):
+        playing = now_ms > 100  # heard from 100 ms on, before the step begins at 500 ms
+        script.tick(now_ms, quiet_ms=0 if playing else now_ms, app_spoke=playing)
+    script.finish()
+    assert script.speech == [Utterance(500, 520)]  # 400 ms into the reply: at once
+
+
+def test_wait_for_reply_gives_up_when_the_app_never_speaks() -> None:
+    script = CallerScript([WaitForReply(timeout_ms=400), Hangup()], end_quiet_ms=None)
+    assert run(script, until_ms=5000)[-1] == (400, "", True)
+    # The stream's first tick says "app_spoke" (nothing was heard before it): no reply yet.
+    script = CallerScript([WaitForReply(timeout_ms=400), Hangup()], end_quiet_ms=None)
+    ticks = [script.tick(0, quiet_ms=0, app_spoke=True)[2]]
+    ticks += [script.tick(t, quiet_ms=t, app_spoke=False)[2] for t in range(20, 1000, 20)]
+    assert ticks.index(True) * 20 == 400
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("hello.wav", Audio("hello.wav")),
+        ("hello.wav@2.5", Audio("hello.wav", at_ms=2500)),
+        ("me@home.wav", Audio("me@home.wav")),
+        ("a@b.wav@3", Audio("a@b.wav", at_ms=3000)),
+    ],
+)
+def test_audio_option(text: str, expected: Audio) -> None:
+    assert parse_audio_option(text) == expected
+
+
+@pytest.mark.parametrize("text", ["a.wav@-1", "a.wav@inf", "a.wav@nan"])
+def test_bad_audio_option(text: str) -> None:
+    with pytest.raises(ValueError, match="seconds"):
+        parse_audio_option(text)
+
+
+def test_cli_script_with_a_barge_in_and_a_timed_file() -> None:
+    audio = [Audio("a.wav"), Audio("b.wav"), Audio("c.wav", at_ms=9000), Audio("d.wav")]
+    assert cli_steps(audio, [None, 800, None, None]) == [
+        WaitForQuiet(timeout_ms=2000),
+        Audio("a.wav"),
+        WaitForReply(after_ms=800),
+        Audio("b.wav"),
+        Audio("c.wav", at_ms=9000),
+        WaitForQuiet(timeout_ms=10_000),
+        Audio("d.wav"),
+    ]
+    with pytest.raises(ValueError, match="without @SECONDS"):
+        cli_steps([Audio("c.wav", at_ms=9000)], [500])
+
+
+def test_audible_extent_ends_at_the_last_loud_sample() -> None:
+    assert audible_extent(TONE_MULAW[:100] + SILENCE) == 100
+    assert audible_extent(SILENCE) == 0 and audible_extent(b"") == 0

@@ -76,9 +76,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except click.ClickException as error:
         error.show()
         return error.exit_code
-    except click.Abort:
-        click.echo("Aborted.", err=True)
-        return 1
+    except click.Abort:  # Ctrl-C before a command could handle it
+        click.echo("mediastreams: interrupted", err=True)
+        return 130
     return result if isinstance(result, int) else 0
 
 

@@ -1,19 +1,40 @@
 """``mediastreams call TARGET``: place an emulated Twilio call and report what the app did.
 
 Exit codes: 0 when the app made no mistake, 1 when it made one, 2 when the call could not
-be placed (or the options are wrong).
+be placed (or the options are wrong), 130 when Ctrl-C came before the call was placed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 import click
 
 __all__ = ["call_command"]
+
+_ORDER = "mediastreams.call.order"  # ctx.meta: the options' names in command-line order
+
+
+class _OrderedCommand(click.Command):
+    """A command that remembers the order of its options: ``--barge-in-after`` applies to
+    the ``--audio`` after it."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        names = {f"--{name.replace('_', '-')}": name for name in ("audio", "barge_in_after")}
+        order = []
+        for arg in args:
+            if arg == "--":
+                break
+            name = names.get(arg.partition("=")[0])
+            if name is not None:
+                order.append(name)
+        ctx.meta[_ORDER] = order
+        return super().parse_args(ctx, args)
 
 
 def _host_port(value: str | None) -> tuple[str, int] | None:
@@ -46,14 +67,24 @@ def _parameters(values: tuple[str, ...]) -> dict[str, str]:
     return parameters
 
 
-@click.command("call")
+@click.command("call", cls=_OrderedCommand)
 @click.argument("target")
 @click.option(
     "--audio",
     "audio",
     multiple=True,
-    type=click.Path(dir_okay=False),
-    help="Audio the caller speaks, in order; each file is a turn (repeatable).",
+    metavar="FILE[@SECONDS]",
+    help="Audio the caller speaks, in order; each file is a turn, spoken once the app has "
+    "had its say (repeatable). FILE@SECONDS: spoken at that time, whatever the app is doing.",
+)
+@click.option(
+    "--barge-in-after",
+    "barge_in_after",
+    multiple=True,
+    type=click.IntRange(min=0),
+    metavar="MS",
+    help="Speak the next --audio MS milliseconds after the app's next reply starts, "
+    "talking over it (repeatable).",
 )
 @click.option(
     "--dtmf",
@@ -85,7 +116,8 @@ def _parameters(values: tuple[str, ...]) -> dict[str, str]:
 @click.option(
     "--connect-to",
     metavar="HOST:PORT",
-    help="Send the webhook and the WebSockets to HOST:PORT, whatever host their URLs name.",
+    help="Send the requests for the public host (the webhook, and the WebSockets whatever "
+    "host the stream URLs name) to HOST:PORT, as a tunnel would.",
 )
 @click.option(
     "--rest-port",
@@ -129,7 +161,18 @@ def _parameters(values: tuple[str, ...]) -> dict[str, str]:
 @click.option("--trace", type=click.Path(dir_okay=False), help="JSON Lines trace of every frame.")
 @click.option("--trace-payloads", is_flag=True, help="Keep media payloads in the trace.")
 @click.option("--trace-parameters", is_flag=True, help="Keep custom parameter values in the trace.")
-@click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print the report as one JSON object, alone on stdout (what the app prints goes "
+    "to stderr).",
+)
+@click.option(
+    "--json-out",
+    type=click.Path(dir_okay=False),
+    help="Write the report as JSON to this file too.",
+)
 @click.option(
     "--clock",
     type=click.Choice(["real", "virtual"]),
@@ -154,6 +197,7 @@ def _parameters(values: tuple[str, ...]) -> dict[str, str]:
 def call_command(
     target: str,
     audio: tuple[str, ...],
+    barge_in_after: tuple[int, ...],
     dtmf: tuple[str, ...],
     hangup_after: float | None,
     params: tuple[str, ...],
@@ -170,6 +214,7 @@ def call_command(
     trace_payloads: bool,
     trace_parameters: bool,
     as_json: bool,
+    json_out: str | None,
     clock: str | None,
     calls: int,
     max_duration: float,
@@ -179,63 +224,179 @@ def call_command(
     TARGET is a voice webhook URL (http(s)://...), a stream URL (ws(s)://...) or an ASGI
     app in this process (package.module:app).
     """
+    placed = _Placed(target, calls)
+    try:
+        barge_ms = _barge_ins(click.get_current_context().meta.get(_ORDER, []), barge_in_after)
+        if clock == "virtual" and "://" in target:
+            # The library's own message speaks Python (clock='real').
+            raise _Failure("--clock virtual needs a module:app target; a URL runs in real time")
+        for option, path in (
+            ("--record", record),
+            ("--record-stereo", record_stereo),
+            ("--trace", trace),
+            ("--json-out", json_out),
+        ):
+            _check_writable(option, path)
+        if "://" not in target and "" not in sys.path:
+            sys.path.insert(0, "")  # import module:app from the current directory, as uvicorn does
+        outputs = _Outputs(record, record_stereo, trace, trace_payloads, trace_parameters)
+        with _stdout_to_stderr() if as_json else contextlib.nullcontext():
+            results = _place(
+                target,
+                _steps(audio, barge_ms, dtmf, hangup_after),
+                {
+                    "clock": clock,
+                    "auth_token": auth_token,
+                    "connect_to": _host_port(connect_to),
+                    "rest_port": rest_port,
+                    "account_sid": account_sid,
+                    "parameters": _parameters(params),
+                    "webhook_path": webhook_path,
+                    "webhook_method": webhook_method,
+                    "stream_path": stream_path,
+                    "max_duration_s": max_duration,
+                    "end_quiet_ms": None if hangup_after is not None else 2000,
+                    # Ctrl-C hangs up; the report and recordings still come.
+                    "hang_up_on_cancel": True,
+                    "on_frame": placed.observe,
+                },
+                outputs,
+                calls,
+            )
+    except KeyboardInterrupt:
+        when = "before the call was placed" if not placed.seen else "while the call was placed"
+        raise _Interrupted(f"interrupted {when}: no report") from None
+    if calls > 1:
+        return _many(results, as_json, json_out)
+    _show(results[0].report, as_json, json_out)
+    return int(results[0].report.exit_code)
+
+
+def _barge_ins(order: list[str], barge_in_after: tuple[int, ...]) -> list[int | None]:
+    """For each --audio in order, the --barge-in-after given just before it, if any."""
+    per_audio: list[int | None] = []
+    waiting: int | None = None
+    values = iter(barge_in_after)
+    for name in order:
+        if name == "barge_in_after":
+            if waiting is not None:
+                raise _Failure("two --barge-in-after in a row: each applies to the next --audio")
+            waiting = next(values)
+        else:
+            per_audio.append(waiting)
+            waiting = None
+    if waiting is not None:
+        raise _Failure("--barge-in-after applies to the next --audio; add one after it")
+    return per_audio
+
+
+def _steps(
+    audio: tuple[str, ...],
+    barge_ms: list[int | None],
+    dtmf: tuple[str, ...],
+    hangup_after: float | None,
+) -> list[Any]:
+    from ..emulator.script import Hangup, Step, cli_steps, parse_audio_option, parse_dtmf_option
+
+    try:
+        steps: list[Step] = cli_steps([parse_audio_option(text) for text in audio], barge_ms)
+        steps += [parse_dtmf_option(text) for text in dtmf]
+    except ValueError as error:
+        raise _Failure(str(error)) from None
+    if hangup_after is not None:
+        steps.append(Hangup(at_ms=round(hangup_after * 1000)))
+    return steps
+
+
+class _Outputs:
+    def __init__(
+        self,
+        record: str | None,
+        record_stereo: str | None,
+        trace: str | None,
+        trace_payloads: bool,
+        trace_parameters: bool,
+    ) -> None:
+        self.record = record
+        self.record_stereo = record_stereo
+        self.trace = trace
+        self.trace_payloads = trace_payloads
+        self.trace_parameters = trace_parameters
+
+
+def _place(
+    target: str, steps: list[Any], options: dict[str, Any], out: _Outputs, calls: int
+) -> list[Any]:
+    """Place the call (or calls) and write the recordings; the results, in order."""
     from ..emulator.runner import place_call, place_calls, write_outputs
-    from ..emulator.script import Hangup, Step, default_steps, parse_dtmf_option
     from ..exceptions import AudioError, EmulatorError
 
-    if clock == "virtual" and "://" in target:
-        # The library's own message speaks Python (clock='real').
-        raise _Failure("--clock virtual needs a module:app target; a URL runs in real time")
-    for option, path in (("--record", record), ("--record-stereo", record_stereo)):
-        _check_writable(option, path)
-    _check_writable("--trace", trace)
-    if "://" not in target and "" not in sys.path:
-        sys.path.insert(0, "")  # import module:app from the current directory, as uvicorn does
     try:
-        steps: list[Step] = default_steps(audio)
-        steps += [parse_dtmf_option(text) for text in dtmf]
-        if hangup_after is not None:
-            steps.append(Hangup(at_ms=round(hangup_after * 1000)))
-        options: dict[str, Any] = {
-            "clock": clock,
-            "auth_token": auth_token,
-            "connect_to": _host_port(connect_to),
-            "rest_port": rest_port,
-            "account_sid": account_sid,
-            "parameters": _parameters(params),
-            "webhook_path": webhook_path,
-            "webhook_method": webhook_method,
-            "stream_path": stream_path,
-            "max_duration_s": max_duration,
-            "end_quiet_ms": None if hangup_after is not None else 2000,
-            "hang_up_on_cancel": True,  # Ctrl-C hangs up; the report and recordings still come
-        }
         if calls > 1:
-            if trace or record or record_stereo:
+            if out.trace or out.record or out.record_stereo:
                 raise click.UsageError("--trace, --record and --record-stereo take one call")
-            return _many(place_calls(target, steps, calls=calls, **options), as_json)
+            return place_calls(target, steps, calls=calls, **options)
         result = place_call(
             target,
             steps,
-            trace=trace,
-            trace_payloads=trace_payloads,
-            trace_parameters=trace_parameters,
+            trace=out.trace,
+            trace_payloads=out.trace_payloads,
+            trace_parameters=out.trace_parameters,
             **options,
         )
-        write_outputs(result, record=record, record_stereo=record_stereo)
+        write_outputs(result, record=out.record, record_stereo=out.record_stereo)
     except (AudioError, EmulatorError, ValueError, OSError) as error:
         raise _Failure(str(error)) from None
-    _show(result.report, as_json)
-    return result.report.exit_code
+    return [result]
 
 
-def _many(results: list[Any], as_json: bool) -> int:
+class _Placed:
+    """Says once, on stderr, that the call is under way: from then on Ctrl-C hangs up."""
+
+    def __init__(self, target: str, calls: int) -> None:
+        self.seen = False
+        self._what = f"{calls} calls placed" if calls > 1 else "call placed"
+        self._target = target
+
+    def observe(self, t: float, sender: str, frame: str | bytes) -> None:
+        if not self.seen:
+            self.seen = True
+            click.echo(
+                f"mediastreams call: {self._what}: {self._target} (Ctrl-C hangs up)", err=True
+            )
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr() -> Iterator[None]:
+    """What the app prints, at the Python level and the file-descriptor level, goes to
+    stderr: stdout carries the report alone."""
+    sys.stdout.flush()
+    try:
+        saved = os.dup(1)
+    except OSError:  # no file descriptor 1: the Python-level redirection suffices
+        saved = None
+    if saved is not None:
+        os.dup2(2, 1)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        sys.stdout.flush()
+        if saved is not None:
+            os.dup2(saved, 1)
+            os.close(saved)
+
+
+def _many(results: list[Any], as_json: bool, json_out: str | None) -> int:
     from ..emulator.report import render_summary, summarize
 
     reports = [result.report for result in results]
     summary = summarize(reports)
+    text = json.dumps({"calls": [r.to_dict() for r in reports], "summary": summary})
+    if json_out:
+        _write_json(json_out, text)
     if as_json:
-        click.echo(json.dumps({"calls": [r.to_dict() for r in reports], "summary": summary}))
+        click.echo(text)
     else:
         from rich.console import Console
 
@@ -243,10 +404,12 @@ def _many(results: list[Any], as_json: bool) -> int:
     return int(summary["exit_code"])
 
 
-def _show(report: object, as_json: bool) -> None:
+def _show(report: object, as_json: bool, json_out: str | None) -> None:
     from ..emulator.report import CallReport, render_text
 
     assert isinstance(report, CallReport)
+    if json_out:
+        _write_json(json_out, report.to_json())
     if as_json:
         click.echo(report.to_json())
         return
@@ -255,8 +418,20 @@ def _show(report: object, as_json: bool) -> None:
     Console().print(render_text(report))
 
 
+def _write_json(path: str, text: str) -> None:
+    try:
+        with open(path, "w", encoding="utf-8") as file:
+            file.write(text + "\n")
+    except OSError as error:
+        raise _Failure(f"--json-out {path}: {error.strerror}") from None
+
+
 class _Failure(click.ClickException):
     exit_code = 2
 
     def show(self, file: object = None) -> None:
         click.echo(f"mediastreams call: {self.message}", err=True)
+
+
+class _Interrupted(_Failure):
+    exit_code = 130  # 128 + SIGINT, as shells report an interrupted command

@@ -14,9 +14,9 @@ second. See ``docs/emulator.md``.
 from __future__ import annotations
 
 from ..diagnostics import Finding
-from .clock import ClockName, VirtualEventLoop
+from .clock import ClockName, TimeDoubt, VirtualEventLoop
 from .recorder import Recorder
-from .report import BargeIn, CallReport, Turn
+from .report import BargeIn, CallReport, Pause, Reply, Stall, Turn
 from .runner import (
     CallResult,
     load_app,
@@ -25,7 +25,17 @@ from .runner import (
     place_calls,
     place_calls_async,
 )
-from .script import Audio, CallerScript, Hangup, Press, Silence, Step, WaitForQuiet
+from .script import (
+    Audio,
+    CallerScript,
+    Hangup,
+    Press,
+    Silence,
+    Step,
+    Utterance,
+    WaitForQuiet,
+    WaitForReply,
+)
 
 __all__ = [
     "Audio",
@@ -36,13 +46,19 @@ __all__ = [
     "ClockName",
     "Finding",
     "Hangup",
+    "Pause",
     "Press",
     "Recorder",
+    "Reply",
     "Silence",
+    "Stall",
     "Step",
+    "TimeDoubt",
     "Turn",
+    "Utterance",
     "VirtualEventLoop",
     "WaitForQuiet",
+    "WaitForReply",
     "load_app",
     "place_call",
     "place_call_async",

@@ -23,7 +23,7 @@ from ..exceptions import RemoteProtocolError
 from ..messages import Clear, Mark, Media, Sender, new_sid
 from ..protocol import STREAMING, TwilioProtocol
 from ..trace import TraceWriter
-from .script import FRAME_BYTES, is_audible
+from .script import FRAME_BYTES, FRAME_MS, audible_extent, is_audible
 from .transport import Transport
 
 FrameObserver = Callable[[float, Sender, "str | bytes"], None]
@@ -165,6 +165,62 @@ class Timeline:
     close_code: int | None = None
     inbound_dropped: int = 0  # caller frames not sent: the app's side was congested (31930)
     frames_after_stop: int = 0  # app frames that crossed the caller's stop; dropped
+    # The playout's busy stretches (app audio queued or playing), run-length encoded:
+    # (start_ms, end_ms, played_bytes at the start, played_bytes at the end). The stretch
+    # under way is `playout_open`: (start_ms, played_bytes at the start).
+    playout_runs: list[tuple[int, int, int, int]] = field(default_factory=list)
+    playout_open: tuple[int, int] | None = None
+    # The stretches with audible app audio queued or playing, (start_ms, end_ms); and the
+    # one under way. A pause inside queued audio is inside; silence the app sends is not.
+    audible_runs: list[tuple[int, int]] = field(default_factory=list)
+    audible_open: int | None = None
+    # Where the queued audio's last loud sample is, counted in bytes that ever entered
+    # the playout (played, discarded, or still queued).
+    audible_until: int = 0
+    discarded_bytes: int = 0
+    # For each clear: played_bytes when it came, and the queued bytes it threw away.
+    clears_played_bytes: list[int] = field(default_factory=list)
+    clears_discarded_bytes: list[int] = field(default_factory=list)
+    started_at_s: float | None = None  # the event loop's time when start was sent
+
+    def note_playout(self, now_ms: int, buffered_bytes: int, played: bytes) -> None:
+        """One tick of playout: the bytes queued when it began, and the audio it played."""
+        if buffered_bytes and self.playout_open is None:
+            self.playout_open = (now_ms, self.played_bytes)
+        elif not buffered_bytes and self.playout_open is not None:
+            start_ms, played_at_start = self.playout_open
+            self.playout_runs.append((start_ms, now_ms, played_at_start, self.played_bytes))
+            self.playout_open = None
+        if self.audible_until > self.played_bytes + self.discarded_bytes:
+            if self.audible_open is None:
+                self.audible_open = now_ms
+        elif self.audible_open is not None:
+            self.audible_runs.append((self.audible_open, now_ms))
+            self.audible_open = None
+        self.played_bytes += len(played)
+        if is_audible(played):
+            self.audible_ticks_ms.append(now_ms)
+
+    def note_media(
+        self, now_ms: float, payload: bytes, buffered_before: int, buffered_after: int
+    ) -> None:
+        """A ``media`` frame arrived; it was queued unless the buffer was full (31931)."""
+        self.media_ms.append(now_ms)
+        self.media_bytes.append(len(payload))
+        self.max_buffered_ms = max(self.max_buffered_ms, buffered_after / 8)
+        loud = audible_extent(payload)
+        if loud and buffered_after > buffered_before:
+            start = self.played_bytes + self.discarded_bytes + buffered_before
+            self.audible_until = max(self.audible_until, start + loud)
+
+    def note_clear(self, now_ms: float, discarded_bytes: int) -> None:
+        """A ``clear`` arrived, throwing away ``discarded_bytes`` of queued audio."""
+        self.clears_ms.append(now_ms)
+        self.clears_after_media.append(len(self.media_ms))
+        self.clears_played_bytes.append(self.played_bytes)
+        self.clears_discarded_bytes.append(discarded_bytes)
+        self.discarded_bytes += discarded_bytes
+        self.discarded_by_clear_ms = self.discarded_bytes / 8
 
 
 class StreamRun:
@@ -226,6 +282,7 @@ class StreamRun:
         self._inbound = "inbound" in plan.tracks
         self._outbound = "outbound" in plan.tracks
         self._receiver: asyncio.Task[None] | None = None
+        self._first_tick_ms: int | None = None  # the call's time of this stream's first frame
 
     # --- the stream ------------------------------------------------------------------------
 
@@ -258,18 +315,19 @@ class StreamRun:
             The app's audio played (shorter than 20 ms when its buffer ran out).
         """
         self._send_held()
-        self._send_inbound(frame)
+        if self.timeline.started_at_s is None:
+            self.timeline.started_at_s = self._started_at
+        self._send_inbound(frame, now_ms)
         for digit in digits:
             self.protocol.send_dtmf(digit)
         self._queue(self.protocol.data_to_send())
+        buffered = self.protocol.buffered_bytes
         played = self.protocol.play(FRAME_BYTES)
         self._held += self.protocol.data_to_send()
-        self.timeline.played_bytes += len(played)
-        if is_audible(played):
-            self.timeline.audible_ticks_ms.append(now_ms)
+        self.timeline.note_playout(now_ms, buffered, played)
         return played
 
-    def copy(self, inbound: bytes, outbound: bytes) -> None:
+    def copy(self, inbound: bytes, outbound: bytes, now_ms: int) -> None:
         """One 20 ms tick of a one-way stream: a frame of each track it streams.
 
         ``inbound`` is what the caller said, ``outbound`` what the caller heard (160 bytes
@@ -277,16 +335,26 @@ class StreamRun:
         carry none.
         """
         if self._inbound:
-            self._send_inbound(inbound)
+            self._send_inbound(inbound, now_ms)
         if self._outbound and not self._congested():
-            self.protocol.send_media(outbound, track="outbound")
+            self.protocol.send_media(
+                outbound, track="outbound", timestamp_ms=self._timestamp_ms(now_ms)
+            )
         self._queue(self.protocol.data_to_send())
 
-    def _send_inbound(self, frame: bytes) -> None:
+    def _send_inbound(self, frame: bytes, now_ms: int) -> None:
         if self._congested():
             self.timeline.inbound_dropped += 1
         else:
-            self.protocol.send_media(frame)
+            # The frame's place in the stream: frames dropped for 31930 leave a jump.
+            self.protocol.send_media(frame, timestamp_ms=self._timestamp_ms(now_ms))
+
+    def _timestamp_ms(self, now_ms: int) -> int:
+        """``media.timestamp`` for the call's tick at ``now_ms``: time since this stream's
+        first frame, plus the first frame's own 20 ms (Twilio's is never 0)."""
+        if self._first_tick_ms is None:
+            self._first_tick_ms = now_ms
+        return FRAME_MS + now_ms - self._first_tick_ms
 
     def _congested(self) -> bool:
         # https://www.twilio.com/docs/api/errors/31930: Twilio drops inbound audio when the
@@ -452,6 +520,7 @@ class StreamRun:
             self._one_way(frame, line)
             return
         now_ms = (self._loop.time() - self._started_at) * 1000
+        buffered = self.protocol.buffered_bytes  # what a clear in this frame throws away
         try:
             if isinstance(frame, bytes):
                 self.protocol.receive_bytes(frame)
@@ -468,7 +537,7 @@ class StreamRun:
             for warning in self.protocol.warnings:
                 self._found(warning, line)
             self.protocol.warnings.clear()
-        self._note(message, now_ms, line)
+        self._note(message, now_ms, line, buffered)
 
     def _one_way(self, frame: str | bytes, line: int) -> None:
         if self.summary.ended_by is not None:
@@ -493,17 +562,16 @@ class StreamRun:
             line,
         )
 
-    def _note(self, message: object, now_ms: float, line: int) -> None:
+    def _note(self, message: object, now_ms: float, line: int, buffered_bytes: int) -> None:
         timeline = self.timeline
         if isinstance(message, Media):
-            timeline.media_ms.append(now_ms)
-            timeline.media_bytes.append(len(message.payload))
-            timeline.max_buffered_ms = max(timeline.max_buffered_ms, self.protocol.buffered_ms)
+            timeline.note_media(
+                now_ms, message.payload, buffered_bytes, self.protocol.buffered_bytes
+            )
         elif isinstance(message, Mark):
             timeline.marks_sent += 1
         elif isinstance(message, Clear):
-            timeline.clears_ms.append(now_ms)
-            timeline.clears_after_media.append(len(timeline.media_ms))
+            timeline.note_clear(now_ms, buffered_bytes)
 
     def _found(self, violation: Violation, line: int | None) -> None:
         t = round(self._loop.time() - self._opened_at, 6)

@@ -12,7 +12,13 @@ Work in the loop's executor (``asyncio.to_thread``, ``loop.run_in_executor``) is
 with the clock stopped, like any other work. What virtual time cannot see is other work
 outside the loop: threads of their own (anyio's worker threads, behind Starlette's
 ``run_in_threadpool``) or a real socket. The loop picks up their results, but jumps ahead
-meanwhile whenever a timer is due, so to that work time runs fast.
+meanwhile whenever a timer is due, so to that work time runs fast. Nor can it see a
+callback that blocks the loop: real time passes while the virtual clock stands still.
+
+The loop notices all three as they happen and keeps them as :class:`TimeDoubt` records: a
+thread alive that is neither the loop's nor its executor's, or a file descriptor the loop
+did not open waited on, at the moment the clock jumps; and a loop iteration that ran for
+more than :data:`BLOCKED_MS` of real time.
 """
 
 from __future__ import annotations
@@ -20,16 +26,48 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import selectors
+import socket
+import threading
+import time
 from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import dataclass
 from typing import Any, Literal, TypeAlias, TypeVar, TypeVarTuple
 
-__all__ = ["ClockName", "VirtualEventLoop", "run_in_loop"]
+__all__ = ["BLOCKED_MS", "ClockName", "TimeDoubt", "VirtualEventLoop", "run_in_loop", "time_doubts"]
 
 ClockName: TypeAlias = Literal["real", "virtual"]
 """``"real"``: wall-clock time. ``"virtual"``: time jumps whenever everything waits."""
 
 T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
+
+
+BLOCKED_MS = 200
+"""A loop iteration that runs longer than this in real time blocked the loop: in real time,
+the frames due meanwhile would have been late."""
+
+_EXECUTOR_THREADS = "mediastreams-virtual-executor"
+
+
+@dataclass
+class TimeDoubt:
+    """Something that ran in real time beside virtual time, which may make the figures wrong.
+
+    Attributes:
+        cause: ``"blocked"`` (a callback held the loop), ``"thread"`` (a thread of the app's
+            own was alive while the clock jumped) or ``"socket"`` (the loop waited on a file
+            descriptor it did not open while the clock jumped).
+        detail: what it was: the thread's name, the socket's address, the time blocked.
+        first_s: the loop's (virtual) time when it was first seen.
+        last_s: the loop's time when it was last seen.
+        blocked_ms: for ``"blocked"``, the real time the loop was held.
+    """
+
+    cause: Literal["blocked", "thread", "socket"]
+    detail: str
+    first_s: float
+    last_s: float
+    blocked_ms: float = 0.0
 
 
 class _VirtualSelector(selectors.BaseSelector):
@@ -39,32 +77,96 @@ class _VirtualSelector(selectors.BaseSelector):
         self._real = selectors.DefaultSelector()
         self.now = 0.0
         self.outside_work = 0  # executor jobs under way: time waits for them
+        self.doubts: dict[tuple[str, str], TimeDoubt] = {}
+        self.loop_ready = False  # until then, what registers is the loop's own (its wake-up pipe)
+        self._own_fds: set[int] = set()
+        self._foreign_fds = 0
+        self.known_threads: set[int | None] = {t.ident for t in threading.enumerate()}
+        self._thread_count = threading.active_count()
+        self._returned_at = time.perf_counter()
 
     def register(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
-        return self._real.register(fileobj, events, data)
+        key = self._real.register(fileobj, events, data)
+        if not self.loop_ready:
+            self._own_fds.add(key.fd)
+        elif key.fd not in self._own_fds:
+            self._foreign_fds += 1
+        return key
 
     def unregister(self, fileobj: Any) -> selectors.SelectorKey:
-        return self._real.unregister(fileobj)
+        key = self._real.unregister(fileobj)
+        if key.fd not in self._own_fds:
+            self._foreign_fds -= 1
+        return key
 
     def modify(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
         return self._real.modify(fileobj, events, data)
 
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        # The real time since the last select returned went to running callbacks.
+        self._returned_at, called_at = time.perf_counter(), self._returned_at
+        blocked_ms = (self._returned_at - called_at) * 1000
+        if blocked_ms > BLOCKED_MS:
+            self._doubt("blocked", f"{blocked_ms:,.0f} ms at {self.now:.2f} s", blocked_ms)
         events = self._real.select(0)
         if events:
             return events
         if timeout is None or self.outside_work:
             # No timer at all, or a thread at work: wait for it for real, time standing still.
-            return self._real.select(timeout)
-        # Everything waits for a timer: let the time pass at once.
-        self.now += timeout
-        return []
+            events = self._real.select(timeout)
+            self._returned_at = time.perf_counter()
+        elif timeout > 0:
+            # Everything waits for a timer: let the time pass at once. Cheap checks first:
+            # a jump happens every tick of a call.
+            if self._foreign_fds or threading.active_count() != self._thread_count:
+                self._check_outside_work()
+            self.now += timeout
+        return events
+
+    def mark_running(self) -> None:
+        """The loop starts (again): real time from here on is its own."""
+        self._returned_at = time.perf_counter()
+
+    def _check_outside_work(self) -> None:
+        if self._foreign_fds:
+            for key in list(self._real.get_map().values()):
+                if key.fd not in self._own_fds:
+                    self._doubt("socket", _describe_fd(key.fileobj, key.fd))
+        if threading.active_count() != self._thread_count:
+            foreign = [
+                thread
+                for thread in threading.enumerate()
+                if thread.ident not in self.known_threads
+                and not thread.name.startswith(_EXECUTOR_THREADS)
+            ]
+            for thread in foreign:
+                self._doubt("thread", repr(thread.name))
+            if not foreign:  # only the executor grew: nothing to look at until the count moves
+                self._thread_count = threading.active_count()
+
+    def _doubt(
+        self, cause: Literal["blocked", "thread", "socket"], detail: str, blocked_ms: float = 0.0
+    ) -> None:
+        found = self.doubts.get((cause, detail))
+        if found is None:
+            self.doubts[cause, detail] = TimeDoubt(cause, detail, self.now, self.now, blocked_ms)
+        else:
+            found.last_s = self.now
 
     def close(self) -> None:
         self._real.close()
 
     def get_map(self) -> Mapping[Any, selectors.SelectorKey]:
         return self._real.get_map()
+
+
+def _describe_fd(fileobj: Any, fd: int) -> str:
+    if isinstance(fileobj, socket.socket):
+        try:
+            return f"a socket to {fileobj.getpeername()}"
+        except OSError:
+            return f"a socket (fd {fd})"
+    return f"file descriptor {fd}"
 
 
 class VirtualEventLoop(asyncio.SelectorEventLoop):
@@ -79,12 +181,20 @@ class VirtualEventLoop(asyncio.SelectorEventLoop):
     def __init__(self) -> None:
         self._virtual = _VirtualSelector()
         super().__init__(self._virtual)
+        self._virtual.loop_ready = True
         # A timer is due when its time is within the clock's resolution; time never jitters.
         self._clock_resolution = 1e-9
+        executor = concurrent.futures.ThreadPoolExecutor(thread_name_prefix=_EXECUTOR_THREADS)
+        self.set_default_executor(executor)
 
     def time(self) -> float:
         """Seconds of virtual time since the loop was made."""
         return self._virtual.now
+
+    def run_forever(self) -> None:
+        """Run the loop; real time spent while it was not running does not count as blocked."""
+        self._virtual.mark_running()
+        super().run_forever()
 
     def run_in_executor(
         self,
@@ -93,13 +203,32 @@ class VirtualEventLoop(asyncio.SelectorEventLoop):
         *args: *Ts,
     ) -> asyncio.Future[T]:
         """Run ``func`` in a thread; virtual time stands still until it is done."""
-        future = super().run_in_executor(executor, func, *args)
+        if isinstance(executor, concurrent.futures.ThreadPoolExecutor):
+            # The thread that runs it is accounted for: it is not the app's own.
+            future = super().run_in_executor(executor, self._accounted, func, *args)
+        else:
+            future = super().run_in_executor(executor, func, *args)
         self._virtual.outside_work += 1
         future.add_done_callback(self._outside_work_done)
         return future
 
+    def _accounted(self, func: Callable[[*Ts], T], *args: *Ts) -> T:
+        self._virtual.known_threads.add(threading.get_ident())
+        return func(*args)
+
     def _outside_work_done(self, _: object) -> None:
         self._virtual.outside_work -= 1
+
+    def time_doubts(self, since_s: float = 0.0, until_s: float = float("inf")) -> list[TimeDoubt]:
+        """What ran in real time beside virtual time between two of the loop's times.
+
+        Each cause and detail once, in the order first seen.
+        """
+        return [
+            doubt
+            for doubt in self._virtual.doubts.values()
+            if doubt.last_s >= since_s and doubt.first_s < until_s
+        ]
 
     async def shutdown_default_executor(self, timeout: float | None = None) -> None:
         """Wait for the executor's threads for real: a timeout would pass at once here."""
@@ -126,3 +255,12 @@ def run_in_loop(main: Callable[[], Coroutine[Any, Any, T]], *, clock: ClockName 
         return run()
     with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="mediastreams-call") as pool:
         return pool.submit(run).result()
+
+
+def time_doubts(since_s: float, until_s: float) -> list[TimeDoubt]:
+    """:meth:`VirtualEventLoop.time_doubts` of the running loop; none on a real-time loop."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return []
+    return loop.time_doubts(since_s, until_s) if isinstance(loop, VirtualEventLoop) else []

@@ -365,7 +365,7 @@ class Line:
             if digits:
                 self._digits_lost(digits, now_ms)
         for fork in self._forks:
-            fork.copy(frame, heard)
+            fork.copy(frame, heard, now_ms)
         self.recorder.add(frame, heard)
         return audible
 

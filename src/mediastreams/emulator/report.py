@@ -1,17 +1,20 @@
 """What a call showed: every violation, and how the app's timing felt to the caller.
 
-Times are milliseconds since Twilio sent ``start``. The figures:
+Times are milliseconds since Twilio sent ``start``. The figures (see
+:mod:`mediastreams.emulator.measures` for how replies, barge-ins, stalls and pauses are
+found):
 
 - ``time_to_first_audio_ms``: when the app's first ``media`` frame arrived.
-- ``turns``: for each stretch of caller speech, from its end to the first audio the app sent
-  after it (``latency_ms``; ``None`` if the app never answered).
-- ``barge_ins``: caller speech that began while the app's audio was playing; how long the
-  app took to send ``clear`` (``clear_reaction_ms``; ``None`` if it never did), and how much
-  audio it still sent after that clear while the caller was talking.
+- ``utterances``: the caller's speech, cut on 300 ms of silence.
+- ``turns``: for each utterance, from its end to the first audio the app sent after it
+  (``latency_ms``; ``None`` if the app never answered).
+- ``replies``: the app's audio as Twilio played it, reply by reply.
+- ``barge_ins``: utterances that began during a reply; the app's ``clear`` (``None`` if it
+  talked over the caller), how much of the reply the caller had heard (``heard_ms``), the
+  queued audio the clear threw away, and the audio the app still sent after it.
+- ``stalls``: the playout running dry inside a reply; ``pauses``: quiet between replies.
 - ``marks``: sent, echoed, and echoed because a ``clear`` dropped their audio.
-- ``frames``: gaps between the app's media frames within a reply (p50/p95/max), and how far
-  ahead of real time the app ran (``max_buffered_ms``: audio queued at Twilio, unplayed).
-- ``audio``: received, played, dropped by ``clear``.
+- ``audio``: received, played, dropped inbound (31930), discarded by ``clear``.
 """
 
 from __future__ import annotations
@@ -23,31 +26,24 @@ from typing import Any
 
 from ..diagnostics import Finding
 from .call import StreamSummary, Timeline
+from .clock import TimeDoubt, time_doubts
+from .measures import STALL_LISTED_MS, BargeIn, Pause, Reply, Stall, Turn, measure
 from .rest import RestRequest
-from .script import FRAME_MS, SpeechSpan
+from .script import FRAME_MS, Utterance
 
-__all__ = ["BargeIn", "CallReport", "Turn", "render_summary", "render_text", "summarize"]
+__all__ = [
+    "BargeIn",
+    "CallReport",
+    "Pause",
+    "Reply",
+    "Stall",
+    "Turn",
+    "render_summary",
+    "render_text",
+    "summarize",
+]
 
 _FRAME_CHARS = 1000  # of a faulty frame shown in the report (a payload may be megabytes)
-
-
-@dataclass(frozen=True)
-class Turn:
-    """The caller stopped speaking at ``speech_end_ms``; the app answered ``latency_ms`` later."""
-
-    speech_end_ms: int
-    first_reply_ms: float | None
-    latency_ms: float | None
-
-
-@dataclass(frozen=True)
-class BargeIn:
-    """The caller spoke over the app at ``onset_ms``."""
-
-    onset_ms: int
-    clear_ms: float | None
-    clear_reaction_ms: float | None
-    audio_after_clear_ms: float
 
 
 @dataclass
@@ -67,19 +63,24 @@ class CallReport:
     duration_ms: int = 0
     ended_by: str = "caller"
     time_to_first_audio_ms: float | None = None
+    utterances: list[Utterance] = field(default_factory=list)
     turns: list[Turn] = field(default_factory=list)
+    replies: list[Reply] = field(default_factory=list)
     barge_ins: list[BargeIn] = field(default_factory=list)
+    stalls: list[Stall] = field(default_factory=list)
+    stall_max_ms: int | None = None
+    stall_at_ms: int | None = None
+    stalled_ms: int = 0
+    pauses: list[Pause] = field(default_factory=list)
     marks_sent: int = 0
     marks_echoed: int = 0
     marks_echoed_by_clear: int = 0
     clears: int = 0
-    gap_p50_ms: float | None = None
-    gap_p95_ms: float | None = None
-    gap_max_ms: float | None = None
     max_buffered_ms: float = 0.0
     audio_received_ms: float = 0.0
     audio_played_ms: float = 0.0
     inbound_dropped_ms: float = 0.0
+    discarded_by_clear_ms: float = 0.0
     frames_after_stop: int = 0
     wall_s: float = 0.0
     streams: list[StreamSummary] = field(default_factory=list)
@@ -102,6 +103,11 @@ class CallReport:
         if not self.placed:
             return 2
         return 1 if self.violations else 0
+
+    @property
+    def pause_max_ms(self) -> float | None:
+        """The longest pause between two replies (``None``: fewer than two replies)."""
+        return max((p.duration_ms for p in self.pauses), default=None)
 
     def codes(self) -> list[int]:
         """The distinct Twilio codes found, in order of first appearance."""
@@ -127,41 +133,7 @@ class CallReport:
             "twiml": {"verbs": self.twiml_verbs, "prelude_ms": self.prelude_ms},
             "duration_ms": self.duration_ms,
             "ended_by": self.ended_by,
-            "time_to_first_audio_ms": _round(self.time_to_first_audio_ms),
-            "turns": [
-                {
-                    "speech_end_ms": t.speech_end_ms,
-                    "first_reply_ms": _round(t.first_reply_ms),
-                    "latency_ms": _round(t.latency_ms),
-                }
-                for t in self.turns
-            ],
-            "barge_ins": [
-                {
-                    "onset_ms": b.onset_ms,
-                    "clear_ms": _round(b.clear_ms),
-                    "clear_reaction_ms": _round(b.clear_reaction_ms),
-                    "audio_after_clear_ms": _round(b.audio_after_clear_ms),
-                }
-                for b in self.barge_ins
-            ],
-            "marks": {
-                "sent": self.marks_sent,
-                "echoed": self.marks_echoed,
-                "echoed_by_clear": self.marks_echoed_by_clear,
-            },
-            "clears": self.clears,
-            "frames": {
-                "gap_p50_ms": _round(self.gap_p50_ms),
-                "gap_p95_ms": _round(self.gap_p95_ms),
-                "gap_max_ms": _round(self.gap_max_ms),
-                "max_buffered_ms": _round(self.max_buffered_ms),
-            },
-            "audio": {
-                "received_ms": _round(self.audio_received_ms),
-                "played_ms": _round(self.audio_played_ms),
-                "inbound_dropped_ms": _round(self.inbound_dropped_ms),
-            },
+            **self._timing_dict(),
             "frames_after_stop": self.frames_after_stop,
             "streams": [stream.to_dict() for stream in self.streams],
             "rest": None
@@ -171,6 +143,68 @@ class CallReport:
                 "requests": [request.to_dict() for request in self.rest_requests],
             },
             "wall_s": round(self.wall_s, 4),
+        }
+
+    def _timing_dict(self) -> dict[str, Any]:
+        return {
+            "time_to_first_audio_ms": _round(self.time_to_first_audio_ms),
+            "utterances": [{"onset_ms": u.onset_ms, "end_ms": u.end_ms} for u in self.utterances],
+            "turns": [
+                {
+                    "speech_end_ms": t.speech_end_ms,
+                    "first_reply_ms": _round(t.first_reply_ms),
+                    "latency_ms": _round(t.latency_ms),
+                }
+                for t in self.turns
+            ],
+            "replies": [
+                {
+                    "start_ms": r.start_ms,
+                    "end_ms": _round(r.end_ms),
+                    "played_ms": _round(r.played_ms),
+                    "clear_ms": _round(r.clear_ms),
+                }
+                for r in self.replies
+            ],
+            "barge_ins": [
+                {
+                    "onset_ms": b.onset_ms,
+                    "clear_ms": _round(b.clear_ms),
+                    "clear_reaction_ms": _round(b.clear_reaction_ms),
+                    "heard_ms": _round(b.heard_ms),
+                    "discarded_ms": _round(b.discarded_ms),
+                    "audio_after_clear_ms": _round(b.audio_after_clear_ms),
+                }
+                for b in self.barge_ins
+            ],
+            "playout": {
+                "stall_max_ms": self.stall_max_ms,
+                "stall_at_ms": self.stall_at_ms,
+                "stalled_ms": self.stalled_ms,
+                "stalls": [{"at_ms": s.at_ms, "duration_ms": s.duration_ms} for s in self.stalls],
+                "pause_max_ms": _round(self.pause_max_ms),
+                "pauses": [
+                    {
+                        "at_ms": _round(p.at_ms),
+                        "duration_ms": _round(p.duration_ms),
+                        "cause": p.cause,
+                    }
+                    for p in self.pauses
+                ],
+            },
+            "marks": {
+                "sent": self.marks_sent,
+                "echoed": self.marks_echoed,
+                "echoed_by_clear": self.marks_echoed_by_clear,
+            },
+            "clears": self.clears,
+            "frames": {"max_buffered_ms": _round(self.max_buffered_ms)},
+            "audio": {
+                "received_ms": _round(self.audio_received_ms),
+                "played_ms": _round(self.audio_played_ms),
+                "inbound_dropped_ms": _round(self.inbound_dropped_ms),
+                "discarded_by_clear_ms": _round(self.discarded_by_clear_ms),
+            },
         }
 
     def _by_kind(self) -> list[dict[str, Any]]:
@@ -191,7 +225,7 @@ class CallReport:
         """:meth:`to_dict` as one line of JSON."""
         return json.dumps(self.to_dict(), ensure_ascii=False)
 
-    def add_measures(self, timeline: Timeline, speech: list[SpeechSpan]) -> None:
+    def add_measures(self, timeline: Timeline, speech: list[Utterance]) -> None:
         """Fill the timing figures from what the stream recorded."""
         self.duration_ms = timeline.duration_ms
         self.ended_by = timeline.ended_by
@@ -204,53 +238,23 @@ class CallReport:
         self.audio_received_ms = sum(timeline.media_bytes) / 8
         self.audio_played_ms = timeline.played_bytes / 8
         self.inbound_dropped_ms = timeline.inbound_dropped * FRAME_MS
+        self.discarded_by_clear_ms = timeline.discarded_by_clear_ms
         self.frames_after_stop = timeline.frames_after_stop
-        self.turns = [_turn(span, timeline) for span in speech]
-        self.barge_ins = _barge_ins(speech, timeline)
-        self._gaps(timeline, speech)
+        self.utterances = list(speech)
+        found = measure(timeline, speech)
+        self.turns, self.replies, self.barge_ins = found.turns, found.replies, found.barge_ins
+        self.pauses = found.pauses
+        self.stalls = [s for s in found.stalls if s.duration_ms >= STALL_LISTED_MS]
+        self.stalled_ms = sum(s.duration_ms for s in found.stalls)
+        longest = max(found.stalls, key=lambda s: s.duration_ms, default=None)
+        if longest is not None:
+            self.stall_max_ms, self.stall_at_ms = longest.duration_ms, longest.at_ms
         self.notes += _advice(self)
-
-    def _gaps(self, timeline: Timeline, speech: list[SpeechSpan]) -> None:
-        onsets = [s.onset_ms for s in speech]
-        gaps = []
-        for before, after in zip(timeline.media_ms, timeline.media_ms[1:], strict=False):
-            # A gap across caller speech is a pause between replies, not a stall.
-            if not any(before <= onset < after for onset in onsets):
-                gaps.append(after - before)
-        if gaps:
-            gaps.sort()
-            self.gap_p50_ms = _percentile(gaps, 50)
-            self.gap_p95_ms = _percentile(gaps, 95)
-            self.gap_max_ms = gaps[-1]
-
-
-def _turn(span: SpeechSpan, timeline: Timeline) -> Turn:
-    reply = next((t for t in timeline.media_ms if t >= span.end_ms), None)
-    return Turn(span.end_ms, reply, None if reply is None else reply - span.end_ms)
-
-
-def _barge_ins(speech: list[SpeechSpan], timeline: Timeline) -> list[BargeIn]:
-    playing = set(timeline.audible_ticks_ms)
-    found = []
-    for span in speech:
-        tick = span.onset_ms - span.onset_ms % FRAME_MS
-        if tick not in playing and tick - FRAME_MS not in playing:
-            continue
-        index = next((i for i, t in enumerate(timeline.clears_ms) if t >= span.onset_ms), None)
-        clear = None if index is None else timeline.clears_ms[index]
-        after = 0.0
-        if index is not None:
-            first = timeline.clears_after_media[index]
-            after = sum(
-                size / 8
-                for t, size in zip(
-                    timeline.media_ms[first:], timeline.media_bytes[first:], strict=True
-                )
-                if t <= span.end_ms
-            )
-        reaction = None if clear is None else clear - span.onset_ms
-        found.append(BargeIn(span.onset_ms, clear, reaction, after))
-    return found
+        if timeline.started_at_s is not None:
+            until_s = timeline.started_at_s + timeline.duration_ms / 1000
+            doubts = time_doubts(timeline.started_at_s, until_s)
+            if doubts:
+                self.notes.append(_clock_note(doubts))
 
 
 def _advice(report: CallReport) -> list[str]:
@@ -274,6 +278,35 @@ def _advice(report: CallReport) -> list[str]:
                 f"{barge.audio_after_clear_ms:,.0f} ms of audio while the caller was speaking"
             )
     return advice
+
+
+def _clock_note(doubts: list[TimeDoubt]) -> str:
+    """One note: why virtual time may not hold for this app, and what to do."""
+    reasons = []
+    blocks = [d for d in doubts if d.cause == "blocked"]
+    if blocks:
+        longest = max(blocks, key=lambda d: d.blocked_ms)
+        reasons.append(
+            f"a callback blocked the event loop {len(blocks)} time(s), for up to "
+            f"{longest.blocked_ms:,.0f} ms of real time (at {longest.first_s:.2f} s) while "
+            "virtual time stood still"
+        )
+    threads = [d.detail for d in doubts if d.cause == "thread"]
+    if threads:
+        reasons.append(
+            f"thread(s) of the app's own ({', '.join(threads[:3])}) ran while virtual time "
+            "jumped ahead"
+        )
+    sockets = [d.detail for d in doubts if d.cause == "socket"]
+    if sockets:
+        reasons.append(
+            f"the app waited on {', '.join(sockets[:3])} while virtual time jumped ahead"
+        )
+    return (
+        "virtual time may be wrong for this app, and the timing figures with it: "
+        + "; ".join(reasons)
+        + ". Place the call in real time (--clock real, or clock='real')"
+    )
 
 
 def _percentile(ordered: list[float], percent: float) -> float:
@@ -351,21 +384,28 @@ def _measures_table(report: CallReport) -> Any:
     for number, turn in enumerate(report.turns, start=1):
         table.add_row(f"turn {number}: reply latency", ms(turn.latency_ms))
     for number, barge in enumerate(report.barge_ins, start=1):
-        table.add_row(f"barge-in {number}: clear reaction", ms(barge.clear_reaction_ms))
-        table.add_row(f"barge-in {number}: audio sent after clear", ms(barge.audio_after_clear_ms))
+        name = f"barge-in {number} at {barge.onset_ms:,} ms"
+        table.add_row(f"{name}: clear reaction", ms(barge.clear_reaction_ms))
+        table.add_row(
+            f"{name}: reply heard / discarded", f"{ms(barge.heard_ms)} / {ms(barge.discarded_ms)}"
+        )
+        table.add_row(f"{name}: audio sent after clear", ms(barge.audio_after_clear_ms))
     table.add_row(
         "marks sent / echoed / by clear",
         f"{report.marks_sent} / {report.marks_echoed} / {report.marks_echoed_by_clear}",
     )
     table.add_row("clears", str(report.clears))
-    table.add_row(
-        "frame gaps p50 / p95 / max",
-        " / ".join(ms(v) for v in (report.gap_p50_ms, report.gap_p95_ms, report.gap_max_ms)),
-    )
+    stall = ms(report.stall_max_ms)
+    if report.stall_at_ms is not None:
+        stall += f" at {report.stall_at_ms:,} ms"
+    table.add_row("replies", str(len(report.replies)))
+    table.add_row("longest stall inside a reply", stall)
+    table.add_row("longest pause between replies", ms(report.pause_max_ms))
     table.add_row("most audio buffered ahead", ms(report.max_buffered_ms))
     table.add_row(
         "audio received / played", f"{ms(report.audio_received_ms)} / {ms(report.audio_played_ms)}"
     )
+    table.add_row("audio discarded by clear", ms(report.discarded_by_clear_ms))
     table.add_row("wall time", f"{report.wall_s:.3f} s")
     return table
 

@@ -84,8 +84,15 @@ def load_app(spec: str) -> ASGIApp:
     """Import ``"package.module:attribute"`` (an ASGI app, or a factory with ``()``).
 
     Raises:
-        EmulatorError: the module or attribute cannot be found.
+        EmulatorError: the module or attribute cannot be found, or ``spec`` is a URL
+            without its scheme (``127.0.0.1:5050/incoming-call``).
     """
+    url = _url_meant(spec)
+    if url is not None:
+        raise EmulatorError(
+            f"{spec!r} is not module:app; did you mean {url}? A URL needs its scheme: "
+            "http(s):// for a voice webhook, ws(s):// for a stream"
+        )
     module_name, _, attribute = spec.partition(":")
     factory = attribute.endswith("()")
     attribute = attribute.removesuffix("()")
@@ -106,6 +113,21 @@ def load_app(spec: str) -> ASGIApp:
     if not callable(app):
         raise EmulatorError(f"{spec} is not an ASGI app")
     return app  # type: ignore[no-any-return]
+
+
+_HOST = re.compile(r"(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(?::(?P<port>\d+))?(?P<path>/.*)?")
+
+
+def _url_meant(spec: str) -> str | None:
+    """The URL ``spec`` names without its scheme, if it cannot be ``module:attribute``."""
+    match = _HOST.fullmatch(spec)
+    if match is None:
+        return None
+    host, port, path = match["host"], match["port"], match["path"]
+    if port is None and path is None and all(part.isidentifier() for part in host.split(".")):
+        return None  # "package.module": a module name, not a host
+    local = host in ("localhost", "[::1]") or host.replace(".", "").isdigit()
+    return ("http://" if local else "https://") + spec
 
 
 def place_call(

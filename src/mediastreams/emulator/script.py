@@ -5,18 +5,26 @@ A script is a list of steps run in order, one 20 ms frame at a time::
     script = [
         WaitForQuiet(),                 # let the greeting play out
         Audio("question.wav"),          # any format mediastreams' audio module reads
-        WaitForQuiet(),                 # the app answers; wait until it is done
+        WaitForReply(after_ms=800),     # the app answers; 800 ms into its reply...
+        Audio("stop.wav"),              # ...the caller talks over it (a barge-in)
+        WaitForQuiet(),                 # wait until the app is done
         Press("42#"),                   # keys, in sequence (100 ms each)
         Press("9", at_ms=15_000),       # or at a fixed time
+        Audio("hello.wav", at_ms=20_000),  # speech at a fixed time, whatever the app does
         Hangup(at_ms=30_000),           # or at a fixed time; by default after the script,
     ]                                   # once the app has been quiet for 2 s
 
 Steps with ``at_ms`` happen at that time since the stream started, whatever the sequence is
-doing. Inbound audio is mu-law at 8000 Hz; silence is ``0xFF``, as Twilio sends it.
+doing (a timed :class:`Audio` holds the sequence while it plays). Inbound audio is mu-law at
+8000 Hz; silence is ``0xFF``, as Twilio sends it.
+
+The caller's speech is cut into utterances on silence, whatever the steps: an utterance
+ends after :data:`UTTERANCE_END_QUIET_MS` of frames below the speech level (about -40 dBFS).
 """
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -29,16 +37,21 @@ from ..audio import SILENCE_BYTE, mulaw, to_mulaw
 __all__ = [
     "FRAME_BYTES",
     "FRAME_MS",
+    "UTTERANCE_END_QUIET_MS",
     "Audio",
     "CallerScript",
     "Hangup",
     "Press",
     "Silence",
-    "SpeechSpan",
     "Step",
+    "Utterance",
     "WaitForQuiet",
+    "WaitForReply",
+    "audible_extent",
+    "cli_steps",
     "default_steps",
     "is_audible",
+    "parse_audio_option",
     "parse_dtmf_option",
 ]
 
@@ -48,6 +61,9 @@ FRAME_BYTES = 160
 """One 20 ms frame of mu-law/8000."""
 DIGIT_MS = 100
 """How long a key press takes in the sequence (the caller hears silence)."""
+UTTERANCE_END_QUIET_MS = 300
+"""The caller's utterance ends after this much silence (frames below the speech level)."""
+_REPLY_QUIET_MS = 500  # the app's audio, quiet this long, ends the stretch WaitForReply times
 _SILENCE_FRAME = bytes([SILENCE_BYTE]) * FRAME_BYTES
 # A frame is speech when its level is above about -40 dBFS (RMS of 16-bit PCM).
 _SPEECH_RMS = 328.0
@@ -60,10 +76,18 @@ class Audio:
     Attributes:
         source: a path, or the bytes of a file (WAV, MP3, FLAC, Ogg...).
         raw_mulaw: ``source`` is bytes of headerless mu-law at 8000 Hz, used as they are.
+        at_ms: speak at this time since the stream started, whatever the app is doing,
+            instead of in sequence. The sequence holds while a timed audio plays; a timed
+            audio due while another plays follows it.
     """
 
     source: str | os.PathLike[str] | bytes
     raw_mulaw: bool = False
+    at_ms: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.at_ms is not None and self.at_ms < 0:
+            raise ValueError(f"Audio(at_ms={self.at_ms}): the time must not be negative")
 
 
 @dataclass(frozen=True)
@@ -91,12 +115,29 @@ class WaitForQuiet:
     """The caller waits until the app has spoken and gone quiet for ``quiet_ms``.
 
     The app is quiet when nothing audible is playing (silence frames are quiet). If it has
-    not started to speak within
-    ``timeout_ms``, the caller goes on anyway.
+    not started to speak within ``timeout_ms``, the caller goes on anyway.
     """
 
     quiet_ms: int = 1000
     timeout_ms: int = 10_000
+
+
+@dataclass(frozen=True)
+class WaitForReply:
+    """The caller waits until the app's reply has been playing for ``after_ms``.
+
+    Put it before an :class:`Audio` to talk over the app (a barge-in). The reply is the one
+    the caller hears when the step begins, or else the next one: it starts with the first
+    audible audio after at least 500 ms of quiet. If the app does not start to speak within
+    ``timeout_ms``, the caller goes on anyway.
+    """
+
+    after_ms: int = 0
+    timeout_ms: int = 10_000
+
+    def __post_init__(self) -> None:
+        if self.after_ms < 0 or self.timeout_ms < 0:
+            raise ValueError("WaitForReply: after_ms and timeout_ms must not be negative")
 
 
 @dataclass(frozen=True)
@@ -106,12 +147,17 @@ class Hangup:
     at_ms: int | None = None
 
 
-Step: TypeAlias = Audio | Silence | Press | WaitForQuiet | Hangup
+Step: TypeAlias = Audio | Silence | Press | WaitForQuiet | WaitForReply | Hangup
 
 
 @dataclass(frozen=True)
-class SpeechSpan:
-    """Where the caller spoke: the first and the last frame above about -40 dBFS."""
+class Utterance:
+    """One stretch of the caller's speech: its first voiced frame, and the end of its last.
+
+    Attributes:
+        onset_ms: when the first frame above about -40 dBFS started.
+        end_ms: when the last one ended; 300 ms of quiet after it ended the utterance.
+    """
 
     onset_ms: int
     end_ms: int
@@ -122,6 +168,65 @@ class _Loaded:
     step: Step
     mulaw: bytes = b""
     voiced: list[bool] = field(default_factory=list)
+    ends_script: bool = False  # the automatic wait for quiet before the final hang-up
+
+
+class _Utterances:
+    """Cuts the frames the caller sends into utterances on 300 ms of quiet."""
+
+    _END_FRAMES = math.ceil(UTTERANCE_END_QUIET_MS / FRAME_MS)
+
+    def __init__(self) -> None:
+        self.found: list[Utterance] = []
+        self._onset: int | None = None
+        self._end = 0
+        self._quiet_frames = 0
+
+    def add(self, now_ms: int, voiced: bool) -> None:
+        if voiced:
+            if self._onset is None:
+                self._onset = now_ms
+            self._end = now_ms + FRAME_MS
+            self._quiet_frames = 0
+        elif self._onset is not None:
+            self._quiet_frames += 1
+            if self._quiet_frames >= self._END_FRAMES:
+                self.close()
+
+    def close(self) -> None:
+        if self._onset is not None:
+            self.found.append(Utterance(self._onset, self._end))
+        self._onset = None
+        self._quiet_frames = 0
+
+
+class _TimedAudio:
+    """The caller's timed :class:`Audio` steps, in order of time."""
+
+    def __init__(self) -> None:
+        self.pending: list[_Loaded] = []
+        self._offset = 0
+
+    def add(self, loaded: _Loaded) -> None:
+        self.pending.append(loaded)
+        self.pending.sort(key=_at_ms)
+
+    def frame(self, now_ms: int) -> tuple[bytes, bool] | None:
+        """The next frame of the timed audio due now, with whether it is voiced."""
+        while self.pending and _at_ms(self.pending[0]) <= now_ms:
+            loaded = self.pending[0]
+            index = self._offset // FRAME_BYTES
+            if index < len(loaded.voiced):
+                self._offset += FRAME_BYTES
+                return loaded.mulaw[index * FRAME_BYTES : self._offset], loaded.voiced[index]
+            self.pending.pop(0)
+            self._offset = 0
+        return None
+
+
+def _at_ms(loaded: _Loaded) -> int:
+    assert isinstance(loaded.step, Audio) and loaded.step.at_ms is not None
+    return loaded.step.at_ms
 
 
 class CallerScript:
@@ -139,20 +244,27 @@ class CallerScript:
     def __init__(self, steps: Iterable[Step], *, end_quiet_ms: int | None = 2000) -> None:
         self._steps: list[_Loaded] = []
         self._timed_digits: list[tuple[int, str]] = []
+        self._timed_audio = _TimedAudio()
         self.hangup_at_ms: int | None = None
         for step in steps:
             self._add(step)
         if end_quiet_ms is not None and self.hangup_at_ms is None:
-            self._steps.append(_Loaded(WaitForQuiet(end_quiet_ms, end_quiet_ms)))
+            wait = WaitForQuiet(end_quiet_ms, end_quiet_ms)
+            self._steps.append(_Loaded(wait, ends_script=True))
             self._steps.append(_Loaded(Hangup()))
         self._index = 0
         self._offset = 0
         self._step_started_ms = 0
         self._spoken = False
-        self._span_onset: int | None = None
-        self._span_end = 0
-        self.speech: list[SpeechSpan] = []
+        self._reply_started_ms: int | None = None  # when the app's current reply was first heard
+        self._heard_quiet_ms = 0
+        self._utterances = _Utterances()
         self.done = False
+
+    @property
+    def speech(self) -> list[Utterance]:
+        """The caller's utterances so far, in order (the one in progress once closed)."""
+        return self._utterances.found
 
     def _add(self, step: Step) -> None:
         if isinstance(step, Press) and step.at_ms is not None:
@@ -160,6 +272,8 @@ class CallerScript:
         elif isinstance(step, Hangup) and step.at_ms is not None:
             earlier = self.hangup_at_ms if self.hangup_at_ms is not None else step.at_ms
             self.hangup_at_ms = min(step.at_ms, earlier)
+        elif isinstance(step, Audio) and step.at_ms is not None:
+            self._timed_audio.add(_load_audio(step))
         elif isinstance(step, Audio):
             self._steps.append(_load_audio(step))
         else:
@@ -168,7 +282,8 @@ class CallerScript:
     @property
     def total_audio_ms(self) -> int:
         """Milliseconds of audio the script's :class:`Audio` steps hold."""
-        return sum(len(s.mulaw) for s in self._steps) // 8
+        loaded = self._steps + self._timed_audio.pending
+        return sum(len(s.mulaw) for s in loaded) // 8
 
     def tick(self, now_ms: int, *, quiet_ms: int, app_spoke: bool) -> tuple[bytes, str, bool]:
         """The caller's frame for the 20 ms starting at ``now_ms``.
@@ -182,21 +297,37 @@ class CallerScript:
             ``(frame, digits, hang_up)``: 160 bytes of mu-law, keys pressed now, and whether
             the caller hangs up now (then the frame is not sent).
         """
+        # The app's reply as the caller hears it (for WaitForReply): it starts with audible
+        # audio after at least 500 ms of quiet, and ends once the app has been quiet that long.
+        # (Nothing has played before the first tick, whatever ``app_spoke`` says.)
+        if app_spoke and now_ms > 0:
+            if self._reply_started_ms is None or self._heard_quiet_ms >= _REPLY_QUIET_MS:
+                self._reply_started_ms = now_ms - FRAME_MS
+        elif quiet_ms >= _REPLY_QUIET_MS:
+            self._reply_started_ms = None
+        self._heard_quiet_ms = quiet_ms
         digits = "".join(d for at, d in self._timed_digits if now_ms <= at < now_ms + FRAME_MS)
         if self.hangup_at_ms is not None and now_ms >= self.hangup_at_ms:
             return _SILENCE_FRAME, digits, True
+        timed = self._timed_audio.frame(now_ms) if self._timed_audio.pending else None
+        if timed is not None:
+            self._step_started_ms += FRAME_MS  # the sequence holds while the caller speaks
+            frame, voiced = timed
+            self._utterances.add(now_ms, voiced)
+            return frame, digits, False
         while self._index < len(self._steps):
-            loaded = self._steps[self._index]
-            result = self._run(loaded, now_ms, quiet_ms, app_spoke)
+            result = self._run(self._steps[self._index], now_ms, quiet_ms, app_spoke)
             if result is not None:
-                frame, step_digits, hang_up = result
+                frame, step_digits, hang_up, voiced = result
+                if not hang_up:
+                    self._utterances.add(now_ms, voiced)
                 return frame, digits + step_digits, hang_up
             self._next_step(now_ms)
         self.done = True
+        self._utterances.add(now_ms, False)
         return _SILENCE_FRAME, digits, False
 
     def _next_step(self, now_ms: int) -> None:
-        self._close_span()
         self._index += 1
         self._offset = 0
         self._step_started_ms = now_ms
@@ -204,47 +335,48 @@ class CallerScript:
 
     def _run(
         self, loaded: _Loaded, now_ms: int, quiet_ms: int, app_spoke: bool
-    ) -> tuple[bytes, str, bool] | None:
+    ) -> tuple[bytes, str, bool, bool] | None:
         step = loaded.step
         elapsed_ms = now_ms - self._step_started_ms
+        quiet = (_SILENCE_FRAME, "", False, False)
         if isinstance(step, Audio):
-            return self._audio_frame(loaded, now_ms)
+            return self._audio_frame(loaded)
         if isinstance(step, Silence):
-            return (_SILENCE_FRAME, "", False) if elapsed_ms < step.duration_ms else None
+            return quiet if elapsed_ms < step.duration_ms else None
         if isinstance(step, Press):
             if self._offset == 0:  # the first frame of the step carries the keys
                 self._offset = 1
-                return _SILENCE_FRAME, step.digits, False
-            return (_SILENCE_FRAME, "", False) if elapsed_ms < DIGIT_MS * len(step.digits) else None
+                return _SILENCE_FRAME, step.digits, False, False
+            return quiet if elapsed_ms < DIGIT_MS * len(step.digits) else None
         if isinstance(step, WaitForQuiet):
+            if loaded.ends_script and self._timed_audio.pending:
+                # Timed speech is still to come: the wait for the end starts after it.
+                self._step_started_ms, self._spoken = now_ms + FRAME_MS, False
+                return quiet
             self._spoken = self._spoken or app_spoke
             if self._spoken and quiet_ms >= step.quiet_ms:
                 return None
             if not self._spoken and elapsed_ms >= step.timeout_ms:
                 return None
-            return _SILENCE_FRAME, "", False
-        return _SILENCE_FRAME, "", True  # Hangup in sequence
+            return quiet
+        if isinstance(step, WaitForReply):
+            started = self._reply_started_ms
+            if started is None:
+                return quiet if elapsed_ms < step.timeout_ms else None
+            return quiet if now_ms < started + step.after_ms else None
+        return _SILENCE_FRAME, "", True, False  # Hangup in sequence
 
-    def _audio_frame(self, loaded: _Loaded, now_ms: int) -> tuple[bytes, str, bool] | None:
+    def _audio_frame(self, loaded: _Loaded) -> tuple[bytes, str, bool, bool] | None:
         index = self._offset // FRAME_BYTES
         if index >= len(loaded.voiced):
             return None
         frame = loaded.mulaw[self._offset : self._offset + FRAME_BYTES]
         self._offset += FRAME_BYTES
-        if loaded.voiced[index]:
-            if self._span_onset is None:
-                self._span_onset = now_ms
-            self._span_end = now_ms + FRAME_MS
-        return frame, "", False
-
-    def _close_span(self) -> None:
-        if self._span_onset is not None:
-            self.speech.append(SpeechSpan(self._span_onset, self._span_end))
-        self._span_onset = None
+        return frame, "", False, loaded.voiced[index]
 
     def finish(self) -> None:
-        """The call has ended: close the speech span in progress, if any."""
-        self._close_span()
+        """The call has ended: close the utterance in progress, if any."""
+        self._utterances.close()
 
 
 def _load_audio(step: Audio) -> _Loaded:
@@ -275,9 +407,24 @@ def is_audible(mulaw: bytes) -> bool:
     return bool(_SQUARES.take(codes).sum() > _SPEECH_RMS * _SPEECH_RMS * len(mulaw))
 
 
+def audible_extent(mulaw: bytes) -> int:
+    """How far into ``mulaw`` its last sample above the speech level is (0: none is)."""
+    return len(mulaw.rstrip(_QUIET_CODES))
+
+
 _SQUARES = np.frombuffer(mulaw.decode(bytes(range(256))), dtype="<i2").astype(np.float64) ** 2
 # Codes whose sample alone is below the speech level: a frame of only these is quiet.
 _QUIET_CODES = bytes(code for code in range(256) if _SQUARES[code] <= _SPEECH_RMS**2)
+
+
+def _seconds_ms(text: str, whole: str, form: str) -> int:
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise ValueError(f"{whole!r}: expected {form}") from None
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ValueError(f"{whole!r}: the time must be a number of seconds, not negative")
+    return round(seconds * 1000)
 
 
 def parse_dtmf_option(text: str) -> Press:
@@ -289,13 +436,26 @@ def parse_dtmf_option(text: str) -> Press:
     digits, at, seconds = text.partition("@")
     if not at:
         return Press(digits)
+    return Press(digits, at_ms=_seconds_ms(seconds, text, "DIGITS@SECONDS, such as 1#@2.5"))
+
+
+def parse_audio_option(text: str) -> Audio:
+    """``"hello.wav@4.5"`` (spoken at 4.5 s) or ``"hello.wav"`` (in turn) as an :class:`Audio`.
+
+    A file whose name holds an ``@`` is named as it is when what follows the last ``@`` is
+    not a number.
+
+    Raises:
+        ValueError: the time after ``@`` is negative.
+    """
+    path, at, seconds = text.rpartition("@")
+    if not at or not path:
+        return Audio(text)
     try:
-        at_s = float(seconds)
+        float(seconds)
     except ValueError:
-        raise ValueError(f"{text!r}: expected DIGITS@SECONDS, such as 1#@2.5") from None
-    if at_s < 0:
-        raise ValueError(f"{text!r}: the time must not be negative")
-    return Press(digits, at_ms=round(at_s * 1000))
+        return Audio(text)  # "me@home.wav": an @ in the name
+    return Audio(path, at_ms=_seconds_ms(seconds, text, "FILE@SECONDS, such as hello.wav@2.5"))
 
 
 def default_steps(audio: Sequence[str | os.PathLike[str]]) -> list[Step]:
@@ -304,8 +464,34 @@ def default_steps(audio: Sequence[str | os.PathLike[str]]) -> list[Step]:
     The first turn waits at most 2 s for a greeting to start; later turns wait up to 10 s
     for the app's answer to start, then until it has been quiet for a second.
     """
+    return cli_steps([Audio(path) for path in audio])
+
+
+def cli_steps(audio: Sequence[Audio], barge_in_after_ms: Sequence[int | None] = ()) -> list[Step]:
+    """The CLI's script from its ``--audio`` and ``--barge-in-after`` options, in order.
+
+    An untimed file is a turn: spoken once the app has had its say (the first waits at most
+    2 s for a greeting, later ones up to 10 s for the answer to start, then for a second of
+    quiet), or, with ``barge_in_after_ms[i]``, that long after the app's reply starts. A
+    timed file (``at_ms``) is spoken at its time whatever the app is doing.
+
+    Raises:
+        ValueError: a barge-in is asked for a timed file.
+    """
     steps: list[Step] = []
-    for number, path in enumerate(audio):
-        steps.append(WaitForQuiet(timeout_ms=2000 if number == 0 else 10_000))
-        steps.append(Audio(path))
+    turns = 0
+    for number, step in enumerate(audio):
+        barge_ms = barge_in_after_ms[number] if number < len(barge_in_after_ms) else None
+        if step.at_ms is not None:
+            if barge_ms is not None:
+                raise ValueError(
+                    "--barge-in-after applies to the next --audio without @SECONDS, "
+                    f"not to one spoken at {step.at_ms / 1000:g} s"
+                )
+        elif barge_ms is not None:
+            steps.append(WaitForReply(after_ms=barge_ms))
+        else:
+            steps.append(WaitForQuiet(timeout_ms=2000 if turns == 0 else 10_000))
+        turns += step.at_ms is None
+        steps.append(step)
     return steps
