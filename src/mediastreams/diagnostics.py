@@ -34,6 +34,7 @@ __all__ = [
     "container_format",
     "diagnose_binary",
     "diagnose_text",
+    "file_in_payload",
     "is_counter",
     "local_violation",
     "read_frame",
@@ -180,12 +181,14 @@ def diagnose_text(text: str | bytes, *, sender: Sender) -> list[Violation]:
 
 
 def read_frame(
-    text: str | bytes, *, sender: Sender
+    text: str | bytes, *, sender: Sender, headers: bool = True
 ) -> tuple[dict[str, Any] | None, list[Violation]]:
     """The frame as a JSON object (``None`` when it is none) and every mistake in it.
 
     The JSON is read strictly (:mod:`mediastreams.strictjson`): a key twice in one object, a
     lone surrogate, ``NaN``, nesting deeper than 32 levels or more than 1024 keys are 31951.
+    ``headers=False`` leaves out the file-header check of the app's payload (31924), which
+    :func:`~mediastreams.messages.parse` makes itself.
     """
     if not isinstance(text, str):
         try:
@@ -199,8 +202,23 @@ def read_frame(
                 hint="Encode frames as UTF-8 JSON text.",
             )
             return None, [not_utf8]
-    diagnosis = _Diagnosis(text, sender)
+    diagnosis = _Diagnosis(text, sender, headers=headers)
     return diagnosis.run(), diagnosis.found
+
+
+def file_in_payload(kind: str, *, sender: Sender, frame: str | None = None) -> Violation:
+    """31924: ``media.payload`` starts with a file header (``kind``: ``"WAV"``, ``"MP3"``...)."""
+    return Violation(
+        31924,
+        kind="payload-has-header",
+        sender=sender,
+        message=f"`media.payload` starts with a {kind} file header, not raw mu-law audio",
+        hint="Twilio plays the bytes as mu-law, so the caller hears a click and noise. Convert "
+        "the file to headerless mu-law 8000 Hz mono first (mediastreams.audio, or "
+        "`mediastreams convert IN -o OUT.ulaw`) and strip the header.",
+        frame=frame,
+        path="media.payload",
+    )
 
 
 MAX_VIOLATIONS = 16
@@ -238,9 +256,10 @@ _STRICT_JSON_KINDS: Mapping[type[strictjson.StrictJSONError], tuple[str, str]] =
 
 
 class _Diagnosis:
-    def __init__(self, text: str, sender: Sender) -> None:
+    def __init__(self, text: str, sender: Sender, *, headers: bool = True) -> None:
         self.text = text
         self.sender: Sender = sender
+        self.headers = headers
         self.found: list[Violation] = []
         self.event: str | None = None
 
@@ -420,22 +439,10 @@ class _Diagnosis:
                 path,
             )
             return
-        if self.sender == "app":
-            self._check_container(payload, path)
-
-    def _check_container(self, payload: bytes, path: str) -> None:
-        kind = container_format(payload)
-        if kind is None:
-            return
-        self.add(
-            31924,
-            "payload-has-header",
-            f"`{path}` starts with a {kind} file header, not raw mu-law audio",
-            "Twilio plays the bytes as mu-law, so the caller hears a click and noise. Convert "
-            "the file to headerless mu-law 8000 Hz mono first (mediastreams.audio, or "
-            "`mediastreams convert IN -o OUT.ulaw`) and strip the header.",
-            path,
-        )
+        if self.sender == "app" and self.headers and not self.full:
+            kind = container_format(payload)
+            if kind is not None:
+                self.found.append(file_in_payload(kind, sender="app", frame=self.text))
 
     def _check_consistency(self, frame: dict[str, Any], event: str) -> None:
         sid = frame.get("streamSid")

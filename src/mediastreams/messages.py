@@ -22,18 +22,22 @@ import functools
 import json
 import secrets
 from collections.abc import Callable
-from typing import Any, Literal, TypeAlias
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 import msgspec
 
 from .containers import container_format
 from .exceptions import LocalProtocolError, RemoteProtocolError
 
+if TYPE_CHECKING:
+    from .diagnostics import Violation
+
 __all__ = [
     "DTMF",
     "AppMessage",
     "Clear",
     "Connected",
+    "FileInPayload",
     "Mark",
     "Media",
     "MediaFormat",
@@ -141,6 +145,18 @@ class UnknownMessage(msgspec.Struct, frozen=True, kw_only=True):
     event: str
     data: dict[str, Any]
     text: str
+
+
+class FileInPayload(RemoteProtocolError):
+    """An app ``media`` frame whose only fault is a file header in its payload (31924).
+
+    Twilio plays the bytes anyway, as mu-law (the caller hears a click and noise), so the
+    frame is still read: :attr:`media` is what it carries.
+    """
+
+    def __init__(self, violation: Violation, media: Media) -> None:
+        super().__init__(violation)
+        self.media = media
 
 
 TwilioMessage: TypeAlias = Connected | Start | Media | DTMF | Mark | Stop | UnknownMessage
@@ -359,11 +375,8 @@ def _from_app_wire(wire: Any) -> AppMessage:
         raise ValueError("empty streamSid")
     if type(wire) is _AppMediaWire:
         payload = wire.media.payload
-        # A cheap test of the first byte before the full signature check.
-        if not payload or (
-            payload[0] in _CONTAINER_FIRST_BYTES and container_format(payload) is not None
-        ):
-            raise ValueError("payload is empty or a file")
+        if not payload:
+            raise ValueError("empty payload")
         return Media(stream_sid=wire.stream_sid, payload=payload)
     if type(wire) is _AppMarkWire:
         return Mark(stream_sid=wire.stream_sid, name=wire.mark.name)
@@ -442,12 +455,29 @@ def parse(text: str | bytes, *, sender: Sender = "twilio") -> Message:
         if size < shortest + _SMALLEST_MEMBER and text.isascii():
             return message
     elif type(wire) is _AppMediaWire:
-        shortest = _APP_MEDIA_SHAPE + len(wire.stream_sid) + (len(wire.media.payload) * 4 + 2) // 3
+        payload = wire.media.payload
+        shortest = _APP_MEDIA_SHAPE + len(wire.stream_sid) + (len(payload) * 4 + 2) // 3
         if size < shortest + _SMALLEST_MEMBER:
-            return message
+            # A cheap test of the first byte before the full signature check.
+            if payload[0] not in _CONTAINER_FIRST_BYTES:
+                return message
+            return _unless_file(message, text)
     if _colons_fit(text, wire):
-        return message
+        return _unless_file(message, text)
     return _parse_slowly(text, sender, message)
+
+
+def _unless_file(message: Message, text: str | bytes) -> Message:
+    # https://www.twilio.com/docs/voice/media-streams/websocket-messages#send-a-media-message:
+    # the app sends raw mu-law, no file header. Only the app's media has no sequence number.
+    if type(message) is Media and message.sequence_number is None:
+        kind = container_format(message.payload)
+        if kind is not None:
+            from .diagnostics import file_in_payload
+
+            frame = text if isinstance(text, str) else bytes(text).decode("utf-8", "replace")
+            raise FileInPayload(file_in_payload(kind, sender="app", frame=frame), message)
+    return message
 
 
 def _colons_fit(text: str | bytes, wire: Any) -> bool:
@@ -479,12 +509,12 @@ def _parse_slowly(text: str | bytes, sender: Sender, decoded: Message | None) ->
     from .diagnostics import read_frame
     from .schemas import TWILIO_SCHEMAS
 
-    frame, violations = read_frame(text, sender=sender)
+    frame, violations = read_frame(text, sender=sender, headers=False)
     if violations:
         raise RemoteProtocolError(violations[0])
     assert frame is not None
     if decoded is not None:
-        return decoded
+        return _unless_file(decoded, text)
     event = frame["event"]
     if sender == "twilio" and event not in TWILIO_SCHEMAS:
         if not isinstance(text, str):

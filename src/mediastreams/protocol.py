@@ -24,14 +24,18 @@ import binascii
 import enum
 from collections import deque
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Generic, TypeVar
 
-from .diagnostics import Violation, container_format, diagnose_binary
+from .containers import container_format
+from .diagnostics import Violation, diagnose_binary
 from .exceptions import LocalProtocolError, RemoteProtocolError
 from .messages import (
     DTMF,
     AppMessage,
     Clear,
     Connected,
+    FileInPayload,
     Mark,
     Media,
     MediaFormat,
@@ -52,7 +56,9 @@ __all__ = [
     "MAX_BUFFERED_MS",
     "STOPPED",
     "STREAMING",
+    "AfterStop",
     "AppProtocol",
+    "Received",
     "State",
     "TwilioProtocol",
 ]
@@ -79,7 +85,50 @@ STOPPED = State.STOPPED
 
 
 def _violation(sender: Sender, kind: str, message: str, hint: str, frame: str | None) -> Violation:
-    return Violation(31951, kind, sender, message, hint, frame)
+    return Violation(31951, kind=kind, sender=sender, message=message, hint=hint, frame=frame)
+
+
+M = TypeVar("M", TwilioMessage, AppMessage)
+
+
+@dataclass(frozen=True, slots=True)
+class Received(Generic[M]):
+    """What one frame carried, as ``receive()`` read it.
+
+    Attributes:
+        message: the message read and acted on, or ``None`` when the frame was ignored (as
+            Twilio ignores an invalid frame: https://www.twilio.com/docs/api/errors/31951).
+        violations: every mistake the frame carried. When ``message`` is ``None`` the first
+            is why it was ignored; otherwise they are warnings about a frame still acted on
+            (a payload with a file header is played anyway; audio past 10 minutes of buffer
+            is discarded with 31931).
+        echoes: names of the marks this frame made Twilio's side echo at once (a ``clear``
+            echoes every pending mark; a ``mark`` into an empty buffer echoes itself).
+    """
+
+    message: M | None
+    violations: tuple[Violation, ...] = ()
+    echoes: tuple[str, ...] = ()
+
+    @property
+    def ignored(self) -> bool:
+        """The frame changed nothing: it was refused (see :attr:`violations`) or dropped."""
+        return self.message is None
+
+
+@dataclass(frozen=True, slots=True)
+class AfterStop(Received[AppMessage]):
+    """An app frame that arrived after Twilio's ``stop``: dropped, and not a mistake.
+
+    Twilio closes the socket right after ``stop``, so what the app sent before it learnt of
+    the hang-up crosses the ``stop`` on the wire and is dropped with the socket. ``message``
+    is ``None``; the frame is counted, not reported.
+
+    Attributes:
+        dropped: what the frame would have been.
+    """
+
+    dropped: AppMessage | None = None
 
 
 class AppProtocol:
@@ -125,6 +174,19 @@ class AppProtocol:
         return tuple(self._pending_marks)
 
     # --- receiving -------------------------------------------------------------------------
+
+    def receive(self, frame: str | bytes) -> Received[TwilioMessage]:
+        """Read one WebSocket frame from Twilio (``str`` for text, ``bytes`` for binary).
+
+        Never raises for what Twilio sends: an invalid or out-of-order frame comes back with
+        ``message`` ``None`` and its violation, and the state is unchanged.
+        """
+        if not isinstance(frame, str):
+            return Received(None, tuple(diagnose_binary(frame, sender="twilio")))
+        try:
+            return Received(self.receive_text(frame))
+        except RemoteProtocolError as error:
+            return Received(None, (error.violation,))
 
     def receive_text(self, text: str | bytes) -> TwilioMessage:
         """Read one text frame from Twilio and advance the state.
@@ -228,10 +290,10 @@ class AppProtocol:
             raise LocalProtocolError(
                 Violation(
                     31924,
-                    "payload-has-header",
-                    "app",
-                    f"the payload starts with a {kind} file header",
-                    "Convert it with mediastreams.audio to headerless mu-law first.",
+                    kind="payload-has-header",
+                    sender="app",
+                    message=f"the payload starts with a {kind} file header",
+                    hint="Convert it with mediastreams.audio to headerless mu-law first.",
                 )
             )
         self._outgoing.append(
@@ -326,6 +388,7 @@ class TwilioProtocol:
             custom_parameters=dict(custom_parameters or {}),
             media_format=MediaFormat(),
         )
+        # Filled by receive_text() only, for code written before receive(): bounded.
         self.warnings: list[Violation] = []
         self._outgoing: list[str] = []
         self._sequence = 0
@@ -458,37 +521,39 @@ class TwilioProtocol:
 
     # --- what the app sends ----------------------------------------------------------------
 
-    def receive_text(self, text: str | bytes) -> AppMessage:
-        """Read one frame from the app and act on it as Twilio would.
+    def receive(self, frame: str | bytes) -> Received[AppMessage]:
+        """Read one WebSocket frame from the app (``str`` for text, ``bytes`` for binary) and
+        act on it as Twilio would.
 
-        ``media`` joins the playout buffer, ``mark`` waits in it (or is echoed at once when
-        the buffer is empty), ``clear`` empties it and echoes every pending mark.
+        ``media`` joins the playout buffer, ``mark`` waits in it (or is echoed at once when the
+        buffer is empty), ``clear`` empties it and echoes every pending mark.
+
+        Never raises for what the app sends. A frame Twilio would ignore with a warning (31950,
+        31951, 31924) comes back with ``message`` ``None`` and its violation, and nothing
+        changes. A payload with a file header is still played (as Twilio would, as noise), and
+        audio past 10 minutes of buffer is discarded (31931): the message comes back with those
+        violations. A frame that arrives after ``stop`` comes back as :class:`AfterStop`.
+        """
+        if not isinstance(frame, str):
+            return Received(None, tuple(diagnose_binary(frame, sender="app")))
+        return self._accept(frame)
+
+    def receive_text(self, text: str | bytes) -> AppMessage:
+        """Read one text frame from the app; :meth:`receive` that raises.
 
         Raises:
-            RemoteProtocolError: the frame is one Twilio would ignore with a warning (31950,
-                31951, 31924); nothing changes. A payload with a file header is still played
-                (as Twilio would, as noise), and its violation is added to :attr:`warnings`.
+            RemoteProtocolError: the frame is one Twilio would ignore, or came after ``stop``
+                (kind ``"after-stop"``); nothing changes. Warnings about a frame that was still
+                acted on are added to :attr:`warnings` (at most 100 are kept).
         """
-        message = self._parse_app_frame(text)
-        if self.state is not STREAMING:
-            self._app_out_of_order(message, text)
-        if message.stream_sid != self.stream_sid:
-            raise RemoteProtocolError(
-                _violation(
-                    "app",
-                    "wrong-stream-sid",
-                    f"streamSid {message.stream_sid!r} is not this stream's ({self.stream_sid})",
-                    "Send the streamSid from the start frame of this WebSocket.",
-                    _text(text),
-                )
-            )
-        if type(message) is Media:
-            self._queue_audio(message.payload)
-        elif type(message) is Mark:
-            self._queue_mark(message.name)
-        else:
-            self._clear()
-        return message
+        received = self._accept(text)
+        if isinstance(received, AfterStop):
+            raise RemoteProtocolError(self._after_stop(received, text))
+        if received.message is None:
+            raise RemoteProtocolError(received.violations[0])
+        if received.violations and len(self.warnings) < _MAX_KEPT_WARNINGS:
+            self.warnings.extend(received.violations)
+        return received.message
 
     def receive_bytes(self, data: bytes) -> None:
         """A binary frame from the app: Twilio ignores it.
@@ -498,70 +563,98 @@ class TwilioProtocol:
         """
         raise RemoteProtocolError(diagnose_binary(data, sender="app")[0])
 
-    def _parse_app_frame(self, text: str | bytes) -> AppMessage:
+    def _accept(self, text: str | bytes) -> Received[AppMessage]:
+        warnings: tuple[Violation, ...] = ()
         try:
-            return parse(text, sender="app")  # type: ignore[return-value]
-        except RemoteProtocolError as error:
-            if error.violation.kind != "payload-has-header":
-                raise
+            message: AppMessage = parse(text, sender="app")  # type: ignore[assignment]
+        except FileInPayload as error:
             # Twilio would play these bytes as mu-law: keep them, and the warning.
-            self.warnings.append(error.violation)
-            return _media_despite_header(text)
-
-    def _app_out_of_order(self, message: AppMessage, text: str | bytes) -> None:
-        if self.state is STOPPED:
-            message_text, hint = "after the stream stopped", "Stop sending once stop arrives."
+            message, warnings = error.media, (error.violation,)
+        except RemoteProtocolError as error:
+            return Received(None, (error.violation,))
+        if self.state is not STREAMING:
+            if self.state is STOPPED:
+                return AfterStop(None, dropped=message)
+            return Received(None, (self._too_early(message, text),))
+        if message.stream_sid != self.stream_sid:
+            return Received(None, (self._wrong_sid(message, text),))
+        echoes: tuple[str, ...] = ()
+        if type(message) is Media:
+            overflow = self._queue_audio(message.payload)
+            if overflow is not None:
+                warnings += (overflow,)
+        elif type(message) is Mark:
+            echoes = self._queue_mark(message.name)
         else:
-            message_text, hint = "before start", "Wait for start: it carries the streamSid."
-        raise RemoteProtocolError(
-            _violation(
-                "app",
-                "after-stop" if self.state is STOPPED else "too-early",
-                f"{_event_name(message)} {message_text}",
-                hint,
-                _text(text),
-            )
+            echoes = self._clear()
+        return Received(message, warnings, echoes)
+
+    def _too_early(self, message: AppMessage, text: str | bytes) -> Violation:
+        return _violation(
+            "app",
+            "too-early",
+            f"{_event_name(message)} before start",
+            "Wait for start: it carries the streamSid.",
+            _text(text),
         )
 
-    def _queue_audio(self, payload: bytes) -> None:
+    def _after_stop(self, received: AfterStop, text: str | bytes) -> Violation:
+        return _violation(
+            "app",
+            "after-stop",
+            f"{_event_name(received.dropped)} after the stream stopped",
+            "Stop sending once stop arrives.",
+            _text(text),
+        )
+
+    def _wrong_sid(self, message: AppMessage, text: str | bytes) -> Violation:
+        return _violation(
+            "app",
+            "wrong-stream-sid",
+            f"streamSid {message.stream_sid[:64]!r} is not this stream's ({self.stream_sid})",
+            "Send the streamSid from the start frame of this WebSocket.",
+            _text(text),
+        )
+
+    def _queue_audio(self, payload: bytes) -> Violation | None:
         if self._buffered_bytes + len(payload) > self._max_buffered_bytes:
-            self._overflow()
-            return
+            return self._overflow()
         self._buffer.append(payload)
         self._buffered_bytes += len(payload)
+        return None
 
-    def _overflow(self) -> None:
+    def _overflow(self) -> Violation | None:
         # https://www.twilio.com/docs/api/errors/31931: once per stream.
         if self._overflowed:
-            return
+            return None
         self._overflowed = True
-        self.warnings.append(
-            Violation(
-                31931,
-                "buffer-overflow",
-                "app",
-                "more than 10 minutes of audio buffered; new media is discarded",
-                "Pace the audio: keep at most a few seconds ahead of what marks confirm.",
-            )
+        return Violation(
+            31931,
+            kind="buffer-overflow",
+            sender="app",
+            message="more than 10 minutes of audio buffered; new media is discarded",
+            hint="Pace the audio: keep at most a few seconds ahead of what marks confirm.",
         )
 
-    def _queue_mark(self, name: str) -> None:
+    def _queue_mark(self, name: str) -> tuple[str, ...]:
         # https://www.twilio.com/docs/voice/media-streams/websocket-messages#send-a-mark-message:
         # echoed when the audio before it has played; at once when nothing is buffered.
         if self._buffered_bytes == 0 and not self._buffer:
             self._echo(name)
-        else:
-            self._buffer.append(_PendingMark(name))
+            return (name,)
+        self._buffer.append(_PendingMark(name))
+        return ()
 
-    def _clear(self) -> None:
+    def _clear(self) -> tuple[str, ...]:
         # https://www.twilio.com/docs/voice/media-streams/websocket-messages#send-a-clear-message:
         # drop the audio, then send back every mark still pending, in order.
-        pending = [e.name for e in self._buffer if isinstance(e, _PendingMark)]
+        pending = tuple(e.name for e in self._buffer if isinstance(e, _PendingMark))
         self._buffer.clear()
         self._buffered_bytes = 0
         for name in pending:
             self._echo(name)
         self.marks_echoed_by_clear += len(pending)
+        return pending
 
     def _echo(self, name: str) -> None:
         mark = Mark(stream_sid=self.stream_sid, name=name, sequence_number=self._next_sequence())
@@ -602,9 +695,4 @@ def _text(text: str | bytes) -> str:
     return text if isinstance(text, str) else text.decode("utf-8", "replace")
 
 
-def _media_despite_header(text: str | bytes) -> Media:
-    import json
-
-    frame = json.loads(text)
-    payload = binascii.a2b_base64(frame["media"]["payload"])
-    return Media(stream_sid=frame["streamSid"], payload=payload)
+_MAX_KEPT_WARNINGS = 100
