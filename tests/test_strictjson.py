@@ -91,6 +91,19 @@ def test_nan_infinity_and_long_integers_are_refused() -> None:
         load('{"x":' + "9" * (MAX_INT_DIGITS + 1) + "}")
 
 
+def test_long_integers_are_refused_where_python_no_longer_bounds_them() -> None:
+    import sys
+
+    previous = sys.get_int_max_str_digits()
+    sys.set_int_max_str_digits(0)
+    try:
+        with pytest.raises(NumberTooLong):
+            load('{"x":' + "9" * (MAX_INT_DIGITS + 1) + "}")
+        assert load('{"x":[1,2,3]}') == {"x": [1, 2, 3]}
+    finally:
+        sys.set_int_max_str_digits(previous)
+
+
 def test_keys_and_objects_are_bounded() -> None:
     keys = ",".join(f'"k{i}":1' for i in range(MAX_MEMBERS - 1))
     assert len(load("{" + keys + "}")) == MAX_MEMBERS - 1

@@ -419,6 +419,9 @@ class _Diagnosis:
             self._wrong_type(path, value, "a base64 string")
             return
         try:
+            # Padded base64 only, as msgspec reads it; strict_mode alone lets some lengths by.
+            if len(value) % 4:
+                raise ValueError(f"{len(value)} characters, not a multiple of 4: padding lost?")
             payload = binascii.a2b_base64(value, strict_mode=True)
         except ValueError as error:  # binascii.Error, or a non-ASCII string
             self.add(

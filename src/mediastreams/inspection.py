@@ -152,7 +152,9 @@ class _Replay:
 
     def _play_until(self, side: TwilioProtocol, t: float) -> None:
         if t > self.played_until:
-            side.play(int((t - self.played_until) * 1000 * BYTES_PER_MS))
+            # No more than is buffered: a trace's times can be anything, 1e300 s included.
+            elapsed_bytes = (t - self.played_until) * 1000 * BYTES_PER_MS
+            side.play(int(min(elapsed_bytes, side.buffered_bytes)))
             side.data_to_send()
             self.played_until = t
 

@@ -14,7 +14,7 @@ Bounds: :data:`MAX_DEPTH` levels of objects and arrays (a Media Streams frame ha
 from __future__ import annotations
 
 import json
-import re
+import sys
 from array import array
 from itertools import accumulate
 from typing import Any
@@ -37,8 +37,10 @@ MAX_DEPTH = 32
 """Objects and arrays nested deeper than this are refused (a frame nests 3 deep)."""
 MAX_MEMBERS = 1024
 """Keys and objects in all of one frame (a ``start`` frame has about 20, plus parameters)."""
-MAX_INT_DIGITS = 64
-"""Digits in one JSON integer (Twilio's largest is a sample rate)."""
+MAX_INT_DIGITS = 4300
+"""Digits in one JSON integer: Python's own default bound (``sys.get_int_max_str_digits``),
+kept when a program lifts it, since converting a long integer takes time quadratic in its
+length. Twilio's largest is a sample rate."""
 
 
 class StrictJSONError(ValueError):
@@ -86,8 +88,10 @@ def load(text: str) -> Any:
     _check_raw_surrogates(text)
     _check_depth(text)
     members = _MemberCount()
-    # A hook per integer costs a call each: only a text with a long run of digits needs it.
-    parse_int = _bounded_int if _LONG_DIGITS.search(text) else None
+    # Python refuses integers past its bound by itself (a ValueError below); a hook per integer
+    # costs a call each, so it runs only where a program lifted that bound.
+    bound = sys.get_int_max_str_digits()
+    parse_int = _bounded_int if bound == 0 or bound > MAX_INT_DIGITS else None
     try:
         value = json.loads(
             text,
@@ -99,8 +103,10 @@ def load(text: str) -> Any:
         raise TooDeep(_TOO_DEEP) from None
     except StrictJSONError:
         raise
-    except ValueError as error:  # json.JSONDecodeError, with the line and column
+    except json.JSONDecodeError as error:  # with the line and column
         raise NotJSON(str(error)) from None
+    except ValueError:  # only int() raises another: past sys.get_int_max_str_digits()
+        raise NumberTooLong(f"an integer of more than {MAX_INT_DIGITS} digits") from None
     _check_escaped_surrogates(text, value)
     return value
 
@@ -131,9 +137,6 @@ class _MemberCount:
 
 def _refuse_constant(name: str) -> Any:
     raise NotJSON(f"{name} is not a JSON value (JSON has no NaN or Infinity)")
-
-
-_LONG_DIGITS = re.compile(f"[0-9]{{{MAX_INT_DIGITS + 1}}}")
 
 
 def _bounded_int(digits: str) -> int:
