@@ -165,7 +165,9 @@ def test_quiet_mulaw_is_not_mistaken_for_mp3() -> None:
 
 
 def test_describe_and_to_dict() -> None:
-    violation = Violation(31951, "unknown-field", "app", "unknown field `x`", "Remove it.")
+    violation = Violation(
+        31951, kind="unknown-field", sender="app", message="unknown field `x`", hint="Remove it."
+    )
     assert violation.describe() == "31951 Protocol - Invalid Message: unknown field `x`. Remove it."
     assert violation.to_dict() == {
         "code": 31951,
@@ -249,3 +251,15 @@ def test_read_frame_returns_the_object_with_its_violations() -> None:
     assert frame_object == {"event": "future", "streamSid": MZ} and found == []
     frame_object, found = read_frame(b"\xff", sender="app")
     assert frame_object is None and found[0].kind == "not-utf8"
+
+
+def test_base64_is_read_as_the_fast_path_reads_it() -> None:
+    for payload in ("/w=", "AAAA====", "AAAAA"):
+        (violation,) = app(event="media", streamSid=MZ, media={"payload": payload})
+        assert violation.kind == "payload-not-base64"
+    assert app(event="media", streamSid=MZ, media={"payload": "/x=="}) == []  # as msgspec
+
+
+def test_counters_longer_than_pythons_integer_bound_are_wrong() -> None:
+    (violation,) = diagnose_text(twilio_media(seq="7" * 5000), sender="twilio")
+    assert (violation.kind, violation.path) == ("wrong-type", "sequenceNumber")

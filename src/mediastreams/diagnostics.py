@@ -419,9 +419,12 @@ class _Diagnosis:
             self._wrong_type(path, value, "a base64 string")
             return
         try:
-            # Padded base64 only, as msgspec reads it; strict_mode alone lets some lengths by.
+            # Padded base64 only, as msgspec reads it; strict_mode alone lets by some lengths
+            # and a whole group of padding ("AAAA====").
             if len(value) % 4:
                 raise ValueError(f"{len(value)} characters, not a multiple of 4: padding lost?")
+            if value.endswith("==="):
+                raise ValueError("more than two '=' of padding")
             payload = binascii.a2b_base64(value, strict_mode=True)
         except ValueError as error:  # binascii.Error, or a non-ASCII string
             self.add(
@@ -475,9 +478,15 @@ def is_counter(value: object) -> bool:
 
     ``str.isdigit`` alone also takes ``"٣"`` and ``"²"``, which ``int()`` reads as 3 or
     refuses; https://www.twilio.com/docs/voice/media-streams/websocket-messages shows only
-    ``"0"``-``"9"``.
+    ``"0"``-``"9"``. At most :data:`~mediastreams.strictjson.MAX_INT_DIGITS` of them: past
+    Python's own bound, ``int()`` refuses the fast path's conversion.
     """
-    return isinstance(value, str) and value.isascii() and value.isdigit()
+    return (
+        isinstance(value, str)
+        and value.isascii()
+        and value.isdigit()
+        and len(value) <= strictjson.MAX_INT_DIGITS
+    )
 
 
 def _is_int(value: object) -> bool:
