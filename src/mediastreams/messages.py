@@ -28,6 +28,21 @@ import msgspec
 
 from .containers import container_format
 from .exceptions import LocalProtocolError, RemoteProtocolError
+from .wireshapes import (
+    _APP_DECODER,
+    _APP_WIRES,
+    _MEMBERS,
+    _TWILIO_DECODER,
+    _AppClearWire,
+    _AppMarkWire,
+    _AppMediaWire,
+    _ConnectedWire,
+    _DTMFWire,
+    _MarkWire,
+    _MediaWire,
+    _StartWire,
+    _StopWire,
+)
 
 if TYPE_CHECKING:
     from .diagnostics import Violation
@@ -54,6 +69,10 @@ __all__ = [
 
 Sender: TypeAlias = Literal["twilio", "app"]
 """Who sent a frame: Twilio (to the app) or the app (to Twilio)."""
+
+
+# Messages that can hold no reference cycle (all but Start and UnknownMessage, which hold
+# dicts) stay out of the garbage collector's tracking (gc=False): cheaper to allocate.
 
 
 class Connected(msgspec.Struct, frozen=True, kw_only=True, gc=False):
@@ -166,134 +185,6 @@ AppMessage: TypeAlias = Media | Mark | Clear
 Message: TypeAlias = Connected | Start | Media | DTMF | Mark | Stop | Clear | UnknownMessage
 
 
-# --- wire shapes for the fast path -------------------------------------------------------
-# No wire shape (and no message but Start and UnknownMessage) can hold a reference cycle, so
-# they stay out of the garbage collector's tracking (gc=False): cheaper to allocate.
-# Frames from Twilio may grow fields over time, so unknown keys are tolerated there; frames
-# from the app are held to the documented shape, since Twilio logs 31951 for an "extra field"
-# (https://www.twilio.com/docs/api/errors/31951).
-
-
-class _MediaFormatWire(msgspec.Struct, gc=False, rename="camel"):
-    encoding: str
-    sample_rate: int
-    channels: int
-
-
-class _StartBodyWire(msgspec.Struct, gc=False, rename="camel"):
-    stream_sid: str
-    account_sid: str
-    call_sid: str
-    tracks: list[str]
-    media_format: _MediaFormatWire
-    custom_parameters: dict[str, str] = {}
-
-
-class _ConnectedWire(msgspec.Struct, gc=False, tag_field="event", tag="connected"):
-    protocol: str
-    version: str
-
-
-class _StartWire(msgspec.Struct, gc=False, tag_field="event", tag="start", rename="camel"):
-    sequence_number: str
-    stream_sid: str
-    start: _StartBodyWire
-
-
-class _MediaBodyWire(msgspec.Struct, gc=False):
-    track: str
-    chunk: str
-    timestamp: str
-    payload: bytes
-
-
-class _MediaWire(msgspec.Struct, gc=False, tag_field="event", tag="media", rename="camel"):
-    sequence_number: str
-    stream_sid: str
-    media: _MediaBodyWire
-
-
-class _DTMFBodyWire(msgspec.Struct, gc=False):
-    track: str
-    digit: str
-
-
-class _DTMFWire(msgspec.Struct, gc=False, tag_field="event", tag="dtmf", rename="camel"):
-    sequence_number: str
-    stream_sid: str
-    dtmf: _DTMFBodyWire
-
-
-class _MarkBodyWire(msgspec.Struct, gc=False):
-    name: str
-
-
-class _MarkWire(msgspec.Struct, gc=False, tag_field="event", tag="mark", rename="camel"):
-    sequence_number: str
-    stream_sid: str
-    mark: _MarkBodyWire
-
-
-class _AppMarkBodyWire(msgspec.Struct, gc=False, forbid_unknown_fields=True):
-    name: str
-
-
-class _StopBodyWire(msgspec.Struct, gc=False, rename="camel"):
-    account_sid: str
-    call_sid: str
-
-
-class _StopWire(msgspec.Struct, gc=False, tag_field="event", tag="stop", rename="camel"):
-    sequence_number: str
-    stream_sid: str
-    stop: _StopBodyWire
-
-
-class _AppMediaBodyWire(msgspec.Struct, gc=False, forbid_unknown_fields=True):
-    payload: bytes
-
-
-class _AppMediaWire(
-    msgspec.Struct,
-    gc=False,
-    tag_field="event",
-    tag="media",
-    rename="camel",
-    forbid_unknown_fields=True,
-):
-    stream_sid: str
-    media: _AppMediaBodyWire
-
-
-class _AppMarkWire(
-    msgspec.Struct,
-    gc=False,
-    tag_field="event",
-    tag="mark",
-    rename="camel",
-    forbid_unknown_fields=True,
-):
-    stream_sid: str
-    mark: _AppMarkBodyWire
-
-
-class _AppClearWire(
-    msgspec.Struct,
-    gc=False,
-    tag_field="event",
-    tag="clear",
-    rename="camel",
-    forbid_unknown_fields=True,
-):
-    stream_sid: str
-
-
-_TWILIO_DECODER = msgspec.json.Decoder(
-    _ConnectedWire | _StartWire | _MediaWire | _DTMFWire | _MarkWire | _StopWire
-)
-_APP_DECODER = msgspec.json.Decoder(_AppMediaWire | _AppMarkWire | _AppClearWire)
-
-
 def _counter(text: str) -> int:
     # Twilio's counters are strings of ASCII digits ("1", "52"): int() alone would also take
     # " 5" or "5_0". isdigit() also takes "٣" (read as 3) and "²": parse() vouches for a frame
@@ -385,22 +276,6 @@ def _from_app_wire(wire: Any) -> AppMessage:
 
 
 _CONTAINER_FIRST_BYTES = frozenset(b"RIOf\xff")
-
-
-# Members (keys) of each wire shape, nested ones included. msgspec keeps the last of two equal
-# keys, so a frame is checked for repeats unless it has no more ":" than its shape has keys:
-# each key has its colon, so there is then no room for a second copy of one.
-_MEMBERS: dict[type, int] = {
-    _ConnectedWire: 3,
-    _MediaWire: 8,
-    _DTMFWire: 6,
-    _MarkWire: 5,
-    _StopWire: 6,
-    _AppMediaWire: 4,
-    _AppMarkWire: 4,
-    _AppClearWire: 2,
-}  # _StartWire is absent: its customParameters vary, so a start frame is always checked
-_APP_WIRES = frozenset({_AppMediaWire, _AppMarkWire, _AppClearWire})
 
 
 def parse(text: str | bytes, *, sender: Sender = "twilio") -> Message:
