@@ -2,7 +2,7 @@
 
 Examples::
 
-    uv run python -m fuzz --target all --inputs 1000000      # a million inputs per target
+    uv run python -m fuzz --target all --inputs 1000000      # a million, shared by 6 targets
     uv run python -m fuzz --target parse-app --inputs 20000 --seed 7
     uv run --with atheris python -m fuzz --engine atheris --target parse-app --inputs 1000000
 
@@ -25,7 +25,9 @@ from .targets import TARGETS
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m fuzz", description=__doc__.splitlines()[0])
     parser.add_argument("--target", default="all", choices=["all", *TARGETS])
-    parser.add_argument("--inputs", type=int, default=100_000, help="inputs per target")
+    parser.add_argument(
+        "--inputs", type=int, default=100_000, help="inputs in all, shared among the targets"
+    )
     parser.add_argument("--seed", type=int, default=0, help="the same seed gives the same inputs")
     parser.add_argument(
         "--out", type=Path, default=Path("fuzz-findings"), help="where crashing inputs go"
@@ -35,10 +37,11 @@ def main(argv: list[str] | None = None) -> int:
     names = list(TARGETS) if args.target == "all" else [args.target]
     print(f"machine: {_machine()}", flush=True)
     if args.engine == "atheris":
-        return _atheris(names, args.inputs, args.out)
+        return _atheris(names, -(-args.inputs // len(names)), args.out)
     results = []
+    share = -(-args.inputs // len(names))  # at least --inputs in all
     for name in names:
-        result = fuzz(TARGETS[name], args.inputs, seed=args.seed, out=args.out)
+        result = fuzz(TARGETS[name], share, seed=args.seed, out=args.out)
         _print(result)
         results.append(result)
     total = sum(r.inputs for r in results)

@@ -136,3 +136,12 @@ def test_app_frames_crossing_the_stop_are_not_blamed() -> None:
     result = inspect_trace(rec.entries)
     assert result.findings == []
     assert result.summary()["frames_after_stop"] == 1
+
+
+def test_a_trace_time_of_1e308_is_replayed_not_overflowed() -> None:
+    rec = good_call()
+    sid = rec.pair.twilio.stream_sid
+    rec.t = 1e308
+    rec.add("app", frame(event="media", streamSid=sid, media={"payload": "/w=="}))
+    result = inspect_trace(rec.entries)
+    assert result.findings == [] and result.tally.media_bytes["app"] == 1601

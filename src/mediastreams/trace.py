@@ -78,9 +78,16 @@ def _read_line(number: int, raw: str) -> TraceEntry | TraceError:
     if sender not in ("twilio", "app"):
         return TraceError(number, '"from" must be "twilio" or "app"')
     t = record.get("t", 0.0)
-    if not isinstance(t, int | float) or isinstance(t, bool) or not math.isfinite(t):
+    if not isinstance(t, int | float) or isinstance(t, bool) or not _finite(t):
         return TraceError(number, '"t" must be a number of seconds')
     return _entry(number, float(t), sender, record)
+
+
+def _finite(t: float) -> bool:
+    try:
+        return math.isfinite(t)
+    except OverflowError:  # an integer too large for a float
+        return False
 
 
 def _entry(
