@@ -196,27 +196,21 @@ def _counter(text: str) -> int:
 
 
 def _from_twilio_wire(wire: Any) -> TwilioMessage:
-    if type(wire) is _MediaWire:  # 50 a second: the counters are checked inline (see _counter)
+    # A media frame parse() could not vouch for at once (its hot path is in parse()).
+    if type(wire) is not _ConnectedWire and not wire.stream_sid:
+        raise ValueError("empty streamSid")
+    if type(wire) is _MediaWire:
         body = wire.media
-        sequence, chunk, timestamp = wire.sequence_number, body.chunk, body.timestamp
-        if not (
-            body.payload
-            and wire.stream_sid
-            and sequence.isdigit()
-            and chunk.isdigit()
-            and timestamp.isdigit()
-        ):
-            raise ValueError("empty payload or streamSid, or a counter not of digits")
+        if not body.payload:
+            raise ValueError("empty payload")
         return Media(
             stream_sid=wire.stream_sid,
             payload=body.payload,
             track=body.track,
-            chunk=int(chunk),
-            timestamp=int(timestamp),
-            sequence_number=int(sequence),
+            chunk=_counter(body.chunk),
+            timestamp=_counter(body.timestamp),
+            sequence_number=_counter(wire.sequence_number),
         )
-    if type(wire) is not _ConnectedWire and not wire.stream_sid:
-        raise ValueError("empty streamSid")
     if type(wire) is _MarkWire:
         return Mark(
             stream_sid=wire.stream_sid,
@@ -296,17 +290,6 @@ def parse(text: str | bytes, *, sender: Sender = "twilio") -> Message:
             carries Twilio's error code (31951 and friends) and a hint. Nothing else is
             raised for any ``str`` or ``bytes``, and the time taken is linear in its length.
     """
-    try:
-        if sender == "twilio":
-            wire: Any = _TWILIO_DECODER.decode(text)
-            message: Message = _from_twilio_wire(wire)
-        else:
-            wire = _APP_DECODER.decode(text)
-            message = _from_app_wire(wire)
-    # ValueError covers a str with a lone surrogate (UnicodeEncodeError); RecursionError,
-    # nesting deeper than the interpreter's stack (msgspec skips unknown fields recursively).
-    except (msgspec.DecodeError, ValueError, TypeError, RecursionError):
-        return _parse_slowly(text, sender, None)
     # msgspec keeps the last of two equal keys, so the fast path vouches only for frames with no
     # room for a second copy of one (nor for an unknown key, which may hide one). Media frames,
     # 50 a second each way, are measured: a frame shorter than the compact form of what was read
@@ -314,29 +297,56 @@ def parse(text: str | bytes, *, sender: Sender = "twilio") -> Message:
     # escape only lengthens a string, UTF-8 bytes outnumber characters, unpadded base64 is the
     # shortest), so the test is sound for any input. Twilio's counters must be ASCII digits
     # (see _counter): in ASCII text they are, unless written as \u escapes, and each of those
-    # adds 5 characters, more than the test lets by.
-    size = len(text)
-    if type(wire) is _MediaWire:
-        body = wire.media
-        shortest = (
-            _TWILIO_MEDIA_SHAPE
-            + len(wire.sequence_number)
-            + len(wire.stream_sid)
-            + len(body.track)
-            + len(body.chunk)
-            + len(body.timestamp)
-            + (len(body.payload) * 4 + 2) // 3
-        )
-        if size < shortest + _SMALLEST_MEMBER and text.isascii():
-            return message
-    elif type(wire) is _AppMediaWire:
-        payload = wire.media.payload
-        shortest = _APP_MEDIA_SHAPE + len(wire.stream_sid) + (len(payload) * 4 + 2) // 3
-        if size < shortest + _SMALLEST_MEMBER:
-            # A cheap test of the first byte before the full signature check.
-            if payload[0] not in _CONTAINER_FIRST_BYTES:
-                return message
-            return _unless_file(message, text)
+    # adds 5 characters, more than the test lets by. Other frames go through _colons_fit.
+    try:
+        if sender == "twilio":
+            wire: Any = _TWILIO_DECODER.decode(text)
+            if type(wire) is _MediaWire:
+                body = wire.media
+                sid, payload, track = wire.stream_sid, body.payload, body.track
+                sequence, chunk, timestamp = wire.sequence_number, body.chunk, body.timestamp
+                if (
+                    sid
+                    and payload
+                    and sequence.isdigit()
+                    and chunk.isdigit()
+                    and timestamp.isdigit()
+                    and len(text)
+                    < _TWILIO_MEDIA_ROOM
+                    + len(sid)
+                    + len(track)
+                    + len(sequence)
+                    + len(chunk)
+                    + len(timestamp)
+                    + (len(payload) * 4 + 2) // 3
+                    and text.isascii()
+                ):
+                    return Media(
+                        stream_sid=sid,
+                        payload=payload,
+                        track=track,
+                        chunk=int(chunk),
+                        timestamp=int(timestamp),
+                        sequence_number=int(sequence),
+                    )
+            message: Message = _from_twilio_wire(wire)
+        else:
+            wire = _APP_DECODER.decode(text)
+            if type(wire) is _AppMediaWire:
+                sid, payload = wire.stream_sid, wire.media.payload
+                if (
+                    sid
+                    and payload
+                    and len(text) < _APP_MEDIA_ROOM + len(sid) + (len(payload) * 4 + 2) // 3
+                    # A cheap test of the first byte before the full signature check.
+                    and payload[0] not in _CONTAINER_FIRST_BYTES
+                ):
+                    return Media(stream_sid=sid, payload=payload)
+            message = _from_app_wire(wire)
+    # ValueError covers a str with a lone surrogate (UnicodeEncodeError); RecursionError,
+    # nesting deeper than the interpreter's stack (msgspec skips unknown fields recursively).
+    except (msgspec.DecodeError, ValueError, TypeError, RecursionError):
+        return _parse_slowly(text, sender, None)
     if _colons_fit(text, wire):
         return _unless_file(message, text)
     return _parse_slowly(text, sender, message)
@@ -368,12 +378,12 @@ def _colons_fit(text: str | bytes, wire: Any) -> bool:
     return data.count(b":") <= members
 
 
-_TWILIO_MEDIA_SHAPE = len(
+_SMALLEST_MEMBER = len(',"":0')
+_TWILIO_MEDIA_ROOM = _SMALLEST_MEMBER + len(
     '{"event":"media","sequenceNumber":"","streamSid":"",'
     '"media":{"track":"","chunk":"","timestamp":"","payload":""}}'
 )
-_APP_MEDIA_SHAPE = len('{"event":"media","streamSid":"","media":{"payload":""}}')
-_SMALLEST_MEMBER = len(',"":0')
+_APP_MEDIA_ROOM = _SMALLEST_MEMBER + len('{"event":"media","streamSid":"","media":{"payload":""}}')
 
 
 def _parse_slowly(text: str | bytes, sender: Sender, decoded: Message | None) -> Message:

@@ -71,24 +71,24 @@ class Playout:
         A mark right after the played audio is reached too: everything before it has played.
         The audio is shorter than ``n_bytes`` when the queue ran out.
         """
+        queue = self._queue
         played = bytearray()
-        reached = self._marks_at_head()
-        while len(played) < n_bytes and self._queue:
-            head = self._queue[0]
+        reached: list[str] = []
+        while queue:
+            head = queue[0]
+            if type(head) is _Mark:
+                reached.append(head.name)
+                queue.popleft()
+                continue
+            if len(played) >= n_bytes:
+                break
             assert isinstance(head, bytes)
             take = n_bytes - len(played)
             if len(head) <= take:
                 played += head
-                self._queue.popleft()
+                queue.popleft()
             else:
                 played += head[:take]
-                self._queue[0] = head[take:]
-            reached += self._marks_at_head()
+                queue[0] = head[take:]
         self._bytes -= len(played)
         return bytes(played), reached
-
-    def _marks_at_head(self) -> list[str]:
-        reached = []
-        while self._queue and isinstance(self._queue[0], _Mark):
-            reached.append(self._queue.popleft().name)  # type: ignore[union-attr]
-        return reached

@@ -23,8 +23,9 @@ from __future__ import annotations
 import binascii
 import enum
 from collections import deque
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Generic, TypeVar
+
+import msgspec
 
 from .containers import container_format
 from .diagnostics import Violation, diagnose_binary
@@ -85,8 +86,7 @@ def _violation(sender: Sender, kind: str, message: str, hint: str, frame: str | 
 M = TypeVar("M", TwilioMessage, AppMessage)
 
 
-@dataclass(frozen=True, slots=True)
-class Received(Generic[M]):
+class Received(msgspec.Struct, Generic[M], frozen=True, gc=False):
     """What one frame carried, as ``receive()`` read it.
 
     Attributes:
@@ -110,8 +110,7 @@ class Received(Generic[M]):
         return self.message is None
 
 
-@dataclass(frozen=True, slots=True)
-class AfterStop(Received[AppMessage]):
+class AfterStop(Received[AppMessage], frozen=True, gc=False):
     """An app frame that arrived after Twilio's ``stop``: dropped, and not a mistake.
 
     Twilio closes the socket right after ``stop``, so what the app sent before it learnt of

@@ -236,6 +236,8 @@ class TwilioProtocol:
                 acted on are added to :attr:`warnings` (at most 100 are kept).
         """
         received = self._accept(text)
+        if received.message is not None and not received.violations:
+            return received.message
         if isinstance(received, AfterStop):
             raise RemoteProtocolError(self._after_stop(received, text))
         if received.message is None:
@@ -265,18 +267,15 @@ class TwilioProtocol:
             if self.state is STOPPED:
                 return AfterStop(None, dropped=message)
             return Received(None, (self._too_early(message, text),))
-        if message.stream_sid != self.stream_sid:
+        if message.stream_sid != self.start.stream_sid:
             return Received(None, (self._wrong_sid(message, text),))
-        echoes: tuple[str, ...] = ()
         if type(message) is Media:
-            overflow = self._queue_audio(message.payload)
-            if overflow is not None:
-                warnings += (overflow,)
-        elif type(message) is Mark:
-            echoes = self._queue_mark(message.name)
-        else:
-            echoes = self._clear()
-        return Received(message, warnings, echoes)
+            if not self._playout.add_audio(message.payload):
+                warnings += self._overflow()
+            return Received(message, warnings)
+        if type(message) is Mark:
+            return Received(message, warnings, self._queue_mark(message.name))
+        return Received(message, warnings, self._clear())
 
     def _too_early(self, message: AppMessage, text: str | bytes) -> Violation:
         return _violation(
@@ -305,20 +304,19 @@ class TwilioProtocol:
             _text(text),
         )
 
-    def _queue_audio(self, payload: bytes) -> Violation | None:
-        if self._playout.add_audio(payload):
-            return None
+    def _overflow(self) -> tuple[Violation, ...]:
         # https://www.twilio.com/docs/api/errors/31931: discarded, with the warning once.
         if self._overflowed:
-            return None
+            return ()
         self._overflowed = True
-        return Violation(
+        overflow = Violation(
             31931,
             kind="buffer-overflow",
             sender="app",
             message="more than 10 minutes of audio buffered; new media is discarded",
             hint="Pace the audio: keep at most a few seconds ahead of what marks confirm.",
         )
+        return (overflow,)
 
     def _queue_mark(self, name: str) -> tuple[str, ...]:
         # https://www.twilio.com/docs/voice/media-streams/websocket-messages#send-a-mark-message:
