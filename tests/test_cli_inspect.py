@@ -4,6 +4,7 @@ from pathlib import Path
 import pytest
 
 from mediastreams.cli import main
+from mediastreams.tally import Tally
 
 from helpers import MZ, frame
 
@@ -62,8 +63,8 @@ def test_json_output_shape(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
         f.write('{"t": 1, "from": "app", "te')  # half-written last line
     assert main(["inspect", "--json", str(trace)]) == 1
     report = json.loads(capsys.readouterr().out)
-    (violation,) = report["violations"]
-    assert violation == {
+    (group,) = report["groups"]
+    assert group == {
         "code": 31951,
         "kind": "unknown-field",
         "from": "app",
@@ -72,9 +73,36 @@ def test_json_output_shape(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
         "hint": "Rename `stream_sid` to `streamSid`.",
         "line": 3,
         "t": 0.04,
+        "count": 1,
+        "lines": [3],
     }
-    assert report["summary"]["violations"] == {"app": 1, "twilio": 0}
-    assert report["unreadable_lines"][0]["line"] == 4
+    assert report["violations"] == {"twilio": 0, "app": 1}
+    assert report["by_code"] == {"31951": 1}
+    assert report["frames"] == {"twilio": 2, "app": 1}
+    assert report["marks"] == {"sent": 0, "echoed": 0, "echoed_by_clear": 0}
+    assert report["unreadable_lines"] == {
+        "count": 1,
+        "lines": [{"line": 4, "message": "not a JSON object (cut short, or not a trace line)"}],
+    }
+
+
+def test_json_keys_are_the_tallys(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    trace = write_trace(tmp_path / "ok.jsonl", ("twilio", CONNECTED), ("twilio", START))
+    assert main(["inspect", "--json", str(trace)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert set(report) == set(Tally().to_dict()) | {"duration_s", "unreadable_lines"}
+
+
+def test_a_long_run_of_one_mistake_is_one_group_with_a_count(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = frame(event="media", streamSid=MZ, media={"payload": "/w==", "track": "outbound"})
+    trace = write_trace(
+        tmp_path / "t.jsonl", ("twilio", CONNECTED), ("twilio", START), *[("app", bad)] * 500
+    )
+    assert main(["inspect", "--json", str(trace)]) == 1
+    (group,) = json.loads(capsys.readouterr().out)["groups"]
+    assert (group["count"], group["lines"]) == (500, [3, 4, 5])
 
 
 def test_repeats_are_collapsed_unless_all(

@@ -5,11 +5,14 @@ import pytest
 
 from mediastreams.diagnostics import (
     CODES,
+    MAX_VIOLATIONS,
     Violation,
     container_format,
     diagnose_binary,
     diagnose_text,
+    is_counter,
     local_violation,
+    read_frame,
 )
 
 from helpers import MZ, frame, twilio_media
@@ -162,7 +165,9 @@ def test_quiet_mulaw_is_not_mistaken_for_mp3() -> None:
 
 
 def test_describe_and_to_dict() -> None:
-    violation = Violation(31951, "unknown-field", "app", "unknown field `x`", "Remove it.")
+    violation = Violation(
+        31951, kind="unknown-field", sender="app", message="unknown field `x`", hint="Remove it."
+    )
     assert violation.describe() == "31951 Protocol - Invalid Message: unknown field `x`. Remove it."
     assert violation.to_dict() == {
         "code": 31951,
@@ -194,3 +199,67 @@ def test_local_violation_has_default_hint() -> None:
 def test_payload_with_non_ascii_characters_is_not_base64() -> None:
     (violation,) = app(event="media", streamSid=MZ, media={"payload": "é/w=="})
     assert violation.kind == "payload-not-base64"
+
+
+# --- bounded: violations, guesses and messages do not grow with the frame -------------------
+
+
+def test_violations_per_frame_are_capped() -> None:
+    keys = {f"k{i}": 1 for i in range(900)}
+    found = diagnose_text(frame(event="clear", streamSid=MZ, **keys), sender="app")
+    assert len(found) == MAX_VIOLATIONS
+    assert all(v.kind == "unknown-field" for v in found)
+
+
+def test_did_you_mean_still_works_among_many_unknown_keys() -> None:
+    found = app(event="media", streamSid=MZ, media={"playload": "/w==", "x1": 1, "x2": 2})
+    assert "did you mean `payload`?" in found[0].message
+
+
+def test_long_names_are_cut_in_messages() -> None:
+    long_key = "k" * 20_000
+    (violation,) = app(event="clear", streamSid=MZ, **{long_key: 1})
+    assert violation.kind == "unknown-field"
+    assert len(violation.message) < 200 and len(violation.hint) < 400
+    (violation,) = app(event="x" * 20_000, streamSid=MZ)
+    assert violation.kind == "unknown-event" and len(violation.message) < 200
+
+
+def test_strict_json_errors_become_31951_with_hints() -> None:
+    cases = {
+        '{"event":"clear","event":"clear","streamSid":"MZ1"}': "duplicate-field",
+        '{"event":"clear","streamSid":"\\udc00"}': "lone-surrogate",
+        '{"event":"clear","x":' + "[" * 40 + "]" * 40 + "}": "too-deep",
+        '{"event":"clear","x":' + "7" * 5000 + "}": "number-too-long",
+        "[" + ",".join(["{}"] * 2000) + "]": "too-many-fields",
+        '{"event":"clear","x":NaN}': "not-json",
+    }
+    for text, kind in cases.items():
+        for sender in ("twilio", "app"):
+            (violation,) = diagnose_text(text, sender=sender)  # type: ignore[arg-type]
+            assert (violation.code, violation.kind) == (31951, kind)
+            assert violation.hint
+
+
+def test_counters_must_be_ascii_digits() -> None:
+    assert is_counter("0123") and not is_counter("") and not is_counter(7)
+    assert not is_counter("٣") and not is_counter("²") and not is_counter(" 5")
+
+
+def test_read_frame_returns_the_object_with_its_violations() -> None:
+    frame_object, found = read_frame(frame(event="future", streamSid=MZ), sender="twilio")
+    assert frame_object == {"event": "future", "streamSid": MZ} and found == []
+    frame_object, found = read_frame(b"\xff", sender="app")
+    assert frame_object is None and found[0].kind == "not-utf8"
+
+
+def test_base64_is_read_as_the_fast_path_reads_it() -> None:
+    for payload in ("/w=", "AAAA====", "AAAAA"):
+        (violation,) = app(event="media", streamSid=MZ, media={"payload": payload})
+        assert violation.kind == "payload-not-base64"
+    assert app(event="media", streamSid=MZ, media={"payload": "/x=="}) == []  # as msgspec
+
+
+def test_counters_longer_than_pythons_integer_bound_are_wrong() -> None:
+    (violation,) = diagnose_text(twilio_media(seq="7" * 5000), sender="twilio")
+    assert (violation.kind, violation.path) == ("wrong-type", "sequenceNumber")

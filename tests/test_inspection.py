@@ -1,6 +1,6 @@
 import base64
 
-from mediastreams.inspection import inspect_trace
+from mediastreams.inspection import MAX_UNREADABLE_KEPT, inspect_trace
 from mediastreams.trace import TraceEntry, TraceError
 
 from helpers import ProtocolPair, frame
@@ -52,11 +52,16 @@ def good_call() -> Recorder:
 def test_a_good_call_has_no_violations() -> None:
     result = inspect_trace(good_call().entries)
     assert result.findings == []
-    summary = result.summary()
+    summary = result.summary()  # the flat shape of earlier versions
     assert summary["marks_sent"] == 1 and summary["marks_echoed"] == 1
     assert summary["audio_ms"] == {"twilio": 20, "app": 200}
     assert summary["clears"] == 1
     assert summary["frames"] == {"twilio": 4, "app": 3}
+    report = result.to_dict()
+    assert report["marks"] == {"sent": 1, "echoed": 1, "echoed_by_clear": 0}
+    assert report["media_bytes"] == {"twilio": 160, "app": 1600}
+    assert report["frames"] == {"twilio": 4, "app": 3}
+    assert report["violations"] == {"twilio": 0, "app": 0}
 
 
 def test_app_mistakes_are_found_with_line_numbers() -> None:
@@ -75,7 +80,8 @@ def test_app_mistakes_are_found_with_line_numbers() -> None:
         (31924, "payload-has-header", 10),
         (31950, "binary-frame", 99),
     ]
-    assert result.to_dict()["violations"][0]["line"] == 8
+    assert result.to_dict()["groups"][0]["line"] == 8
+    assert result.app_violations == 4
 
 
 def test_app_frames_before_start_are_too_early() -> None:
@@ -108,7 +114,17 @@ def test_buffer_overflow_is_measured_against_trace_time() -> None:
 def test_unreadable_lines_are_kept() -> None:
     result = inspect_trace([TraceError(3, "cut short")])
     assert result.summary()["unreadable_lines"] == 1
-    assert result.to_dict()["unreadable_lines"] == [{"line": 3, "message": "cut short"}]
+    assert result.to_dict()["unreadable_lines"] == {
+        "count": 1,
+        "lines": [{"line": 3, "message": "cut short"}],
+    }
+
+
+def test_unreadable_lines_are_counted_and_the_first_kept() -> None:
+    result = inspect_trace([TraceError(n, "cut short") for n in range(1, 5001)])
+    assert result.unreadable == 5000 and len(result.errors) == MAX_UNREADABLE_KEPT
+    everything = inspect_trace([TraceError(n, "x") for n in range(1, 5001)], examples=None)
+    assert len(everything.errors) == 5000
 
 
 def test_app_frames_crossing_the_stop_are_not_blamed() -> None:
@@ -120,3 +136,12 @@ def test_app_frames_crossing_the_stop_are_not_blamed() -> None:
     result = inspect_trace(rec.entries)
     assert result.findings == []
     assert result.summary()["frames_after_stop"] == 1
+
+
+def test_a_trace_time_of_1e308_is_replayed_not_overflowed() -> None:
+    rec = good_call()
+    sid = rec.pair.twilio.stream_sid
+    rec.t = 1e308
+    rec.add("app", frame(event="media", streamSid=sid, media={"payload": "/w=="}))
+    result = inspect_trace(rec.entries)
+    assert result.findings == [] and result.tally.media_bytes["app"] == 1601

@@ -314,3 +314,116 @@ def test_app_media_and_mark_round_trip(payload: bytes, name: str) -> None:
         assert parse(serialize(media), sender="app") == media
     mark = Mark(stream_sid=MZ, name=name)
     assert parse(serialize(mark), sender="app") == mark
+
+
+# --- hostile frames: only our errors, never UnknownMessage from the app ----------------------
+
+DEEP = '{"event":"media","x":' + "[" * 1000 + "]" * 1000 + "}"
+
+
+@pytest.mark.parametrize("sender", ["twilio", "app"])
+def test_deep_nesting_is_31951_not_recursion_error(sender: str) -> None:
+    with pytest.raises(RemoteProtocolError) as caught:
+        parse(DEEP, sender=sender)  # type: ignore[arg-type]
+    assert (caught.value.code, caught.value.violation.kind) == (31951, "too-deep")
+
+
+def test_twilio_unknown_field_nested_within_the_bound_is_tolerated() -> None:
+    text = frame(
+        event="mark", sequenceNumber="3", streamSid=MZ, mark={"name": "x"}, future=[[[[{}]]]]
+    )
+    assert parse(text) == Mark(stream_sid=MZ, name="x", sequence_number=3)
+
+
+@pytest.mark.parametrize(
+    ("text", "sender"),
+    [
+        ('{"event":"media","event":"clear","streamSid":"MZ1"}', "app"),
+        ('{"event":"clear","streamSid":"MZ1","streamSid":"MZ2"}', "app"),
+        ('{"event":"mark","streamSid":"MZ1","mark":{"name":"a","name":"b"}}', "app"),
+        ('{"event":"media","streamSid":"MZ1","media":{"payload":"/w==","payload":"/w=="}}', "app"),
+        (twilio_media()[:-2] + ',"chunk":"9"}}', "twilio"),
+        ('{"event":"future","x":1,"x":2}', "twilio"),
+    ],
+)
+def test_duplicate_keys_are_31951(text: str, sender: str) -> None:
+    with pytest.raises(RemoteProtocolError) as caught:
+        parse(text, sender=sender)  # type: ignore[arg-type]
+    assert (caught.value.code, caught.value.violation.kind) == (31951, "duplicate-field")
+
+
+@pytest.mark.parametrize("sender", ["twilio", "app"])
+def test_lone_surrogates_are_31951(sender: str) -> None:
+    escaped = '{"event":"clear","streamSid":"\\ud800"}'
+    raw = '{"event":"clear","streamSid":"\ud800"}'
+    for text in (escaped, raw):
+        with pytest.raises(RemoteProtocolError) as caught:
+            parse(text, sender=sender)  # type: ignore[arg-type]
+        assert caught.value.violation.kind == "lone-surrogate"
+
+
+def test_a_surrogate_pair_is_a_character() -> None:
+    text = '{"event":"mark","streamSid":"MZ1","mark":{"name":"\\ud83d\\ude00"}}'
+    assert parse(text, sender="app") == Mark(stream_sid="MZ1", name="😀")
+
+
+@pytest.mark.parametrize("digit", ["٣", "²", "３", "𝟑"])
+def test_counters_are_ascii_digits_only(digit: str) -> None:
+    for text in (twilio_media(seq=digit), twilio_media(seq=digit).encode()):
+        with pytest.raises(RemoteProtocolError) as caught:
+            parse(text)
+        assert (caught.value.violation.kind, caught.value.violation.path) == (
+            "wrong-type",
+            "sequenceNumber",
+        )
+
+
+def test_non_ascii_frames_from_twilio_still_parse() -> None:
+    text = frame(event="mark", sequenceNumber="3", streamSid=MZ, mark={"name": "réponse"})
+    assert parse(text) == Mark(stream_sid=MZ, name="réponse", sequence_number=3)
+    assert parse(text.encode()) == Mark(stream_sid=MZ, name="réponse", sequence_number=3)
+
+
+def test_spaced_out_and_colon_bearing_frames_parse() -> None:
+    spaced = json.dumps({"event": "media", "streamSid": MZ, "media": {"payload": "/w=="}})
+    assert parse(spaced, sender="app") == Media(stream_sid=MZ, payload=b"\xff")
+    twilio = json.dumps(json.loads(twilio_media()))
+    assert parse(twilio) == parse(twilio_media())
+    colons = frame(event="mark", streamSid=MZ, mark={"name": "a:b:c:d:e"})
+    assert parse(colons, sender="app") == Mark(stream_sid=MZ, name="a:b:c:d:e")
+
+
+def test_frames_with_unexpected_numbers_are_31951() -> None:
+    for text in ('{"event":"media","x":NaN}', '{"event":"media","x":' + "1" * 5000 + "}"):
+        for sender in ("twilio", "app"):
+            with pytest.raises(RemoteProtocolError):
+                parse(text, sender=sender)  # type: ignore[arg-type]
+
+
+def test_parse_refuses_what_is_not_text() -> None:
+    with pytest.raises(TypeError):
+        parse(123)  # type: ignore[arg-type]
+
+
+_HOSTILE = st.one_of(
+    st.text(max_size=60).map(lambda t: '{"event":' + t),
+    st.sampled_from(_VALID)
+    .map(lambda v: v[1])
+    .flatmap(lambda t: st.integers(0, len(t)).map(lambda i: t[:i] + t[i:].replace(":", ":[", 1))),
+    st.sampled_from(_VALID).map(lambda v: v[1].replace('"', '"\\ud800', 1)),
+    st.sampled_from(_VALID).map(lambda v: v[1][:-1] + ',"event":"clear"}'),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_HOSTILE, st.sampled_from(["twilio", "app"]))
+def test_app_frames_never_become_unknown_messages(text: str, sender: str) -> None:
+    try:
+        message = parse(text, sender=sender)  # type: ignore[arg-type]
+    except RemoteProtocolError as error:
+        assert error.violation.kind != "invalid-frame", "fast and slow paths disagree"
+        return
+    if sender == "app":
+        assert isinstance(message, Media | Mark | Clear)
+    elif isinstance(message, UnknownMessage):
+        assert message.event not in ("connected", "start", "media", "dtmf", "mark", "stop")

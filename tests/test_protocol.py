@@ -11,7 +11,9 @@ from mediastreams.protocol import (
     CONNECTING,
     STOPPED,
     STREAMING,
+    AfterStop,
     AppProtocol,
+    Received,
     TwilioProtocol,
 )
 
@@ -386,3 +388,115 @@ def test_pair_stop_ends_both_sides() -> None:
     (stop,) = pair.twilio_to_app()
     assert isinstance(stop, Stop)
     assert pair.app.state is STOPPED and pair.twilio.state is STOPPED
+
+
+# --- receive(): one reader per side, never raising for what the peer sends -------------------
+
+
+def streaming_twilio() -> TwilioProtocol:
+    twilio = TwilioProtocol(stream_sid=MZ)
+    twilio.send_connected()
+    twilio.send_start()
+    twilio.data_to_send()
+    return twilio
+
+
+def app_media(payload_b64: str = "/w==", sid: str = MZ) -> str:
+    return frame(event="media", streamSid=sid, media={"payload": payload_b64})
+
+
+def test_app_side_receive_reads_text_and_refuses_binary() -> None:
+    app = AppProtocol()
+    assert app.receive(CONNECTED_FRAME) == Received(Connected())
+    received = app.receive(b"\x00\x01")
+    assert received.ignored and received.violations[0].code == 31950
+    received = app.receive(twilio_media())  # before start: out of order, state unchanged
+    assert received.message is None and received.violations[0].kind == "out-of-order"
+    assert app.state is CONNECTED
+    assert isinstance(app.receive(START).message, Start)
+
+
+def test_twilio_side_receive_plays_media_and_reports_binary_frames() -> None:
+    twilio = streaming_twilio()
+    received = twilio.receive(app_media())
+    assert received == Received(Media(stream_sid=MZ, payload=b"\xff"))
+    assert twilio.buffered_bytes == 1
+    binary = twilio.receive(b"{}")
+    assert binary.ignored and (binary.violations[0].code, binary.violations[0].kind) == (
+        31950,
+        "binary-frame",
+    )
+
+
+def test_twilio_side_receive_returns_the_header_warning_with_the_message() -> None:
+    import base64
+
+    twilio = streaming_twilio()
+    wav = b"RIFF\x24\x00\x00\x00WAVEfmt " + b"\x01" * 20
+    received = twilio.receive(app_media(base64.b64encode(wav).decode()))
+    assert isinstance(received.message, Media) and received.message.payload == wav
+    (warning,) = received.violations
+    assert (warning.code, warning.kind) == (31924, "payload-has-header")
+    assert twilio.play(160) == wav
+    assert twilio.warnings == []  # receive() hands warnings back; it keeps none
+
+
+def test_twilio_side_receive_returns_31931_once() -> None:
+    import base64
+
+    twilio = TwilioProtocol(stream_sid=MZ, max_buffered_ms=20)
+    twilio.send_connected()
+    twilio.send_start()
+    full = app_media(base64.b64encode(b"\x01" * 160).decode())
+    results = [twilio.receive(full) for _ in range(4)]
+    codes = [[v.code for v in r.violations] for r in results]
+    assert codes == [[], [31931], [], []]
+    assert all(isinstance(r.message, Media) for r in results)
+
+
+def test_twilio_side_receive_names_the_marks_a_frame_echoed() -> None:
+    twilio = streaming_twilio()
+    assert twilio.receive(frame(event="mark", streamSid=MZ, mark={"name": "now"})).echoes == (
+        "now",
+    )
+    twilio.receive(app_media())
+    for name in ("a", "b"):
+        assert twilio.receive(frame(event="mark", streamSid=MZ, mark={"name": name})).echoes == ()
+    cleared = twilio.receive(frame(event="clear", streamSid=MZ))
+    assert isinstance(cleared.message, Clear) and cleared.echoes == ("a", "b")
+
+
+def test_a_frame_after_stop_is_its_own_type_not_a_violation() -> None:
+    twilio = streaming_twilio()
+    twilio.send_stop()
+    received = twilio.receive(frame(event="mark", streamSid=MZ, mark={"name": "late"}))
+    assert isinstance(received, AfterStop) and received.ignored and received.violations == ()
+    assert received.dropped == Mark(stream_sid=MZ, name="late")
+    # The old API still raises, with the kind it always had.
+    with pytest.raises(RemoteProtocolError) as caught:
+        twilio.receive_text(frame(event="clear", streamSid=MZ))
+    assert caught.value.violation.kind == "after-stop"
+
+
+def test_twilio_side_receive_refuses_without_changing_anything() -> None:
+    twilio = streaming_twilio()
+    for text in (
+        app_media(sid="MZother"),
+        app_media("not base64"),
+        '{"event":"clear","streamSid":"' + MZ + '","streamSid":"' + MZ + '"}',
+        '{"event":"media","x":' + "[" * 5000 + "]" * 5000 + "}",
+        '{"event":"clear","streamSid":"\\ud800"}',
+    ):
+        received = twilio.receive(text)
+        assert received.ignored and len(received.violations) == 1
+    assert twilio.buffered_bytes == 0 and twilio.data_to_send() == []
+
+
+def test_legacy_warnings_list_is_bounded() -> None:
+    import base64
+
+    twilio = streaming_twilio()
+    wav = base64.b64encode(b"RIFF\x24\x00\x00\x00WAVEfmt " + b"\x01" * 20).decode()
+    for _ in range(300):
+        twilio.receive_text(app_media(wav))
+    assert len(twilio.warnings) == 100

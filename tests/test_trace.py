@@ -3,6 +3,8 @@ import io
 import json
 from pathlib import Path
 
+import pytest
+
 from mediastreams.trace import TraceEntry, TraceError, TraceWriter, frame_text, read_trace
 
 from helpers import MZ, frame, twilio_media
@@ -76,3 +78,30 @@ def test_writer_keeps_one_payload_when_it_is_the_evidence(tmp_path: Path) -> Non
     kept, redacted = read(path.read_text())
     assert isinstance(kept, TraceEntry) and kept.text == wav and kept.redacted == ()
     assert isinstance(redacted, TraceEntry) and redacted.redacted == ("media.payload",)
+
+
+@pytest.mark.parametrize("t", ["1e999", "1" + "0" * 400, "true", '"3"'])
+def test_a_time_that_is_no_finite_number_is_an_unreadable_line(t: str) -> None:
+    line = '{"t": ' + t + ', "from": "app", "text": "{}"}\n'
+    (item,) = read_trace(io.StringIO(line))
+    assert isinstance(item, TraceError) and '"t"' in item.message
+
+
+def test_a_redacted_payload_of_absurd_size_is_an_unreadable_line() -> None:
+    line = json.dumps(
+        {
+            "t": 0,
+            "from": "app",
+            "text": '{"event":"media","streamSid":"MZ1","media":{"payload":""}}',
+            "redacted": ["media.payload"],
+            "payload_bytes": 10**9,
+        }
+    )
+    (item,) = read_trace(io.StringIO(line + "\n"))
+    assert isinstance(item, TraceError) and "payload_bytes" in item.message
+
+
+def test_a_deeply_nested_line_is_unreadable_not_a_crash() -> None:
+    line = '{"t": 0, "from": "app", "x": ' + "[" * 5000 + "]" * 5000 + "}\n"
+    (item,) = read_trace(io.StringIO(line))
+    assert isinstance(item, TraceError)

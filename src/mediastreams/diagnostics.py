@@ -19,15 +19,25 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from . import strictjson
+from .containers import container_format
+from .schemas import ALIASES, APP_EXAMPLES, APP_SCHEMAS, NOT_APP_EVENTS, TWILIO_SCHEMAS, Schema
+
 __all__ = [
+    "APP_SCHEMAS",
     "CODES",
+    "MAX_VIOLATIONS",
+    "TWILIO_SCHEMAS",
     "Code",
     "Finding",
     "Violation",
     "container_format",
     "diagnose_binary",
     "diagnose_text",
+    "file_in_payload",
+    "is_counter",
     "local_violation",
+    "read_frame",
 ]
 
 Sender = Literal["twilio", "app"]
@@ -134,84 +144,14 @@ class Finding:
 
 def local_violation(kind: str, message: str, hint: str = "", *, code: int = 31951) -> Violation:
     """A mistake of the app's own, caught before the frame left (for LocalProtocolError)."""
-    return Violation(code, kind, "app", message, hint or _LOCAL_HINTS.get(kind, ""))
+    return Violation(
+        code, kind=kind, sender="app", message=message, hint=hint or _LOCAL_HINTS.get(kind, "")
+    )
 
 
 _LOCAL_HINTS = {
     "empty-payload": "Send at least one byte of mu-law audio, or send nothing.",
     "missing-stream-sid": "Use the streamSid from the start frame.",
-}
-
-# --- schemas ---------------------------------------------------------------------------------
-# The documented shape of each frame (https://www.twilio.com/docs/voice/media-streams/
-# websocket-messages). Kinds: "str", "counter" (a string of digits), "int" (a JSON number),
-# "payload" (base64 mu-law), "tracks" (list of str), "params" (object of str -> str), or a
-# nested dict. A name ending in "?" is optional.
-
-Schema = Mapping[str, Any]
-
-TWILIO_SCHEMAS: Mapping[str, Schema] = {
-    "connected": {"protocol": "str", "version": "str"},
-    "start": {
-        "sequenceNumber": "counter",
-        "streamSid": "str",
-        "start": {
-            "streamSid": "str",
-            "accountSid": "str",
-            "callSid": "str",
-            "tracks": "tracks",
-            "customParameters?": "params",
-            "mediaFormat": {"encoding": "str", "sampleRate": "int", "channels": "int"},
-        },
-    },
-    "media": {
-        "sequenceNumber": "counter",
-        "streamSid": "str",
-        "media": {"track": "str", "chunk": "counter", "timestamp": "counter", "payload": "payload"},
-    },
-    "dtmf": {
-        "sequenceNumber": "counter",
-        "streamSid": "str",
-        "dtmf": {"track": "str", "digit": "str"},
-    },
-    "mark": {"sequenceNumber": "counter", "streamSid": "str", "mark": {"name": "str"}},
-    "stop": {
-        "sequenceNumber": "counter",
-        "streamSid": "str",
-        "stop": {"accountSid": "str", "callSid": "str"},
-    },
-}
-
-APP_SCHEMAS: Mapping[str, Schema] = {
-    "media": {"streamSid": "str", "media": {"payload": "payload"}},
-    "mark": {"streamSid": "str", "mark": {"name": "str"}},
-    "clear": {"streamSid": "str"},
-}
-
-_APP_EXAMPLES = {
-    "media": '{"event":"media","streamSid":"MZ...","media":{"payload":"<base64 mu-law>"}}',
-    "mark": '{"event":"mark","streamSid":"MZ...","mark":{"name":"reply-1"}}',
-    "clear": '{"event":"clear","streamSid":"MZ..."}',
-}
-
-# Names people reach for that are not in the protocol, and what they meant.
-_ALIASES = {
-    "data": "payload",
-    "audio": "payload",
-    "sid": "streamSid",
-    "type": "event",
-    "streamsid": "streamSid",
-}
-
-# Events the app may think it can send, and what to do instead.
-_NOT_APP_EVENTS = {
-    "stop": "There is no outbound stop: close the WebSocket, or end the call over Twilio's REST "
-    "API (update the Call with Status=completed).",
-    "hangup": "There is no hangup event: close the WebSocket, or end the call over Twilio's "
-    "REST API (update the Call with Status=completed).",
-    "dtmf": "Twilio has no outbound DTMF on a Media Stream; play the tones as audio instead.",
-    "start": "Only Twilio sends start.",
-    "connected": "Only Twilio sends connected.",
 }
 
 
@@ -220,10 +160,10 @@ def diagnose_binary(data: bytes, *, sender: Sender = "app") -> list[Violation]:
     return [
         Violation(
             31950,
-            "binary-frame",
-            sender,
-            f"a binary WebSocket frame of {len(data)} bytes",
-            "Send every frame as JSON text (websocket.send_text / send(str)), with the audio "
+            kind="binary-frame",
+            sender=sender,
+            message=f"a binary WebSocket frame of {len(data)} bytes",
+            hint="Send every frame as JSON text (websocket.send_text / send(str)), with the audio "
             "base64-encoded in media.payload.",
             frame=binascii.b2a_base64(data[:4096], newline=False).decode("ascii"),
         )
@@ -234,55 +174,133 @@ def diagnose_text(text: str | bytes, *, sender: Sender) -> list[Violation]:
     """Every mistake in one text frame, most important first; ``[]`` if it is valid.
 
     A frame from Twilio with an unknown ``event`` is valid (it becomes an
-    :class:`~mediastreams.messages.UnknownMessage`); from the app it is a 31951.
+    :class:`~mediastreams.messages.UnknownMessage`); from the app it is a 31951. At most
+    :data:`MAX_VIOLATIONS` are listed, and the time taken is linear in the frame's length.
     """
-    if isinstance(text, bytes):
+    return read_frame(text, sender=sender)[1]
+
+
+def read_frame(
+    text: str | bytes, *, sender: Sender, headers: bool = True
+) -> tuple[dict[str, Any] | None, list[Violation]]:
+    """The frame as a JSON object (``None`` when it is none) and every mistake in it.
+
+    The JSON is read strictly (:mod:`mediastreams.strictjson`): a key twice in one object, a
+    lone surrogate, ``NaN``, nesting deeper than 32 levels or more than 1024 keys are 31951.
+    ``headers=False`` leaves out the file-header check of the app's payload (31924), which
+    :func:`~mediastreams.messages.parse` makes itself.
+    """
+    if not isinstance(text, str):
         try:
-            text = text.decode("utf-8")
+            text = bytes(text).decode("utf-8")
         except UnicodeDecodeError:
-            return [
-                Violation(
-                    31950,
-                    "not-utf8",
-                    sender,
-                    "the text frame is not valid UTF-8",
-                    "Encode frames as UTF-8 JSON text.",
-                )
-            ]
-    return _Diagnosis(text, sender).run()
+            not_utf8 = Violation(
+                31950,
+                kind="not-utf8",
+                sender=sender,
+                message="the text frame is not valid UTF-8",
+                hint="Encode frames as UTF-8 JSON text.",
+            )
+            return None, [not_utf8]
+    diagnosis = _Diagnosis(text, sender, headers=headers)
+    return diagnosis.run(), diagnosis.found
+
+
+def file_in_payload(kind: str, *, sender: Sender, frame: str | None = None) -> Violation:
+    """31924: ``media.payload`` starts with a file header (``kind``: ``"WAV"``, ``"MP3"``...)."""
+    return Violation(
+        31924,
+        kind="payload-has-header",
+        sender=sender,
+        message=f"`media.payload` starts with a {kind} file header, not raw mu-law audio",
+        hint="Twilio plays the bytes as mu-law, so the caller hears a click and noise. Convert "
+        "the file to headerless mu-law 8000 Hz mono first (mediastreams.audio, or "
+        "`mediastreams convert IN -o OUT.ulaw`) and strip the header.",
+        frame=frame,
+        path="media.payload",
+    )
+
+
+MAX_VIOLATIONS = 16
+"""Violations listed for one frame; past this the frame is wrong enough to say so."""
+_MAX_GUESSES = 8  # unknown keys per object given a did-you-mean (difflib is not cheap)
+_MAX_NAME = 64  # characters of a key or event name quoted in a message
+
+_STRICT_JSON_KINDS: Mapping[type[strictjson.StrictJSONError], tuple[str, str]] = {
+    strictjson.NotJSON: (
+        "not-json",
+        "Send json.dumps(...) of an object; check quotes and brackets.",
+    ),
+    strictjson.DuplicateKey: (
+        "duplicate-field",
+        "Send each field once: parsers disagree on which of two copies wins.",
+    ),
+    strictjson.LoneSurrogate: (
+        "lone-surrogate",
+        "Send UTF-8 text; a character outside the BMP is escaped as a whole surrogate pair "
+        "(\\ud83d\\ude00), never half of one.",
+    ),
+    strictjson.TooDeep: (
+        "too-deep",
+        "A Media Streams frame nests at most 3 levels: send the documented shape.",
+    ),
+    strictjson.TooManyMembers: (
+        "too-many-fields",
+        "Send only the documented fields.",
+    ),
+    strictjson.NumberTooLong: (
+        "number-too-long",
+        "Send the documented fields; counters are strings of digits.",
+    ),
+}
 
 
 class _Diagnosis:
-    def __init__(self, text: str, sender: Sender) -> None:
+    def __init__(self, text: str, sender: Sender, *, headers: bool = True) -> None:
         self.text = text
         self.sender: Sender = sender
+        self.headers = headers
         self.found: list[Violation] = []
+        self.event: str | None = None
 
     def add(self, code: int, kind: str, message: str, hint: str, path: str | None = None) -> None:
-        self.found.append(Violation(code, kind, self.sender, message, hint, self.text, path))
+        if len(self.found) < MAX_VIOLATIONS:
+            self.found.append(
+                Violation(
+                    code,
+                    kind=kind,
+                    sender=self.sender,
+                    message=message,
+                    hint=hint,
+                    frame=self.text,
+                    path=path,
+                )
+            )
 
-    def run(self) -> list[Violation]:
+    @property
+    def full(self) -> bool:
+        return len(self.found) >= MAX_VIOLATIONS
+
+    def run(self) -> dict[str, Any] | None:
         frame = self._load()
         if frame is None:
-            return self.found
+            return None
         event = frame.get("event")
         schemas = TWILIO_SCHEMAS if self.sender == "twilio" else APP_SCHEMAS
         if self._check_event(frame, event, schemas):
             assert isinstance(event, str)
+            self.event = event
             self._check_object(frame, schemas[event], "", skip=frozenset({"event"}))
             self._check_consistency(frame, event)
-        return self.found
+        return frame
 
     def _load(self) -> dict[str, Any] | None:
         try:
-            frame = json.loads(self.text)
-        except ValueError as error:
-            self.add(
-                31951,
-                "not-json",
-                f"the frame is not JSON ({error})",
-                "Send json.dumps(...) of an object; check quotes and brackets.",
-            )
+            frame = strictjson.load(self.text)
+        except strictjson.StrictJSONError as error:
+            kind, hint = _STRICT_JSON_KINDS[type(error)]
+            message = f"the frame is not JSON ({error})" if kind == "not-json" else str(error)
+            self.add(31951, kind, message, hint)
             return None
         if not isinstance(frame, dict):
             self.add(
@@ -317,27 +335,23 @@ class _Diagnosis:
 
     def _unknown_app_event(self, event: str) -> None:
         guess = _did_you_mean(event, list(APP_SCHEMAS))
-        if event.lower() in _NOT_APP_EVENTS:
-            hint = _NOT_APP_EVENTS[event.lower()]
+        if event.lower() in NOT_APP_EVENTS:
+            hint = NOT_APP_EVENTS[event.lower()]
         elif guess:
-            hint = f"Did you mean `{guess}`? {_APP_EXAMPLES[guess]}"
+            hint = f"Did you mean `{guess}`? {APP_EXAMPLES[guess]}"
         else:
             hint = "The app may send only media, mark and clear."
-        self.add(31951, "unknown-event", f"unknown event `{event}`", hint, "event")
+        self.add(31951, "unknown-event", f"unknown event {_quote(event)}", hint, "event")
 
     def _check_object(
         self, obj: dict[str, Any], schema: Schema, prefix: str, skip: frozenset[str] = frozenset()
     ) -> None:
         expected = {name.rstrip("?"): kind for name, kind in schema.items()}
         required = [name for name in schema if not name.endswith("?")]
-        unknown = [key for key in obj if key not in expected and key not in skip]
-        matched: set[str] = set()
         if self.sender == "app":
-            for key in unknown:
-                guess = _did_you_mean(key, [n for n in expected if n not in obj])
-                if guess:
-                    matched.add(guess)
-                self._unknown_field(prefix, key, guess)
+            matched = self._unknown_fields(obj, expected, prefix, skip)
+        else:
+            matched = set()
         for name in required:
             if name not in obj and name not in matched:
                 self._missing_field(prefix, name)
@@ -345,21 +359,40 @@ class _Diagnosis:
             if name in obj:
                 self._check_value(obj[name], kind, prefix + name)
 
+    def _unknown_fields(
+        self, obj: dict[str, Any], expected: Mapping[str, Any], prefix: str, skip: frozenset[str]
+    ) -> set[str]:
+        matched: set[str] = set()
+        free = [name for name in expected if name not in obj]
+        guesses = 0
+        for key in obj:
+            if key in expected or key in skip:
+                continue
+            if self.full:  # enough said about this frame: the rest is not looked at
+                break
+            guess = None
+            if guesses < _MAX_GUESSES:
+                guesses += 1
+                guess = _did_you_mean(key, free)
+            if guess:
+                matched.add(guess)
+            self._unknown_field(prefix, key, guess)
+        return matched
+
     def _unknown_field(self, prefix: str, key: str, guess: str | None) -> None:
-        path = prefix + key
+        path = prefix + key[:_MAX_NAME]
         if guess:
-            message = f"unknown field `{path}`; did you mean `{guess}`?"
-            hint = f"Rename `{path}` to `{prefix + guess}`."
+            message = f"unknown field {_quote(prefix + key)}; did you mean `{guess}`?"
+            hint = f"Rename {_quote(prefix + key)} to `{prefix + guess}`."
         else:
-            message = f"unknown field `{path}`"
-            event = self.text and _event_of(self.text)
-            shape = _APP_EXAMPLES.get(event or "", "")
+            message = f"unknown field {_quote(prefix + key)}"
+            shape = APP_EXAMPLES.get(self.event or "", "")
             hint = f"Remove it: Twilio rejects extra fields (31951). The frame is {shape}".rstrip()
         self.add(31951, "unknown-field", message, hint, path)
 
     def _missing_field(self, prefix: str, name: str) -> None:
         path = prefix + name
-        shape = _APP_EXAMPLES.get(_event_of(self.text) or "", "") if self.sender == "app" else ""
+        shape = APP_EXAMPLES.get(self.event or "", "") if self.sender == "app" else ""
         hint = f"Add `{path}`." + (f" The frame is {shape}" if shape else "")
         self.add(31951, "missing-field", f"`{path}` is missing", hint, path)
 
@@ -386,12 +419,18 @@ class _Diagnosis:
             self._wrong_type(path, value, "a base64 string")
             return
         try:
+            # Padded base64 only, as msgspec reads it; strict_mode alone lets by some lengths
+            # and a whole group of padding ("AAAA====").
+            if len(value) % 4:
+                raise ValueError(f"{len(value)} characters, not a multiple of 4: padding lost?")
+            if value.endswith("==="):
+                raise ValueError("more than two '=' of padding")
             payload = binascii.a2b_base64(value, strict_mode=True)
         except ValueError as error:  # binascii.Error, or a non-ASCII string
             self.add(
                 31924,
                 "payload-not-base64",
-                f"`{path}` is not valid base64 ({error})",
+                f"`{path}` is not valid base64 ({str(error)[:_MAX_NAME]})",
                 "Encode the raw mu-law bytes with base64.b64encode(audio).decode('ascii'): "
                 "standard alphabet, with padding, no line breaks.",
                 path,
@@ -406,22 +445,10 @@ class _Diagnosis:
                 path,
             )
             return
-        if self.sender == "app":
-            self._check_container(payload, path)
-
-    def _check_container(self, payload: bytes, path: str) -> None:
-        kind = container_format(payload)
-        if kind is None:
-            return
-        self.add(
-            31924,
-            "payload-has-header",
-            f"`{path}` starts with a {kind} file header, not raw mu-law audio",
-            "Twilio plays the bytes as mu-law, so the caller hears a click and noise. Convert "
-            "the file to headerless mu-law 8000 Hz mono first (mediastreams.audio, or "
-            "`mediastreams convert IN -o OUT.ulaw`) and strip the header.",
-            path,
-        )
+        if self.sender == "app" and self.headers and not self.full:
+            kind = container_format(payload)
+            if kind is not None:
+                self.found.append(file_in_payload(kind, sender="app", frame=self.text))
 
     def _check_consistency(self, frame: dict[str, Any], event: str) -> None:
         sid = frame.get("streamSid")
@@ -440,14 +467,26 @@ class _Diagnosis:
                 self.add(
                     31951,
                     "wrong-stream-sid",
-                    f"`start.streamSid` ({inner}) differs from `streamSid` ({sid})",
+                    f"`start.streamSid` ({_clip(inner)}) differs from `streamSid` ({_clip(sid)})",
                     "A start frame names one stream.",
                     "start.streamSid",
                 )
 
 
-def _is_counter(value: object) -> bool:
-    return isinstance(value, str) and value.isdigit()
+def is_counter(value: object) -> bool:
+    """Whether ``value`` is one of Twilio's counters: a string of ASCII digits (``"52"``).
+
+    ``str.isdigit`` alone also takes ``"٣"`` and ``"²"``, which ``int()`` reads as 3 or
+    refuses; https://www.twilio.com/docs/voice/media-streams/websocket-messages shows only
+    ``"0"``-``"9"``. At most :data:`~mediastreams.strictjson.MAX_INT_DIGITS` of them: past
+    Python's own bound, ``int()`` refuses the fast path's conversion.
+    """
+    return (
+        isinstance(value, str)
+        and value.isascii()
+        and value.isdigit()
+        and len(value) <= strictjson.MAX_INT_DIGITS
+    )
 
 
 def _is_int(value: object) -> bool:
@@ -464,14 +503,14 @@ def _is_params(value: object) -> bool:
 
 _KIND_CHECKS = {
     "str": lambda value: isinstance(value, str),
-    "counter": _is_counter,
+    "counter": is_counter,
     "int": _is_int,
     "tracks": _is_tracks,
     "params": _is_params,
 }
 _KIND_NAMES = {
     "str": "a string",
-    "counter": 'a string of digits (such as "7")',
+    "counter": 'a string of digits 0-9 (such as "7")',
     "int": "a JSON number",
     "tracks": "a list of strings",
     "params": "an object of strings",
@@ -484,7 +523,7 @@ def _json_type(value: object) -> str:
     if isinstance(value, bool):
         return "a boolean"
     if isinstance(value, int | float):
-        return f"the number {value}"
+        return f"the number {_clip(str(value), 40)}"
     if isinstance(value, str):
         return f"the string {json.dumps(value[:40])}"
     if isinstance(value, list):
@@ -492,14 +531,20 @@ def _json_type(value: object) -> str:
     return "an object"
 
 
-def _event_of(text: str) -> str | None:
-    match = re.search(r'"event"\s*:\s*"([^"]*)"', text)
-    return match.group(1) if match else None
+def _clip(text: str, length: int = _MAX_NAME) -> str:
+    return text if len(text) <= length else text[:length] + "…"
+
+
+def _quote(name: str) -> str:
+    return f"`{_clip(name)}`"
 
 
 def _did_you_mean(key: str, candidates: list[str]) -> str | None:
     """The field that ``key`` most likely meant, among ``candidates``."""
-    alias = _ALIASES.get(key) or _ALIASES.get(key.lower())
+    if len(key) > _MAX_NAME:  # no field name is that long; difflib would only take time
+        return None
+    candidates = [c for c in candidates[:32] if len(c) <= _MAX_NAME]
+    alias = ALIASES.get(key) or ALIASES.get(key.lower())
     if alias in candidates:
         return alias
     camel = re.sub(r"_([a-z])", lambda m: m.group(1).upper(), key)
@@ -508,62 +553,3 @@ def _did_you_mean(key: str, candidates: list[str]) -> str | None:
             return candidate
     close = difflib.get_close_matches(key, candidates, n=1, cutoff=0.6)
     return close[0] if close else None
-
-
-# --- audio containers in a payload ------------------------------------------------------------
-
-
-def container_format(payload: bytes) -> str | None:
-    """The file format whose header starts ``payload`` (``"WAV"``, ``"MP3"``...), or ``None``.
-
-    Raw mu-law is headerless, so these signatures mean a file was sent as audio. MP3 frame
-    sync (0xFFE) is also common in quiet mu-law (0xFF is silence), so an MP3 is recognised only
-    by an ID3 tag or by two valid frame headers one frame apart.
-    """
-    head = payload[:12]
-    if head[:4] == b"RIFF" and head[8:12] in (b"WAVE", b"RF64"):
-        return "WAV"
-    if head[:4] == b"RF64" and head[8:12] == b"WAVE":
-        return "WAV"
-    if head[:3] == b"ID3" and len(head) >= 4 and head[3] < 0x0A:
-        return "MP3 (ID3)"
-    if head[:4] == b"OggS":
-        return "Ogg"
-    if head[:4] == b"fLaC":
-        return "FLAC"
-    if _mp3_frames_at(payload):
-        return "MP3"
-    return None
-
-
-_MP3_BITRATES_KBPS = {  # (MPEG-1?, layer) -> table by index; layer III and II cover real files
-    (True, 3): (0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320),
-    (True, 2): (0, 32, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384),
-    (False, 3): (0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160),
-    (False, 2): (0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160),
-}
-_MP3_RATES = {3: (44100, 48000, 32000), 2: (22050, 24000, 16000), 0: (11025, 12000, 8000)}
-
-
-def _mp3_frame_length(header: bytes) -> int | None:
-    if len(header) < 4 or header[0] != 0xFF or header[1] & 0xE0 != 0xE0:
-        return None
-    version = (header[1] >> 3) & 3
-    layer = 4 - ((header[1] >> 1) & 3)
-    bitrate_index = header[2] >> 4
-    rate_index = (header[2] >> 2) & 3
-    if version == 1 or layer not in (2, 3) or rate_index == 3 or bitrate_index in (0, 15):
-        return None
-    mpeg1 = version == 3
-    bitrate = _MP3_BITRATES_KBPS[(mpeg1, layer)][bitrate_index] * 1000
-    sample_rate = _MP3_RATES[version][rate_index]
-    padding = (header[2] >> 1) & 1
-    factor = 144 if (mpeg1 or layer == 2) else 72
-    return factor * bitrate // sample_rate + padding
-
-
-def _mp3_frames_at(payload: bytes) -> bool:
-    length = _mp3_frame_length(payload[:4])
-    if length is None:
-        return False
-    return _mp3_frame_length(payload[length : length + 4]) is not None

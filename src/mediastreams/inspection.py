@@ -1,108 +1,128 @@
-"""Check a recorded call: replay its frames through both state machines, collect violations.
+"""Check a recorded call: replay its frames through both state machines, count and collect.
 
 Twilio's frames go through an :class:`~mediastreams.protocol.AppProtocol` (so a loose Twilio
 stand-in is caught too); the app's frames go through a
 :class:`~mediastreams.protocol.TwilioProtocol` whose playout buffer drains at the pace of the
-trace's timestamps, so an app that buffers more than 10 minutes gets its 31931.
+trace's timestamps, so an app that buffers more than 10 minutes gets its 31931. What each side
+reads goes into one :class:`~mediastreams.tally.Tally`, the counts the emulator prints too.
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .diagnostics import Finding, Violation
-from .exceptions import LocalProtocolError, RemoteProtocolError
-from .messages import Clear, Mark, Media, Start, Stop
+from .diagnostics import Finding
+from .exceptions import LocalProtocolError
+from .messages import Mark, Start, Stop
 from .protocol import BYTES_PER_MS, STREAMING, AppProtocol, TwilioProtocol
+from .tally import Tally
 from .trace import TraceEntry, TraceError, frame_text
 
-__all__ = ["Inspection", "inspect_trace"]
+__all__ = ["MAX_UNREADABLE_KEPT", "Inspection", "inspect_trace"]
+
+MAX_UNREADABLE_KEPT = 1000
+"""Unreadable lines kept with their message (all are counted)."""
 
 
 @dataclass
 class Inspection:
-    """What a trace shows: every violation, unreadable lines, and counts."""
+    """What a trace shows: the tally of both sides, unreadable lines, and how long it ran.
 
-    findings: list[Finding] = field(default_factory=list)
+    Attributes:
+        tally: frames, audio, marks and violations (grouped, with their first examples).
+        errors: the first unreadable lines (all when the trace was inspected with
+            ``examples=None``); :attr:`unreadable` counts them all.
+        unreadable: how many lines could not be read.
+        duration_s: the time of the last frame.
+    """
+
+    tally: Tally = field(default_factory=Tally)
     errors: list[TraceError] = field(default_factory=list)
-    frames: Counter[str] = field(default_factory=Counter)
-    media_bytes: Counter[str] = field(default_factory=Counter)
-    marks_sent: int = 0
-    marks_echoed: int = 0
-    clears: int = 0
-    frames_after_stop: int = 0
+    unreadable: int = 0
     duration_s: float = 0.0
 
     @property
+    def findings(self) -> list[Finding]:
+        """The violations kept as examples, in trace order."""
+        kept = [f for group in self.tally.groups.values() for f in group.examples]
+        return sorted(kept, key=lambda f: (f.line is None, f.line or 0))
+
+    @property
     def app_findings(self) -> list[Finding]:
-        """Violations in what the app sent: these decide the exit code."""
+        """Kept violations in what the app sent."""
         return [f for f in self.findings if f.violation.sender == "app"]
 
-    def summary(self) -> dict[str, Any]:
-        """Counts for the report."""
-        return {
-            "frames": {"twilio": self.frames["twilio"], "app": self.frames["app"]},
-            "audio_ms": {
-                side: self.media_bytes[side] // BYTES_PER_MS for side in ("twilio", "app")
-            },
-            "marks_sent": self.marks_sent,
-            "marks_echoed": self.marks_echoed,
-            "clears": self.clears,
-            "frames_after_stop": self.frames_after_stop,
-            "duration_s": round(self.duration_s, 3),
-            "violations": {
-                "app": len(self.app_findings),
-                "twilio": len(self.findings) - len(self.app_findings),
-            },
-            "by_code": dict(sorted(Counter(f.violation.code for f in self.findings).items())),
-            "unreadable_lines": len(self.errors),
-        }
+    @property
+    def app_violations(self) -> int:
+        """How many violations the app's frames carried: these decide the exit code."""
+        return self.tally.violations_by("app")
+
+    @property
+    def frames(self) -> int:
+        """Frames read, both ways."""
+        return sum(self.tally.frames.values())
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON report of ``mediastreams inspect --json``."""
+        """The JSON report of ``mediastreams inspect --json``: the tally's keys, then
+        ``duration_s`` and ``unreadable_lines`` (``count`` and the first ``lines``)."""
         return {
-            "violations": [f.to_dict() for f in self.findings],
-            "summary": self.summary(),
-            "unreadable_lines": [{"line": e.line, "message": e.message} for e in self.errors],
+            **self.tally.to_dict(),
+            "duration_s": round(self.duration_s, 3),
+            "unreadable_lines": {
+                "count": self.unreadable,
+                "lines": [{"line": e.line, "message": e.message} for e in self.errors],
+            },
+        }
+
+    def summary(self) -> dict[str, Any]:
+        """The counts in the flat shape of earlier versions (``marks_sent``...).
+
+        Kept for code written against it; :meth:`to_dict` has the tally's keys.
+        """
+        tally = self.tally
+        return {
+            "frames": dict(tally.frames),
+            "audio_ms": {side: n // BYTES_PER_MS for side, n in tally.media_bytes.items()},
+            "marks_sent": tally.marks_sent,
+            "marks_echoed": tally.marks_echoed,
+            "clears": tally.clears,
+            "frames_after_stop": tally.frames_after_stop,
+            "duration_s": round(self.duration_s, 3),
+            "violations": {side: tally.violations_by(side) for side in ("app", "twilio")},
+            "by_code": {int(code): n for code, n in tally.to_dict()["by_code"].items()},
+            "unreadable_lines": self.unreadable,
         }
 
 
 class _Replay:
-    def __init__(self) -> None:
-        self.result = Inspection()
+    def __init__(self, examples: int | None) -> None:
+        self.result = Inspection(tally=Tally(examples=examples))
+        self.keep_errors = MAX_UNREADABLE_KEPT if examples is not None else None
         self.app_side = AppProtocol()  # reads Twilio's frames
         self.twilio_side: TwilioProtocol | None = None  # reads the app's frames
         self.played_until = 0.0
 
     def feed(self, item: TraceEntry | TraceError) -> None:
         if isinstance(item, TraceError):
-            self.result.errors.append(item)
+            self.result.unreadable += 1
+            if self.keep_errors is None or len(self.result.errors) < self.keep_errors:
+                self.result.errors.append(item)
             return
-        self.result.frames[item.sender] += 1
         self.result.duration_s = max(self.result.duration_s, item.t)
+        frame = item.binary if item.binary is not None else frame_text(item)
         if item.sender == "twilio":
-            self._from_twilio(item)
+            self._from_twilio(item, frame)
         else:
-            self._from_app(item)
+            self._from_app(item, frame)
 
-    def _from_twilio(self, entry: TraceEntry) -> None:
-        try:
-            if entry.binary is not None:
-                self.app_side.receive_bytes(entry.binary)
-            message = self.app_side.receive_text(frame_text(entry))
-        except RemoteProtocolError as error:
-            self._found(error.violation, entry)
-            return
-        if isinstance(message, Start):
-            self._twilio_knows(message)
-        elif isinstance(message, Media):
-            self.result.media_bytes["twilio"] += len(message.payload)
-        elif isinstance(message, Mark):
-            self.result.marks_echoed += 1
-        elif isinstance(message, Stop) and self.twilio_side is not None:
+    def _from_twilio(self, entry: TraceEntry, frame: str | bytes) -> None:
+        received = self.app_side.receive(frame)
+        self.result.tally.read("twilio", frame, received, line=entry.line, t=entry.t)
+        if isinstance(received.message, Start):
+            self._twilio_knows(received.message)
+        elif isinstance(received.message, Stop) and self.twilio_side is not None:
             self.twilio_side.close()
 
     def _twilio_knows(self, start: Start) -> None:
@@ -112,33 +132,14 @@ class _Replay:
         side.data_to_send()
         self.twilio_side = side
 
-    def _from_app(self, entry: TraceEntry) -> None:
+    def _from_app(self, entry: TraceEntry, frame: str | bytes) -> None:
         side = self.twilio_side or _not_started()
         self._play_until(side, entry.t)
-        try:
-            if entry.binary is not None:
-                side.receive_bytes(entry.binary)
-            message = side.receive_text(frame_text(entry))
-        except RemoteProtocolError as error:
-            if error.violation.kind == "after-stop":
-                # Sent before the app learnt of the hang-up: it crossed Twilio's stop on the
-                # wire, and Twilio drops it with the socket. Not a mistake.
-                self.result.frames_after_stop += 1
-                return
-            self._found(error.violation, entry)
-            return
-        finally:
-            self._collect_warnings(side, entry)
-        self._count_app(message, entry)
-
-    def _count_app(self, message: object, entry: TraceEntry) -> None:
-        if isinstance(message, Media):
-            self.result.media_bytes["app"] += len(message.payload)
-        elif isinstance(message, Mark):
-            self.result.marks_sent += 1
-            self._expect_echo(message.name)
-        elif isinstance(message, Clear):
-            self.result.clears += 1
+        received = side.receive(frame)
+        side.data_to_send()  # echoes: the trace has Twilio's own
+        self.result.tally.read("app", frame, received, line=entry.line, t=entry.t)
+        if isinstance(received.message, Mark):
+            self._expect_echo(received.message.name)
 
     def _expect_echo(self, name: str) -> None:
         # Let the app side know the mark, so its echo is matched.
@@ -151,17 +152,11 @@ class _Replay:
 
     def _play_until(self, side: TwilioProtocol, t: float) -> None:
         if t > self.played_until:
-            side.play(int((t - self.played_until) * 1000 * BYTES_PER_MS))
+            # No more than is buffered: a trace's times can be anything, 1e300 s included.
+            elapsed_bytes = (t - self.played_until) * 1000 * BYTES_PER_MS
+            side.play(int(min(elapsed_bytes, side.buffered_bytes)))
             side.data_to_send()
             self.played_until = t
-
-    def _collect_warnings(self, side: TwilioProtocol, entry: TraceEntry) -> None:
-        for warning in side.warnings:
-            self._found(warning, entry)
-        side.warnings.clear()
-
-    def _found(self, violation: Violation, entry: TraceEntry) -> None:
-        self.result.findings.append(Finding(violation, entry.line, entry.t))
 
 
 def _not_started() -> TwilioProtocol:
@@ -170,9 +165,17 @@ def _not_started() -> TwilioProtocol:
     return side
 
 
-def inspect_trace(items: Iterable[TraceEntry | TraceError]) -> Inspection:
-    """Replay a trace (from :func:`~mediastreams.trace.read_trace`) and report what is wrong."""
-    replay = _Replay()
+def inspect_trace(
+    items: Iterable[TraceEntry | TraceError], *, examples: int | None = 3
+) -> Inspection:
+    """Replay a trace (from :func:`~mediastreams.trace.read_trace`) and report what is wrong.
+
+    Args:
+        items: the trace's lines.
+        examples: violations kept per group, and (with ``None``) every unreadable line too;
+            ``None`` keeps them all. Memory does not grow with the trace otherwise.
+    """
+    replay = _Replay(examples)
     for item in items:
         replay.feed(item)
     return replay.result

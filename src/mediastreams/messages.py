@@ -22,17 +22,37 @@ import functools
 import json
 import secrets
 from collections.abc import Callable
-from typing import Any, Literal, TypeAlias
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 import msgspec
 
+from .containers import container_format
 from .exceptions import LocalProtocolError, RemoteProtocolError
+from .wireshapes import (
+    _APP_DECODER,
+    _APP_WIRES,
+    _MEMBERS,
+    _TWILIO_DECODER,
+    _AppClearWire,
+    _AppMarkWire,
+    _AppMediaWire,
+    _ConnectedWire,
+    _DTMFWire,
+    _MarkWire,
+    _MediaWire,
+    _StartWire,
+    _StopWire,
+)
+
+if TYPE_CHECKING:
+    from .diagnostics import Violation
 
 __all__ = [
     "DTMF",
     "AppMessage",
     "Clear",
     "Connected",
+    "FileInPayload",
     "Mark",
     "Media",
     "MediaFormat",
@@ -51,7 +71,11 @@ Sender: TypeAlias = Literal["twilio", "app"]
 """Who sent a frame: Twilio (to the app) or the app (to Twilio)."""
 
 
-class Connected(msgspec.Struct, frozen=True, kw_only=True):
+# Messages that can hold no reference cycle (all but Start and UnknownMessage, which hold
+# dicts) stay out of the garbage collector's tracking (gc=False): cheaper to allocate.
+
+
+class Connected(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """The first frame Twilio sends once the WebSocket is open."""
 
     protocol: str = "Call"
@@ -82,7 +106,7 @@ class Start(msgspec.Struct, frozen=True, kw_only=True):
     sequence_number: int = 1
 
 
-class Media(msgspec.Struct, frozen=True, kw_only=True):
+class Media(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """Audio: headerless mu-law at 8000 Hz, mono.
 
     From Twilio, ``track``, ``chunk`` (from 1), ``timestamp`` (milliseconds since the stream
@@ -98,7 +122,7 @@ class Media(msgspec.Struct, frozen=True, kw_only=True):
     sequence_number: int | None = None
 
 
-class DTMF(msgspec.Struct, frozen=True, kw_only=True):
+class DTMF(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """A key the caller pressed."""
 
     stream_sid: str
@@ -107,7 +131,7 @@ class DTMF(msgspec.Struct, frozen=True, kw_only=True):
     track: str = "inbound_track"
 
 
-class Mark(msgspec.Struct, frozen=True, kw_only=True):
+class Mark(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """A named point in the outbound audio.
 
     The app sends one after some ``media``; Twilio sends it back (with a ``sequence_number``)
@@ -119,7 +143,7 @@ class Mark(msgspec.Struct, frozen=True, kw_only=True):
     sequence_number: int | None = None
 
 
-class Stop(msgspec.Struct, frozen=True, kw_only=True):
+class Stop(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """Twilio's last frame: the stream has stopped (hang-up, or the call moved on)."""
 
     stream_sid: str
@@ -128,7 +152,7 @@ class Stop(msgspec.Struct, frozen=True, kw_only=True):
     sequence_number: int
 
 
-class Clear(msgspec.Struct, frozen=True, kw_only=True):
+class Clear(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """The app asks Twilio to drop every buffered outbound frame (barge-in)."""
 
     stream_sid: str
@@ -142,6 +166,18 @@ class UnknownMessage(msgspec.Struct, frozen=True, kw_only=True):
     text: str
 
 
+class FileInPayload(RemoteProtocolError):
+    """An app ``media`` frame whose only fault is a file header in its payload (31924).
+
+    Twilio plays the bytes anyway, as mu-law (the caller hears a click and noise), so the
+    frame is still read: :attr:`media` is what it carries.
+    """
+
+    def __init__(self, violation: Violation, media: Media) -> None:
+        super().__init__(violation)
+        self.media = media
+
+
 TwilioMessage: TypeAlias = Connected | Start | Media | DTMF | Mark | Stop | UnknownMessage
 """What Twilio sends the app."""
 AppMessage: TypeAlias = Media | Mark | Clear
@@ -149,125 +185,18 @@ AppMessage: TypeAlias = Media | Mark | Clear
 Message: TypeAlias = Connected | Start | Media | DTMF | Mark | Stop | Clear | UnknownMessage
 
 
-# --- wire shapes for the fast path -------------------------------------------------------
-# Frames from Twilio may grow fields over time, so unknown keys are tolerated there; frames
-# from the app are held to the documented shape, since Twilio logs 31951 for an "extra field"
-# (https://www.twilio.com/docs/api/errors/31951).
-
-
-class _MediaFormatWire(msgspec.Struct, rename="camel"):
-    encoding: str
-    sample_rate: int
-    channels: int
-
-
-class _StartBodyWire(msgspec.Struct, rename="camel"):
-    stream_sid: str
-    account_sid: str
-    call_sid: str
-    tracks: list[str]
-    media_format: _MediaFormatWire
-    custom_parameters: dict[str, str] = {}
-
-
-class _ConnectedWire(msgspec.Struct, tag_field="event", tag="connected"):
-    protocol: str
-    version: str
-
-
-class _StartWire(msgspec.Struct, tag_field="event", tag="start", rename="camel"):
-    sequence_number: str
-    stream_sid: str
-    start: _StartBodyWire
-
-
-class _MediaBodyWire(msgspec.Struct):
-    track: str
-    chunk: str
-    timestamp: str
-    payload: bytes
-
-
-class _MediaWire(msgspec.Struct, tag_field="event", tag="media", rename="camel"):
-    sequence_number: str
-    stream_sid: str
-    media: _MediaBodyWire
-
-
-class _DTMFBodyWire(msgspec.Struct):
-    track: str
-    digit: str
-
-
-class _DTMFWire(msgspec.Struct, tag_field="event", tag="dtmf", rename="camel"):
-    sequence_number: str
-    stream_sid: str
-    dtmf: _DTMFBodyWire
-
-
-class _MarkBodyWire(msgspec.Struct):
-    name: str
-
-
-class _MarkWire(msgspec.Struct, tag_field="event", tag="mark", rename="camel"):
-    sequence_number: str
-    stream_sid: str
-    mark: _MarkBodyWire
-
-
-class _AppMarkBodyWire(msgspec.Struct, forbid_unknown_fields=True):
-    name: str
-
-
-class _StopBodyWire(msgspec.Struct, rename="camel"):
-    account_sid: str
-    call_sid: str
-
-
-class _StopWire(msgspec.Struct, tag_field="event", tag="stop", rename="camel"):
-    sequence_number: str
-    stream_sid: str
-    stop: _StopBodyWire
-
-
-class _AppMediaBodyWire(msgspec.Struct, forbid_unknown_fields=True):
-    payload: bytes
-
-
-class _AppMediaWire(
-    msgspec.Struct, tag_field="event", tag="media", rename="camel", forbid_unknown_fields=True
-):
-    stream_sid: str
-    media: _AppMediaBodyWire
-
-
-class _AppMarkWire(
-    msgspec.Struct, tag_field="event", tag="mark", rename="camel", forbid_unknown_fields=True
-):
-    stream_sid: str
-    mark: _AppMarkBodyWire
-
-
-class _AppClearWire(
-    msgspec.Struct, tag_field="event", tag="clear", rename="camel", forbid_unknown_fields=True
-):
-    stream_sid: str
-
-
-_TWILIO_DECODER = msgspec.json.Decoder(
-    _ConnectedWire | _StartWire | _MediaWire | _DTMFWire | _MarkWire | _StopWire
-)
-_APP_DECODER = msgspec.json.Decoder(_AppMediaWire | _AppMarkWire | _AppClearWire)
-
-
 def _counter(text: str) -> int:
-    # Twilio's counters are decimal strings ("1", "52"); int() alone would also take " 5" or "5_0".
+    # Twilio's counters are strings of ASCII digits ("1", "52"): int() alone would also take
+    # " 5" or "5_0". isdigit() also takes "٣" (read as 3) and "²": parse() vouches for a frame
+    # here only when its counters cannot be other than ASCII, and has the diagnostics check the
+    # others.
     if not text.isdigit():
         raise ValueError(text)
     return int(text)
 
 
 def _from_twilio_wire(wire: Any) -> TwilioMessage:
+    # A media frame parse() could not vouch for at once (its hot path is in parse()).
     if type(wire) is not _ConnectedWire and not wire.stream_sid:
         raise ValueError("empty streamSid")
     if type(wire) is _MediaWire:
@@ -331,22 +260,13 @@ def _from_app_wire(wire: Any) -> AppMessage:
         raise ValueError("empty streamSid")
     if type(wire) is _AppMediaWire:
         payload = wire.media.payload
-        if not payload or _looks_like_container(payload):
-            raise ValueError("payload is empty or a file")
+        if not payload:
+            raise ValueError("empty payload")
         return Media(stream_sid=wire.stream_sid, payload=payload)
     if type(wire) is _AppMarkWire:
         return Mark(stream_sid=wire.stream_sid, name=wire.mark.name)
     assert type(wire) is _AppClearWire
     return Clear(stream_sid=wire.stream_sid)
-
-
-def _looks_like_container(payload: bytes) -> bool:
-    # Cheap pre-check on the first byte; the full signature check is in diagnostics.
-    if payload[0] not in _CONTAINER_FIRST_BYTES:
-        return False
-    from .diagnostics import container_format
-
-    return container_format(payload) is not None
 
 
 _CONTAINER_FIRST_BYTES = frozenset(b"RIOf\xff")
@@ -363,29 +283,145 @@ def parse(text: str | bytes, *, sender: Sender = "twilio") -> Message:
 
     Returns:
         The message, with its payload decoded to mu-law bytes and its counters to ``int``.
+        From the app, always a :class:`Media`, :class:`Mark` or :class:`Clear`.
 
     Raises:
         RemoteProtocolError: the frame is not a valid Media Streams frame; its ``violation``
-            carries Twilio's error code (31951 and friends) and a hint.
+            carries Twilio's error code (31951 and friends) and a hint. Nothing else is
+            raised for any ``str`` or ``bytes``, and the time taken is linear in its length.
     """
+    # msgspec keeps the last of two equal keys, so the fast path vouches only for frames with no
+    # room for a second copy of one (nor for an unknown key, which may hide one). Media frames,
+    # 50 a second each way, are measured: a frame shorter than the compact form of what was read
+    # plus the smallest member (`,"":0`) has no such room. The lengths are lower bounds (an
+    # escape only lengthens a string, UTF-8 bytes outnumber characters, unpadded base64 is the
+    # shortest), so the test is sound for any input. Twilio's counters must be ASCII digits
+    # (see _counter): in ASCII text they are, unless written as \u escapes, and each of those
+    # adds 5 characters, more than the test lets by. Other frames go through _colons_fit.
     try:
         if sender == "twilio":
-            return _from_twilio_wire(_TWILIO_DECODER.decode(text))
-        return _from_app_wire(_APP_DECODER.decode(text))
-    except (msgspec.DecodeError, ValueError, TypeError):
-        pass
-    # Slow path: say exactly what is wrong, or accept what the fast path is too strict for.
-    from .diagnostics import diagnose_text
+            wire: Any = _TWILIO_DECODER.decode(text)
+            if type(wire) is _MediaWire:
+                body = wire.media
+                sid, payload, track = wire.stream_sid, body.payload, body.track
+                sequence, chunk, timestamp = wire.sequence_number, body.chunk, body.timestamp
+                if (
+                    sid
+                    and payload
+                    and sequence.isdigit()
+                    and chunk.isdigit()
+                    and timestamp.isdigit()
+                    and len(text)
+                    < _TWILIO_MEDIA_ROOM
+                    + len(sid)
+                    + len(track)
+                    + len(sequence)
+                    + len(chunk)
+                    + len(timestamp)
+                    + (len(payload) * 4 + 2) // 3
+                    and text.isascii()
+                ):
+                    return Media(
+                        stream_sid=sid,
+                        payload=payload,
+                        track=track,
+                        chunk=int(chunk),
+                        timestamp=int(timestamp),
+                        sequence_number=int(sequence),
+                    )
+            message: Message = _from_twilio_wire(wire)
+        else:
+            wire = _APP_DECODER.decode(text)
+            if type(wire) is _AppMediaWire:
+                sid, payload = wire.stream_sid, wire.media.payload
+                if (
+                    sid
+                    and payload
+                    and len(text) < _APP_MEDIA_ROOM + len(sid) + (len(payload) * 4 + 2) // 3
+                    # A cheap test of the first byte before the full signature check.
+                    and payload[0] not in _CONTAINER_FIRST_BYTES
+                ):
+                    return Media(stream_sid=sid, payload=payload)
+            message = _from_app_wire(wire)
+    # ValueError covers a str with a lone surrogate (UnicodeEncodeError); RecursionError,
+    # nesting deeper than the interpreter's stack (msgspec skips unknown fields recursively).
+    except (msgspec.DecodeError, ValueError, TypeError, RecursionError):
+        return _parse_slowly(text, sender, None)
+    if _colons_fit(text, wire):
+        return _unless_file(message, text)
+    return _parse_slowly(text, sender, message)
 
-    violations = diagnose_text(text, sender=sender)
+
+def _unless_file(message: Message, text: str | bytes) -> Message:
+    # https://www.twilio.com/docs/voice/media-streams/websocket-messages#send-a-media-message:
+    # the app sends raw mu-law, no file header. Only the app's media has no sequence number.
+    if type(message) is Media and message.sequence_number is None:
+        kind = container_format(message.payload)
+        if kind is not None:
+            from .diagnostics import file_in_payload
+
+            frame = text if isinstance(text, str) else bytes(text).decode("utf-8", "replace")
+            raise FileInPayload(file_in_payload(kind, sender="app", frame=frame), message)
+    return message
+
+
+def _colons_fit(text: str | bytes, wire: Any) -> bool:
+    # Each key has its colon: a frame with no more colons than its shape has keys has no room
+    # for another one. A pass over the text; for frames other than media, or spaced-out media.
+    # Twilio's counters must be ASCII digits: in ASCII text with no \u escape, they are.
+    members = _MEMBERS.get(type(wire), -1)
+    if members < 0:
+        return False
+    data = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else bytes(text)
+    if type(wire) not in _APP_WIRES and not (data.isascii() and b"\\u" not in data):
+        return False
+    return data.count(b":") <= members
+
+
+_SMALLEST_MEMBER = len(',"":0')
+_TWILIO_MEDIA_ROOM = _SMALLEST_MEMBER + len(
+    '{"event":"media","sequenceNumber":"","streamSid":"",'
+    '"media":{"track":"","chunk":"","timestamp":"","payload":""}}'
+)
+_APP_MEDIA_ROOM = _SMALLEST_MEMBER + len('{"event":"media","streamSid":"","media":{"payload":""}}')
+
+
+def _parse_slowly(text: str | bytes, sender: Sender, decoded: Message | None) -> Message:
+    # Say exactly what is wrong, or accept what the fast path could not vouch for: a frame
+    # that may repeat a key (``decoded`` is then what the fast path read) or an unknown event.
+    if not isinstance(text, str | bytes | bytearray | memoryview):
+        raise TypeError(f"parse() takes str or bytes, not {type(text).__name__}")
+    from .diagnostics import read_frame
+    from .schemas import TWILIO_SCHEMAS
+
+    frame, violations = read_frame(text, sender=sender, headers=False)
     if violations:
         raise RemoteProtocolError(violations[0])
-    # Only an unknown event from Twilio passes the diagnostics after failing the fast path:
-    # the two paths accept the same frames otherwise (tests/test_messages.py checks it).
-    if isinstance(text, bytes):
-        text = text.decode("utf-8")
-    data = json.loads(text)
-    return UnknownMessage(event=data["event"], data=data, text=text)
+    assert frame is not None
+    if decoded is not None:
+        return _unless_file(decoded, text)
+    event = frame["event"]
+    if sender == "twilio" and event not in TWILIO_SCHEMAS:
+        if not isinstance(text, str):
+            text = bytes(text).decode("utf-8")
+        return UnknownMessage(event=event, data=frame, text=text)
+    # The diagnostics and the fast path disagree: tests/test_messages.py and fuzz/ look for
+    # this, and the frame is refused rather than passed on unread.
+    raise RemoteProtocolError(_unexplained(text, sender))
+
+
+def _unexplained(text: str | bytes, sender: Sender) -> Any:
+    from .diagnostics import Violation
+
+    frame = text if isinstance(text, str) else bytes(text).decode("utf-8", "replace")
+    return Violation(
+        31951,
+        kind="invalid-frame",
+        sender=sender,
+        message="the frame does not have the documented shape",
+        hint="Compare it with https://www.twilio.com/docs/voice/media-streams/websocket-messages.",
+        frame=frame,
+    )
 
 
 def new_sid(prefix: Literal["MZ", "CA", "AC"]) -> str:

@@ -23,25 +23,24 @@ from __future__ import annotations
 import binascii
 import enum
 from collections import deque
-from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Generic, TypeVar
 
-from .diagnostics import Violation, container_format, diagnose_binary
+import msgspec
+
+from .containers import container_format
+from .diagnostics import Violation, diagnose_binary
 from .exceptions import LocalProtocolError, RemoteProtocolError
 from .messages import (
-    DTMF,
     AppMessage,
     Clear,
     Connected,
     Mark,
-    Media,
-    MediaFormat,
     Sender,
     Start,
     Stop,
     TwilioMessage,
     UnknownMessage,
     media_frame_prefix,
-    new_sid,
     parse,
     serialize,
 )
@@ -52,7 +51,9 @@ __all__ = [
     "MAX_BUFFERED_MS",
     "STOPPED",
     "STREAMING",
+    "AfterStop",
     "AppProtocol",
+    "Received",
     "State",
     "TwilioProtocol",
 ]
@@ -79,7 +80,48 @@ STOPPED = State.STOPPED
 
 
 def _violation(sender: Sender, kind: str, message: str, hint: str, frame: str | None) -> Violation:
-    return Violation(31951, kind, sender, message, hint, frame)
+    return Violation(31951, kind=kind, sender=sender, message=message, hint=hint, frame=frame)
+
+
+M = TypeVar("M", TwilioMessage, AppMessage)
+
+
+class Received(msgspec.Struct, Generic[M], frozen=True, gc=False):
+    """What one frame carried, as ``receive()`` read it.
+
+    Attributes:
+        message: the message read and acted on, or ``None`` when the frame was ignored (as
+            Twilio ignores an invalid frame: https://www.twilio.com/docs/api/errors/31951).
+        violations: every mistake the frame carried. When ``message`` is ``None`` the first
+            is why it was ignored; otherwise they are warnings about a frame still acted on
+            (a payload with a file header is played anyway; audio past 10 minutes of buffer
+            is discarded with 31931).
+        echoes: names of the marks this frame made Twilio's side echo at once (a ``clear``
+            echoes every pending mark; a ``mark`` into an empty buffer echoes itself).
+    """
+
+    message: M | None
+    violations: tuple[Violation, ...] = ()
+    echoes: tuple[str, ...] = ()
+
+    @property
+    def ignored(self) -> bool:
+        """The frame changed nothing: it was refused (see :attr:`violations`) or dropped."""
+        return self.message is None
+
+
+class AfterStop(Received[AppMessage], frozen=True, gc=False):
+    """An app frame that arrived after Twilio's ``stop``: dropped, and not a mistake.
+
+    Twilio closes the socket right after ``stop``, so what the app sent before it learnt of
+    the hang-up crosses the ``stop`` on the wire and is dropped with the socket. ``message``
+    is ``None``; the frame is counted, not reported.
+
+    Attributes:
+        dropped: what the frame would have been.
+    """
+
+    dropped: AppMessage | None = None
 
 
 class AppProtocol:
@@ -125,6 +167,19 @@ class AppProtocol:
         return tuple(self._pending_marks)
 
     # --- receiving -------------------------------------------------------------------------
+
+    def receive(self, frame: str | bytes) -> Received[TwilioMessage]:
+        """Read one WebSocket frame from Twilio (``str`` for text, ``bytes`` for binary).
+
+        Never raises for what Twilio sends: an invalid or out-of-order frame comes back with
+        ``message`` ``None`` and its violation, and the state is unchanged.
+        """
+        if not isinstance(frame, str):
+            return Received(None, tuple(diagnose_binary(frame, sender="twilio")))
+        try:
+            return Received(self.receive_text(frame))
+        except RemoteProtocolError as error:
+            return Received(None, (error.violation,))
 
     def receive_text(self, text: str | bytes) -> TwilioMessage:
         """Read one text frame from Twilio and advance the state.
@@ -228,10 +283,10 @@ class AppProtocol:
             raise LocalProtocolError(
                 Violation(
                     31924,
-                    "payload-has-header",
-                    "app",
-                    f"the payload starts with a {kind} file header",
-                    "Convert it with mediastreams.audio to headerless mu-law first.",
+                    kind="payload-has-header",
+                    sender="app",
+                    message=f"the payload starts with a {kind} file header",
+                    hint="Convert it with mediastreams.audio to headerless mu-law first.",
                 )
             )
         self._outgoing.append(
@@ -287,333 +342,18 @@ def _event_name(message: object) -> str:
     return type(message).__name__.lower()
 
 
-class _PendingMark:
-    __slots__ = ("name",)
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-
-class TwilioProtocol:
-    """Twilio's side of a Media Stream, with its playout buffer.
-
-    Args:
-        stream_sid, call_sid, account_sid: the SIDs to announce; fresh ones in Twilio's form
-            (``MZ``/``CA``/``AC`` + 32 hex digits) by default.
-        custom_parameters: what ``<Parameter>`` elements would put in ``start``.
-        first_timestamp_ms: the ``timestamp`` of the first inbound media frame; Twilio's is
-            not zero (52 in a real capture).
-        max_buffered_ms: outbound audio past this is discarded, with warning 31931 once.
-    """
-
-    def __init__(
-        self,
-        *,
-        stream_sid: str | None = None,
-        call_sid: str | None = None,
-        account_sid: str | None = None,
-        custom_parameters: Mapping[str, str] | None = None,
-        tracks: Iterable[str] = ("inbound",),
-        first_timestamp_ms: int = 20,
-        max_buffered_ms: int = MAX_BUFFERED_MS,
-    ) -> None:
-        self.state = CONNECTING
-        self.start = Start(
-            stream_sid=stream_sid or new_sid("MZ"),
-            account_sid=account_sid or new_sid("AC"),
-            call_sid=call_sid or new_sid("CA"),
-            tracks=tuple(tracks),
-            custom_parameters=dict(custom_parameters or {}),
-            media_format=MediaFormat(),
-        )
-        self.warnings: list[Violation] = []
-        self._outgoing: list[str] = []
-        self._sequence = 0
-        # Each track counts its own chunks and time; the sequence number is shared.
-        self._chunk = dict.fromkeys(self.start.tracks, 0)
-        self._next_timestamp_ms = dict.fromkeys(self.start.tracks, first_timestamp_ms)
-        self._buffer: deque[bytes | _PendingMark] = deque()
-        self._buffered_bytes = 0
-        self._max_buffered_bytes = max_buffered_ms * BYTES_PER_MS
-        self._overflowed = False
-        self.marks_echoed = 0
-        self.marks_echoed_by_clear = 0
-
-    @property
-    def stream_sid(self) -> str:
-        """The SID this side announces and expects back."""
-        return self.start.stream_sid
-
-    @property
-    def buffered_bytes(self) -> int:
-        """Outbound audio waiting to be played, in bytes (8 per millisecond)."""
-        return self._buffered_bytes
-
-    @property
-    def buffered_ms(self) -> float:
-        """Outbound audio waiting to be played, in milliseconds."""
-        return self._buffered_bytes / BYTES_PER_MS
-
-    @property
-    def pending_marks(self) -> tuple[str, ...]:
-        """Names of the marks in the playout buffer, oldest first."""
-        return tuple(e.name for e in self._buffer if isinstance(e, _PendingMark))
-
-    # --- what Twilio sends -----------------------------------------------------------------
-
-    def send_connected(self) -> None:
-        """Queue ``connected``, Twilio's first frame."""
-        self._require(CONNECTING, "connected")
-        self._outgoing.append(serialize(Connected()))
-        self.state = CONNECTED
-
-    def send_start(self) -> None:
-        """Queue ``start`` (sequence number 1)."""
-        self._require(CONNECTED, "start")
-        self.start = Start(
-            stream_sid=self.start.stream_sid,
-            account_sid=self.start.account_sid,
-            call_sid=self.start.call_sid,
-            tracks=self.start.tracks,
-            custom_parameters=self.start.custom_parameters,
-            media_format=self.start.media_format,
-            sequence_number=self._next_sequence(),
-        )
-        self._outgoing.append(serialize(self.start))
-        self.state = STREAMING
-
-    def send_media(
-        self, payload: bytes, *, timestamp_ms: int | None = None, track: str = "inbound"
-    ) -> None:
-        """Queue one ``media`` frame (normally 160 bytes = 20 ms) of one of the stream's tracks.
-
-        ``track`` is ``"inbound"`` (the caller's audio) or, on a one-way stream that asked
-        for it, ``"outbound"`` (what the caller hears). ``timestamp_ms`` defaults to the
-        track's previous frame's plus its duration.
-        """
-        self._require(STREAMING, "media")
-        if not payload:
-            raise LocalProtocolError(
-                _violation("twilio", "empty-payload", "empty media payload", "", None)
-            )
-        if track not in self._chunk:
-            raise LocalProtocolError(
-                _violation("twilio", "unknown-track", f"this stream has no {track} track", "", None)
-            )
-        self._chunk[track] += 1
-        timestamp = self._next_timestamp_ms[track] if timestamp_ms is None else timestamp_ms
-        self._next_timestamp_ms[track] = timestamp + len(payload) // BYTES_PER_MS
-        self._outgoing.append(
-            serialize(
-                Media(
-                    stream_sid=self.stream_sid,
-                    payload=payload,
-                    track=track,
-                    chunk=self._chunk[track],
-                    timestamp=timestamp,
-                    sequence_number=self._next_sequence(),
-                )
-            )
-        )
-
-    def send_dtmf(self, digit: str) -> None:
-        """Queue a ``dtmf`` frame: the caller pressed ``digit`` (0-9, *, #, A-D)."""
-        self._require(STREAMING, "dtmf")
-        if len(digit) != 1 or digit not in "0123456789*#ABCD":
-            raise LocalProtocolError(
-                _violation("twilio", "bad-digit", f"{digit!r} is not a DTMF key", "", None)
-            )
-        frame = DTMF(stream_sid=self.stream_sid, digit=digit, sequence_number=self._next_sequence())
-        self._outgoing.append(serialize(frame))
-
-    def send_stop(self) -> None:
-        """Queue ``stop``: the call has ended. Nothing follows it."""
-        self._require(STREAMING, "stop")
-        stop = Stop(
-            stream_sid=self.stream_sid,
-            account_sid=self.start.account_sid,
-            call_sid=self.start.call_sid,
-            sequence_number=self._next_sequence(),
-        )
-        self._outgoing.append(serialize(stop))
-        self.state = STOPPED
-
-    def close(self) -> None:
-        """The socket is gone: the stream ends without a ``stop``."""
-        self.state = STOPPED
-
-    def data_to_send(self) -> list[str]:
-        """The text frames queued since the last call, in order."""
-        frames, self._outgoing = self._outgoing, []
-        return frames
-
-    def _next_sequence(self) -> int:
-        # One counter over every frame Twilio sends except `connected`: start is 1, then media,
-        # mark echoes, dtmf and stop share it (a real capture shows echoes between media).
-        self._sequence += 1
-        return self._sequence
-
-    def _require(self, state: State, event: str) -> None:
-        if self.state is not state:
-            raise LocalProtocolError(
-                _violation(
-                    "twilio",
-                    "out-of-order",
-                    f"cannot send {event} in state {self.state.value}",
-                    "Twilio sends connected, then start, then media/dtmf/mark, then stop.",
-                    None,
-                )
-            )
-
-    # --- what the app sends ----------------------------------------------------------------
-
-    def receive_text(self, text: str | bytes) -> AppMessage:
-        """Read one frame from the app and act on it as Twilio would.
-
-        ``media`` joins the playout buffer, ``mark`` waits in it (or is echoed at once when
-        the buffer is empty), ``clear`` empties it and echoes every pending mark.
-
-        Raises:
-            RemoteProtocolError: the frame is one Twilio would ignore with a warning (31950,
-                31951, 31924); nothing changes. A payload with a file header is still played
-                (as Twilio would, as noise), and its violation is added to :attr:`warnings`.
-        """
-        message = self._parse_app_frame(text)
-        if self.state is not STREAMING:
-            self._app_out_of_order(message, text)
-        if message.stream_sid != self.stream_sid:
-            raise RemoteProtocolError(
-                _violation(
-                    "app",
-                    "wrong-stream-sid",
-                    f"streamSid {message.stream_sid!r} is not this stream's ({self.stream_sid})",
-                    "Send the streamSid from the start frame of this WebSocket.",
-                    _text(text),
-                )
-            )
-        if type(message) is Media:
-            self._queue_audio(message.payload)
-        elif type(message) is Mark:
-            self._queue_mark(message.name)
-        else:
-            self._clear()
-        return message
-
-    def receive_bytes(self, data: bytes) -> None:
-        """A binary frame from the app: Twilio ignores it.
-
-        Raises:
-            RemoteProtocolError: always (31950).
-        """
-        raise RemoteProtocolError(diagnose_binary(data, sender="app")[0])
-
-    def _parse_app_frame(self, text: str | bytes) -> AppMessage:
-        try:
-            return parse(text, sender="app")  # type: ignore[return-value]
-        except RemoteProtocolError as error:
-            if error.violation.kind != "payload-has-header":
-                raise
-            # Twilio would play these bytes as mu-law: keep them, and the warning.
-            self.warnings.append(error.violation)
-            return _media_despite_header(text)
-
-    def _app_out_of_order(self, message: AppMessage, text: str | bytes) -> None:
-        if self.state is STOPPED:
-            message_text, hint = "after the stream stopped", "Stop sending once stop arrives."
-        else:
-            message_text, hint = "before start", "Wait for start: it carries the streamSid."
-        raise RemoteProtocolError(
-            _violation(
-                "app",
-                "after-stop" if self.state is STOPPED else "too-early",
-                f"{_event_name(message)} {message_text}",
-                hint,
-                _text(text),
-            )
-        )
-
-    def _queue_audio(self, payload: bytes) -> None:
-        if self._buffered_bytes + len(payload) > self._max_buffered_bytes:
-            self._overflow()
-            return
-        self._buffer.append(payload)
-        self._buffered_bytes += len(payload)
-
-    def _overflow(self) -> None:
-        # https://www.twilio.com/docs/api/errors/31931: once per stream.
-        if self._overflowed:
-            return
-        self._overflowed = True
-        self.warnings.append(
-            Violation(
-                31931,
-                "buffer-overflow",
-                "app",
-                "more than 10 minutes of audio buffered; new media is discarded",
-                "Pace the audio: keep at most a few seconds ahead of what marks confirm.",
-            )
-        )
-
-    def _queue_mark(self, name: str) -> None:
-        # https://www.twilio.com/docs/voice/media-streams/websocket-messages#send-a-mark-message:
-        # echoed when the audio before it has played; at once when nothing is buffered.
-        if self._buffered_bytes == 0 and not self._buffer:
-            self._echo(name)
-        else:
-            self._buffer.append(_PendingMark(name))
-
-    def _clear(self) -> None:
-        # https://www.twilio.com/docs/voice/media-streams/websocket-messages#send-a-clear-message:
-        # drop the audio, then send back every mark still pending, in order.
-        pending = [e.name for e in self._buffer if isinstance(e, _PendingMark)]
-        self._buffer.clear()
-        self._buffered_bytes = 0
-        for name in pending:
-            self._echo(name)
-        self.marks_echoed_by_clear += len(pending)
-
-    def _echo(self, name: str) -> None:
-        mark = Mark(stream_sid=self.stream_sid, name=name, sequence_number=self._next_sequence())
-        self._outgoing.append(serialize(mark))
-        self.marks_echoed += 1
-
-    # --- playout ---------------------------------------------------------------------------
-
-    def play(self, n_bytes: int) -> bytes:
-        """Play up to ``n_bytes`` of buffered audio; echo the marks it passes.
-
-        Returns the audio played, shorter than ``n_bytes`` when the buffer ran out (the
-        caller hears silence for the rest). A mark right after the played audio is echoed
-        now, since everything before it has played.
-        """
-        played = bytearray()
-        self._echo_marks_at_head()
-        while len(played) < n_bytes and self._buffer:
-            head = self._buffer[0]
-            assert isinstance(head, bytes)
-            take = n_bytes - len(played)
-            if len(head) <= take:
-                played += head
-                self._buffer.popleft()
-            else:
-                played += head[:take]
-                self._buffer[0] = head[take:]
-            self._echo_marks_at_head()
-        self._buffered_bytes -= len(played)
-        return bytes(played)
-
-    def _echo_marks_at_head(self) -> None:
-        while self._buffer and isinstance(self._buffer[0], _PendingMark):
-            self._echo(self._buffer.popleft().name)  # type: ignore[union-attr]
-
-
 def _text(text: str | bytes) -> str:
     return text if isinstance(text, str) else text.decode("utf-8", "replace")
 
 
-def _media_despite_header(text: str | bytes) -> Media:
-    import json
+if TYPE_CHECKING:
+    from .twilio_side import TwilioProtocol
+else:
 
-    frame = json.loads(text)
-    payload = binascii.a2b_base64(frame["media"]["payload"])
-    return Media(stream_sid=frame["streamSid"], payload=payload)
+    def __getattr__(name: str) -> object:
+        # Twilio's side lives in its own module, which imports this one.
+        if name == "TwilioProtocol":
+            from .twilio_side import TwilioProtocol
+
+            return TwilioProtocol
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -15,12 +15,25 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Literal
 
-__all__ = ["TraceEntry", "TraceError", "TraceWriter", "frame_text", "read_trace"]
+from . import strictjson
+
+__all__ = [
+    "MAX_PAYLOAD_BYTES",
+    "TraceEntry",
+    "TraceError",
+    "TraceWriter",
+    "frame_text",
+    "read_trace",
+]
+
+MAX_PAYLOAD_BYTES = 1024 * 1024
+"""The largest redacted payload a trace line may claim (a stand-in of that size is built)."""
 
 Sender = Literal["twilio", "app"]
 
@@ -56,8 +69,8 @@ def read_trace(lines: IO[str]) -> Iterator[TraceEntry | TraceError]:
 
 def _read_line(number: int, raw: str) -> TraceEntry | TraceError:
     try:
-        record = json.loads(raw)
-    except ValueError:
+        record = strictjson.load(raw)  # bounded: a trace is untrusted input too
+    except strictjson.StrictJSONError:
         return TraceError(number, "not a JSON object (cut short, or not a trace line)")
     if not isinstance(record, dict):
         return TraceError(number, "not a JSON object")
@@ -65,9 +78,16 @@ def _read_line(number: int, raw: str) -> TraceEntry | TraceError:
     if sender not in ("twilio", "app"):
         return TraceError(number, '"from" must be "twilio" or "app"')
     t = record.get("t", 0.0)
-    if not isinstance(t, int | float) or isinstance(t, bool):
+    if not isinstance(t, int | float) or isinstance(t, bool) or not _finite(t):
         return TraceError(number, '"t" must be a number of seconds')
     return _entry(number, float(t), sender, record)
+
+
+def _finite(t: float) -> bool:
+    try:
+        return math.isfinite(t)
+    except OverflowError:  # an integer too large for a float
+        return False
 
 
 def _entry(
@@ -80,6 +100,8 @@ def _entry(
         if not isinstance(redacted, list) or not all(isinstance(r, str) for r in redacted):
             return TraceError(number, '"redacted" must be a list of field names')
         size = payload_bytes if isinstance(payload_bytes, int) else None
+        if size is not None and not 0 < size <= MAX_PAYLOAD_BYTES:
+            return TraceError(number, f'"payload_bytes" must be 1 to {MAX_PAYLOAD_BYTES}')
         return TraceEntry(
             number, t, sender, text=text, redacted=tuple(redacted), payload_bytes=size
         )
@@ -97,11 +119,11 @@ def frame_text(entry: TraceEntry) -> str:
     if "media.payload" not in entry.redacted:
         return entry.text
     try:
-        frame = json.loads(entry.text)
+        frame = strictjson.load(entry.text)
         frame["media"]["payload"] = base64.b64encode(
             b"\xff" * (entry.payload_bytes or 160)
         ).decode()
-    except (ValueError, KeyError, TypeError):
+    except (strictjson.StrictJSONError, KeyError, TypeError):
         return entry.text
     return json.dumps(frame, separators=(",", ":"))
 

@@ -652,15 +652,43 @@ def parse_twiml(xml: str | bytes) -> Response:
     if "<!DOCTYPE" in text.upper():
         raise TwiMLError("TwiML has no DOCTYPE; this document declares one")
     try:
-        root = ET.fromstring(text)
+        root = ET.fromstring(text, parser=ET.XMLParser(target=_ShallowTree()))
     except ET.ParseError as error:
         raise TwiMLError(f"not well-formed XML ({error}); a TwiML document is expected") from None
+    except UnicodeError:  # a str holding a lone surrogate, which has no UTF-8 form
+        raise TwiMLError("the document is not valid Unicode text") from None
     if root.tag != "Response":
         raise TwiMLError(
             f"the root element is <{root.tag}>, not <Response>: is the URL answering with TwiML?"
         )
     _refuse_text(root)
     return Response(tuple(_verb(element) for element in root))
+
+
+_MAX_DEPTH = 32  # TwiML nests 4 deep (<Response><Start><Stream><Parameter>)
+_MAX_ELEMENTS = 1000  # a call's TwiML is a few verbs; this bounds the time to read one
+
+
+class _ShallowTree(ET.TreeBuilder):
+    # Refuses deep nesting and floods of elements as they are read (the verbs are then read
+    # recursively, and in time that grows with the number of elements).
+    def __init__(self) -> None:
+        super().__init__()
+        self._depth = 0
+        self._elements = 0
+
+    def start(self, tag: str, attrs: dict[str, str], /) -> ET.Element:
+        self._depth += 1
+        self._elements += 1
+        if self._depth > _MAX_DEPTH:
+            raise TwiMLError(f"elements nested more than {_MAX_DEPTH} deep; TwiML nests 4")
+        if self._elements > _MAX_ELEMENTS:
+            raise TwiMLError(f"more than {_MAX_ELEMENTS} elements; TwiML has a few verbs")
+        return super().start(tag, attrs)
+
+    def end(self, tag: str, /) -> ET.Element:
+        self._depth -= 1
+        return super().end(tag)
 
 
 def _refuse_text(element: ET.Element) -> None:
@@ -743,8 +771,9 @@ def _text(element: ET.Element) -> str:
 def _integer(element: ET.Element, value: str | None, attribute: str) -> int | None:
     if value is None:
         return None
-    if not re.fullmatch(r"[0-9]+", value):
+    if not re.fullmatch(r"[0-9]{1,9}", value):
         raise TwiMLError(
-            f"<{element.tag} {attribute}={value!r}>: {attribute} must be a whole number"
+            f"<{element.tag} {attribute}={value[:20]!r}>: {attribute} must be a whole number"
+            " (at most 9 digits)"
         )
     return int(value)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections import defaultdict
 from pathlib import Path
 
 import click
@@ -39,13 +38,14 @@ def inspect_command(trace: Path, as_json: bool, show_all: bool) -> int:
     """
     try:
         with trace.open(encoding="utf-8", errors="replace") as lines:
-            result = inspect_trace(read_trace(lines))
+            examples = None if show_all else _SHOWN_PER_KIND
+            result = inspect_trace(read_trace(lines), examples=examples)
     except OSError as error:
         click.echo(f"mediastreams inspect: cannot read {trace}: {error.strerror}", err=True)
         return 2
-    if not sum(result.frames.values()):
+    if not result.frames:
         # An empty trace checks nothing: passing it would turn a failed recording green.
-        what = "no readable frame lines" if result.errors else "no frame lines: it is empty"
+        what = "no readable frame lines" if result.unreadable else "no frame lines: it is empty"
         click.echo(f"mediastreams inspect: {trace} has {what}", err=True)
         _print_errors(Console(stderr=True, soft_wrap=True), result, show_all=False)
         return 2
@@ -53,23 +53,19 @@ def inspect_command(trace: Path, as_json: bool, show_all: bool) -> int:
         click.echo(json.dumps(result.to_dict(), indent=2))
     else:
         _print_report(result, show_all)
-    return 1 if result.app_findings else 0
+    return 1 if result.app_violations else 0
 
 
 def _print_report(result: Inspection, show_all: bool) -> None:
     console = Console(highlight=False, soft_wrap=True)
-    groups: dict[tuple[int, str, str, str | None], list[Finding]] = defaultdict(list)
-    for finding in result.findings:
-        v = finding.violation
-        groups[(v.code, v.sender, v.kind, v.path)].append(finding)
-    for findings in groups.values():
-        shown = findings if show_all else findings[:_SHOWN_PER_KIND]
-        for finding in shown:
+    for group in result.tally.groups.values():
+        for finding in group.examples:
             _print_finding(console, finding)
-        if len(findings) > len(shown):
-            lines = ", ".join(str(f.line) for f in findings[len(shown) : len(shown) + 10])
-            more = len(findings) - len(shown)
-            console.print(f"  [dim]... and {more} more like this (lines {lines}...; --all)[/]")
+        if group.count > len(group.examples):
+            more = group.count - len(group.examples)
+            console.print(f"  [dim]... and {more} more like this (--all)[/]")
+    if result.tally.ungrouped:
+        console.print(f"[yellow]... and {result.tally.ungrouped} more violations of other kinds[/]")
     _print_errors(console, result, show_all)
     _print_summary(console, result)
 
@@ -88,19 +84,21 @@ def _print_errors(console: Console, result: Inspection, show_all: bool) -> None:
     shown = result.errors if show_all else result.errors[:_SHOWN_UNREADABLE]
     for error in shown:
         console.print(f"[yellow]line {error.line}[/]: unreadable: {escape(error.message)}")
-    if len(result.errors) > len(shown):
-        console.print(f"  [dim]... and {len(result.errors) - len(shown)} more unreadable lines[/]")
+    if result.unreadable > len(shown):
+        console.print(f"  [dim]... and {result.unreadable - len(shown)} more unreadable lines[/]")
 
 
 def _print_summary(console: Console, result: Inspection) -> None:
-    s = result.summary()
+    s = result.to_dict()
     app, twilio = s["violations"]["app"], s["violations"]["twilio"]
     verdict = (
         "[bold green]no app violations[/]" if not app else f"[bold red]{app} app violations[/]"
     )
+    marks = s["marks"]
     console.print(
         f"{verdict}; {twilio} in Twilio's frames; "
         f"{s['frames']['twilio']} frames from Twilio, {s['frames']['app']} from the app; "
         f"audio {s['audio_ms']['twilio']} ms in, {s['audio_ms']['app']} ms out; "
-        f"marks {s['marks_sent']} sent, {s['marks_echoed']} echoed; clears {s['clears']}"
+        f"marks {marks['sent']} sent, {marks['echoed']} echoed "
+        f"({marks['echoed_by_clear']} by a clear); clears {s['clears']}"
     )
