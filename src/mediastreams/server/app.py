@@ -1,12 +1,14 @@
 """The server as a Starlette app: every HTTP request goes to the one router.
 
-``serve --backend uvicorn`` runs it; it can also be mounted in your own app.
+``serve --backend uvicorn`` runs it; it can also be mounted in your own app, whose lifespan
+then connects the shared state (``redis_url``).
 """
 
 from __future__ import annotations
 
 import asyncio
-from urllib.parse import parse_qsl
+import contextlib
+from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.requests import Request as StarletteRequest
@@ -14,37 +16,49 @@ from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
+from ..connections import end_request_deadline
 from .config import ServerConfig
-from .routes import Reply, Request, Router, client_of
-from .streams import Streams, run_stream
+from .instance import Instance
+from .routes import Reply, Request, Router, client_of, peer_ip
+from .streams import run_stream
 
 __all__ = ["create_app"]
 
 
 def create_app(config: ServerConfig) -> Starlette:
     """The server as a Starlette app: serve it with uvicorn, or mount it in yours."""
-    return app_for(Router(config, Streams()))
+    instance = Instance(config)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await instance.start()
+        try:
+            yield
+        finally:
+            await instance.close()
+
+    return app_for(Router(instance), lifespan=lifespan)
 
 
-def app_for(router: Router) -> Starlette:
+def app_for(router: Router, *, lifespan: object = None) -> Starlette:
     """The Starlette app that answers with ``router``."""
     config = router.config
+    instance = router.instance
 
     async def http(request: StarletteRequest) -> Response:
-        form: list[tuple[str, str]] = []
-        if request.method == "POST" and request.url.path == config.incoming_path:
-            # Twilio posts application/x-www-form-urlencoded; parsed here, without the
-            # python-multipart package that Starlette's request.form() needs.
+        body = b""
+        if request.method == "POST":
             try:
                 # Bounded here too for apps that mount this one without the guard in front.
                 async with asyncio.timeout(config.limits.header_timeout_s):
-                    body = await _read_body(request, config.limits.max_webhook_bytes)
+                    read = await _read_body(request, router.max_body_bytes(request.url.path))
             except TimeoutError:
                 return _plain(Reply(408, "text/plain", b"request body too slow\n"))
-            if body is None:
+            if read is None:
                 return _plain(Reply(413, "text/plain", b"request too large\n"))
-            form = parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
-        reply = router.answer(
+            body = read
+        end_request_deadline()
+        reply = await router.answer(
             Request(
                 method=request.method,
                 path=request.url.path,
@@ -52,7 +66,8 @@ def app_for(router: Router) -> Starlette:
                 headers=request.headers.items(),
                 scheme=request.url.scheme,
                 client=client_of(request.client),
-                form=form,
+                peer=peer_ip(request.client),
+                body=body,
             )
         )
         # Only the stream path is upgraded; a plain request to it is not a WebSocket.
@@ -69,19 +84,22 @@ def app_for(router: Router) -> Starlette:
             headers=websocket.headers.items(),
             scheme=websocket.url.scheme,
             client=client,
+            peer=peer_ip(websocket.client),
         )
-        if router.answer(request) is not None:
+        if router.upgrade(request) is not None:
             await websocket.close(1008)  # before accept: the server answers HTTP 403
             return
         await websocket.accept()
         with router.streams.counting():
-            await run_stream(config, StarletteTransport(websocket), client=client)
+            transport = StarletteTransport(websocket)
+            await run_stream(config, transport, client=client, instance=instance)
 
     return Starlette(
         routes=[
             WebSocketRoute(config.stream_path, media_stream),
             Route("/{path:path}", http, methods=["GET", "HEAD", "POST"]),
-        ]
+        ],
+        lifespan=lifespan,  # type: ignore[arg-type]
     )
 
 

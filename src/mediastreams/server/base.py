@@ -17,8 +17,8 @@ from abc import ABC, abstractmethod
 
 from ..connections import ConnectionGuard
 from .config import BACKENDS, Backend, ServerConfig
+from .instance import Instance
 from .routes import Router
-from .streams import Streams
 
 __all__ = ["CLOSE_INVALID_TEXT", "BackendServer", "bind", "log_invalid_text", "serve"]
 
@@ -37,21 +37,23 @@ class BackendServer(ABC):
     """One backend serving one configuration on one listening socket.
 
     Args:
-        config: what the server does.
+        instance: the running server.
         sock: a listening socket.
         guard: caps and times its connections.
     """
 
-    def __init__(self, config: ServerConfig, sock: socket.socket, guard: ConnectionGuard) -> None:
-        self.config = config
+    def __init__(self, instance: Instance, sock: socket.socket, guard: ConnectionGuard) -> None:
+        self.instance = instance
+        self.config = instance.config
         self.sock = sock
         self.guard = guard
-        self.streams = Streams()
-        self.router = Router(config, self.streams)
+        self.streams = instance.streams
+        self.router = Router(instance)
 
     @abstractmethod
-    async def run(self, stop: asyncio.Event | None) -> None:
-        """Serve until ``stop`` is set, then close every stream and return."""
+    async def run(self, stop: asyncio.Event | None, drain: asyncio.Event | None) -> None:
+        """Serve until ``stop`` is set, or ``drain`` is set and the calls have ended (see
+        :meth:`Instance.run_until`); then close every stream and return."""
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -87,8 +89,16 @@ async def serve(
     *,
     backend: Backend = "uvicorn",
     stop: asyncio.Event | None = None,
+    drain: asyncio.Event | None = None,
+    workers: int = 1,
 ) -> None:
     """Serve on a bound socket until ``stop`` is set (or, with uvicorn, SIGINT/SIGTERM).
+
+    Setting ``drain`` drains instead (a deploy's SIGTERM): ``/readyz`` answers 503 at once,
+    live calls and requests go on, and this returns once they ended, or after
+    ``config.drain_timeout_s``, when the streams still open are closed with 1001. ``stop``
+    set during a drain ends it at once. On every backend the streams still open at the end
+    are closed with 1001 (going away), which Twilio takes as a normal end.
 
     Every backend applies ``config.limits`` the same way: a connection cap answered with
     HTTP 503, a header deadline for the HTTP phase, the WebSocket handshake timeout, pings,
@@ -98,29 +108,42 @@ async def serve(
     Args:
         config: what the server does.
         sock: a listening socket (see :func:`bind`).
-        backend: ``"uvicorn"`` (Starlette; GET and POST webhooks), ``"websockets"`` or
-            ``"picows"`` (faster; GET webhooks only).
+        backend: ``"uvicorn"`` (Starlette), ``"websockets"`` or ``"picows"`` (faster);
+            each answers GET and POST webhooks.
         stop: set it to shut down; every stream is closed before this returns.
+        drain: set it to drain, then shut down.
+        workers: how many processes serve this configuration (``serve --workers``): with
+            more than one and no ``redis_url``, no context is kept in memory.
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
     _warn_if_open_to_all(config, sock)
     guard = ConnectionGuard(config.limits)
     module = importlib.import_module(f"{__package__}.{backend}")
-    server: BackendServer = getattr(module, _BACKEND_CLASSES[backend])(config, sock, guard)
-    with guard.quiet_accept_errors():
-        await server.run(stop)
+    instance = Instance(config, shared=workers > 1)
+    instance.loopback_bind = _is_loopback_socket(sock)
+    server: BackendServer = getattr(module, _BACKEND_CLASSES[backend])(instance, sock, guard)
+    await instance.start()
+    try:
+        with guard.quiet_accept_errors():
+            await server.run(stop, drain)
+    finally:
+        await instance.close()
+
+
+def _is_loopback_socket(sock: socket.socket) -> bool:
+    host = sock.getsockname()[0]
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # not an IP address: a Unix socket path
+        return True
 
 
 def _warn_if_open_to_all(config: ServerConfig, sock: socket.socket) -> None:
     if config.auth_token:
         return
     host = sock.getsockname()[0]
-    try:
-        loopback = ipaddress.ip_address(host).is_loopback
-    except ValueError:  # not an IP address: a Unix socket path
-        loopback = True
-    if not loopback:
+    if not _is_loopback_socket(sock):
         logger.warning(
             "listening on %s without an auth token: anyone who reaches this address can "
             "start streams; set --auth-token (or TWILIO_AUTH_TOKEN) to check Twilio's "

@@ -7,18 +7,11 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
-from picows import (
-    WSAutoPingStrategy,
-    WSUpgradeRequest,
-    WSUpgradeResponse,
-    WSUpgradeResponseWithListener,
-    ws_create_server,
-)
+from picows import WSAutoPingStrategy, WSUpgradeRequest, ws_create_server
 
 from ..adapters.picows import PicowsTransport
-from ..connections import ConnectionGuard, GuardedBufferedProtocol, peer_of
 from .base import BackendServer
-from .routes import Reply, Request
+from .http import front_factory
 from .streams import run_stream
 
 __all__ = ["PicowsServer"]
@@ -31,7 +24,7 @@ class PicowsServer(BackendServer):
         super().__init__(*args, **kwargs)
         self._tasks: set[asyncio.Task[None]] = set()
 
-    async def run(self, stop: asyncio.Event | None) -> None:
+    async def run(self, stop: asyncio.Event | None, drain: asyncio.Event | None) -> None:
         limits = self.config.limits
         server = await ws_create_server(
             self._factory,
@@ -48,11 +41,15 @@ class PicowsServer(BackendServer):
             auto_ping_strategy=WSAutoPingStrategy.PING_WHEN_IDLE,
         )
         # picows builds its protocol inside ws_create_server and offers no hook around it; the
-        # guard wraps the factory that asyncio's Server keeps, before serving starts.
-        server._protocol_factory = _guarded_factory(self.guard, server._protocol_factory)  # type: ignore[attr-defined]
+        # front (guard, plain HTTP, the router) wraps the factory that asyncio's Server keeps,
+        # before serving starts. picows parses only GET requests without a body and asks its
+        # router synchronously: the front answers everything but the accepted upgrades.
+        inner = server._protocol_factory  # type: ignore[attr-defined]
+        front = front_factory(self.guard, self.router, inner, self._tasks)
+        server._protocol_factory = front  # type: ignore[attr-defined]
         await server.start_serving()
         try:
-            await (stop or asyncio.Event()).wait()
+            await self.instance.run_until(stop, drain)
             await self.guard.settle()
         finally:
             server.close()
@@ -62,20 +59,8 @@ class PicowsServer(BackendServer):
             await server.wait_closed()
 
     def _factory(self, request: WSUpgradeRequest) -> Any:
+        # The front checked the upgrade with the router before handing the connection over.
         connection = self.guard.reading  # picows calls this while reading that connection
-        path, _, query = request.path.decode("latin-1").partition("?")
-        reply = self.router.answer(
-            Request(
-                method="GET",
-                path=path,
-                query=query,
-                headers=list(request.headers.items()),
-                scheme="ws" if path == self.config.stream_path else "http",
-                client=peer_of(connection),
-            )
-        )
-        if reply is not None:
-            return _response(reply)
         self.guard.request_received(connection)
         return PicowsTransport(self._on_connected, limits=self.config.limits)
 
@@ -86,16 +71,7 @@ class PicowsServer(BackendServer):
 
     async def _run(self, transport: PicowsTransport) -> None:
         with self.streams.counting():
-            await run_stream(self.config, transport, client=transport.peer)
-
-
-def _response(reply: Reply) -> WSUpgradeResponseWithListener:
-    headers = {"Content-Type": reply.content_type}
-    if reply.status < 400:
-        response = WSUpgradeResponse.create_ok_response(reply.body, headers)
-    else:
-        response = WSUpgradeResponse.create_error_response(reply.status, reply.body, headers)
-    return WSUpgradeResponseWithListener(response, None)
+            await run_stream(self.config, transport, client=transport.peer, instance=self.instance)
 
 
 def _without_aiofastnet(ws_create_server: Callable[..., Any]) -> dict[str, Any]:
@@ -105,12 +81,3 @@ def _without_aiofastnet(ws_create_server: Callable[..., Any]) -> dict[str, Any]:
     if "use_aiofastnet" in inspect.signature(ws_create_server).parameters:
         return {"use_aiofastnet": False}
     return {}
-
-
-def _guarded_factory(
-    guard: ConnectionGuard, factory: Callable[[], asyncio.BufferedProtocol]
-) -> Callable[[], asyncio.BufferedProtocol]:
-    def guarded() -> asyncio.BufferedProtocol:
-        return GuardedBufferedProtocol(guard, factory())
-
-    return guarded

@@ -12,15 +12,22 @@ import contextlib
 import logging
 import weakref
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..exceptions import SignatureError, StreamClosed, StreamTimeout
 from ..messages import Media
 from ..security import loggable
 from ..session import CLOSE_POLICY, MediaStream, Transport
+from ..store import CallContext, CallRecord, StateUnavailable
 from .config import TOKEN_PARAMETER, Handler, ServerConfig
 
-__all__ = ["Streams", "echo_handler", "play_handler", "run_stream"]
+if TYPE_CHECKING:
+    from .instance import Instance
+
+__all__ = ["Streams", "context_of", "echo_handler", "play_handler", "run_stream"]
+
+# RFC 6455 7.4.1: the server met a condition that kept it from serving the stream.
+CLOSE_INTERNAL_ERROR = 1011
 
 logger = logging.getLogger("mediastreams.server")
 
@@ -40,6 +47,11 @@ class Streams:
     def active(self) -> int:
         """The streams that have not ended."""
         return sum(1 for task in self._tasks if _live(task))
+
+    def live(self) -> list[MediaStream]:
+        """The streams that have not ended (opening ones included)."""
+        streams = (_STREAM_OF_TASK.get(task) for task in self._tasks)
+        return [s for s in streams if s is not None and not s.ended]
 
     @contextlib.contextmanager
     def counting(self) -> Iterator[None]:
@@ -64,43 +76,140 @@ def _live(task: asyncio.Task[Any]) -> bool:
     return stream is None or not stream.ended  # no stream yet: it is opening
 
 
-async def run_stream(config: ServerConfig, transport: Transport, *, client: str = "?") -> None:
+async def run_stream(
+    config: ServerConfig,
+    transport: Transport,
+    *,
+    client: str = "?",
+    instance: Instance | None = None,
+) -> None:
     """Open a stream on an accepted WebSocket, run the handler on it, then close it.
 
     This is the server's I/O boundary: a stream that never starts is logged here and closed;
     a handler that raises is logged here with its traceback, once, and its stream closes
     with 1011 and the error as the reason (what any server does for a crashed handler, and
     what Twilio reports as error 31921). Either way only this stream ends.
+
+    Before the handler runs, the stream's token is redeemed (with stream tokens on), the
+    call's context is set as ``stream.context`` (a :class:`~mediastreams.store.CallContext`,
+    or ``None`` when no webhook of this server answered the call), and the call joins the
+    registry of live calls, where call control finds it.
+
+    Args:
+        config: what the server does.
+        transport: the accepted WebSocket.
+        client: the peer, for log lines.
+        instance: the running server this stream belongs to (its shared state, registry
+            and metrics); by default one of its own, from ``config``.
     """
+    if instance is None:
+        from .instance import Instance
+
+        instance = Instance(config)
+    metrics = instance.metrics
+    metered = None
+    if metrics is not None:
+        from ..metrics import MeteredTransport
+
+        transport = metered = MeteredTransport(transport, metrics)
     stream = MediaStream(transport, limits=config.limits, **config.stream_options)
+    if metered is not None:
+        metered.stream = stream
     task = asyncio.current_task()
     if task is not None:
         _STREAM_OF_TASK[task] = stream
+    outcome = "not-started"
     try:
-        await _run_handler(config, stream, client)
+        outcome = await _run_handler(instance, stream, client)
     finally:
         await stream.close()
         if task is not None:
             _STREAM_OF_TASK.pop(task, None)
+        if metrics is not None:
+            metrics.call_ended(outcome, stream)
 
 
-async def _run_handler(config: ServerConfig, stream: MediaStream, client: str) -> None:
+async def _run_handler(instance: Instance, stream: MediaStream, client: str) -> str:
+    """Run the handler; what became of the call (the ``outcome`` label of the metrics)."""
+    config = instance.config
     try:
         await stream.open()
     except (StreamTimeout, StreamClosed) as error:
         logger.warning("stream from %s did not start: %s", client, loggable(error))
-        return
+        return "not-started"
     # SIDs come from the wire: escaped before they reach a log line.
     stream_sid, call_sid = loggable(stream.stream_sid), loggable(stream.call_sid)
     extra = {"stream_sid": stream_sid, "call_sid": call_sid}
+    refused = await _admit(instance, stream, client, extra)
+    if refused is not None:
+        return refused
+    if instance.metrics is not None:
+        instance.metrics.call_started(stream)
+    instance.calls.add(stream)
+    try:
+        await _join_registry(instance, stream, extra)
+        return await _handle(config, stream, extra)
+    finally:
+        instance.calls.remove(stream)
+        await _leave_registry(instance, stream, extra)
+
+
+async def _admit(
+    instance: Instance, stream: MediaStream, client: str, extra: dict[str, str]
+) -> str | None:
+    """Redeem the token and read the context; the outcome if the stream is refused."""
+    config, state = instance.config, instance.state
     if config.stream_tokens is not None:
         try:
             token = stream.custom_parameters.get(TOKEN_PARAMETER)
-            config.stream_tokens.redeem(token, stream.call_sid)
+            await state.redeem_token(token, stream.call_sid)
         except SignatureError as error:
             logger.warning("refused the stream from %s: %s", client, loggable(error), extra=extra)
             await stream.close(CLOSE_POLICY)
-            return
+            return "refused"
+        except StateUnavailable as error:
+            logger.error(
+                "refused the stream from %s: its token cannot be checked: %s",
+                client,
+                error,
+                extra=extra,
+            )
+            await stream.close(CLOSE_INTERNAL_ERROR, "shared state unavailable")
+            return "refused"
+    context = None
+    if instance.keeps_context:
+        try:
+            context = await state.load_context(stream.call_sid)
+        except StateUnavailable as error:
+            logger.warning("the call's context cannot be read: %s", error, extra=extra)
+    stream.context = context  # type: ignore[attr-defined]
+    return None
+
+
+async def _join_registry(instance: Instance, stream: MediaStream, extra: dict[str, str]) -> None:
+    record = CallRecord(stream.call_sid, stream.stream_sid, instance.state.instance)
+    try:
+        await instance.state.register(record)
+    except StateUnavailable as error:
+        logger.warning(
+            "the call is not in the registry (call control cannot reach it): %s",
+            error,
+            extra=extra,
+        )
+
+
+async def _leave_registry(instance: Instance, stream: MediaStream, extra: dict[str, str]) -> None:
+    try:
+        await instance.state.unregister(stream.call_sid)
+    except StateUnavailable as error:
+        logger.warning(
+            "the call's end is not in the registry (it expires there by itself): %s",
+            error,
+            extra=extra,
+        )
+
+
+async def _handle(config: ServerConfig, stream: MediaStream, extra: dict[str, str]) -> str:
     try:
         await config.handler(stream)
     except Exception as error:
@@ -108,15 +217,26 @@ async def _run_handler(config: ServerConfig, stream: MediaStream, client: str) -
             # The caller hung up while the handler was still using the stream: no crash.
             logger.warning(
                 "the handler used stream %s after it ended: %s",
-                stream_sid,
+                extra["stream_sid"],
                 loggable(error),
                 extra=extra,
             )
-            return
+            return "completed"
         logger.exception(
-            "the handler failed on stream %s (call %s)", stream_sid, call_sid, extra=extra
+            "the handler failed on stream %s (call %s)",
+            extra["stream_sid"],
+            extra["call_sid"],
+            extra=extra,
         )
         await stream.fail(error)
+        return "handler-error"
+    return "completed"
+
+
+def context_of(stream: MediaStream) -> CallContext | None:
+    """``stream.context``, typed: what the call's webhook knew (see :func:`run_stream`)."""
+    context = getattr(stream, "context", None)
+    return context if isinstance(context, CallContext) else None
 
 
 def play_handler(mulaw: bytes, *, hangup_after_play: bool = False) -> Handler:

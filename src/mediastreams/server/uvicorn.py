@@ -16,7 +16,7 @@ __all__ = ["UvicornServer"]
 class UvicornServer(BackendServer):
     """Starlette on uvicorn, its HTTP and WebSocket protocols bounded by ``config.limits``."""
 
-    async def run(self, stop: asyncio.Event | None) -> None:
+    async def run(self, stop: asyncio.Event | None, drain: asyncio.Event | None) -> None:
         import uvicorn
 
         limits = self.config.limits
@@ -32,17 +32,25 @@ class UvicornServer(BackendServer):
                 ws_max_size=limits.max_frame_bytes,
                 ws_ping_interval=limits.ping_interval_s,
                 ws_ping_timeout=limits.ping_timeout_s,
+                # Forwarded headers count only from --forwarded-allow-ips, on every backend
+                # alike: the router reads them, uvicorn does not (it trusts 127.0.0.1 by
+                # default).
+                proxy_headers=False,
             )
         )
-        if stop is None:
+        if stop is None and drain is None:
             await server.serve(sockets=[self.sock])
             return
-        task = asyncio.create_task(server.serve(sockets=[self.sock]))
-        waiter = asyncio.create_task(stop.wait())
+        # The caller owns the signals (a SIGTERM drains): uvicorn's own handlers, which would
+        # shut down at once and close the streams with 1012, are not installed.
+        task = asyncio.create_task(server._serve(sockets=[self.sock]))
+        waiter = asyncio.create_task(self.instance.run_until(stop, drain))
         await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        if not waiter.done():  # uvicorn stopped by itself (its own signal handling)
+            waiter.cancel()
+            await self.instance.close_streams("going away")
         await self.guard.settle()
         server.should_exit = True
-        waiter.cancel()
         await task
 
 
@@ -62,7 +70,7 @@ def _uvicorn_protocols(
 
     class HTTPProtocol(GuardedProtocol):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(guard, AutoHTTPProtocol(*args, **kwargs))
+            super().__init__(guard, AutoHTTPProtocol(*args, **kwargs), track_requests=True)
 
     class WebSocketProtocol(WebSocketsSansIOProtocol):
         def __init__(self, *args: Any, **kwargs: Any) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from http import HTTPStatus
+from typing import Any
 
 from websockets.asyncio.server import ServerConnection
 from websockets.asyncio.server import serve as ws_serve
@@ -13,64 +14,63 @@ from websockets.http11 import Response as WsResponse
 
 from ..adapters.websockets import WebsocketsTransport
 from .base import BackendServer
-from .routes import Reply, Request, client_of
+from .http import front_factory
+from .routes import Reply, client_of
 from .streams import run_stream
 
 __all__ = ["WebsocketsServer"]
 
 
 class WebsocketsServer(BackendServer):
-    """python-websockets' server: ``process_request`` asks the router, the rest is a stream."""
+    """python-websockets' server behind :class:`~.http.HTTPFront`, which answers plain HTTP
+    (GET and POST) through the router and hands it only the accepted upgrades."""
 
-    async def run(self, stop: asyncio.Event | None) -> None:
-        guard, limits = self.guard, self.config.limits
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._tasks: set[asyncio.Task[None]] = set()
 
-        class GuardedConnection(ServerConnection):
-            def connection_made(self, transport: asyncio.BaseTransport) -> None:
-                if guard.admit(transport):
-                    super().connection_made(transport)
-
-            def connection_lost(self, exc: Exception | None) -> None:
-                guard.release(self.transport)
-                super().connection_lost(exc)
-
+    async def run(self, stop: asyncio.Event | None, drain: asyncio.Event | None) -> None:
+        limits = self.config.limits
         async with ws_serve(
             self._handler,
             sock=self.sock,
             process_request=self._process_request,
-            create_connection=GuardedConnection,
             open_timeout=limits.handshake_timeout_s,
             ping_interval=limits.ping_interval_s,
             ping_timeout=limits.ping_timeout_s,
             close_timeout=limits.close_timeout_s,
             max_size=limits.max_frame_bytes,
+            start_serving=False,
         ) as server:
-            await (stop or asyncio.Event()).wait()
-            await guard.settle()
+            # The front reads each request first; websockets' own factory makes the
+            # connection of an accepted upgrade.
+            inner = server.server._protocol_factory  # type: ignore[attr-defined]
+            server.server._protocol_factory = front_factory(  # type: ignore[attr-defined]
+                self.guard, self.router, inner, self._tasks
+            )
+            await server.start_serving()
+            try:
+                await self.instance.run_until(stop, drain)
+                await self.guard.settle()
+            finally:
+                for task in list(self._tasks):
+                    task.cancel()
+                await asyncio.gather(*self._tasks, return_exceptions=True)
             server.close(close_connections=True)
             await server.wait_closed()
 
     def _process_request(
         self, connection: ServerConnection, request: WsRequest
     ) -> WsResponse | None:
+        # The front checked the upgrade with the router before handing the connection over.
         self.guard.request_received(connection.transport)
-        path, _, query = request.path.partition("?")
-        reply = self.router.answer(
-            Request(
-                method="GET",
-                path=path,
-                query=query,
-                headers=list(request.headers.raw_items()),
-                scheme="ws" if path == self.config.stream_path else "http",
-                client=client_of(connection.remote_address),
-            )
-        )
-        return None if reply is None else _response(reply)
+        return None
 
     async def _handler(self, connection: ServerConnection) -> None:
         with self.streams.counting():
             transport = WebsocketsTransport(connection)
-            await run_stream(self.config, transport, client=client_of(connection.remote_address))
+            client = client_of(connection.remote_address)
+            await run_stream(self.config, transport, client=client, instance=self.instance)
 
 
 def _response(reply: Reply) -> WsResponse:
