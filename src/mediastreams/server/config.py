@@ -24,7 +24,7 @@ Handler: TypeAlias = Callable[[MediaStream], Awaitable[None]]
 """What runs on each stream: ``async def handler(stream: MediaStream) -> None``."""
 
 WebhookHook: TypeAlias = Callable[
-    [Mapping[str, str]], Mapping[str, Any] | None | Awaitable[Mapping[str, Any] | None]
+    [Mapping[str, str]], Mapping[str, Any] | Awaitable[Mapping[str, Any] | None] | None
 ]
 """``on_webhook(parameters)``: what the app keeps for the call, given the webhook's parameters."""
 

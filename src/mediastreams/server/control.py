@@ -78,7 +78,8 @@ class ControlAPI:
         return _json(
             403,
             {
-                "error": "the control API needs a token on this server: start it with --control-token"
+                "error": "the control API needs a token on this server: "
+                "start it with --control-token"
             },
         )
 
