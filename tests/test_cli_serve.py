@@ -20,10 +20,12 @@ from mediastreams.cli import main
 
 @pytest.fixture(autouse=True)
 def _restore_logging() -> Iterator[None]:
-    logger = logging.getLogger("mediastreams")
-    handlers, level = logger.handlers[:], logger.level
+    # serve configures the root logger (the app's loggers too) and quiets chatty libraries.
+    names = ["mediastreams", "", "websockets", "uvicorn", "picows", "redis", "asyncio"]
+    saved = {n: (logging.getLogger(n).handlers[:], logging.getLogger(n).level) for n in names}
     yield
-    logger.handlers[:], logger.level = handlers, level
+    for name, (handlers, level) in saved.items():
+        logging.getLogger(name).handlers[:], logging.getLogger(name).level = handlers, level
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
@@ -159,7 +161,7 @@ def test_help_names_what_port_and_log_level_take(capsys: pytest.CaptureFixture[s
     assert main(["serve", "--help"]) == 0
     text = " ".join(capsys.readouterr().out.split())
     assert "--port INTEGER RANGE Port to listen on; 0 picks a free one" in text
-    assert "--log-level LEVEL debug, info, warning or error." in text
+    assert "--log-level LEVEL debug, info, warning or error; the app's own loggers too." in text
 
 
 def test_max_connections_caps_a_real_server(tmp_path: Path) -> None:

@@ -542,7 +542,7 @@ class BoundTo:
 def test_a_warning_when_listening_beyond_loopback_without_an_auth_token(
     caplog: pytest.LogCaptureFixture, host: str, auth_token: str | None, warned: bool
 ) -> None:
-    from mediastreams.server import _warn_if_open_to_all
+    from mediastreams.server.base import _warn_if_open_to_all
 
     config = ServerConfig(handler=echo_handler, auth_token=auth_token)
     _warn_if_open_to_all(config, BoundTo(host))  # type: ignore[arg-type]

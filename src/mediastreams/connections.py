@@ -29,6 +29,7 @@ import time
 from asyncio import constants as asyncio_constants
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any, cast
 
 from .limits import Limits
@@ -39,6 +40,7 @@ __all__ = [
     "GuardedBufferedProtocol",
     "GuardedProtocol",
     "Throttle",
+    "end_request_deadline",
     "max_connections_for",
     "peer_of",
 ]
@@ -311,6 +313,25 @@ class ConnectionGuard:
         )
 
 
+# The connection whose bytes a GuardedProtocol(track_requests=True) is handing to its backend:
+# tasks the backend starts from there (an ASGI app's) inherit it.
+_READING: ContextVar[tuple[ConnectionGuard, asyncio.BaseTransport] | None] = ContextVar(
+    "mediastreams_reading", default=None
+)
+
+
+def end_request_deadline() -> None:
+    """The request this task answers is fully read: its header deadline no longer applies.
+
+    An answer that takes long by design (a play waited for) would otherwise be cut at
+    ``header_timeout_s``. Does nothing outside a guarded connection.
+    """
+    reading = _READING.get()
+    if reading is not None:
+        guard, transport = reading
+        guard.request_received(transport)
+
+
 class GuardedProtocol(asyncio.Protocol):
     """A backend's protocol behind a guard, which admits, times and releases the connection.
 
@@ -320,14 +341,19 @@ class GuardedProtocol(asyncio.Protocol):
     Args:
         guard: the listening socket's guard.
         inner: the backend's protocol for this connection.
+        track_requests: let the tasks the backend starts while reading call
+            :func:`end_request_deadline` (an HTTP protocol; costs a hop per read).
     """
 
-    def __init__(self, guard: ConnectionGuard, inner: asyncio.Protocol) -> None:
+    def __init__(
+        self, guard: ConnectionGuard, inner: asyncio.Protocol, *, track_requests: bool = False
+    ) -> None:
         self._guard = guard
         self._inner = inner
         self._transport: asyncio.BaseTransport | None = None
         # Bound once: the event loop calls the backend with no hop through this object.
-        self.data_received = inner.data_received  # type: ignore[method-assign]
+        if not track_requests:
+            self.data_received = inner.data_received  # type: ignore[method-assign]
         self.eof_received = inner.eof_received  # type: ignore[method-assign]
         self.pause_writing = inner.pause_writing  # type: ignore[method-assign]
         self.resume_writing = inner.resume_writing  # type: ignore[method-assign]
@@ -336,6 +362,13 @@ class GuardedProtocol(asyncio.Protocol):
         if self._guard.admit(transport):
             self._transport = transport
             self._inner.connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        token = _READING.set((self._guard, self._transport) if self._transport else None)
+        try:
+            self._inner.data_received(data)
+        finally:
+            _READING.reset(token)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._guard.release(self._transport)

@@ -49,6 +49,8 @@ class Limits:
             new ones get HTTP 503. ``None`` derives it from the process's file limit.
         max_webhook_bytes: the largest voice-webhook request body read (a real one is about
             1 KiB).
+        max_control_bytes: the largest call-control request body read (the audio of a
+            ``POST /calls/{CallSid}/play``: 16 MiB is half an hour of mu-law).
     """
 
     max_frame_bytes: int = 64 * 1024
@@ -66,6 +68,7 @@ class Limits:
     close_timeout_s: float = 10.0
     max_connections: int | None = None
     max_webhook_bytes: int = 64 * 1024
+    max_control_bytes: int = 16 * 1024 * 1024
 
     def __post_init__(self) -> None:
         for name, value in vars(self).items():

@@ -9,8 +9,11 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import importlib
+import json
 import logging
 import os
+import signal
+import socket
 import sys
 from typing import Any
 
@@ -18,8 +21,9 @@ import click
 
 from ..connections import max_connections_for
 from ..limits import DEFAULT_LIMITS, Limits
-from ..security import PublicURL, StreamTokens, loggable
+from ..security import StreamTokens, loggable
 from ..server import BACKENDS, Handler, ServerConfig, bind, echo_handler, play_handler, serve
+from ..server.config import check_public_url, trusted_network
 
 __all__ = ["serve_command"]
 
@@ -52,18 +56,26 @@ def _load_mulaw(path: str) -> bytes:
         raise BadInput(f"--play {error}") from None
 
 
-def _load_app(spec: str) -> Handler:
+def _load_callable(option: str, spec: str) -> Any:
     module_name, sep, attribute = spec.partition(":")
     if not sep or not module_name or not attribute:
-        raise BadInput(f"--app {spec!r}: write it as module:function")
-    sys.path.insert(0, os.getcwd())  # like uvicorn: modules in the current directory
+        raise BadInput(f"{option} {spec!r}: write it as module:function")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # like uvicorn: modules in the current directory
     try:
         module = importlib.import_module(module_name)
     except Exception as error:
-        raise BadInput(f"--app {spec}: cannot import {module_name}: {error}") from None
-    handler = getattr(module, attribute, None)
-    if handler is None:
-        raise BadInput(f"--app {spec}: {module_name} has no {attribute!r}")
+        raise BadInput(f"{option} {spec}: cannot import {module_name}: {error}") from None
+    found = getattr(module, attribute, None)
+    if found is None:
+        raise BadInput(f"{option} {spec}: {module_name} has no {attribute!r}")
+    if not callable(found):
+        raise BadInput(f"{option} {spec}: {attribute} is not a function")
+    return found
+
+
+def _load_app(spec: str) -> Handler:
+    handler = _load_callable("--app", spec)
     try:
         ServerConfig.check_handler(handler)
     except TypeError as error:
@@ -112,12 +124,50 @@ class _SidFormatter(logging.Formatter):
         return " ".join([line, *sids])
 
 
-def _configure_logging(level: str) -> None:
+class _JsonFormatter(logging.Formatter):
+    """One JSON object a line: time, level, logger, message, and the call's SIDs if any.
+
+    Messages never hold a payload or a token (the server logs neither), and JSON escapes
+    whatever a peer put in a SID.
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": self.formatTime(record),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for key in ("stream_sid", "call_sid"):
+            if hasattr(record, key):
+                entry[key] = str(getattr(record, key))
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+# Libraries that log each connection at INFO: kept at WARNING unless --log-level debug.
+_CHATTY = ("websockets", "uvicorn", "picows", "redis", "asyncio")
+
+
+def _configure_logging(level: str, log_format: str = "text") -> None:
+    numeric = logging.getLevelName(level.upper())
+    if not isinstance(numeric, int):
+        raise ValueError(level)
     handler = logging.StreamHandler()
-    handler.setFormatter(_SidFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
-    root = logging.getLogger("mediastreams")
+    if log_format == "json":
+        handler.setFormatter(_JsonFormatter())
+    else:
+        handler.setFormatter(_SidFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    # The root logger: the app's own loggers (--app) log at the same level, to the same place.
+    root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level.upper())
+    root.setLevel(numeric)
+    ours = logging.getLogger("mediastreams")
+    ours.handlers[:] = []
+    ours.setLevel(numeric)
+    for name in _CHATTY:
+        logging.getLogger(name).setLevel(max(numeric, logging.WARNING))
 
 
 @click.command("serve")
@@ -132,13 +182,19 @@ def _configure_logging(level: str) -> None:
 @click.option(
     "--public-url",
     metavar="URL",
-    help="The base the world reaches this server at (https://abc.example, a tunnel or proxy).",
+    help="The https:// base the world reaches this server at (a tunnel or proxy); a path in "
+    "it is a prefix the proxy strips.",
 )
 @click.option("--param", "params", multiple=True, metavar="NAME=VALUE", help="A <Parameter>.")
 @click.option("--play", metavar="FILE", help="Play FILE when the stream starts.")
 @click.option("--hangup-after-play", is_flag=True, help="With --play: end the call after it.")
 @click.option("--echo", is_flag=True, help="Play the caller's audio back to them.")
 @click.option("--app", metavar="MODULE:FUNCTION", help="Your async def handler(stream).")
+@click.option(
+    "--on-webhook",
+    metavar="MODULE:FUNCTION",
+    help="Called with the webhook's parameters; the dict it returns is stream.context.data.",
+)
 @click.option(
     "--auth-token",
     envvar="TWILIO_AUTH_TOKEN",
@@ -155,8 +211,44 @@ def _configure_logging(level: str) -> None:
     type=click.Choice(BACKENDS),
     default="uvicorn",
     show_default=True,
-    help="uvicorn takes GET and POST webhooks; websockets and picows carry more calls per core "
-    "but take GET webhooks only.",
+    help="The server under the handler; each takes GET and POST webhooks; websockets and "
+    "picows carry more calls per core.",
+)
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 256),
+    help="Processes sharing the port (SO_REUSEPORT), one per core.",
+)
+@click.option(
+    "--redis",
+    "redis_url",
+    metavar="URL",
+    envvar="MEDIASTREAMS_REDIS",
+    help="Share call state between workers and machines: redis://host:6379/0.",
+)
+@click.option(
+    "--control-token",
+    envvar="MEDIASTREAMS_CONTROL_TOKEN",
+    metavar="TOKEN",
+    help="Bearer token of the call-control API (/calls); needed beyond loopback.",
+)
+@click.option("--metrics", is_flag=True, help="Prometheus metrics at /metrics.")
+@click.option(
+    "--forwarded-allow-ips",
+    metavar="ADDRESSES",
+    default="",
+    help="Comma-separated proxy addresses or networks (or *) whose X-Forwarded-* headers are "
+    "trusted [default: none].",
+)
+@click.option(
+    "--drain-timeout",
+    default=600.0,
+    show_default=True,
+    type=click.FloatRange(0),
+    metavar="SECONDS",
+    help="After SIGTERM, how long live calls may go on before they close with 1001.",
 )
 @click.option(
     "--max-connections",
@@ -184,69 +276,183 @@ def _configure_logging(level: str) -> None:
     default="info",
     show_default=True,
     metavar="LEVEL",
-    help="debug, info, warning or error.",
+    help="debug, info, warning or error; the app's own loggers too.",
 )
-def serve_command(
-    host: str,
-    port: int,
-    public_url: str | None,
-    params: tuple[str, ...],
-    play: str | None,
-    hangup_after_play: bool,
-    echo: bool,
-    app: str | None,
-    auth_token: str | None,
-    stream_token: bool,
-    backend: str,
-    max_connections: int | None,
-    lead_ms: int,
-    mark_interval_ms: int,
-    log_level: str,
-) -> None:
-    """Answer calls: TwiML on /incoming-call, the Media Stream on /media-stream."""
-    _check_backend(backend)
-    handler = _handler(play, echo, app, hangup_after_play)
-    if mark_interval_ms > lead_ms:
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="json: one object a line, with the call's SIDs.",
+)
+def serve_command(**options: Any) -> None:
+    """Answer calls: TwiML on /incoming-call, the Media Stream on /media-stream.
+
+    SIGTERM drains (/readyz answers 503, live calls go on, then the server exits); a second
+    SIGTERM or Ctrl-C stops at once.
+    """
+    o = _Options(**options)
+    _check_backend(o.backend)
+    handler = _handler(o.play, o.echo, o.app, o.hangup_after_play)
+    if o.mark_interval_ms > o.lead_ms:
         raise BadInput("--mark-interval-ms must not exceed --lead-ms")
-    if public_url is not None:
-        # Checked apart from the config, whose errors could also be about a <Parameter>.
-        try:
-            PublicURL.parse(public_url)
-        except ValueError as error:
-            raise BadInput(f"--public-url: {error}") from None
+    _check_shared_state(o)
+    config = _config(o, handler)
     try:
-        config = ServerConfig(
-            handler=handler,
-            public_url=public_url,
-            parameters=_parameters(params),
-            auth_token=auth_token or None,
-            stream_options={"lead_ms": lead_ms, "mark_interval_ms": mark_interval_ms},
-            stream_tokens=StreamTokens() if stream_token else None,
-            limits=_limits(max_connections),
-        )
-    except ValueError as error:
-        raise BadInput(f"--param: {error}") from None
-    try:
-        _configure_logging(log_level)
+        _configure_logging(o.log_level, o.log_format)
     except ValueError:
-        raise BadInput(f"--log-level {log_level!r}: use debug, info, warning or error") from None
+        raise BadInput(f"--log-level {o.log_level!r}: use debug, info, warning or error") from None
+    if o.workers > 1 and _WORKER_ENV not in os.environ:
+        from .workers import run_workers
+
+        raise SystemExit(
+            run_workers(click.get_current_context(), o.host, o.port, o.workers, config)
+        )
+    sock = _listen(o.host, o.port, reuse_port=_WORKER_ENV in os.environ)
+    if _WORKER_ENV not in os.environ:
+        _banner(o, config, sock)
     try:
-        sock = bind(host, port)
-    except OSError as error:
-        raise BadInput(f"cannot listen on {host}:{port}: {error.strerror or error}") from None
-    base = public_url or f"http://{host}:{sock.getsockname()[1]}"
-    click.echo(
-        f"mediastreams serve ({backend}): webhook {base}/incoming-call, stream /media-stream"
-        + (", signatures checked" if auth_token else "")
-        + f", at most {max_connections_for(config.limits)} connections",
-        err=True,
-    )
-    try:
-        asyncio.run(_run(config, sock, backend))
+        asyncio.run(_run(config, sock, o.backend, workers=int(os.environ.get(_WORKER_ENV, "1"))))
     except KeyboardInterrupt:
         pass
     finally:
         sock.close()
+
+
+# Set in a worker's environment by the supervisor: how many workers there are.
+_WORKER_ENV = "MEDIASTREAMS_WORKERS"
+
+
+@dataclasses.dataclass(frozen=True)
+class _Options:
+    host: str
+    port: int
+    public_url: str | None
+    params: tuple[str, ...]
+    play: str | None
+    hangup_after_play: bool
+    echo: bool
+    app: str | None
+    on_webhook: str | None
+    auth_token: str | None
+    stream_token: bool
+    backend: str
+    workers: int
+    redis_url: str | None
+    control_token: str | None
+    metrics: bool
+    forwarded_allow_ips: str
+    drain_timeout: float
+    max_connections: int | None
+    lead_ms: int
+    mark_interval_ms: int
+    log_level: str
+    log_format: str
+
+
+def _check_shared_state(o: _Options) -> None:
+    if o.workers > 1 and not o.redis_url:
+        needing = [
+            name
+            for name, on in (
+                ("--stream-token", o.stream_token),
+                ("--on-webhook", o.on_webhook),
+                ("--control-token", o.control_token),
+            )
+            if on
+        ]
+        if needing:
+            raise BadInput(
+                f"{', '.join(needing)} with --workers {o.workers} needs state shared by the "
+                "workers: add --redis redis://host:6379/0 (or run one worker)"
+            )
+    if o.redis_url:
+        try:
+            importlib.import_module("redis")
+        except ImportError:
+            raise BadInput(
+                "--redis needs the redis package: pip install 'mediastreams[redis]'"
+            ) from None
+    if o.metrics:
+        try:
+            importlib.import_module("prometheus_client")
+        except ImportError:
+            raise BadInput(
+                "--metrics needs the prometheus-client package: pip install 'mediastreams[metrics]'"
+            ) from None
+
+
+def _config(o: _Options, handler: Handler) -> ServerConfig:
+    if o.public_url is not None:
+        # Checked apart from the config, whose errors could also be about a <Parameter>.
+        try:
+            check_public_url(o.public_url)
+        except ValueError as error:
+            raise BadInput(f"--public-url: {error}") from None
+    allow = [a for a in o.forwarded_allow_ips.split(",") if a.strip()]
+    for address in allow:
+        try:
+            trusted_network(address)
+        except ValueError as error:
+            raise BadInput(f"--{error}") from None
+    on_webhook = _load_callable("--on-webhook", o.on_webhook) if o.on_webhook else None
+    try:
+        return ServerConfig(
+            handler=handler,
+            public_url=o.public_url,
+            parameters=_parameters(o.params),
+            auth_token=o.auth_token or None,
+            stream_options={"lead_ms": o.lead_ms, "mark_interval_ms": o.mark_interval_ms},
+            stream_tokens=StreamTokens() if o.stream_token else None,
+            limits=_limits(o.max_connections),
+            redis_url=o.redis_url or None,
+            on_webhook=on_webhook,
+            control_token=o.control_token or None,
+            metrics=o.metrics,
+            forwarded_allow_ips=tuple(allow),
+            drain_timeout_s=o.drain_timeout,
+        )
+    except ValueError as error:
+        text = str(error)
+        option = "--redis" if "Redis" in text else "--param"
+        raise BadInput(f"{option}: {text}") from None
+
+
+def _listen(host: str, port: int, *, reuse_port: bool) -> socket.socket:
+    try:
+        if reuse_port:
+            from .workers import bind_reuse_port
+
+            return bind_reuse_port(host, port)
+        return bind(host, port)
+    except OSError as error:
+        raise BadInput(
+            f"cannot listen on {host}:{port}: {error.strerror or error}; choose another --port"
+        ) from None
+
+
+def _banner(o: _Options, config: ServerConfig, sock: socket.socket) -> None:
+    port = sock.getsockname()[1]
+    if config.public_url is not None:
+        origin = check_public_url(config.public_url)
+        webhook = origin.http_url(config.incoming_path)
+        stream = origin.websocket_url(config.stream_path)
+    else:
+        webhook = f"http://{o.host}:{port}{config.incoming_path}"
+        stream = f"ws://{o.host}:{port}{config.stream_path}"
+    signed = ", signatures checked on these URLs" if o.auth_token else ""
+    click.echo(
+        f"mediastreams serve ({o.backend}): webhook {webhook}, stream {stream}{signed}"
+        + f", at most {max_connections_for(config.limits)} connections"
+        + (f", shared state on {_redis_where(o.redis_url)}" if o.redis_url else ""),
+        err=True,
+    )
+
+
+def _redis_where(url: str) -> str:
+    from ..store.redis import _safe_url
+
+    return _safe_url(url)
 
 
 def _limits(max_connections: int | None) -> Limits:
@@ -255,11 +461,14 @@ def _limits(max_connections: int | None) -> Limits:
     return dataclasses.replace(DEFAULT_LIMITS, max_connections=max_connections)
 
 
-async def _run(config: ServerConfig, sock: Any, backend: Any) -> None:
-    import signal
-
-    stop = asyncio.Event()
+async def _run(config: ServerConfig, sock: Any, backend: Any, *, workers: int = 1) -> None:
+    stop, drain = asyncio.Event(), asyncio.Event()
     loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    await serve(config, sock, backend=backend, stop=stop)
+
+    def on_term() -> None:
+        # The first SIGTERM drains; a second one stops at once.
+        (stop if drain.is_set() else drain).set()
+
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    loop.add_signal_handler(signal.SIGTERM, on_term)
+    await serve(config, sock, backend=backend, stop=stop, drain=drain, workers=workers)

@@ -1,0 +1,83 @@
+"""The picows backend (the ``picows`` extra): the most calls per core, behind the guard."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+from picows import WSAutoPingStrategy, WSUpgradeRequest, ws_create_server
+
+from ..adapters.picows import PicowsTransport
+from .base import BackendServer
+from .http import front_factory
+from .streams import run_stream
+
+__all__ = ["PicowsServer"]
+
+
+class PicowsServer(BackendServer):
+    """picows: its listener factory asks the router; an accepted upgrade becomes a stream."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def run(self, stop: asyncio.Event | None, drain: asyncio.Event | None) -> None:
+        limits = self.config.limits
+        server = await ws_create_server(
+            self._factory,
+            sock=self.sock,
+            start_serving=False,
+            **_without_aiofastnet(ws_create_server),
+            max_frame_size=limits.max_frame_bytes,
+            websocket_handshake_timeout=limits.header_timeout_s,
+            enable_auto_ping=True,
+            auto_ping_idle_timeout=limits.ping_interval_s,
+            # picows refuses a reply timeout longer than the idle time before a ping.
+            auto_ping_reply_timeout=min(limits.ping_timeout_s, limits.ping_interval_s),
+            # Twilio sends media every 20 ms: a ping goes out only when the peer falls silent.
+            auto_ping_strategy=WSAutoPingStrategy.PING_WHEN_IDLE,
+        )
+        # picows builds its protocol inside ws_create_server and offers no hook around it; the
+        # front (guard, plain HTTP, the router) wraps the factory that asyncio's Server keeps,
+        # before serving starts. picows parses only GET requests without a body and asks its
+        # router synchronously: the front answers everything but the accepted upgrades.
+        inner = server._protocol_factory  # type: ignore[attr-defined]
+        front = front_factory(self.guard, self.router, inner, self._tasks)
+        server._protocol_factory = front  # type: ignore[attr-defined]
+        await server.start_serving()
+        try:
+            await self.instance.run_until(stop, drain)
+            await self.guard.settle()
+        finally:
+            server.close()
+            for task in list(self._tasks):
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            await server.wait_closed()
+
+    def _factory(self, request: WSUpgradeRequest) -> Any:
+        # The front checked the upgrade with the router before handing the connection over.
+        connection = self.guard.reading  # picows calls this while reading that connection
+        self.guard.request_received(connection)
+        return PicowsTransport(self._on_connected, limits=self.config.limits)
+
+    def _on_connected(self, transport: PicowsTransport) -> None:
+        task = asyncio.get_running_loop().create_task(self._run(transport))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, transport: PicowsTransport) -> None:
+        with self.streams.counting():
+            await run_stream(self.config, transport, client=transport.peer, instance=self.instance)
+
+
+def _without_aiofastnet(ws_create_server: Callable[..., Any]) -> dict[str, Any]:
+    # aiofastnet 1.2 (picows' default transport when installed) calls a method sockets do not
+    # have when accept() runs out of descriptors, so its accept loop raises and logs a
+    # traceback on every turn of the event loop, for ever; asyncio's own accept pauses 1 s.
+    if "use_aiofastnet" in inspect.signature(ws_create_server).parameters:
+        return {"use_aiofastnet": False}
+    return {}

@@ -1,0 +1,198 @@
+"""Test helpers for a fleet on 127.0.0.1: a real redis-server, serve processes, and a
+round-robin TCP proxy that sends each new connection to the next instance, so a call's
+webhook and its socket land on different instances."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from pathlib import Path
+
+import httpx
+import pytest
+
+DEADLINE_S = 30.0
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_for(predicate: Callable[[], bool], what: str, deadline_s: float = DEADLINE_S) -> None:
+    """Poll until ``predicate()`` holds; fail after ``deadline_s``."""
+    give_up = time.monotonic() + deadline_s
+    while not predicate():
+        if time.monotonic() > give_up:
+            raise AssertionError(f"timed out after {deadline_s} s waiting for {what}")
+        time.sleep(0.05)
+
+
+async def await_for(
+    predicate: Callable[[], object], what: str, deadline_s: float = DEADLINE_S
+) -> None:
+    give_up = time.monotonic() + deadline_s
+    while not await _maybe(predicate()):
+        if time.monotonic() > give_up:
+            raise AssertionError(f"timed out after {deadline_s} s waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+async def _maybe(value: object) -> bool:
+    if asyncio.iscoroutine(value):
+        value = await value
+    return bool(value)
+
+
+class RedisServer:
+    """A redis-server on a free loopback port, with no persistence."""
+
+    def __init__(self) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            pytest.skip("redis-server is not installed (apt-get install redis-server)")
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self._argv = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                      "--appendonly", "no"]  # fmt: skip
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            self._argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        wait_for(self.answers, "redis-server to answer")
+
+    def answers(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as conn:
+                conn.sendall(b"PING\r\n")
+                return conn.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
+
+
+@contextlib.contextmanager
+def redis_server() -> Iterator[RedisServer]:
+    server = RedisServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+class Instance:
+    """``mediastreams serve`` in its own process."""
+
+    def __init__(self, args: Sequence[str], cwd: Path, env: dict[str, str] | None = None) -> None:
+        self.log = cwd / f"serve-{len(list(cwd.glob('serve-*.log')))}.log"
+        self._out = self.log.open("wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "mediastreams", "serve", "--port", "0", *args],
+            cwd=cwd,
+            stdout=self._out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+        )
+        self.port = 0
+        wait_for(self._started, f"serve to start (log: {self.log})")
+        self.url = f"http://127.0.0.1:{self.port}"
+        wait_for(self._healthy, "serve to answer /healthz")
+
+    def _started(self) -> bool:
+        if self.process.poll() is not None:
+            raise AssertionError(f"serve exited {self.process.returncode}: {self.text()}")
+        found = re.search(r"webhook http://127\.0\.0\.1:(\d+)/", self.text())
+        if found:
+            self.port = int(found.group(1))
+        return bool(found)
+
+    def _healthy(self) -> bool:
+        try:
+            return httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def signal(self, signum: int) -> None:
+        self.process.send_signal(signum)
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        self._out.close()
+        return self.process.returncode
+
+
+@contextlib.contextmanager
+def instances(specs: Sequence[Sequence[str]], cwd: Path) -> Iterator[list[Instance]]:
+    started: list[Instance] = []
+    try:
+        for args in specs:
+            started.append(Instance(args, cwd))
+        yield started
+    finally:
+        for instance in started:
+            instance.stop()
+
+
+@contextlib.asynccontextmanager
+async def round_robin(ports: Sequence[int]) -> AsyncIterator[int]:
+    """A TCP proxy on 127.0.0.1: each new connection goes to the next port in turn."""
+    turn = 0
+    pipes: set[asyncio.Task[None]] = set()
+
+    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            with contextlib.suppress(Exception):
+                writer.close()
+
+    async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal turn
+        port = ports[turn % len(ports)]
+        turn += 1
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            writer.close()
+            return
+        for task in (pipe(reader, up_writer), pipe(up_reader, writer)):
+            pipes.add(asyncio.create_task(task))
+
+    server = await asyncio.start_server(accept, "127.0.0.1", 0)
+    try:
+        yield server.sockets[0].getsockname()[1]
+    finally:
+        server.close()
+        for task in pipes:
+            task.cancel()
+        await asyncio.gather(*pipes, return_exceptions=True)
