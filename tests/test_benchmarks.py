@@ -363,7 +363,7 @@ def test_machine_line_names_cpu_cores_and_python() -> None:
 
 
 def test_runner_runs_benchmarks_not_their_parts() -> None:
-    assert runner._names() == ["convert", "emulator", "frames", "mulaw", "server"]
+    assert runner._names() == ["convert", "emulator", "fleet", "frames", "mulaw", "server"]
     assert "--stacks" in runner.QUICK_SERVER and FLOOR not in runner.QUICK_SERVER  # always run
 
 
