@@ -11,10 +11,20 @@ from mediastreams.exceptions import RemoteProtocolError
 from mediastreams.protocol import TwilioProtocol
 
 
-async def settle(rounds: int = 20) -> None:
-    """Let every ready task run (in-memory queues need no real time)."""
-    for _ in range(rounds):
+async def settle(timeout_s: float = 30.0) -> None:
+    """Run the event loop until every other task waits on something: nothing is ready to run.
+
+    In-memory queues need no real time, so once no callback is ready, whatever a test set
+    off (a frame received, a play queued, an echo) has gone as far as it can; work in a
+    thread or behind a timer is waited for by the caller, on its own condition. Fails after
+    ``timeout_s`` if the loop never goes idle (a task that spins).
+    """
+    loop = asyncio.get_running_loop()
+    async with asyncio.timeout(timeout_s):
         await asyncio.sleep(0)
+        # asyncio's loop keeps the callbacks ready to run in `_ready` (CPython 3.11-3.13).
+        while loop._ready:  # type: ignore[attr-defined]
+            await asyncio.sleep(0)
 
 
 class FakeTwilio:
@@ -187,6 +197,6 @@ class DroppedCall:
         self.ended.append(stream)
 
     async def wait(self) -> None:
-        async with asyncio.timeout(5):
+        async with asyncio.timeout(30):
             while not self.ended:
                 await asyncio.sleep(0.01)

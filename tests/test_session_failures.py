@@ -252,7 +252,7 @@ async def test_unread_events_are_bounded_in_bytes(caplog: pytest.LogCaptureFixtu
             twilio.protocol.send_media(bytes([i]) * 1600)  # frames of about 2.2 KB
         twilio.protocol.send_dtmf("5")
         twilio.flush()
-        await settle(200)
+        await settle()
     assert caplog.text.count("nothing reads the stream's events") == 1
     assert stream._inbound.events._bytes <= 20_000
     events = []
@@ -272,7 +272,7 @@ async def test_an_audio_iterator_nobody_reads_is_bounded() -> None:
     for _ in range(500):
         twilio.protocol.send_media(b"\xff" * 160)
     twilio.flush()
-    await settle(200)
+    await settle()
     queue = stream._inbound.queues[-1]
     assert len(queue._media) + len(queue._others) <= 20
     assert queue.dropped_media >= 480
@@ -286,7 +286,7 @@ async def test_only_control_events_make_way_when_there_is_no_media() -> None:
     for digit in "0123456789":
         twilio.protocol.send_dtmf(digit)
     twilio.flush()
-    await settle(100)
+    await settle()
     events = []
     await stream.close()
     async for event in stream:
