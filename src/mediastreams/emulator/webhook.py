@@ -21,7 +21,7 @@ from ..diagnostics import Violation
 from ..messages import new_sid
 from ..security import compute_signature
 from .call import StreamPlan
-from .transport import connect_to_hint, describe_target
+from .transport import connect_to_hint, describe_target, public_url_hint
 
 __all__ = [
     "NO_CODE",
@@ -219,7 +219,8 @@ class TwilioRequests:
                     "app",
                     f"{what} {url} answered HTTP {response.status_code}",
                     "Answer with 200 and a TwiML document. A 403 often means the signature "
-                    "check failed: check the auth token and the public URL it rebuilds.",
+                    "check failed: check the auth token and the public URL it rebuilds."
+                    + public_url_hint(url),
                 )
             )
         return response
