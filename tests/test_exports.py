@@ -57,3 +57,12 @@ def test_submodules_pin_their_all() -> None:
     for module in (diagnostics, messages, protocol, trace):
         for name in module.__all__:
             assert hasattr(module, name), (module.__name__, name)
+
+
+def test_the_fastapi_extra_brings_what_request_form_needs() -> None:
+    from importlib.metadata import requires
+
+    fastapi_extra = [
+        r for r in requires("mediastreams") or [] if "extra == 'fastapi'" in r.replace('"', "'")
+    ]
+    assert any(r.startswith("python-multipart") for r in fastapi_extra), fastapi_extra
