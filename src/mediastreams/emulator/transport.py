@@ -23,16 +23,16 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 
 from ..diagnostics import Violation
-from ..exceptions import EmulatorError
+from ..exceptions import ConnectFailed, EmulatorError
 
 __all__ = [
     "IN_PROCESS_BASE_URL",
     "USER_AGENT",
     "ASGIApp",
     "ASGITransport",
+    "AppConnection",
     "Closed",
     "ConnectFailed",
-    "Transport",
     "WebSocketTransport",
     "asgi_lifespan",
     "connect_to_hint",
@@ -54,14 +54,6 @@ Message: TypeAlias = MutableMapping[str, Any]
 Receive: TypeAlias = Callable[[], Awaitable[Message]]
 Send: TypeAlias = Callable[[Message], Awaitable[None]]
 ASGIApp: TypeAlias = Callable[[Scope, Receive, Send], Awaitable[None]]
-
-
-class ConnectFailed(EmulatorError):
-    """The WebSocket could not be opened; ``violation`` says why, with Twilio's code."""
-
-    def __init__(self, violation: Violation) -> None:
-        super().__init__(violation.describe())
-        self.violation = violation
 
 
 def public_url_hint(url: str) -> str:
@@ -92,8 +84,14 @@ class Closed:
     reason: str = ""
 
 
-class Transport(Protocol):
-    """One open WebSocket to the app, carrying text (and, wrongly, binary) frames."""
+class AppConnection(Protocol):
+    """One open WebSocket to the app, as Twilio's side holds it: text frames out, the app's
+    text (and, wrongly, binary) frames in.
+
+    :class:`WebSocketTransport` (a real socket) and :class:`ASGITransport` (an app in this
+    process) are the two. Not to be confused with :class:`mediastreams.session.Transport`,
+    the app's side of the socket that adapters provide.
+    """
 
     closed: Closed | None
 

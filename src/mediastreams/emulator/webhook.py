@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 import httpx
 
 from ..diagnostics import Violation
+from ..exceptions import WebhookFailed
 from ..messages import new_sid
 from ..security import compute_signature
 from .call import StreamPlan
@@ -68,14 +69,6 @@ class RoutedTransport(httpx.AsyncBaseTransport):
     async def aclose(self) -> None:
         """Close the connections."""
         await self._inner.aclose()
-
-
-class WebhookFailed(Exception):
-    """The webhook could not be fetched; ``violation`` says why (Twilio's 11200 family)."""
-
-    def __init__(self, violation: Violation) -> None:
-        super().__init__(violation.describe())
-        self.violation = violation
 
 
 def call_parameters(
