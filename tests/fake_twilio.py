@@ -64,19 +64,30 @@ class FakeTwilio:
         return played
 
     async def play_all(
-        self, *waiting_for: Any, frame_bytes: int = 160, max_frames: int = 20_000
+        self,
+        *waiting_for: Any,
+        frame_bytes: int = 160,
+        max_frames: int = 20_000,
+        timeout_s: float = 30.0,
     ) -> None:
         """Play frames until the app has nothing more buffered or pending, and every handle
-        in ``waiting_for`` is done (a file may still be converting in a thread)."""
-        for _ in range(max_frames):
+        in ``waiting_for`` is done (a file may still be converting in a thread: that is
+        waited for up to ``timeout_s``; more than ``max_frames`` frames is an app that keeps
+        sending)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        frames = 0
+        while True:
             await self.take()
-            idle = not self.protocol.buffered_bytes and not self.protocol.pending_marks
-            if idle and all(handle.done() for handle in waiting_for):
+            if self.protocol.buffered_bytes or self.protocol.pending_marks:
+                frames += 1
+                assert frames <= max_frames, "the app kept sending"
+                await self.play(frame_bytes)
+            elif all(handle.done() for handle in waiting_for):
                 return
-            if idle:
+            else:
+                assert loop.time() < deadline, "a handle never resolved"
                 await asyncio.sleep(0.001)  # real time, for work in a thread
-            await self.play(frame_bytes)
-        raise AssertionError("the app kept sending, or a handle never resolved")
 
 
 class TwilioClient:
