@@ -12,10 +12,19 @@ from :mod:`mediastreams.adapters`) and drives :class:`~mediastreams.protocol.App
 
 What "played" means and how audio is paced: see :mod:`mediastreams.pacing`.
 
-The I/O boundary is here, in the reader and writer tasks: a frame Twilio's side should not
-have sent is logged (once per kind and stream, as Twilio logs 31951 once) and ignored; a frame
-over ``max_frame_bytes``, a lost socket, a silent peer, a peer that does not read, and any
-exception in a task of the session end the stream. Every bound comes from one
+This module is the stream's life (open, close, the end, whatever causes it) and its public
+face; each other job of the session has its own module, which this one wires together:
+
+- :mod:`mediastreams.inbound`: the reader task (frames in, checked by the protocol, bad ones
+  logged once per kind and ignored) and the fan-out of events to their readers;
+- :mod:`mediastreams.playback`: plays and marks, their handles, the sources feeding them and
+  the writer task, paced by the loop-free :class:`~mediastreams.pacing.Pacer`; turning a
+  source into mu-law is :mod:`mediastreams.audio.source`'s;
+- :mod:`mediastreams.watchdog`: the idle and send deadlines;
+- :mod:`mediastreams.websocket`: the adapter interface, close codes and close reasons.
+
+A frame over ``max_frame_bytes``, a lost socket, a silent peer, a peer that does not read,
+and any exception in a task of the session end the stream. Every bound comes from one
 :class:`~mediastreams.limits.Limits`. Nothing is left running after the end: every play and
 mark handle resolves, every iterator finishes, every task is awaited.
 """
