@@ -10,7 +10,10 @@ stream``) and each :meth:`~mediastreams.session.MediaStream.audio` iterator, eac
 own bounded queue, so a slow reader loses its own oldest media and nobody else's. Key presses
 are the exception, by design: while a :meth:`~mediastreams.session.MediaStream.collect_digits`
 waits, every ``DTMF`` goes to it alone, so the digits of a PIN never come round again as menu
-keys in the main loop (:meth:`Readers.publish` says the rule exactly).
+keys in the main loop (:meth:`Inbound.publish` says the rule exactly).
+
+Part of :mod:`mediastreams.session`: what that module exports is public, the rest of this
+module may change.
 """
 
 from __future__ import annotations

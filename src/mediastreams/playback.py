@@ -6,6 +6,9 @@
 :class:`~mediastreams.pacing.Pacer`, and the writer that sends what the pacer allows through
 :class:`~mediastreams.protocol.AppProtocol`. The pacer decides; this module maps its play and
 mark ids to handles and resolves them.
+
+Part of :mod:`mediastreams.session`: what that module exports is public, the rest of this
+module may change.
 """
 
 from __future__ import annotations
@@ -279,10 +282,10 @@ class Playback:
     def _apply(self) -> None:
         """Resolve the handles of what the pacer resolved."""
         for resolved in self.pacer.resolved():
-            if type(resolved) is MarkResolved:
+            if isinstance(resolved, MarkResolved):
                 self._marks.pop(resolved.mark_id)._resolve(resolved.outcome)
             else:
-                self._plays.pop(resolved.play_id)._resolve(resolved.outcome)  # type: ignore[union-attr]
+                self._plays.pop(resolved.play_id)._resolve(resolved.outcome)
 
     async def _feed(
         self, handle: PlayHandle, source: AudioInput, format: Any, sample_rate: int | None
@@ -331,8 +334,9 @@ class Playback:
                 for item in pacer.frames_to_send():
                     if type(item) is bytes:
                         protocol.send_media(item)
-                    else:
-                        protocol.send_mark(item)  # type: ignore[arg-type]
+                    else:  # a mark's name: now and then, not per frame
+                        assert isinstance(item, str)
+                        protocol.send_mark(item)
                 self._apply()  # a play with no audio resolves when its turn comes
                 frames = protocol.data_to_send()
                 if not frames:

@@ -4,6 +4,9 @@ One :class:`Watchdog` per stream, one timer ticking four times per deadline, so 
 a counter, not a timer: a deadline fires between 1 and 1.5 times its length after the last
 sign of life. When the app blocks the event loop for longer than that, the time it was
 blocked does not count against the peer.
+
+Part of :mod:`mediastreams.session`: what that module exports is public, the rest of this
+module may change.
 """
 
 from __future__ import annotations

@@ -3,6 +3,9 @@
 :class:`Transport` is what an adapter (:mod:`mediastreams.adapters`) wraps a library's
 WebSocket in; :func:`close_reason` is how a failure is told to the peer. All three are also
 importable from :mod:`mediastreams.session`, where they are documented.
+
+Part of :mod:`mediastreams.session`: what that module exports is public, the rest of this
+module may change.
 """
 
 from __future__ import annotations
