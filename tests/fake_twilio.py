@@ -11,10 +11,20 @@ from mediastreams.exceptions import RemoteProtocolError
 from mediastreams.protocol import TwilioProtocol
 
 
-async def settle(rounds: int = 20) -> None:
-    """Let every ready task run (in-memory queues need no real time)."""
-    for _ in range(rounds):
+async def settle(timeout_s: float = 30.0) -> None:
+    """Run the event loop until every other task waits on something: nothing is ready to run.
+
+    In-memory queues need no real time, so once no callback is ready, whatever a test set
+    off (a frame received, a play queued, an echo) has gone as far as it can; work in a
+    thread or behind a timer is waited for by the caller, on its own condition. Fails after
+    ``timeout_s`` if the loop never goes idle (a task that spins).
+    """
+    loop = asyncio.get_running_loop()
+    async with asyncio.timeout(timeout_s):
         await asyncio.sleep(0)
+        # asyncio's loop keeps the callbacks ready to run in `_ready` (CPython 3.11-3.13).
+        while loop._ready:  # type: ignore[attr-defined]
+            await asyncio.sleep(0)
 
 
 class FakeTwilio:
@@ -54,19 +64,30 @@ class FakeTwilio:
         return played
 
     async def play_all(
-        self, *waiting_for: Any, frame_bytes: int = 160, max_frames: int = 20_000
+        self,
+        *waiting_for: Any,
+        frame_bytes: int = 160,
+        max_frames: int = 20_000,
+        timeout_s: float = 30.0,
     ) -> None:
         """Play frames until the app has nothing more buffered or pending, and every handle
-        in ``waiting_for`` is done (a file may still be converting in a thread)."""
-        for _ in range(max_frames):
+        in ``waiting_for`` is done (a file may still be converting in a thread: that is
+        waited for up to ``timeout_s``; more than ``max_frames`` frames is an app that keeps
+        sending)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        frames = 0
+        while True:
             await self.take()
-            idle = not self.protocol.buffered_bytes and not self.protocol.pending_marks
-            if idle and all(handle.done() for handle in waiting_for):
+            if self.protocol.buffered_bytes or self.protocol.pending_marks:
+                frames += 1
+                assert frames <= max_frames, "the app kept sending"
+                await self.play(frame_bytes)
+            elif all(handle.done() for handle in waiting_for):
                 return
-            if idle:
+            else:
+                assert loop.time() < deadline, "a handle never resolved"
                 await asyncio.sleep(0.001)  # real time, for work in a thread
-            await self.play(frame_bytes)
-        raise AssertionError("the app kept sending, or a handle never resolved")
 
 
 class TwilioClient:
@@ -187,6 +208,6 @@ class DroppedCall:
         self.ended.append(stream)
 
     async def wait(self) -> None:
-        async with asyncio.timeout(5):
+        async with asyncio.timeout(30):
             while not self.ended:
                 await asyncio.sleep(0.01)

@@ -262,3 +262,70 @@ def test_without_hang_up_on_cancel_the_cancellation_goes_through() -> None:
 
     asyncio.run(run())
     assert phases.frames["agent"][-1] == "media"  # no stop: the socket was just closed
+
+
+# --- the public URL of an app in this process ---------------------------------------------------
+
+
+def signed_app(public_url: str) -> Any:
+    """The ready server, checking signatures against ``public_url`` as it would in production."""
+    from mediastreams.server import ServerConfig, create_app
+
+    async def handler(stream: Any) -> None:
+        await stream.play(b"\x10" * 800)
+
+    return create_app(ServerConfig(handler=handler, public_url=public_url, auth_token="t0ken"))
+
+
+def test_a_call_can_be_placed_at_the_apps_public_url() -> None:
+    app = signed_app("https://abc.ngrok.app")
+    result = place_call(
+        app,
+        [Hangup(at_ms=1000)],
+        webhook_path="/incoming-call",
+        auth_token="t0ken",
+        public_url="https://abc.ngrok.app",
+    )
+    assert result.ok, result.report.findings
+    assert result.report.stream_url == "wss://abc.ngrok.app/media-stream"
+    assert result.report.audio_played_ms == 100
+
+
+def test_without_the_public_url_the_signature_check_fails_and_says_where_to_look() -> None:
+    app = signed_app("https://abc.ngrok.app")
+    result = place_call(
+        app, [Hangup(at_ms=1000)], webhook_path="/incoming-call", auth_token="t0ken"
+    )
+    (finding,) = result.report.violations
+    assert "https://testserver/incoming-call answered HTTP 403" in finding.violation.message
+    assert "public_url" in finding.violation.hint
+
+
+def test_a_stream_path_is_opened_at_the_public_url_too() -> None:
+    seen: list[str] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        seen.append(f"{scope['scheme']}://{dict(scope['headers'])[b'host'].decode()}")
+        await stream_app(plays(b"\x10" * 160))(scope, receive, send)
+
+    result = place_call(app, [Hangup(at_ms=200)], public_url="https://abc.ngrok.app:8443/")
+    assert result.report.stream_url == "wss://abc.ngrok.app:8443/media-stream"
+    assert seen == ["wss://abc.ngrok.app:8443"]
+
+
+@pytest.mark.parametrize(
+    ("public_url", "message"),
+    [
+        ("abc.ngrok.app", "expected https://host"),
+        ("ftp://abc.ngrok.app", "expected https://host"),
+        ("https://abc.ngrok.app/app?x=1", "scheme and host only, such as https://abc.ngrok.app"),
+    ],
+)
+def test_a_bad_public_url_is_refused_with_what_to_give(public_url: str, message: str) -> None:
+    with pytest.raises(EmulatorError, match=message):
+        place_call(stream_app(plays(b"\x10" * 160)), public_url=public_url)
+
+
+def test_a_public_url_with_a_url_target_is_refused() -> None:
+    with pytest.raises(EmulatorError, match="connect_to"):
+        place_call("https://abc.ngrok.app/incoming-call", public_url="https://abc.ngrok.app")

@@ -113,7 +113,7 @@ def running(app: Starlette) -> Iterator[int]:
     thread = threading.Thread(target=uvicorn_server.run, daemon=True)
     thread.start()
     try:
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 30
         while not uvicorn_server.started:
             assert time.monotonic() < deadline, "uvicorn did not start"
             time.sleep(0.01)

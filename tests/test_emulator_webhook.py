@@ -237,3 +237,28 @@ def test_a_webhook_that_raises_is_reported_not_raised() -> None:
     result = place_call(app, [], webhook_path="/incoming-call")
     assert kinds(result) == [(11200, "webhook-error")]
     assert "RuntimeError: no TwiML today" in result.report.findings[0].violation.message
+
+
+@pytest.mark.anyio
+async def test_a_failed_request_is_an_emulator_error_in_the_tree() -> None:
+    import httpx
+
+    from mediastreams import exceptions
+    from mediastreams.emulator.transport import ConnectFailed
+    from mediastreams.emulator.webhook import TwilioRequests, WebhookFailed
+    from mediastreams.exceptions import EmulatorError, MediaStreamsError
+
+    async def refuse(request: Request) -> Response:
+        return Response(status_code=500)
+
+    app = Starlette(routes=[Route("/incoming-call", refuse, methods=["POST"])])
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app)) as client:
+        requests = TwilioRequests(client, {"CallSid": "CA1"})
+        with pytest.raises(EmulatorError) as raised:
+            await requests.answer("https://abc.example/incoming-call")
+    assert isinstance(raised.value, WebhookFailed)
+    assert raised.value.violation.code == 11200
+    assert "answered HTTP 500" in str(raised.value)
+    assert issubclass(ConnectFailed, EmulatorError) and issubclass(EmulatorError, MediaStreamsError)
+    tree = exceptions.__doc__ or ""
+    assert "├── ConnectFailed" in tree and "└── WebhookFailed" in tree

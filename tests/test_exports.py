@@ -57,3 +57,45 @@ def test_submodules_pin_their_all() -> None:
     for module in (diagnostics, messages, protocol, trace):
         for name in module.__all__:
             assert hasattr(module, name), (module.__name__, name)
+
+
+def test_the_fastapi_extra_brings_what_request_form_needs() -> None:
+    from importlib.metadata import requires
+
+    fastapi_extra = [
+        r for r in requires("mediastreams") or [] if "extra == 'fastapi'" in r.replace('"', "'")
+    ]
+    assert any(r.startswith("python-multipart") for r in fastapi_extra), fastapi_extra
+
+
+SESSION = [
+    "CLOSE_INTERNAL_ERROR",
+    "DEFAULT_FRAME_MS",
+    "DEFAULT_LEAD_MS",
+    "DEFAULT_MARK_INTERVAL_MS",
+    "DEFAULT_START_TIMEOUT_MS",
+    "MAX_CLOSE_REASON_BYTES",
+    "MAX_FRAME_BYTES",
+    "MAX_GAP_FILL_MS",
+    "AudioInput",
+    "Event",
+    "MarkHandle",
+    "MediaStream",
+    "Outcome",
+    "Pacer",
+    "PlayHandle",
+    "Transport",
+    "close_reason",
+]
+
+
+def test_the_session_module_keeps_its_names_wherever_they_are_defined() -> None:
+    from mediastreams import pacing, session
+
+    assert session.__all__ == SESSION
+    for name in SESSION:
+        assert getattr(session, name) is not None, name
+    assert session.Pacer is pacing.Pacer and session.Outcome is pacing.Outcome
+    assert session.PlayHandle is mediastreams.PlayHandle
+    for name in pacing.__all__:
+        assert hasattr(pacing, name), name

@@ -35,3 +35,21 @@ def test_importing_the_plugin_imports_nothing_else() -> None:
         "assert extra == {'mediastreams.pytest_plugin'}, extra"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_the_fixture_places_the_call_at_the_apps_public_url(
+    twilio_call: Callable[..., CallResult],
+) -> None:
+    from mediastreams.server import ServerConfig, create_app
+
+    async def handler(stream: object) -> None:
+        await stream.play(TONE_MULAW)  # type: ignore[attr-defined]
+
+    app = create_app(
+        ServerConfig(handler=handler, public_url="https://abc.ngrok.app", auth_token="t0ken")
+    )
+    options = {"webhook_path": "/incoming-call", "auth_token": "t0ken"}
+    result = twilio_call(app, [Hangup(at_ms=2000)], public_url="https://abc.ngrok.app", **options)
+    assert result.ok, result.report.findings
+    assert result.report.stream_url == "wss://abc.ngrok.app/media-stream"
+    assert not twilio_call(app, [Hangup(at_ms=2000)], **options).ok  # signed for testserver

@@ -356,6 +356,85 @@ async def test_collect_digits(transport: MemoryTransport) -> None:
     assert await stream.collect_digits(2) == ""
 
 
+def press(twilio: FakeTwilio, digits: str) -> None:
+    for digit in digits:
+        twilio.protocol.send_dtmf(digit)
+    twilio.flush()
+
+
+async def test_digits_a_collector_takes_never_reach_the_menu_loop(
+    transport: MemoryTransport,
+) -> None:
+    """The README pattern: collect_digits inside ``async for``; the PIN is not menu keys."""
+    twilio, stream = await opened(transport)
+    menu_keys: list[str] = []
+    pins: list[str] = []
+
+    async def menu() -> None:
+        async for event in stream:
+            if not isinstance(event, DTMF):
+                continue
+            menu_keys.append(event.digit)
+            if event.digit == "9":
+                pins.append(await stream.collect_digits(4, timeout_ms=5000))
+
+    task = asyncio.create_task(menu())
+    press(twilio, "9")
+    await settle()  # the menu took the 9 and now waits in collect_digits
+    press(twilio, "1234")
+    await settle()
+    press(twilio, "2")
+    twilio.protocol.send_stop()
+    twilio.flush()
+    await asyncio.wait_for(task, 30)
+    assert pins == ["1234"]
+    assert menu_keys == ["9", "2"]  # not 9, 1, 2, 3, 4, 2
+    await stream.close()
+
+
+async def test_while_digits_are_collected_other_events_flow_and_later_keys_return(
+    transport: MemoryTransport,
+) -> None:
+    twilio, stream = await opened(transport)
+    pin = asyncio.create_task(stream.collect_digits(3, finish_on="#"))
+    await settle()
+    twilio.protocol.send_media(b"\x01" * 160)
+    press(twilio, "12#")  # the finish key is taken too, not passed on
+    press(twilio, "45")  # the collector has returned: these are the loop's
+    twilio.protocol.send_stop()
+    twilio.flush()
+    assert await pin == "12"
+    events = [event async for event in stream]
+    assert [type(e) for e in events] == [Media, DTMF, DTMF, Stop]
+    assert [e.digit for e in events if isinstance(e, DTMF)] == ["4", "5"]
+
+
+async def test_a_collector_takes_only_the_digits_it_asked_for(
+    transport: MemoryTransport,
+) -> None:
+    twilio, stream = await opened(transport)
+    first = asyncio.create_task(stream.collect_digits(2))
+    await settle()
+    second = asyncio.create_task(stream.collect_digits(2))
+    await settle()
+    press(twilio, "12345")  # all at once: the first takes two, the second two, one is left
+    assert (await first, await second) == ("12", "34")
+    twilio.protocol.send_stop()
+    twilio.flush()
+    assert [e.digit for e in [e async for e in stream] if isinstance(e, DTMF)] == ["5"]
+
+
+async def test_after_a_collector_times_out_keys_reach_the_loop_again(
+    transport: MemoryTransport,
+) -> None:
+    twilio, stream = await opened(transport)
+    assert await stream.collect_digits(4, timeout_ms=10) == ""
+    press(twilio, "7")
+    event = await asyncio.wait_for(anext(aiter(stream)), 30)
+    assert isinstance(event, DTMF) and event.digit == "7"
+    await stream.close()
+
+
 # --- ending ------------------------------------------------------------------------------------
 
 
@@ -557,7 +636,7 @@ async def test_unread_media_is_capped(
             twilio.protocol.send_media(bytes([i]) * 160)
         twilio.protocol.send_dtmf("1")
         twilio.flush()
-        await settle(50)
+        await settle()
     assert "nothing reads" in caplog.text
     events = []
     async for event in stream:

@@ -252,9 +252,9 @@ async def test_unread_events_are_bounded_in_bytes(caplog: pytest.LogCaptureFixtu
             twilio.protocol.send_media(bytes([i]) * 1600)  # frames of about 2.2 KB
         twilio.protocol.send_dtmf("5")
         twilio.flush()
-        await settle(200)
+        await settle()
     assert caplog.text.count("nothing reads the stream's events") == 1
-    assert stream._events._bytes <= 20_000
+    assert stream._inbound.events._bytes <= 20_000
     events = []
     async for event in stream:
         events.append(event)
@@ -262,7 +262,7 @@ async def test_unread_events_are_bounded_in_bytes(caplog: pytest.LogCaptureFixtu
             break
     assert 5 <= len(events) <= 10  # the newest media that fit, then the key press
     assert events[-2].payload == bytes([99]) * 1600  # type: ignore[union-attr]
-    assert stream._events.dropped_media == 100 - (len(events) - 1)
+    assert stream._inbound.events.dropped_media == 100 - (len(events) - 1)
     await stream.close()
 
 
@@ -272,8 +272,8 @@ async def test_an_audio_iterator_nobody_reads_is_bounded() -> None:
     for _ in range(500):
         twilio.protocol.send_media(b"\xff" * 160)
     twilio.flush()
-    await settle(200)
-    queue = stream._queues[-1]
+    await settle()
+    queue = stream._inbound.queues[-1]
     assert len(queue._media) + len(queue._others) <= 20
     assert queue.dropped_media >= 480
     await stream.close()
@@ -286,7 +286,7 @@ async def test_only_control_events_make_way_when_there_is_no_media() -> None:
     for digit in "0123456789":
         twilio.protocol.send_dtmf(digit)
     twilio.flush()
-    await settle(100)
+    await settle()
     events = []
     await stream.close()
     async for event in stream:
@@ -345,7 +345,7 @@ async def test_an_echo_that_falls_behind_drops_the_oldest(
     for i in range(250):  # 5 s from the caller; nothing plays, no echo comes back
         twilio.protocol.send_media(bytes([i]) * 160)
     twilio.flush()
-    await wait_for(lambda: not stream._events._media)  # the echo has taken every frame
+    await wait_for(lambda: not stream._inbound.events._media)  # the echo has taken every frame
     await settle()
     with caplog.at_level(logging.WARNING, "mediastreams.server"):
         twilio.protocol.send_stop()

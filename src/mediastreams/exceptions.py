@@ -19,10 +19,13 @@ The tree::
     │   └── ReplayError                a request already answered once, sent again
     ├── CapacityError                  a bound is full: new work is refused until some ends
     └── EmulatorError                  the emulator could not place or run a call
+        ├── ConnectFailed              the app's WebSocket could not be opened (31901-31920)
+        └── WebhookFailed              a request to the app failed: TwiML, a callback (11200)
 
-A :class:`ProtocolError` carries the :class:`~mediastreams.diagnostics.Violation` that
-describes it: Twilio's error code, who sent the frame, the frame itself, a plain message and
-a hint on how to fix it. ``str(error)`` is the message followed by the hint.
+A :class:`ProtocolError`, a :class:`ConnectFailed` and a :class:`WebhookFailed` carry the
+:class:`~mediastreams.diagnostics.Violation` that describes them: Twilio's error code, who
+was at fault, the frame if there was one, a plain message and a hint on how to fix it.
+``str(error)`` is the message followed by the hint.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AudioError",
     "CapacityError",
+    "ConnectFailed",
     "CorruptedAudio",
     "EmptyAudio",
     "EmulatorError",
@@ -50,6 +54,7 @@ __all__ = [
     "TwiMLError",
     "UnknownAudioFormat",
     "UnsupportedAudio",
+    "WebhookFailed",
 ]
 
 
@@ -141,3 +146,27 @@ class CapacityError(MediaStreamsError):
 
 class EmulatorError(MediaStreamsError):
     """The emulator could not place or run a call."""
+
+
+class _AppUnreachable(EmulatorError):
+    """Twilio's side could not get what it needed from the app; ``violation`` says why."""
+
+    def __init__(self, violation: Violation) -> None:
+        super().__init__(violation.describe())
+        self.violation = violation
+
+
+class ConnectFailed(_AppUnreachable):
+    """The app's WebSocket could not be opened: refused, unreachable, a failed handshake.
+
+    Attributes:
+        violation: what went wrong, with Twilio's code (31901, 31902, 31904, 31910, 31920).
+    """
+
+
+class WebhookFailed(_AppUnreachable):
+    """A request to the app failed: the voice webhook, more TwiML, a status callback.
+
+    Attributes:
+        violation: what went wrong, with Twilio's code (11200).
+    """

@@ -1,25 +1,33 @@
 """Pacing without I/O: which frames and marks go out now, and what the echoes confirmed.
 
-:class:`Pacer` is the scheduling logic of :class:`~mediastreams.session.MediaStream` alone,
-with no socket and no clock, over an :class:`~mediastreams.protocol.AppProtocol`. Audio goes
-out in frames of ``frame_ms`` and at most ``lead_ms`` ahead of what Twilio's mark echoes
-confirmed; every play carries its own marks, and an echo from before the last ``clear``
-counts as discarded, not played
-(https://www.twilio.com/docs/voice/media-streams/websocket-messages#send-a-mark-message).
+:class:`Pacer` is the scheduling logic of :class:`~mediastreams.session.MediaStream` alone: a
+state machine on play ids and byte counts, with no socket, no clock and no event loop, in the
+manner of python-websockets' protocol. Its caller feeds it what happens (a play queued, audio
+from its source, a mark echoed, a ``clear``) and asks it what to do::
 
-The handles an app awaits (:class:`PlayHandle`, :class:`MarkHandle`) resolve here.
+    pacer = Pacer()
+    pacer.add_play(1)
+    pacer.add_audio(1, mulaw)
+    pacer.end_source(1)
+    for item in pacer.frames_to_send():   # bytes: a media payload; str: a mark's name
+        ...
+    pacer.on_echo(name)                   # Twilio echoed a mark
+    for resolved in pacer.resolved():     # Resolved(play_id, outcome, ...), MarkResolved(...)
+        ...
+
+Audio goes out in frames of ``frame_ms`` and at most ``lead_ms`` ahead of what Twilio's mark
+echoes confirmed; every play carries its own marks, and an echo from before the last
+``clear`` counts as discarded, not played
+(https://www.twilio.com/docs/voice/media-streams/websocket-messages#send-a-mark-message).
 """
 
 from __future__ import annotations
 
-import asyncio
 import enum
 from collections import deque
-from collections.abc import Generator
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from .protocol import AppProtocol
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TypeAlias
 
 __all__ = [
     "BYTES_PER_MS",
@@ -27,10 +35,12 @@ __all__ = [
     "DEFAULT_LEAD_MS",
     "DEFAULT_MARK_INTERVAL_MS",
     "MARK_PREFIX",
-    "MarkHandle",
+    "MarkResolved",
     "Outcome",
+    "Outgoing",
     "Pacer",
-    "PlayHandle",
+    "PlayProgress",
+    "Resolved",
 ]
 
 BYTES_PER_MS = 8  # mu-law 8000 Hz: one byte per sample
@@ -41,6 +51,12 @@ DEFAULT_MARK_INTERVAL_MS = 200
 
 MARK_PREFIX = "_ms:"
 """The pacer's own marks start with this; a user's mark names may not."""
+
+Outgoing: TypeAlias = bytes | str
+"""What :meth:`Pacer.frames_to_send` returns, in order: ``bytes`` is the payload of one
+``media`` frame, ``str`` the name of one ``mark``."""
+
+_NOTHING: tuple[()] = ()
 
 
 class Outcome(enum.Enum):
@@ -53,127 +69,62 @@ class Outcome(enum.Enum):
     FAILED = "failed"  # the audio source raised; see PlayHandle.error
 
 
-class _Handle:
-    """An awaitable result that resolves once; awaiting it returns the handle itself."""
-
-    def __init__(self) -> None:
-        self.outcome = Outcome.PENDING
-        self._done = asyncio.get_running_loop().create_future()
-
-    def done(self) -> bool:
-        """Whether the outcome is known."""
-        return self.outcome is not Outcome.PENDING
-
-    def _resolve(self, outcome: Outcome) -> None:
-        if self.outcome is Outcome.PENDING:
-            self.outcome = outcome
-            self._done.set_result(None)
-
-    async def wait(self) -> Outcome:
-        """Wait for the outcome and return it (never raises)."""
-        await asyncio.shield(self._done)
-        self._seen()
-        return self.outcome
-
-    def _seen(self) -> None:
-        """The app has looked at the outcome."""
-
-
-class PlayHandle(_Handle):
-    """One queued play; returned by :meth:`MediaStream.play` at once.
-
-    ``await handle`` returns the handle once Twilio confirmed the audio played (the final
-    mark was echoed), a ``clear`` interrupted it or the stream ended. It raises the source's
-    error if the audio could not be read.
+class PlayProgress:
+    """A play's byte counts, kept up to date by the :class:`Pacer` (read them, never write).
 
     Attributes:
-        id: the play's number in its stream, from 1.
-        source: what was played, for messages (a path, ``"1600 bytes"``, ``"a stream"``).
-        outcome: :class:`Outcome`; ``PENDING`` until resolved.
+        sent_bytes: audio handed out by :meth:`Pacer.frames_to_send`.
+        played_bytes: audio Twilio confirmed as played, by mark echoes.
+        dropped_bytes: audio dropped unsent because it fell more than the play's
+            ``max_backlog_ms`` behind.
     """
 
-    def __init__(self, play_id: int, source: str = "") -> None:
-        super().__init__()
-        self.id = play_id
-        self.source = source
-        self._error: BaseException | None = None
-        self._error_seen = False
-        self._sent_bytes = 0
-        self._played_bytes = 0
-        self._dropped_bytes = 0
+    __slots__ = ("dropped_bytes", "played_bytes", "sent_bytes")
 
-    @property
-    def error(self) -> BaseException | None:
-        """What the source raised, when ``outcome`` is ``FAILED``."""
-        self._error_seen = True
-        return self._error
-
-    def _unseen_error(self) -> BaseException | None:
-        """The source's error, if nobody awaited the handle or read :attr:`error`."""
-        return None if self._error_seen else self._error
-
-    @property
-    def sent_ms(self) -> float:
-        """Audio sent to Twilio so far, in milliseconds."""
-        return self._sent_bytes / BYTES_PER_MS
-
-    @property
-    def played_ms(self) -> float:
-        """Audio Twilio confirmed as played (by mark echoes), in milliseconds."""
-        return self._played_bytes / BYTES_PER_MS
-
-    @property
-    def dropped_ms(self) -> float:
-        """Audio dropped unsent because it fell more than ``max_backlog_ms`` behind."""
-        return self._dropped_bytes / BYTES_PER_MS
-
-    def _seen(self) -> None:
-        if self.outcome is Outcome.FAILED:
-            self._error_seen = True
-
-    def _fail(self, error: BaseException) -> None:
-        if self.outcome is Outcome.PENDING:
-            self._error = error
-            self._resolve(Outcome.FAILED)
-
-    def __await__(self) -> Generator[Any, None, PlayHandle]:
-        yield from self.wait().__await__()
-        if self._error is not None:
-            raise self._error
-        return self
-
-    def __repr__(self) -> str:
-        return (
-            f"<PlayHandle {self.id} {self.outcome.value} sent_ms={self.sent_ms:.0f} "
-            f"played_ms={self.played_ms:.0f}>"
-        )
+    def __init__(self) -> None:
+        self.sent_bytes = 0
+        self.played_bytes = 0
+        self.dropped_bytes = 0
 
 
-class MarkHandle(_Handle):
-    """A mark sent with :meth:`MediaStream.send_mark`; awaiting it returns the handle.
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    """A play's outcome is known: ``PLAYED``, ``INTERRUPTED``, ``ENDED`` or ``FAILED``."""
 
-    ``outcome`` is ``PLAYED`` when Twilio echoed it with no ``clear`` in between (the audio
-    before it played), ``INTERRUPTED`` when a ``clear`` sent after it caused the echo, and
-    ``ENDED`` when the stream ended first.
-    """
+    play_id: int
+    outcome: Outcome
+    played_bytes: int
+    sent_bytes: int
 
-    def __init__(self, name: str) -> None:
-        super().__init__()
-        self.name = name
 
-    def __await__(self) -> Generator[Any, None, MarkHandle]:
-        yield from self.wait().__await__()
-        return self
+@dataclass(frozen=True, slots=True)
+class MarkResolved:
+    """A mark queued with :meth:`Pacer.add_mark` resolved: ``PLAYED``, ``INTERRUPTED`` (a
+    ``clear`` discarded the audio before it) or ``ENDED``."""
+
+    mark_id: int
+    outcome: Outcome
 
 
 class _Play:
-    __slots__ = ("buffer", "handle", "last_mark", "max_backlog", "offset", "source_done")
+    __slots__ = (
+        "buffer",
+        "id",
+        "last_mark",
+        "max_backlog",
+        "offset",
+        "progress",
+        "resolved",
+        "source_done",
+    )
 
-    def __init__(self, handle: PlayHandle, max_backlog_ms: int | None = None) -> None:
-        self.handle = handle
+    def __init__(self, play_id: int, max_backlog_ms: int | None) -> None:
+        self.id = play_id
+        self.progress = PlayProgress()
         self.buffer = bytearray()
         self.offset = 0  # bytes of `buffer` already sent
         self.source_done = False
+        self.resolved = False  # failed while queued: skipped, never sent
         self.last_mark = 0  # play bytes at the last mark sent
         self.max_backlog = None if max_backlog_ms is None else max_backlog_ms * BYTES_PER_MS
 
@@ -187,27 +138,34 @@ class _Play:
         if self.max_backlog is not None and self.available > self.max_backlog:
             excess = self.available - self.max_backlog
             self.offset += excess
-            self.handle._dropped_bytes += excess
-            self._compact()
+            self.progress.dropped_bytes += excess
+            self.compact()
 
-    def take(self, n_bytes: int) -> bytes:
-        chunk = bytes(self.buffer[self.offset : self.offset + n_bytes])
-        self.offset += len(chunk)
-        self._compact()
-        return chunk
-
-    def _compact(self) -> None:
-        if self.offset >= 1 << 16:  # now and then, not per frame
+    def compact(self) -> None:
+        """Drop the sent part of the buffer, now and then (not per frame)."""
+        if self.offset >= 1 << 16:
             del self.buffer[: self.offset]
             self.offset = 0
 
 
+class _Mark:
+    """A mark queued behind plays, waiting to be sent."""
+
+    __slots__ = ("id", "name")
+
+    def __init__(self, mark_id: int, name: str) -> None:
+        self.id = mark_id
+        self.name = name
+
+
 class _MarkPoint:
+    """One of the pacer's own marks, sent: what its echo confirms."""
+
     __slots__ = ("final", "generation", "play", "play_bytes", "stream_bytes")
 
     def __init__(self, play: _Play, stream_bytes: int, generation: int, final: bool) -> None:
         self.play = play
-        self.play_bytes = play.handle._sent_bytes
+        self.play_bytes = play.progress.sent_bytes
         self.stream_bytes = stream_bytes
         self.generation = generation
         self.final = final
@@ -216,10 +174,17 @@ class _MarkPoint:
 class Pacer:
     """Which frames and marks to send now, from what the echoes confirmed; no I/O, no clock.
 
+    Plays and marks are named by ids the caller picks (unique among those pending). Nothing
+    here needs an event loop: each method changes the state, and :meth:`frames_to_send` and
+    :meth:`resolved` say what follows.
+
     Args:
         frame_ms: the size of every outbound frame but a play's last.
         lead_ms: how far the audio sent may run ahead of the audio confirmed.
         mark_interval_ms: a mark goes out at least this often within a play.
+
+    Raises:
+        ValueError: unless ``0 < frame_ms <= mark_interval_ms <= lead_ms``.
     """
 
     def __init__(
@@ -237,12 +202,14 @@ class Pacer:
         self._frame_bytes = frame_ms * BYTES_PER_MS
         self._lead_bytes = lead_ms * BYTES_PER_MS
         self._mark_bytes = mark_interval_ms * BYTES_PER_MS
-        # Plays with audio still to send, and user marks to send after them, in order.
-        self._queue: deque[_Play | MarkHandle] = deque()
-        self._user_marks: dict[str, deque[tuple[MarkHandle, int]]] = {}
-        self._unconfirmed: dict[PlayHandle, _Play] = {}  # all sent, final mark not echoed
+        # Plays with audio still to send, and marks to send after them, in order.
+        self._queue: deque[_Play | _Mark] = deque()
+        self._plays: dict[int, _Play] = {}  # every unresolved play, oldest first
+        self._sent_marks: dict[str, deque[tuple[int, int]]] = {}  # name -> (id, generation)
         self._marks: dict[str, _MarkPoint] = {}
         self._generation = 0  # +1 per clear: marks of an older one were discarded, not played
+        self._out: list[Outgoing] = []
+        self._resolved: list[Resolved | MarkResolved] = []
         self.sent_bytes = 0  # over the whole stream
         self.confirmed_bytes = 0
 
@@ -251,114 +218,209 @@ class Pacer:
         """Audio sent and not yet confirmed, in milliseconds."""
         return (self.sent_bytes - self.confirmed_bytes) / BYTES_PER_MS
 
-    def add(self, item: _Play | MarkHandle) -> None:
-        """Queue a play, or a user mark, behind everything queued before."""
-        self._queue.append(item)
+    # --- what the caller tells the pacer ------------------------------------------------------
 
-    def pending(self) -> list[PlayHandle]:
-        """Every unresolved play handle, oldest first."""
-        queued = [p.handle for p in self._queue if isinstance(p, _Play)]
-        return [*(p.handle for p in self._unconfirmed.values()), *queued]
+    def add_play(self, play_id: int, *, max_backlog_ms: int | None = None) -> PlayProgress:
+        """Queue a play behind everything queued before; its audio comes with :meth:`add_audio`.
 
-    def _pending_marks(self) -> list[MarkHandle]:
-        queued = [m for m in self._queue if isinstance(m, MarkHandle)]
-        return [*(h for waiting in self._user_marks.values() for h, _ in waiting), *queued]
+        Args:
+            play_id: the play's id, unique among pending plays.
+            max_backlog_ms: keep at most this much of its audio unsent, dropping the oldest
+                (for a live source); ``None`` keeps all.
 
-    def on_user_echo(self, name: str) -> None:
-        """Twilio echoed a mark sent with :meth:`MediaStream.send_mark`."""
-        waiting = self._user_marks.get(name)
-        if not waiting:
-            return
-        handle, generation = waiting.popleft()
-        if not waiting:
-            del self._user_marks[name]
-        handle._resolve(Outcome.PLAYED if generation == self._generation else Outcome.INTERRUPTED)
+        Returns:
+            The play's byte counts, updated as it goes.
+        """
+        play = _Play(play_id, max_backlog_ms)
+        self._plays[play_id] = play
+        self._queue.append(play)
+        return play.progress
 
-    def pump(self, protocol: AppProtocol) -> None:
-        """Queue on ``protocol`` every frame and mark the lead allows now."""
-        while self._queue:
-            play = self._queue[0]
-            if isinstance(play, MarkHandle):
-                self._queue.popleft()
-                protocol.send_mark(play.name)
-                self._user_marks.setdefault(play.name, deque()).append((play, self._generation))
+    def add_audio(self, play_id: int, mulaw: bytes) -> None:
+        """More of a play's audio (headerless mu-law/8000); ignored once the play resolved."""
+        play = self._plays.get(play_id)
+        if play is not None:
+            play.append(mulaw)
+
+    def end_source(self, play_id: int) -> None:
+        """A play's source has no more audio: its last frame and final mark may go out.
+
+        A play whose source gave no audio at all resolves as ``PLAYED`` when its turn comes.
+        """
+        play = self._plays.get(play_id)
+        if play is not None:
+            play.source_done = True
+
+    def fail_source(self, play_id: int) -> None:
+        """A play's source failed: it resolves as ``FAILED`` now, and sends nothing more."""
+        play = self._plays.pop(play_id, None)
+        if play is not None:
+            play.resolved = True
+            self._resolve(play, Outcome.FAILED)
+
+    def add_mark(self, mark_id: int, name: str) -> None:
+        """Queue a mark behind everything queued so far; it resolves on its echo.
+
+        The name must not start with :data:`MARK_PREFIX`.
+        """
+        self._queue.append(_Mark(mark_id, name))
+
+    def on_echo(self, name: str) -> bool:
+        """Twilio echoed a mark.
+
+        Returns:
+            Whether the mark was one of the pacer's own (the app's marks, and names the pacer
+            never sent, are the app's business).
+        """
+        if name.startswith(MARK_PREFIX):
+            self._on_own_echo(name)
+            return True
+        waiting = self._sent_marks.get(name)
+        if waiting:
+            mark_id, generation = waiting.popleft()
+            if not waiting:
+                del self._sent_marks[name]
+            played = generation == self._generation
+            self._resolved.append(
+                MarkResolved(mark_id, Outcome.PLAYED if played else Outcome.INTERRUPTED)
+            )
+        return False
+
+    def clear(self) -> None:
+        """A ``clear`` was sent: every pending play and unsent mark is ``INTERRUPTED``.
+
+        Twilio echoes the marks it held at once; those echoes are not counted as played.
+        """
+        self._generation += 1
+        for item in self._queue:
+            if type(item) is _Mark:
+                self._resolved.append(MarkResolved(item.id, Outcome.INTERRUPTED))
+        self._queue.clear()
+        for play in self._plays.values():
+            self._resolve(play, Outcome.INTERRUPTED)
+        self._plays.clear()
+        # Marks sent so far can only be echoed as discarded now: forget them, so a peer that
+        # never echoes cannot make them pile up clear after clear.
+        self._marks.clear()
+        self.confirmed_bytes = self.sent_bytes  # Twilio's buffer is empty again
+
+    def end(self) -> None:
+        """The stream ended: every pending play and mark resolves as ``ENDED``."""
+        for play in self._plays.values():
+            self._resolve(play, Outcome.ENDED)
+        for waiting in self._sent_marks.values():
+            self._resolved.extend(MarkResolved(mark_id, Outcome.ENDED) for mark_id, _ in waiting)
+        for item in self._queue:
+            if type(item) is _Mark:
+                self._resolved.append(MarkResolved(item.id, Outcome.ENDED))
+        self._plays.clear()
+        self._sent_marks.clear()
+        self._queue.clear()
+        self._marks.clear()
+
+    # --- what the pacer tells the caller ------------------------------------------------------
+
+    def frames_to_send(self) -> Sequence[Outgoing]:
+        """Every frame and mark the lead allows now, in order (see :data:`Outgoing`).
+
+        A play that has sent its last frame gets its final mark; an empty one resolves.
+        """
+        self._pump()
+        if not self._out:
+            return _NOTHING
+        out, self._out = self._out, []
+        return out
+
+    def resolved(self) -> Sequence[Resolved | MarkResolved]:
+        """Plays and marks resolved since the last call, in order."""
+        if not self._resolved:
+            return _NOTHING
+        resolved, self._resolved = self._resolved, []
+        return resolved
+
+    def pending(self) -> list[int]:
+        """The ids of every unresolved play, oldest first."""
+        return list(self._plays)
+
+    # --- inside -------------------------------------------------------------------------------
+
+    def _resolve(self, play: _Play, outcome: Outcome) -> None:
+        progress = play.progress
+        self._resolved.append(
+            Resolved(play.id, outcome, progress.played_bytes, progress.sent_bytes)
+        )
+
+    def _pump(self) -> None:
+        queue = self._queue
+        while queue:
+            item = queue[0]
+            if type(item) is _Mark:
+                queue.popleft()
+                self._out.append(item.name)
+                self._sent_marks.setdefault(item.name, deque()).append((item.id, self._generation))
                 continue
-            if play.handle.done():  # failed while queued
-                self._queue.popleft()
+            assert type(item) is _Play
+            if item.resolved:  # failed while queued
+                queue.popleft()
                 continue
-            while self.sent_bytes - self.confirmed_bytes < self._lead_bytes and (
-                play.available >= self._frame_bytes or (play.source_done and play.available)
-            ):
-                self._send_frame(protocol, play)
-            if not (play.source_done and play.available == 0):
+            self._send_frames(item)
+            if not (item.source_done and item.available == 0):
                 return  # waiting for room or for the source
-            self._queue.popleft()
-            self._finish_sending(protocol, play)
+            queue.popleft()
+            self._finish_sending(item)
 
-    def _send_frame(self, protocol: AppProtocol, play: _Play) -> None:
-        chunk = play.take(self._frame_bytes)
-        protocol.send_media(chunk)
-        self.sent_bytes += len(chunk)
-        play.handle._sent_bytes += len(chunk)
-        last = play.source_done and play.available == 0
-        if not last and play.handle._sent_bytes - play.last_mark >= self._mark_bytes:
-            self._send_mark(protocol, play, final=False)
+    def _send_frames(self, play: _Play) -> None:
+        # The hot path: one pass per frame, on locals, with one allocation (the chunk).
+        frame_bytes, mark_bytes = self._frame_bytes, self._mark_bytes
+        room = self._lead_bytes - (self.sent_bytes - self.confirmed_bytes)
+        progress, out, buffer = play.progress, self._out, play.buffer
+        offset, source_done = play.offset, play.source_done
+        end = len(buffer)
+        sent = 0
+        while room > 0 and (end - offset >= frame_bytes or (source_done and end > offset)):
+            chunk = bytes(buffer[offset : offset + frame_bytes])
+            size = len(chunk)
+            offset += size
+            room -= size
+            sent += size
+            out.append(chunk)
+            if (not source_done or offset < end) and (
+                progress.sent_bytes + sent - play.last_mark >= mark_bytes
+            ):
+                play.offset = offset
+                self._commit(play, sent)
+                sent = 0
+                self._send_mark(play, final=False)
+        play.offset = offset
+        self._commit(play, sent)
+        play.compact()
 
-    def _finish_sending(self, protocol: AppProtocol, play: _Play) -> None:
-        if play.handle._sent_bytes == 0:  # an empty source: nothing to confirm
-            play.handle._resolve(Outcome.PLAYED)
+    def _commit(self, play: _Play, n_bytes: int) -> None:
+        self.sent_bytes += n_bytes
+        play.progress.sent_bytes += n_bytes
+
+    def _finish_sending(self, play: _Play) -> None:
+        if play.progress.sent_bytes == 0:  # an empty source: nothing to confirm
+            del self._plays[play.id]
+            self._resolve(play, Outcome.PLAYED)
             return
-        self._send_mark(protocol, play, final=True)
-        self._unconfirmed[play.handle] = play
+        self._send_mark(play, final=True)
 
-    def _send_mark(self, protocol: AppProtocol, play: _Play, *, final: bool) -> None:
-        sent = play.handle._sent_bytes
+    def _send_mark(self, play: _Play, *, final: bool) -> None:
+        sent = play.progress.sent_bytes
         # Unique per stream (play id + offset), so an echo maps to exactly one point.
-        name = f"{MARK_PREFIX}{play.handle.id}:{sent // BYTES_PER_MS}"
-        protocol.send_mark(name)
+        name = f"{MARK_PREFIX}{play.id}:{sent // BYTES_PER_MS}"
+        self._out.append(name)
         play.last_mark = sent
         self._marks[name] = _MarkPoint(play, self.sent_bytes, self._generation, final)
 
-    def owns(self, name: str) -> bool:
-        """Whether a mark name is one of the pacer's own."""
-        return name.startswith(MARK_PREFIX)
-
-    def on_echo(self, name: str) -> None:
-        """Twilio echoed one of the pacer's marks."""
+    def _on_own_echo(self, name: str) -> None:
         point = self._marks.pop(name, None)
         if point is None or point.generation != self._generation:
             return  # echoed by a clear: that audio was discarded, not played
         self.confirmed_bytes = max(self.confirmed_bytes, point.stream_bytes)
-        handle = point.play.handle
-        handle._played_bytes = max(handle._played_bytes, point.play_bytes)
-        if point.final:
-            self._unconfirmed.pop(handle, None)
-            handle._resolve(Outcome.PLAYED)
-
-    def clear(self) -> list[PlayHandle]:
-        """A ``clear`` was sent: every pending play is interrupted; returns them."""
-        self._generation += 1
-        interrupted = self.pending()
-        for mark in self._queue:
-            if isinstance(mark, MarkHandle):
-                mark._resolve(Outcome.INTERRUPTED)  # never sent; sent ones await their echo
-        self._queue.clear()
-        self._unconfirmed.clear()
-        # Marks sent so far can only be echoed as discarded now: forget them, so a peer that
-        # never echoes cannot make them pile up clear after clear.
-        self._marks.clear()
-        for handle in interrupted:
-            handle._resolve(Outcome.INTERRUPTED)
-        self.confirmed_bytes = self.sent_bytes  # Twilio's buffer is empty again
-        return interrupted
-
-    def end(self) -> None:
-        """The stream ended: resolve every pending play as ``ENDED``."""
-        for handle in self.pending():
-            handle._resolve(Outcome.ENDED)
-        for mark in self._pending_marks():
-            mark._resolve(Outcome.ENDED)
-        self._user_marks.clear()
-        self._queue.clear()
-        self._unconfirmed.clear()
-        self._marks.clear()
+        play = point.play
+        progress = play.progress
+        progress.played_bytes = max(progress.played_bytes, point.play_bytes)
+        if point.final and self._plays.pop(play.id, None) is not None:
+            self._resolve(play, Outcome.PLAYED)

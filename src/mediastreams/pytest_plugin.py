@@ -33,7 +33,9 @@ def twilio_call() -> Callable[..., CallResult]:
 
     ``app`` is an ASGI app or ``"module:app"``; ``steps`` the caller's script; the options
     are those of :func:`mediastreams.emulator.place_call_async` (``webhook_path``,
-    ``auth_token``, ``parameters``, ``trace``...), plus ``clock`` (``"virtual"`` by default).
+    ``auth_token``, ``public_url``, ``parameters``, ``trace``...), plus ``clock``
+    (``"virtual"`` by default). An app that checks ``X-Twilio-Signature`` against its public
+    URL needs ``public_url`` to be that URL (``https://testserver`` otherwise).
     """
 
     def place(app: Any, steps: Sequence[Step] = (), **options: Any) -> CallResult:

@@ -12,10 +12,19 @@ from :mod:`mediastreams.adapters`) and drives :class:`~mediastreams.protocol.App
 
 What "played" means and how audio is paced: see :mod:`mediastreams.pacing`.
 
-The I/O boundary is here, in the reader and writer tasks: a frame Twilio's side should not
-have sent is logged (once per kind and stream, as Twilio logs 31951 once) and ignored; a frame
-over ``max_frame_bytes``, a lost socket, a silent peer, a peer that does not read, and any
-exception in a task of the session end the stream. Every bound comes from one
+This module is the stream's life (open, close, the end, whatever causes it) and its public
+face; each other job of the session has its own module, which this one wires together:
+
+- :mod:`mediastreams.inbound`: the reader task (frames in, checked by the protocol, bad ones
+  logged once per kind and ignored) and the fan-out of events to their readers;
+- :mod:`mediastreams.playback`: plays and marks, their handles, the sources feeding them and
+  the writer task, paced by the loop-free :class:`~mediastreams.pacing.Pacer`; turning a
+  source into mu-law is :mod:`mediastreams.audio.source`'s;
+- :mod:`mediastreams.watchdog`: the idle and send deadlines;
+- :mod:`mediastreams.websocket`: the adapter interface, close codes and close reasons.
+
+A frame over ``max_frame_bytes``, a lost socket, a silent peer, a peer that does not read,
+and any exception in a task of the session end the stream. Every bound comes from one
 :class:`~mediastreams.limits.Limits`. Nothing is left running after the end: every play and
 mark handle resolves, every iterator finishes, every task is awaited.
 """
@@ -23,42 +32,39 @@ mark handle resolves, every iterator finishes, every task is awaited.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
-import itertools
 import logging
 import warnings
-from collections import deque
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine
-from pathlib import PurePath
+from collections.abc import AsyncIterator, Callable, Coroutine
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
+from typing import Any
 
-from .diagnostics import local_violation
-from .exceptions import (
-    LocalProtocolError,
-    ProtocolError,
-    StreamClosed,
-    StreamTimeout,
-)
+from .exceptions import StreamClosed, StreamTimeout
+from .inbound import MAX_GAP_FILL_MS, Event, Inbound
 from .limits import DEFAULT_LIMITS, Limits
-from .messages import DTMF, Mark, Media, Start, Stop, TwilioMessage, UnknownMessage
+from .messages import Start
 from .pacing import (
-    BYTES_PER_MS,
     DEFAULT_FRAME_MS,
     DEFAULT_LEAD_MS,
     DEFAULT_MARK_INTERVAL_MS,
-    MARK_PREFIX,
-    MarkHandle,
     Outcome,
     Pacer,
-    PlayHandle,
-    _Play,
 )
+from .playback import AudioInput, MarkHandle, Playback, PlayHandle
 from .protocol import STREAMING, AppProtocol
-
-if TYPE_CHECKING:
-    from .audio import MulawDecoder
+from .watchdog import Watchdog
+from .websocket import (
+    CLOSE_INTERNAL_ERROR,
+    CLOSE_NORMAL,
+    CLOSE_TOO_BIG,
+    MAX_CLOSE_REASON_BYTES,
+    Transport,
+    close_reason,
+    close_transport,
+)
+from .websocket import (
+    CLOSE_POLICY as CLOSE_POLICY,  # re-exported for the server
+)
 
 __all__ = [
     "CLOSE_INTERNAL_ERROR",
@@ -82,171 +88,17 @@ __all__ = [
 
 logger = logging.getLogger("mediastreams.session")
 
-SILENCE = b"\xff"  # mu-law silence is 0xFF, not 0x00
-
 DEFAULT_START_TIMEOUT_MS = round(DEFAULT_LIMITS.start_timeout_s * 1000)
 """The default of ``Limits.start_timeout_s``, in milliseconds."""
 MAX_FRAME_BYTES = DEFAULT_LIMITS.max_frame_bytes
 """The default of ``Limits.max_frame_bytes``: Twilio's largest frame (``start``) is well under
 2 KiB."""
 
-MAX_GAP_FILL_MS = 60_000
-"""A gap in inbound timestamps is filled with at most this much silence."""
-
-Event: TypeAlias = Media | DTMF | Mark | Stop | UnknownMessage
-"""What ``async for event in stream`` yields."""
-
-# RFC 6455 section 7.4.1 (https://www.rfc-editor.org/rfc/rfc6455#section-7.4.1).
-CLOSE_NORMAL = 1000
-CLOSE_POLICY = 1008  # a message that violates policy (no `start` in time, a refused token)
-CLOSE_TOO_BIG = 1009  # a message too big to process
-CLOSE_INTERNAL_ERROR = 1011
-"""An unexpected condition: the app or the session failed, or the peer went silent or stopped
-reading (python-websockets closes a connection whose pings go unanswered with 1011 too)."""
-
-MAX_CLOSE_REASON_BYTES = 123
-"""RFC 6455 section 5.5: a control frame's payload is at most 125 bytes, 2 of them the code."""
-
 _DEPRECATED_OPTIONS = {
     "start_timeout_ms": ("start_timeout_s", 1 / 1000),
     "max_frame_bytes": ("max_frame_bytes", 1),
     "max_queued_media": ("max_queued_frames", 1),
 }
-
-
-class Transport(Protocol):
-    """What the session needs from a WebSocket: the adapter interface.
-
-    Adapters in :mod:`mediastreams.adapters` wrap Starlette, ``websockets``, aiohttp and
-    picows connections in this shape; :class:`~mediastreams.adapters.memory.MemoryTransport`
-    is an in-memory one for tests.
-    """
-
-    async def receive(self) -> str | bytes | None:
-        """The next frame (``str`` for text, ``bytes`` for binary), ``None`` once closed."""
-        ...
-
-    async def send(self, text: str) -> None:
-        """Send one text frame. Raises :class:`StreamClosed` when the socket is gone."""
-        ...
-
-    async def close(self, code: int = CLOSE_NORMAL, reason: str = "") -> None:
-        """Close the socket; safe to call more than once or after the peer closed."""
-        ...
-
-
-def close_reason(error: BaseException) -> str:
-    """The close reason for a failure: ``"RuntimeError: boom"``, cut to fit a close frame.
-
-    The reason goes to the peer, so it carries the exception's type and message only; the
-    traceback stays in the log. It is cut at a character boundary to at most
-    :data:`MAX_CLOSE_REASON_BYTES` bytes of UTF-8, ending with ``"..."`` when cut.
-    """
-    text = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
-    data = text.encode("utf-8", "replace")
-    if len(data) <= MAX_CLOSE_REASON_BYTES:
-        return data.decode("utf-8")
-    return data[: MAX_CLOSE_REASON_BYTES - 3].decode("utf-8", "ignore") + "..."
-
-
-# --- event fan-out ---------------------------------------------------------------------------
-
-
-class _EventQueue:
-    """One consumer's events, bounded in count and bytes; the oldest media goes first.
-
-    Media and other events wait in two queues, each item with its arrival number, so taking
-    the next event and dropping the oldest media are both O(1) while the order holds.
-    """
-
-    def __init__(self, accepts: Callable[[Event], bool], limits: Limits) -> None:
-        self.accepts = accepts
-        self._max_events = limits.max_queued_frames
-        self._max_bytes = limits.max_queued_bytes
-        self._media: deque[tuple[int, Event, int]] = deque()
-        self._others: deque[tuple[int, Event, int]] = deque()
-        self._count = itertools.count()
-        self._bytes = 0
-        self._ended = False
-        self._waiter: asyncio.Future[None] | None = None
-        self.dropped_media = 0
-        self.dropped_events = 0
-
-    def push(self, event: Event, size: int) -> bool:
-        """Queue an event that arrived as a ``size``-byte frame.
-
-        Returns:
-            Whether this was the first time the queue had to drop something.
-        """
-        if self._ended:
-            return False
-        dropped = self.dropped_media + self.dropped_events
-        queue = self._media if type(event) is Media else self._others
-        queue.append((next(self._count), event, size))
-        self._bytes += size
-        while len(self._media) + len(self._others) > self._max_events or (
-            self._bytes > self._max_bytes and len(self._media) + len(self._others) > 1
-        ):
-            # A reader that falls behind loses old audio first and keeps every key press and
-            # mark; only a backlog of nothing but control events (no Twilio sends that) loses
-            # those too.
-            if self._media:
-                self._bytes -= self._media.popleft()[2]
-                self.dropped_media += 1
-            else:
-                self._bytes -= self._others.popleft()[2]
-                self.dropped_events += 1
-        self._wake()
-        return not dropped and self.dropped_media + self.dropped_events > 0
-
-    def end(self) -> None:
-        """No more events: the consumer gets what is queued, then the end."""
-        self._ended = True
-        self._wake()
-
-    def _wake(self) -> None:
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
-
-    async def get(self) -> Event | None:
-        """The next event, or ``None`` at the end (and for every call after it)."""
-        while not self._media and not self._others:
-            if self._ended:
-                return None
-            self._waiter = asyncio.get_running_loop().create_future()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
-        media, others = self._media, self._others
-        queue = media if not others or (media and media[0][0] < others[0][0]) else others
-        _, event, size = queue.popleft()
-        self._bytes -= size
-        return event
-
-
-# --- audio sources ---------------------------------------------------------------------------
-# mediastreams.audio (numpy, soxr, miniaudio) is imported only when a play or audio() needs
-# it, so a session that sends mu-law bytes never pays for it.
-
-AudioInput: TypeAlias = Any
-"""A path, bytes, a numpy array or an async iterable of chunks; see :meth:`MediaStream.play`."""
-
-
-def _has_file_header(data: bytes) -> bool:
-    from .diagnostics import container_format
-
-    return bool(data) and container_format(data) is not None
-
-
-def _describe_source(source: Any) -> str:
-    if isinstance(source, str | PurePath):
-        return str(source)
-    if isinstance(source, bytes | bytearray | memoryview):
-        return f"{len(source)} bytes"
-    if isinstance(source, AsyncIterable):
-        return "a stream"
-    return type(source).__name__
 
 
 # --- the session -----------------------------------------------------------------------------
@@ -303,22 +155,27 @@ class MediaStream:
         self.end_reason: str | None = None
         self.close_code: int | None = None
         self._close_text = ""
-        self._events = _EventQueue(lambda event: True, self.limits)
-        self._queues: list[_EventQueue] = [self._events]
-        self._play_ids = itertools.count(1)
-        self._plays: list[PlayHandle] = []  # failed plays, until someone saw the error
         self._tasks: set[asyncio.Task[None]] = set()
-        self._feeders: dict[PlayHandle, asyncio.Task[None]] = {}
-        self._wake = asyncio.Event()
-        self._sending = False
         self._ended = asyncio.Event()
         self._closing: asyncio.Task[None] | None = None
-        self._reported: set[str] = set()
-        self._log_extra: dict[str, str] = {}
-        # The watchdog's view of progress: frames in and out, counted, not timed, per frame.
-        self._frames_in = 0
-        self._frames_out = 0
-        self._watchdog: asyncio.TimerHandle | None = None
+        self._log_extra: dict[str, str] = {}  # filled in at start, shared with the halves
+        self._playback = Playback(
+            self.protocol,
+            transport.send,
+            self.pacer,
+            spawn=self._spawn,
+            on_dropped=lambda: self._end("dropped"),
+            on_crash=self._crash,
+        )
+        self._inbound = Inbound(
+            transport.receive,
+            self.protocol,
+            self.limits,
+            self._log_extra,
+            on_echo=self._playback.on_echo,
+            on_end=self._end,
+        )
+        self._watchdog = Watchdog(self.limits, self._progress, self._time_out)
 
     # --- opening and closing ------------------------------------------------------------------
 
@@ -384,16 +241,16 @@ class MediaStream:
             await self._start_closing()
             raise StreamClosed(f"reading the stream failed before start: {error!r}") from error
         start = self.start
-        self._log_extra = {"stream_sid": start.stream_sid, "call_sid": start.call_sid}
+        self._log_extra.update(stream_sid=start.stream_sid, call_sid=start.call_sid)
         logger.info(
             "stream started: stream %s, call %s",
             start.stream_sid,
             start.call_sid,
             extra=self._log_extra,
         )
-        self._spawn(self._guard(self._read))
-        self._spawn(self._guard(self._write))
-        self._arm_watchdog(asyncio.get_running_loop().time())
+        self._spawn(self._guard(self._inbound.run))
+        self._spawn(self._guard(self._playback.run))
+        self._watchdog.start()
         return self
 
     async def _receive_opening(self) -> None:
@@ -406,7 +263,7 @@ class MediaStream:
             raise StreamClosed(
                 f"a {len(data)}-byte frame before start; the limit is {self.limits.max_frame_bytes}"
             )
-        self._receive(data)  # anything but connected/start is logged and ignored
+        self._inbound.check(data)  # anything but connected/start is logged and ignored
 
     async def _abort(self, reason: str, code: int, text: str = "") -> None:
         self._end(reason, code, text)
@@ -454,38 +311,22 @@ class MediaStream:
         """
         if self._closing is None:
             loop = asyncio.get_running_loop()
-            self._closing = loop.create_task(self._close_transport())
+            code = CLOSE_NORMAL if self.close_code is None else self.close_code
+            closing = close_transport(
+                self.transport, code, self._close_text, self.limits.close_timeout_s, self._log_extra
+            )
+            self._closing = loop.create_task(closing)
         return self._closing
 
-    async def _close_transport(self) -> None:
-        code = CLOSE_NORMAL if self.close_code is None else self.close_code
-        try:
-            async with asyncio.timeout(self.limits.close_timeout_s):
-                await self.transport.close(code, self._close_text)
-        except TimeoutError:
-            logger.warning(
-                "the close handshake took over %g s; left to the server",
-                self.limits.close_timeout_s,
+    def _log_unseen_failures(self) -> None:
+        for handle, error in self._playback.unseen_failures():
+            logger.error(
+                "play %d (%s) failed and nothing awaited it: %s",
+                handle.id,
+                handle.source,
+                close_reason(error),
                 extra=self._log_extra,
             )
-        except Exception:
-            # The I/O boundary: the stream has ended either way; say why the socket did not
-            # close cleanly, and let the server drop it.
-            logger.exception("closing the WebSocket failed", extra=self._log_extra)
-
-    def _log_unseen_failures(self) -> None:
-        for handle in self._plays:
-            error = handle._unseen_error()
-            if error is not None:
-                logger.error(
-                    "play %d (%s) failed and nothing awaited it: %s",
-                    handle.id,
-                    handle.source,
-                    close_reason(error),
-                    extra=self._log_extra,
-                )
-                handle._error_seen = True
-        self._plays.clear()
 
     async def wait_closed(self) -> None:
         """Wait until the stream has ended, whoever ended it, and its socket is closed."""
@@ -515,20 +356,14 @@ class MediaStream:
         self.end_reason = reason
         self.close_code = code
         self._close_text = text
-        if self._watchdog is not None:
-            self._watchdog.cancel()
+        self._watchdog.cancel()
         self.protocol.close()
-        self.pacer.end()
-        for queue in self._queues:
-            queue.end()
-        for feeder in self._feeders.values():
-            if feeder is not asyncio.current_task():
-                feeder.cancel()  # a TTS source may never end by itself
+        self._playback.end()
+        self._inbound.end()
         self._ended.set()
-        self._wake.set()  # lets the writer see the end
         self._start_closing()
         if self._log_extra:
-            dropped = self._events.dropped_media
+            dropped = self._inbound.events.dropped_media
             logger.info(
                 "stream ended (%s)%s",
                 reason,
@@ -566,35 +401,8 @@ class MediaStream:
             if task is not current:
                 task.cancel()
 
-    def _arm_watchdog(self, now: float) -> None:
-        # One timer per stream, ticking four times per deadline: a frame costs a counter, not
-        # a timer. A deadline fires between 1 and 1.5 times its length after the last frame.
-        self._period = min(self.limits.idle_timeout_s, self.limits.send_timeout_s) / 4
-        self._frames_in_seen, self._frames_out_seen = self._frames_in, self._frames_out
-        self._last_in = self._last_out = now
-        self._watchdog = asyncio.get_running_loop().call_at(now + self._period, self._watch)
-
-    def _watch(self) -> None:
-        loop = asyncio.get_running_loop()
-        now = loop.time()
-        due = self._watchdog.when() if self._watchdog is not None else now
-        if now - due > self._period:
-            # The loop itself was blocked: frames may be waiting unread. Judge from now on.
-            self._last_in = self._last_out = now
-        if self._frames_in != self._frames_in_seen:
-            self._frames_in_seen, self._last_in = self._frames_in, now
-        if not self._sending or self._frames_out != self._frames_out_seen:
-            self._frames_out_seen, self._last_out = self._frames_out, now
-        limits = self.limits
-        if now - self._last_in >= limits.idle_timeout_s:
-            # Twilio sends a media frame every 20 ms for the whole call
-            # (https://www.twilio.com/docs/voice/media-streams/websocket-messages#media-message):
-            # silence this long means the peer is gone.
-            self._time_out("idle", f"no frame from the peer for {limits.idle_timeout_s:g} s")
-        elif now - self._last_out >= limits.send_timeout_s:
-            self._time_out("send-timeout", f"the peer read nothing for {limits.send_timeout_s:g} s")
-        else:
-            self._watchdog = loop.call_at(now + self._period, self._watch)
+    def _progress(self) -> tuple[int, int, bool]:
+        return self._inbound.frames_in, self._playback.frames_out, self._playback.sending
 
     def _time_out(self, reason: str, text: str) -> None:
         logger.warning("%s: ending the stream", text, extra=self._log_extra)
@@ -602,96 +410,22 @@ class MediaStream:
         for task in self._tasks:
             task.cancel()  # the reader waits on a silent peer, a sender on a full buffer
 
-    # --- receiving ----------------------------------------------------------------------------
-
-    async def _read(self) -> None:
-        # The I/O boundary for inbound frames: bad ones are logged and ignored, the end of the
-        # socket (or a frame too big to be Twilio's) ends the stream.
-        max_frame_bytes = self.limits.max_frame_bytes
-        while self.end_reason is None:
-            data = await self.transport.receive()
-            self._frames_in += 1
-            if data is None:
-                self._end("dropped")
-                break
-            if len(data) > max_frame_bytes:
-                self._report("too-big", f"a {len(data)}-byte frame (limit {max_frame_bytes})")
-                self._end("too-big", CLOSE_TOO_BIG)
-                break
-            message = self._receive(data)
-            if message is not None:
-                self._dispatch(message, len(data))
-
-    def _receive(self, data: str | bytes) -> TwilioMessage | None:
-        try:
-            if isinstance(data, bytes):
-                self.protocol.receive_bytes(data)  # always raises: Twilio sends text only
-            return self.protocol.receive_text(data)
-        except ProtocolError as error:
-            violation = error.violation
-            self._report(violation.kind, violation.describe())
-            return None
-
-    def _report(self, kind: str, text: str) -> None:
-        # Once per kind and stream, as Twilio logs its own 31950/31951 warnings. Kinds are a
-        # fixed set of names, so this set stays small.
-        if kind in self._reported:
-            return
-        self._reported.add(kind)
-        logger.warning("ignored a frame from Twilio: %s", text, extra=self._log_extra)
-
-    def _dispatch(self, message: TwilioMessage, size: int) -> None:
-        kind = type(message)
-        if kind is Mark:
-            assert isinstance(message, Mark)
-            if self.pacer.owns(message.name):
-                self.pacer.on_echo(message.name)
-                self._wake.set()  # room for more audio
-                return
-            self.pacer.on_user_echo(message.name)
-        if kind is Stop:
-            self._publish(message, size)  # type: ignore[arg-type]
-            self._end("stop")
-            return
-        if kind is Media or kind is DTMF or kind is Mark or kind is UnknownMessage:
-            self._publish(message, size)  # type: ignore[arg-type]
-
-    def _publish(self, event: Event, size: int) -> None:
-        for queue in self._queues:
-            if queue.accepts(event) and queue.push(event, size):
-                self._report_unread(queue)
-
-    def _report_unread(self, queue: _EventQueue) -> None:
-        what = "the stream's events" if queue is self._events else "an audio() or digits reader"
-        logger.warning(
-            "nothing reads %s: dropping the oldest media past %d frames or %d bytes",
-            what,
-            self.limits.max_queued_frames,
-            self.limits.max_queued_bytes,
-            extra=self._log_extra,
-        )
-
-    def _subscribe(self, accepts: Callable[[Event], bool]) -> _EventQueue:
-        queue = _EventQueue(accepts, self.limits)
-        if self.end_reason is not None:
-            queue.end()
-        self._queues.append(queue)
-        return queue
+    # --- reading -----------------------------------------------------------------------------
 
     def __aiter__(self) -> AsyncIterator[Event]:
         return self.events()
 
-    async def events(self) -> AsyncIterator[Event]:
+    def events(self) -> AsyncIterator[Event]:
         """Every event from Twilio, in order: ``Media``, ``DTMF``, ``Mark`` (echoes of marks
         sent with :meth:`send_mark`), ``Stop`` (always last when Twilio sends it) and
         ``UnknownMessage``. Ends when the stream ends.
 
         Events are kept from the moment the stream opens, so none is missed before the first
         iteration; for a slow reader at most ``limits.max_queued_frames`` events and
-        ``limits.max_queued_bytes`` bytes are kept, the oldest media dropped first.
+        ``limits.max_queued_bytes`` bytes are kept, the oldest media dropped first. A key
+        press that a waiting :meth:`collect_digits` takes is not among them.
         """
-        while (event := await self._events.get()) is not None:
-            yield event
+        return self._inbound.iterate()
 
     def audio(self, sample_rate: int = 8000) -> AsyncIterator[bytes]:
         """The caller's audio as 16-bit little-endian mono PCM at ``sample_rate``.
@@ -702,56 +436,23 @@ class MediaStream:
         the stream's ``limits``, the oldest dropped first); the iterator ends when the stream
         ends.
         """
-        from .audio import MulawDecoder
-
-        decoder = MulawDecoder(sample_rate)
-        queue = self._subscribe(lambda event: type(event) is Media)
-        return self._pcm(decoder, queue)
-
-    async def _pcm(self, decoder: MulawDecoder, queue: _EventQueue) -> AsyncIterator[bytes]:
-        expected_ms: int | None = None
-        try:
-            while (event := await queue.get()) is not None:
-                assert isinstance(event, Media)
-                payload = event.payload
-                if event.timestamp is not None:
-                    if expected_ms is not None and event.timestamp > expected_ms:
-                        gap_ms = min(event.timestamp - expected_ms, MAX_GAP_FILL_MS)
-                        payload = SILENCE * (gap_ms * BYTES_PER_MS) + payload
-                    expected_ms = event.timestamp + len(event.payload) // BYTES_PER_MS
-                pcm = decoder.decode(payload)
-                if pcm:
-                    yield pcm
-            tail = decoder.flush()
-            if tail:
-                yield tail
-        finally:
-            self._queues.remove(queue)
+        return self._inbound.audio(sample_rate)
 
     async def collect_digits(
         self, count: int, *, timeout_ms: int | None = None, finish_on: str | None = None
     ) -> str:
         """Wait for the caller to press ``count`` keys and return them.
 
-        Digits are counted from this call on. Returns early, with what was pressed, when
-        ``timeout_ms`` passes, when a key in ``finish_on`` is pressed (it is not included) or
-        when the stream ends.
+        Digits are counted from this call on, and the keys it takes are its alone: while it
+        waits, no ``DTMF`` reaches ``async for event in stream`` (other events do), so it can
+        be awaited inside that loop. It returns early, with what was pressed, when
+        ``timeout_ms`` passes, when a key in ``finish_on`` is pressed (that key is taken, not
+        included) or when the stream ends; keys pressed after it returned reach the loop
+        again. When several wait at once, the first called takes the keys until it returns.
         """
-        queue = self._subscribe(lambda event: type(event) is DTMF)
-        digits = ""
-        try:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(None if timeout_ms is None else timeout_ms / 1000):
-                    while len(digits) < count and (event := await queue.get()) is not None:
-                        assert isinstance(event, DTMF)
-                        if finish_on and event.digit in finish_on:
-                            break
-                        digits += event.digit
-        finally:
-            self._queues.remove(queue)
-        return digits
+        return await self._inbound.collect_digits(count, timeout_ms=timeout_ms, finish_on=finish_on)
 
-    # --- marks --------------------------------------------------------------------------------
+    # --- marks and plays ----------------------------------------------------------------------
 
     def send_mark(self, name: str) -> MarkHandle:
         """Queue a ``mark`` behind everything queued so far; await the handle for its echo.
@@ -766,20 +467,7 @@ class MediaStream:
             StreamClosed: the stream has ended.
         """
         self._check_open()
-        if not name or name.startswith(MARK_PREFIX):
-            raise LocalProtocolError(
-                local_violation(
-                    "bad-mark",
-                    f"mark names must be non-empty and not start with {MARK_PREFIX!r}",
-                    "Pick another name.",
-                )
-            )
-        handle = MarkHandle(name)
-        self.pacer.add(handle)
-        self._wake.set()
-        return handle
-
-    # --- playing ------------------------------------------------------------------------------
+        return self._playback.send_mark(name)
 
     def play(
         self,
@@ -819,50 +507,7 @@ class MediaStream:
             ValueError: ``max_backlog_ms`` is not positive.
         """
         self._check_open()
-        if max_backlog_ms is not None and max_backlog_ms <= 0:
-            raise ValueError(
-                f"max_backlog_ms must be positive (or None to keep all), not {max_backlog_ms}"
-            )
-        handle = PlayHandle(next(self._play_ids), _describe_source(source))
-        play = _Play(handle, max_backlog_ms)
-        if isinstance(source, bytes | bytearray | memoryview) and format is None:
-            data = bytes(source)
-            if not _has_file_header(data):
-                play.append(data)
-                play.source_done = True
-                self.pacer.add(play)
-                self._wake.set()
-                return handle
-        self.pacer.add(play)
-        feeder = self._spawn(self._feed(play, source, format, sample_rate))
-        self._feeders[handle] = feeder
-        feeder.add_done_callback(lambda _: self._feeders.pop(handle, None))
-        return handle
-
-    async def _feed(self, play: _Play, source: Any, format: Any, sample_rate: int | None) -> None:
-        try:
-            if isinstance(source, AsyncIterable):
-                async for chunk in _mulaw_chunks(source, format):
-                    if play.handle.done():
-                        return  # interrupted: stop pulling from the source
-                    play.append(chunk)
-                    await self._flush()
-            else:
-                from .audio import to_mulaw
-
-                # In a thread: decoding and resampling a long file takes a while.
-                mulaw = await asyncio.to_thread(
-                    to_mulaw, source, format=format, sample_rate=sample_rate
-                )
-                play.append(mulaw)
-        except Exception as error:
-            # Not swallowed: the error goes to whoever awaits the handle, or to the log when
-            # the stream is closed and nothing did.
-            play.handle._fail(error)
-            self._plays.append(play.handle)
-        finally:
-            play.source_done = True
-            self._wake.set()
+        return self._playback.play(source, format, sample_rate, max_backlog_ms)
 
     def clear(self) -> list[PlayHandle]:
         """Barge-in: send ``clear`` and interrupt every pending play.
@@ -877,56 +522,13 @@ class MediaStream:
         """
         if self.end_reason is not None:
             return []
-        self.protocol.send_clear()
-        interrupted = self.pacer.clear()
-        for handle in interrupted:
-            feeder = self._feeders.get(handle)
-            if feeder is not None and feeder is not asyncio.current_task():
-                feeder.cancel()  # stop pulling from a TTS stream nobody will hear
-        self._wake.set()
-        return interrupted
+        return self._playback.clear()
 
     def _check_open(self) -> None:
         if self.end_reason is not None:
             raise StreamClosed(f"the stream has ended ({self.end_reason})")
         if self.protocol.state is not STREAMING:
             self.protocol.stream_sid  # noqa: B018 -- raises the "too early" error
-
-    # --- sending ------------------------------------------------------------------------------
-
-    async def _write(self) -> None:
-        # Sends what synchronous calls (play, send_mark, clear, mark echoes) queued.
-        while self.end_reason is None:
-            await self._wake.wait()
-            self._wake.clear()
-            await self._flush()
-
-    async def _flush(self) -> None:
-        """Send what the pacer allows now, from the calling task.
-
-        One task sends at a time, and it loops until nothing is left, so frames leave in the
-        order they were queued; another task finding it busy leaves its frames to it. A
-        source feeding audio calls this directly, which saves a task switch per frame. A
-        send that fails ends the stream, whichever task it ran in.
-        """
-        if self._sending:
-            return
-        self._sending = True
-        try:
-            while self.end_reason is None:
-                self.pacer.pump(self.protocol)
-                frames = self.protocol.data_to_send()
-                if not frames:
-                    break
-                for frame in frames:
-                    await self.transport.send(frame)
-                    self._frames_out += 1
-        except StreamClosed:
-            self._end("dropped")  # the reader sees the socket gone and finishes
-        except Exception as error:
-            self._crash(error)
-        finally:
-            self._sending = False
 
 
 def _with_deprecated(limits: Limits, **options: int | None) -> Limits:
@@ -943,27 +545,3 @@ def _with_deprecated(limits: Limits, **options: int | None) -> Limits:
         )
         changes[field] = value * scale
     return dataclasses.replace(limits, **changes) if changes else limits
-
-
-async def _mulaw_chunks(chunks: AsyncIterable[Any], format: Any) -> AsyncIterator[bytes]:
-    """An async stream of chunks as mu-law/8000 chunks."""
-    iterator = aiter(chunks)
-    try:
-        first = bytes(await anext(iterator))
-    except StopAsyncIteration:
-        return
-    if format is None and not first.startswith(b"RIFF"):
-        yield first  # mu-law already: passed through with no conversion layer
-        async for chunk in iterator:
-            yield bytes(chunk)
-        return
-
-    async def rest() -> AsyncIterator[bytes]:
-        yield first
-        async for chunk in iterator:
-            yield bytes(chunk)
-
-    from .audio import stream_to_mulaw
-
-    async for chunk in stream_to_mulaw(rest(), format):
-        yield chunk

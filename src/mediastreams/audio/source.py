@@ -5,13 +5,17 @@
 - :class:`MulawEncoder` and :func:`stream_to_mulaw`: chunks of PCM (TTS output) converted as
   they come, with any WAV header at the start of the stream read and stripped.
 - :class:`MulawDecoder` and :func:`mulaw_to_pcm`: inbound mu-law to 16-bit PCM at 8/16/24/48 kHz.
+- :func:`mulaw_chunks` and :func:`describe_source`: what a session's ``play()`` does with a
+  source that is not plain mu-law bytes.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from dataclasses import dataclass
+from pathlib import PurePath
 from typing import Any, Final, TypeAlias
 
 import numpy as np
@@ -39,6 +43,8 @@ __all__ = [
     "MulawEncoder",
     "Progress",
     "convert",
+    "describe_source",
+    "mulaw_chunks",
     "mulaw_to_pcm",
     "stream_to_mulaw",
     "to_mulaw",
@@ -361,3 +367,55 @@ def mulaw_to_pcm(mulaw_bytes: bytes, sample_rate: int = MULAW_SAMPLE_RATE) -> by
     """Decode a whole mu-law/8000 buffer to little-endian 16-bit PCM at ``sample_rate``."""
     decoder = MulawDecoder(sample_rate)
     return decoder.decode(mulaw_bytes) + decoder.flush()
+
+
+def describe_source(source: object) -> str:
+    """How to name a source in a message: its path, ``"a stream"``, or its type's name.
+
+    Bytes are named by their length (``"1600 bytes"``) where they are played, without
+    importing this package (see :meth:`mediastreams.session.MediaStream.play`).
+    """
+    if isinstance(source, str | PurePath):
+        return str(source)
+    if isinstance(source, AsyncIterable):
+        return "a stream"
+    return type(source).__name__
+
+
+async def mulaw_chunks(
+    source: AudioSource | AsyncIterable[Any],
+    *,
+    format: AudioFormat | None = None,
+    sample_rate: int | None = None,
+) -> AsyncIterator[bytes]:
+    """Any source as mu-law/8000 chunks, as a session plays it.
+
+    An async iterable of chunks (a TTS stream) is converted chunk by chunk as it arrives:
+    raw samples of ``format``, a stream that starts with a WAV header, or mu-law/8000 passed
+    through when there is neither. Anything else goes through :func:`to_mulaw` in a thread
+    (decoding and resampling a long file takes a while) and comes out as one chunk.
+
+    Raises:
+        AudioError: the source cannot be read or converted.
+    """
+    if not isinstance(source, AsyncIterable):
+        yield await asyncio.to_thread(to_mulaw, source, format=format, sample_rate=sample_rate)
+        return
+    iterator = aiter(source)
+    try:
+        first = bytes(await anext(iterator))
+    except StopAsyncIteration:
+        return
+    if format is None and not first.startswith(b"RIFF"):
+        yield first  # mu-law already: passed through with no conversion layer
+        async for chunk in iterator:
+            yield bytes(chunk)
+        return
+
+    async def rest() -> AsyncIterator[bytes]:
+        yield first
+        async for chunk in iterator:
+            yield bytes(chunk)
+
+    async for chunk in stream_to_mulaw(rest(), format):
+        yield chunk

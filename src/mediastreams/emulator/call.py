@@ -1,7 +1,7 @@
 """One stream of a call (a leg), from Twilio's side: frames out every 20 ms, the app's in.
 
 :class:`StreamRun` drives a :class:`~mediastreams.protocol.TwilioProtocol` over a
-:class:`~mediastreams.emulator.transport.Transport`. The call
+:class:`~mediastreams.emulator.transport.AppConnection`. The call
 (:class:`~mediastreams.emulator.line.Line`) ticks every 20 ms for all its streams: on each
 tick a bidirectional stream sends the caller's frame (and key presses), plays 20 ms of the
 app's audio and echoes the marks that audio passed (:meth:`StreamRun.tick`); a one-way stream
@@ -24,7 +24,7 @@ from ..messages import Clear, Mark, Media, Sender, new_sid
 from ..protocol import STREAMING, TwilioProtocol
 from ..trace import TraceWriter
 from .script import FRAME_BYTES, FRAME_MS, audible_extent, is_audible
-from .transport import Transport
+from .transport import AppConnection
 
 FrameObserver = Callable[[float, Sender, "str | bytes"], None]
 """Sees each frame as it goes: seconds since ``start``, who sent it, the frame."""
@@ -240,7 +240,7 @@ class StreamRun:
 
     def __init__(
         self,
-        transport: Transport,
+        transport: AppConnection,
         plan: StreamPlan,
         *,
         call_sid: str | None = None,

@@ -28,10 +28,10 @@ import numpy as np
 from .. import twiml
 from ..audio import SILENCE_BYTE, mulaw, to_mulaw
 from ..diagnostics import Finding, Violation
-from ..exceptions import AudioError, TwiMLError
+from ..exceptions import AudioError, TwiMLError, WebhookFailed
 from .call import TRACKS_BY_ATTRIBUTE, StreamPlan
 from .line import Line
-from .webhook import NO_CODE, TwilioRequests, WebhookFailed
+from .webhook import NO_CODE, TwilioRequests
 
 if TYPE_CHECKING:  # report.py imports rest.py, which imports this module
     from .report import CallReport

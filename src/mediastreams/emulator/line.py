@@ -18,11 +18,12 @@ from typing import TYPE_CHECKING, Any
 
 from ..audio import SILENCE_BYTE
 from ..diagnostics import Finding, Violation
+from ..exceptions import ConnectFailed
 from ..trace import TraceWriter
 from .call import EndedBy, FrameObserver, StreamPlan, StreamRun, StreamSummary, Timeline
 from .recorder import Recorder
 from .script import FRAME_BYTES, FRAME_MS, CallerScript, is_audible
-from .transport import ConnectFailed, Transport
+from .transport import AppConnection
 from .webhook import NO_CODE, StreamEvents, TwilioRequests
 
 if TYPE_CHECKING:  # report.py imports rest.py, which imports this module
@@ -30,7 +31,7 @@ if TYPE_CHECKING:  # report.py imports rest.py, which imports this module
 
 __all__ = ["MAX_FORKED_TRACKS", "Line", "Opener"]
 
-Opener = Callable[[StreamPlan], Awaitable[Transport]]
+Opener = Callable[[StreamPlan], Awaitable[AppConnection]]
 """Opens the WebSocket for a stream, as Twilio does (raises ``ConnectFailed``)."""
 
 MAX_FORKED_TRACKS = 4

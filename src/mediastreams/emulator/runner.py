@@ -38,7 +38,7 @@ from .recorder import Recorder
 from .report import CallReport
 from .rest import RestServer
 from .script import CallerScript, Step
-from .transport import ASGIApp, ASGITransport, WebSocketTransport
+from .transport import IN_PROCESS_BASE_URL, ASGIApp, ASGITransport, WebSocketTransport
 from .transport import asgi_lifespan as _lifespan
 from .webhook import RoutedTransport, TwilioRequests, call_parameters
 
@@ -51,9 +51,6 @@ __all__ = [
     "place_calls_async",
     "write_outputs",
 ]
-
-IN_PROCESS_BASE_URL = "https://testserver"
-"""Where an in-process app is said to live (its webhook and stream URLs use this host)."""
 
 _ACCOUNT_SID = re.compile(r"AC[0-9a-fA-F]{32}")
 
@@ -167,6 +164,7 @@ async def place_call_async(
     account_sid: str | None = None,
     rest_port: int | None = None,
     connect_to: tuple[str, int] | None = None,
+    public_url: str | None = None,
     parameters: Mapping[str, str] | None = None,
     webhook_path: str | None = None,
     webhook_method: str = "POST",
@@ -201,6 +199,10 @@ async def place_call_async(
         connect_to: ``(host, port)`` to send the requests for the public host to (the
             webhook, and every WebSocket whatever host its URL names): a local server behind
             a tunnel; the signatures still cover the public URLs.
+        public_url: for an ASGI app: where the app is said to live, such as
+            ``"https://abc.ngrok.app"`` (``https://testserver`` by default). The webhook and
+            stream URLs use it, and the signatures cover those URLs, so an app that checks
+            ``X-Twilio-Signature`` against its configured public URL passes.
         parameters: ``start.customParameters`` when starting from a stream URL or an app
             (with a webhook they come from ``<Parameter>``).
         webhook_path: for an ASGI app: start with a POST to this path (for example
@@ -237,6 +239,12 @@ async def place_call_async(
         )
     script = CallerScript(steps, end_quiet_ms=end_quiet_ms)
     app = load_app(target) if isinstance(target, str) and "://" not in target else target
+    if public_url is not None and isinstance(app, str):
+        raise EmulatorError(
+            "public_url is for an app in this process; a URL target is the public URL "
+            "already (give connect_to to reach a local server behind it)"
+        )
+    base_url = IN_PROCESS_BASE_URL if public_url is None else _base_url(public_url)
     label = target if isinstance(target, str) else _name(app)
     virtual = isinstance(asyncio.get_running_loop(), VirtualEventLoop)
     report = CallReport(target=label, clock="virtual" if virtual else "real")
@@ -269,7 +277,7 @@ async def place_call_async(
             await call.over_network(app)
         else:
             async with _lifespan(app) if lifespan else contextlib.nullcontext():
-                await call.in_process(app, webhook_path, stream_path)
+                await call.in_process(app, base_url, webhook_path, stream_path)
     finally:
         if writer is not None:
             writer.close()
@@ -321,6 +329,22 @@ async def place_calls_async(
     async with _lifespan(app):
         many = [place_call_async(app, steps, lifespan=False, **options) for _ in range(calls)]
         return list(await asyncio.gather(*many))
+
+
+def _base_url(public_url: str) -> str:
+    """``public_url`` as ``scheme://host[:port]``, or an error saying what is wrong."""
+    parts = urlsplit(public_url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise EmulatorError(
+            f"public_url {public_url!r}: expected https://host (the address Twilio would "
+            "reach the app at, such as https://abc.ngrok.app)"
+        )
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise EmulatorError(
+            f"public_url {public_url!r}: give the scheme and host only, such as "
+            f"{parts.scheme}://{parts.netloc}; the paths come from webhook_path and stream_path"
+        )
+    return f"{parts.scheme}://{parts.netloc}"
 
 
 def _name(app: object) -> str:
@@ -391,7 +415,9 @@ class _Placement:
         ) as client:
             await self._call(client, source, opener)
 
-    async def in_process(self, app: ASGIApp, webhook_path: str | None, stream_path: str) -> None:
+    async def in_process(
+        self, app: ASGIApp, base_url: str, webhook_path: str | None, stream_path: str
+    ) -> None:
         def opener(plan: StreamPlan) -> Any:
             return ASGITransport.open(
                 app,
@@ -401,14 +427,12 @@ class _Placement:
             )
 
         if webhook_path is None:
-            url = "wss" + IN_PROCESS_BASE_URL.removeprefix("https") + stream_path
+            url = "ws" + base_url.removeprefix("http") + stream_path  # https -> wss
             source: Source = Direct(StreamPlan(url, self.options.parameters))
         else:
-            source = Fetch(
-                IN_PROCESS_BASE_URL + webhook_path, self.options.webhook_method, answer=True
-            )
+            source = Fetch(base_url + webhook_path, self.options.webhook_method, answer=True)
         async with httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url=IN_PROCESS_BASE_URL
+            transport=httpx.ASGITransport(app=app), base_url=base_url
         ) as client:
             await self._call(client, source, opener)
 

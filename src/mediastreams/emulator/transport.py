@@ -23,22 +23,28 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 
 from ..diagnostics import Violation
-from ..exceptions import EmulatorError
+from ..exceptions import ConnectFailed, EmulatorError
 
 __all__ = [
+    "IN_PROCESS_BASE_URL",
     "USER_AGENT",
     "ASGIApp",
     "ASGITransport",
+    "AppConnection",
     "Closed",
     "ConnectFailed",
-    "Transport",
     "WebSocketTransport",
     "asgi_lifespan",
     "connect_to_hint",
     "describe_target",
     "is_loopback",
+    "public_url_hint",
     "upgrade_headers",
 ]
+
+IN_PROCESS_BASE_URL = "https://testserver"
+"""Where an in-process app is said to live unless ``public_url`` says otherwise: its webhook
+and stream URLs use this host, and the signatures cover them."""
 
 USER_AGENT = "Twilio.TmeWs/1.0"
 """The User-Agent of Twilio's Media Streams client, as seen on real upgrades."""
@@ -50,12 +56,19 @@ Send: TypeAlias = Callable[[Message], Awaitable[None]]
 ASGIApp: TypeAlias = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
-class ConnectFailed(EmulatorError):
-    """The WebSocket could not be opened; ``violation`` says why, with Twilio's code."""
+def public_url_hint(url: str) -> str:
+    """For a request refused at the default in-process URL: how to place it at the public one.
 
-    def __init__(self, violation: Violation) -> None:
-        super().__init__(violation.describe())
-        self.violation = violation
+    The app's signature check rebuilds the URL from its own configuration, so a call placed
+    at ``https://testserver`` fails it; the user found the host only in a 403 message.
+    """
+    if urlsplit(url).netloc != urlsplit(IN_PROCESS_BASE_URL).netloc:
+        return ""
+    return (
+        f" The app in this process was called at {IN_PROCESS_BASE_URL}: if it checks "
+        "signatures against its public URL, place the call there "
+        '(place_call(..., public_url="https://abc.ngrok.app")).'
+    )
 
 
 def _failure(code: int, kind: str, message: str, hint: str) -> ConnectFailed:
@@ -71,8 +84,14 @@ class Closed:
     reason: str = ""
 
 
-class Transport(Protocol):
-    """One open WebSocket to the app, carrying text (and, wrongly, binary) frames."""
+class AppConnection(Protocol):
+    """One open WebSocket to the app, as Twilio's side holds it: text frames out, the app's
+    text (and, wrongly, binary) frames in.
+
+    :class:`WebSocketTransport` (a real socket) and :class:`ASGITransport` (an app in this
+    process) are the two. Not to be confused with :class:`mediastreams.session.Transport`,
+    the app's side of the socket that adapters provide.
+    """
 
     closed: Closed | None
 
@@ -375,7 +394,7 @@ class ASGITransport:
             "handshake-refused",
             f"the upgrade to {url} was answered with HTTP {status}, not 101",
             "Check the route's path and, if it checks X-Twilio-Signature, the auth token "
-            "and the public URL it rebuilds.",
+            "and the public URL it rebuilds." + public_url_hint(url),
         )
 
     def backlog_bytes(self) -> int:

@@ -18,10 +18,11 @@ from datetime import UTC, datetime
 import httpx
 
 from ..diagnostics import Violation
+from ..exceptions import WebhookFailed
 from ..messages import new_sid
 from ..security import compute_signature
 from .call import StreamPlan
-from .transport import connect_to_hint, describe_target
+from .transport import connect_to_hint, describe_target, public_url_hint
 
 __all__ = [
     "NO_CODE",
@@ -68,14 +69,6 @@ class RoutedTransport(httpx.AsyncBaseTransport):
     async def aclose(self) -> None:
         """Close the connections."""
         await self._inner.aclose()
-
-
-class WebhookFailed(Exception):
-    """The webhook could not be fetched; ``violation`` says why (Twilio's 11200 family)."""
-
-    def __init__(self, violation: Violation) -> None:
-        super().__init__(violation.describe())
-        self.violation = violation
 
 
 def call_parameters(
@@ -219,7 +212,8 @@ class TwilioRequests:
                     "app",
                     f"{what} {url} answered HTTP {response.status_code}",
                     "Answer with 200 and a TwiML document. A 403 often means the signature "
-                    "check failed: check the auth token and the public URL it rebuilds.",
+                    "check failed: check the auth token and the public URL it rebuilds."
+                    + public_url_hint(url),
                 )
             )
         return response
