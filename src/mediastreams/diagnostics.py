@@ -16,7 +16,7 @@ import difflib
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Any, Literal
 
 from . import strictjson
@@ -96,7 +96,8 @@ class Violation:
     """
 
     code: int
-    kind: str
+    _: KW_ONLY  # Violation(31951, kind=..., sender=..., message=..., hint=...): five strings
+    kind: str  # in a row are too easy to put in the wrong order
     sender: Sender
     message: str
     hint: str

@@ -365,12 +365,12 @@ class StreamRun:
             self._found(
                 Violation(
                     31930,
-                    "inbound-congestion",
-                    "app",
-                    f"the app left {self.transport.backlog_bytes():,} bytes of frames unread: "
-                    "Twilio drops the caller's audio while it catches up",
-                    "Read every frame as it comes; move slow work (speech recognition, a model "
-                    "call) off the task that reads the socket.",
+                    kind="inbound-congestion",
+                    sender="app",
+                    message=f"the app left {self.transport.backlog_bytes():,} bytes of frames "
+                    "unread: Twilio drops the caller's audio while it catches up",
+                    hint="Read every frame as it comes; move slow work (speech recognition, a "
+                    "model call) off the task that reads the socket.",
                 ),
                 None,
             )
@@ -414,11 +414,11 @@ class StreamRun:
             self._close_error(
                 Violation(
                     31903,
-                    "connection-dropped",
-                    "app",
-                    "the app dropped the WebSocket without a close frame"
+                    kind="connection-dropped",
+                    sender="app",
+                    message="the app dropped the WebSocket without a close frame"
                     + (f" ({closed.reason})" if closed.reason else ""),
-                    "Close the socket cleanly (code 1000) when the call is done; a crashed "
+                    hint="Close the socket cleanly (code 1000) when the call is done; a crashed "
                     "handler ends the call for the caller.",
                 )
             )
@@ -426,11 +426,11 @@ class StreamRun:
             self._close_error(
                 Violation(
                     31921,
-                    "close-error",
-                    "app",
-                    f"the app closed the WebSocket with code {closed.code}"
+                    kind="close-error",
+                    sender="app",
+                    message=f"the app closed the WebSocket with code {closed.code}"
                     + (f" ({closed.reason})" if closed.reason else ""),
-                    "Close with 1000 (normal closure) when the call is done.",
+                    hint="Close with 1000 (normal closure) when the call is done.",
                 )
             )
 
@@ -551,13 +551,13 @@ class StreamRun:
         self._found(
             Violation(
                 31924,
-                "unidirectional-stream",
-                "app",
-                "the app sent a frame on a one-way stream (<Start><Stream>, or one created "
+                kind="unidirectional-stream",
+                sender="app",
+                message="the app sent a frame on a one-way stream (<Start><Stream>, or one created "
                 "over REST): Twilio takes nothing back on it, and the caller hears nothing",
-                "Send audio, marks and clears only on a <Connect><Stream>; a one-way stream "
+                hint="Send audio, marks and clears only on a <Connect><Stream>; a one-way stream "
                 "only receives.",
-                frame if isinstance(frame, str) else None,
+                frame=frame if isinstance(frame, str) else None,
             ),
             line,
         )

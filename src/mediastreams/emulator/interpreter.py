@@ -145,7 +145,15 @@ class Interpreter:
             self._finding(failed.violation)
             return
         except TwiMLError as error:
-            self._finding(Violation(12100, "twiml-parse", "app", f"{action.url}: {error}", ""))
+            self._finding(
+                Violation(
+                    12100,
+                    kind="twiml-parse",
+                    sender="app",
+                    message=f"{action.url}: {error}",
+                    hint="",
+                )
+            )
             return
         self.report.notes.append(
             f"the <Connect action> {action.url} answered: {verbs or 'nothing'} "
@@ -421,7 +429,7 @@ def _kind(problem: twiml.TwiMLProblem) -> str:
 
 
 def _violation(code: int, kind: str, message: str, hint: str, path: str | None = None) -> Violation:
-    return Violation(code, kind, "app", message, hint, path=path)
+    return Violation(code, kind=kind, sender="app", message=message, hint=hint, path=path)
 
 
 def _silence(duration_ms: int) -> bytes:

@@ -470,4 +470,4 @@ class Line:
 
 
 def _refused(kind: str, message: str, hint: str) -> Violation:
-    return Violation(NO_CODE, kind, "app", message, hint, path="Stream")
+    return Violation(NO_CODE, kind=kind, sender="app", message=message, hint=hint, path="Stream")

@@ -341,7 +341,11 @@ class RestServer:
             self.line.report.findings.append(
                 Finding(
                     Violation(
-                        problem.code or 0, "rest-stream-url", "app", problem.message, problem.hint
+                        problem.code or 0,
+                        kind="rest-stream-url",
+                        sender="app",
+                        message=problem.message,
+                        hint=problem.hint,
                     ),
                     None,
                     None,

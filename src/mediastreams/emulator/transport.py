@@ -72,7 +72,7 @@ def public_url_hint(url: str) -> str:
 
 
 def _failure(code: int, kind: str, message: str, hint: str) -> ConnectFailed:
-    return ConnectFailed(Violation(code, kind, "app", message, hint))
+    return ConnectFailed(Violation(code, kind=kind, sender="app", message=message, hint=hint))
 
 
 @dataclass

@@ -186,11 +186,11 @@ class TwilioRequests:
             raise WebhookFailed(
                 Violation(
                     11200,
-                    "webhook-unreachable",
-                    "app",
-                    f"cannot reach {what} {describe_target(url, self.connect_to)}: "
+                    kind="webhook-unreachable",
+                    sender="app",
+                    message=f"cannot reach {what} {describe_target(url, self.connect_to)}: "
                     f"{error or type(error).__name__}",
-                    "Is the server running, and is this its URL?"
+                    hint="Is the server running, and is this its URL?"
                     + connect_to_hint(url, self.connect_to),
                 )
             ) from None
@@ -198,20 +198,20 @@ class TwilioRequests:
             raise WebhookFailed(
                 Violation(
                     11200,
-                    "webhook-error",
-                    "app",
-                    f"{what} {url} raised {type(error).__name__}: {error}",
-                    "Fix the handler; Twilio gets an HTTP 500 and plays an application error.",
+                    kind="webhook-error",
+                    sender="app",
+                    message=f"{what} {url} raised {type(error).__name__}: {error}",
+                    hint="Fix the handler; Twilio gets an HTTP 500 and plays an application error.",
                 )
             ) from error
         if not 200 <= response.status_code < 300:
             raise WebhookFailed(
                 Violation(
                     11200,
-                    "webhook-status",
-                    "app",
-                    f"{what} {url} answered HTTP {response.status_code}",
-                    "Answer with 200 and a TwiML document. A 403 often means the signature "
+                    kind="webhook-status",
+                    sender="app",
+                    message=f"{what} {url} answered HTTP {response.status_code}",
+                    hint="Answer with 200 and a TwiML document. A 403 often means the signature "
                     "check failed: check the auth token and the public URL it rebuilds."
                     + public_url_hint(url),
                 )
