@@ -9,7 +9,8 @@ from mediastreams.cli import main
 
 def check_outputs(out: Path) -> dict[str, object]:
     report = json.loads((out / "report.json").read_text())
-    assert report["violations"] == [] and report["exit_code"] == 0
+    assert report["violations"] == {"twilio": 0, "app": 0} and report["exit_code"] == 0
+    assert report["groups"] == []
     assert report["ended_by"] == "caller"
     assert len(report["turns"]) == 2  # the caller's answer, then the barge-in
     (barge_in,) = report["barge_ins"]

@@ -126,12 +126,17 @@ def test_a_binary_frame() -> None:
     assert kinds(result) == [(31950, "binary-frame")]
 
 
-def test_every_occurrence_is_counted() -> None:
+def test_every_occurrence_is_counted_and_the_first_kept() -> None:
     result = call(stream_app(sends(*[TONE_MULAW[:160]] * 5)))
-    assert kinds(result) == [(31950, "binary-frame")] * 5
-    (by_kind,) = result.report.to_dict()["summary"]["by_kind"]
-    assert by_kind["count"] == 5 and by_kind["first_line"] == result.report.findings[0].line
-    assert by_kind["frame"] == b64(TONE_MULAW[:160])  # the first frame's bytes, base64
+    report = result.report
+    assert kinds(result) == [(31950, "binary-frame")]  # each kind once: its first occurrence
+    assert report.violation_count == 5 and len(report.violations) == 1
+    (group,) = report.to_dict()["groups"]
+    assert group["count"] == 5 and group["line"] == report.findings[0].line
+    assert group["lines"] == [group["line"]]
+    assert group["frame"] == b64(TONE_MULAW[:160])  # the first frame's bytes, base64
+    assert report.to_dict()["violations"] == {"twilio": 0, "app": 5}
+    assert report.to_dict()["binary_frames"] == {"twilio": 0, "app": 5}
 
 
 def test_clear_with_marks_pending_echoes_them_at_once_in_order() -> None:

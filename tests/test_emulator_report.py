@@ -31,7 +31,7 @@ from emulator_apps import (
 )
 from mediastreams.audio import mulaw
 from mediastreams.emulator import Audio, Hangup, Silence, WaitForQuiet, WaitForReply, place_call
-from mediastreams.emulator.call import Timeline
+from mediastreams.emulator.talkback import Talkback
 from mediastreams.emulator.measures import measure
 from mediastreams.emulator.script import Step, Utterance
 
@@ -210,7 +210,7 @@ def test_timed_audio_is_spoken_at_its_time_whatever_the_app_does() -> None:
 
 def test_measures_from_a_recorded_timeline() -> None:
     # Two stretches of playout 300 ms apart (a stall), then a clear, then one after 2.4 s.
-    timeline = Timeline(
+    talkback = Talkback(
         playout_runs=[(20, 1020, 0, 8000), (1320, 2020, 8000, 13600), (4420, 5420, 16000, 24000)],
         audible_runs=[(20, 1020), (1320, 2020), (4420, 5420)],
         clears_ms=[1900.0],
@@ -221,7 +221,7 @@ def test_measures_from_a_recorded_timeline() -> None:
         media_bytes=[8000, 6000, 8000],
         duration_ms=6000,
     )
-    found = measure(timeline, [Utterance(1700, 2500)])
+    found = measure(talkback, [Utterance(1700, 2500)])
     assert [(r.start_ms, r.end_ms, r.played_ms, r.clear_ms) for r in found.replies] == [
         (20, 1920, 1600.0, 1900.0),
         (1920, 2020, 100.0, None),

@@ -138,6 +138,16 @@ class Finding:
     line: int | None
     t: float | None
 
+    def __str__(self) -> str:
+        """``"31951 Protocol - Invalid Message: <message>. <hint> (from the app, line 3, at
+        0.040 s)"``: what a failing test shows."""
+        where = [f"from {'the app' if self.violation.sender == 'app' else 'Twilio'}"]
+        if self.line is not None:
+            where.append(f"line {self.line}")
+        if self.t is not None:
+            where.append(f"at {self.t:.3f} s")
+        return f"{self.violation.describe()} ({', '.join(where)})"
+
     def to_dict(self) -> dict[str, Any]:
         """The shape of ``mediastreams inspect --json``: the violation, ``line`` and ``t``."""
         return {**self.violation.to_dict(), "line": self.line, "t": self.t}

@@ -153,7 +153,7 @@ async def _tick(progress: Progress) -> None:
 
 
 def _finish(result: Any, out_dir: Path, console: Console) -> int:
-    from ..emulator.report import render_text
+    from ..emulator.render import render_text
     from ..emulator.runner import write_outputs
 
     heard, stereo, report = (

@@ -28,8 +28,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from .call import Timeline
-from .script import FRAME_MS, Utterance
+from ..audio.frames import FRAME_MS
+from ..protocol import BYTES_PER_MS
+from .script import Utterance
+from .talkback import Talkback
 
 __all__ = [
     "REPLY_IDLE_MS",
@@ -170,39 +172,39 @@ class _Reply:
         return self.pieces[-1].clear
 
 
-def measure(timeline: Timeline, speech: Sequence[Utterance]) -> Measures:
+def measure(talkback: Talkback, speech: Sequence[Utterance]) -> Measures:
     """Turns, replies, barge-ins, stalls and pauses from what the stream recorded."""
-    replies = _replies(_pieces(timeline), timeline, speech)
-    found = Measures(turns=[_turn(u, timeline) for u in speech])
+    replies = _replies(_pieces(talkback), talkback, speech)
+    found = Measures(turns=[_turn(u, talkback) for u in speech])
     for reply in replies:
         first, last = reply.pieces[0], reply.pieces[-1]
-        clear_ms = None if reply.clear is None else timeline.clears_ms[reply.clear]
-        played_ms = (last.played_end - first.played_start) / 8
+        clear_ms = None if reply.clear is None else talkback.clears_ms[reply.clear]
+        played_ms = (last.played_end - first.played_start) / BYTES_PER_MS
         found.replies.append(Reply(reply.start_ms, reply.end_ms, played_ms, clear_ms))
         found.stalls += reply.stalls
     found.pauses = [
         Pause(
-            before.end_ms, after.start_ms - before.end_ms, _cause(before, after, timeline, speech)
+            before.end_ms, after.start_ms - before.end_ms, _cause(before, after, talkback, speech)
         )
         for before, after in itertools.pairwise(replies)
     ]
-    audible = list(timeline.audible_runs)
-    if timeline.audible_open is not None:
-        audible.append((timeline.audible_open, timeline.duration_ms))
+    audible = list(talkback.audible_runs)
+    if talkback.audible_open is not None:
+        audible.append((talkback.audible_open, talkback.duration_ms))
     for utterance in speech:
-        barge = _barge_in(utterance, replies, timeline, audible)
+        barge = _barge_in(utterance, replies, talkback, audible)
         if barge is not None:
             found.barge_ins.append(barge)
     return found
 
 
-def _pieces(timeline: Timeline) -> list[_Piece]:
+def _pieces(talkback: Talkback) -> list[_Piece]:
     """The playout's busy stretches, cut at every clear that came during one."""
-    runs = list(timeline.playout_runs)
-    if timeline.playout_open is not None:  # the call ended with audio playing
-        start_ms, played = timeline.playout_open
-        runs.append((start_ms, timeline.duration_ms, played, timeline.played_bytes))
-    clears = timeline.clears_ms
+    runs = list(talkback.playout_runs)
+    if talkback.playout_open is not None:  # the call ended with audio playing
+        start_ms, played = talkback.playout_open
+        runs.append((start_ms, talkback.duration_ms, played, talkback.played_bytes))
+    clears = talkback.clears_ms
     pieces = []
     index = 0
     for start_ms, end_ms, played_start, played_end in runs:
@@ -211,7 +213,7 @@ def _pieces(timeline: Timeline) -> list[_Piece]:
             if clears[index] >= start_ms:
                 # A clear comes after the tick at its time played; audio queued after it
                 # plays from the next tick.
-                played = timeline.clears_played_bytes[index]
+                played = talkback.clears_played_bytes[index]
                 next_ms = (int(clears[index]) // FRAME_MS + 1) * FRAME_MS
                 piece.end_ms, piece.played_end, piece.clear = next_ms, played, index
                 pieces.append(piece)
@@ -222,11 +224,11 @@ def _pieces(timeline: Timeline) -> list[_Piece]:
     return pieces
 
 
-def _replies(pieces: list[_Piece], timeline: Timeline, speech: Sequence[Utterance]) -> list[_Reply]:
+def _replies(pieces: list[_Piece], talkback: Talkback, speech: Sequence[Utterance]) -> list[_Reply]:
     replies: list[_Reply] = []
     for piece in pieces:
         last = replies[-1] if replies else None
-        if last is None or not _same_reply(last.pieces[-1], piece, timeline, speech):
+        if last is None or not _same_reply(last.pieces[-1], piece, talkback, speech):
             replies.append(_Reply([piece]))
             continue
         gap_start = last.pieces[-1].end_ms
@@ -236,20 +238,20 @@ def _replies(pieces: list[_Piece], timeline: Timeline, speech: Sequence[Utteranc
 
 
 def _same_reply(
-    before: _Piece, after: _Piece, timeline: Timeline, speech: Sequence[Utterance]
+    before: _Piece, after: _Piece, talkback: Talkback, speech: Sequence[Utterance]
 ) -> bool:
     """Whether the idle stretch between two pieces is a stall inside one reply."""
     if before.clear is not None or after.start_ms - before.end_ms >= REPLY_IDLE_MS:
         return False
-    if _clear_between(timeline, before.end_ms, after.start_ms) is not None:
+    if _clear_between(talkback, before.end_ms, after.start_ms) is not None:
         return False
     return not _speech_between(speech, before.end_ms, after.start_ms)
 
 
-def _clear_between(timeline: Timeline, start_ms: float, end_ms: float) -> int | None:
+def _clear_between(talkback: Talkback, start_ms: float, end_ms: float) -> int | None:
     """The index of the first clear in ``[start_ms, end_ms)``, if any."""
-    index = bisect.bisect_left(timeline.clears_ms, start_ms)
-    return index if index < len(timeline.clears_ms) and timeline.clears_ms[index] < end_ms else None
+    index = bisect.bisect_left(talkback.clears_ms, start_ms)
+    return index if index < len(talkback.clears_ms) and talkback.clears_ms[index] < end_ms else None
 
 
 def _speech_between(speech: Sequence[Utterance], start_ms: float, end_ms: float) -> bool:
@@ -257,18 +259,18 @@ def _speech_between(speech: Sequence[Utterance], start_ms: float, end_ms: float)
 
 
 def _cause(
-    before: _Reply, after: _Reply, timeline: Timeline, speech: Sequence[Utterance]
+    before: _Reply, after: _Reply, talkback: Talkback, speech: Sequence[Utterance]
 ) -> PauseCause:
-    if before.clear is not None or _clear_between(timeline, before.end_ms, after.start_ms):
+    if before.clear is not None or _clear_between(talkback, before.end_ms, after.start_ms):
         return "clear"
     if _speech_between(speech, before.end_ms, after.start_ms):
         return "caller"
     return "idle"
 
 
-def _turn(utterance: Utterance, timeline: Timeline) -> Turn:
-    index = bisect.bisect_left(timeline.media_ms, utterance.end_ms)
-    reply = timeline.media_ms[index] if index < len(timeline.media_ms) else None
+def _turn(utterance: Utterance, talkback: Talkback) -> Turn:
+    index = bisect.bisect_left(talkback.media_ms, utterance.end_ms)
+    reply = talkback.media_ms[index] if index < len(talkback.media_ms) else None
     latency = None if reply is None else reply - utterance.end_ms
     return Turn(utterance.end_ms, reply, latency)
 
@@ -276,7 +278,7 @@ def _turn(utterance: Utterance, timeline: Timeline) -> Turn:
 def _barge_in(
     utterance: Utterance,
     replies: list[_Reply],
-    timeline: Timeline,
+    talkback: Talkback,
     audible: list[tuple[int, int]],
 ) -> BargeIn | None:
     onset = utterance.onset_ms
@@ -292,24 +294,24 @@ def _barge_in(
     clear = reply.clear
     if clear is None:  # a clear after the reply played out, before the next one started
         next_start = replies[number + 1].start_ms if number + 1 < len(replies) else float("inf")
-        clear = _clear_between(timeline, reply.end_ms, next_start)
+        clear = _clear_between(talkback, reply.end_ms, next_start)
     if clear is None:
         return BargeIn(onset, None, None, None, 0.0, 0.0)
-    clear_ms = timeline.clears_ms[clear]
-    played = min(timeline.clears_played_bytes[clear], reply.pieces[-1].played_end)
-    heard_ms = (played - reply.pieces[0].played_start) / 8
+    clear_ms = talkback.clears_ms[clear]
+    played = min(talkback.clears_played_bytes[clear], reply.pieces[-1].played_end)
+    heard_ms = (played - reply.pieces[0].played_start) / BYTES_PER_MS
     return BargeIn(
         onset,
         clear_ms,
         clear_ms - onset,
         heard_ms,
-        timeline.clears_discarded_bytes[clear] / 8,
-        _audio_after(timeline, clear, utterance.end_ms),
+        talkback.clears_discarded_bytes[clear] / BYTES_PER_MS,
+        _audio_after(talkback, clear, utterance.end_ms),
     )
 
 
-def _audio_after(timeline: Timeline, clear: int, until_ms: float) -> float:
+def _audio_after(talkback: Talkback, clear: int, until_ms: float) -> float:
     """Audio that arrived after a clear, up to ``until_ms``."""
-    first = timeline.clears_after_media[clear]
-    last = bisect.bisect_right(timeline.media_ms, until_ms, lo=first)
-    return sum(timeline.media_bytes[first:last]) / 8
+    first = talkback.clears_after_media[clear]
+    last = bisect.bisect_right(talkback.media_ms, until_ms, lo=first)
+    return sum(talkback.media_bytes[first:last]) / BYTES_PER_MS

@@ -30,11 +30,12 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from .. import twiml
-from ..diagnostics import Finding, Violation
+from ..diagnostics import Violation
 from ..exceptions import EmulatorError
-from .call import TRACKS_BY_ATTRIBUTE, StreamPlan, StreamSummary
 from .interpreter import Fetch, Inline, Interpreter, Source
 from .line import Line
+from .streams import TRACKS_BY_ATTRIBUTE, StreamPlan, StreamSummary
+from .webhook import NO_CODE
 
 __all__ = ["RestRequest", "RestServer"]
 
@@ -338,17 +339,13 @@ class RestServer:
         resolved = twiml.resolve_stream_url(url, self.interpreter.document_url)
         problems = twiml.check_stream_url(resolved, allow_insecure_loopback=True)
         for problem in problems:
-            self.line.report.findings.append(
-                Finding(
-                    Violation(
-                        problem.code or 0,
-                        kind="rest-stream-url",
-                        sender="app",
-                        message=problem.message,
-                        hint=problem.hint,
-                    ),
-                    None,
-                    None,
+            self.line.report.tally.found(
+                Violation(
+                    problem.code or NO_CODE,
+                    kind="rest-stream-url",
+                    sender="app",
+                    message=problem.message,
+                    hint=problem.hint,
                 )
             )
         refused = next((p for p in problems if p.code is not None), None)

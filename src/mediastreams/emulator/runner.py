@@ -30,7 +30,6 @@ import httpx
 from ..exceptions import EmulatorError
 from ..security import compute_signature
 from ..trace import TraceWriter
-from .call import FrameObserver, StreamPlan
 from .clock import ClockName, VirtualEventLoop, run_in_loop
 from .interpreter import Direct, Fetch, Interpreter, Source
 from .line import Line, Opener
@@ -38,6 +37,7 @@ from .recorder import Recorder
 from .report import CallReport
 from .rest import RestServer
 from .script import CallerScript, Step
+from .streams import FrameObserver, StreamPlan
 from .transport import IN_PROCESS_BASE_URL, ASGIApp, ASGITransport, WebSocketTransport
 from .transport import asgi_lifespan as _lifespan
 from .webhook import RoutedTransport, TwilioRequests, call_parameters
@@ -75,6 +75,15 @@ class CallResult:
     def codes(self) -> list[int]:
         """The distinct Twilio codes found (see :meth:`CallReport.codes`)."""
         return self.report.codes()
+
+    def raise_for_violations(self) -> None:
+        """Fail if the app made a mistake: see :meth:`CallReport.raise_for_violations`.
+
+        Raises:
+            ViolationsFound: every kind of mistake, once, in one readable message (an
+                ``AssertionError``, so a test fails with it).
+        """
+        self.report.raise_for_violations()
 
 
 def load_app(spec: str) -> ASGIApp:
@@ -519,7 +528,8 @@ class _Placement:
         opened = any(s.started_ms is not None for s in line.streams)
         if not opened and any(s.ended_by == "failed" for s in line.streams):
             report.placed = False
-        report.add_measures(line.timeline, self.script.speech)
+        report.ended_by = line.ended_by or "twiml"
+        report.add_measures(line.talkback, self.script.speech)
 
 
 def _strip_query(url: str, report: CallReport) -> str:

@@ -33,10 +33,10 @@ from typing import TypeAlias
 import numpy as np
 
 from ..audio import SILENCE_BYTE, mulaw, to_mulaw
+from ..audio.frames import FRAME_BYTES, FRAME_MS
+from ..protocol import BYTES_PER_MS
 
 __all__ = [
-    "FRAME_BYTES",
-    "FRAME_MS",
     "UTTERANCE_END_QUIET_MS",
     "Audio",
     "CallerScript",
@@ -55,10 +55,6 @@ __all__ = [
     "parse_dtmf_option",
 ]
 
-FRAME_MS = 20
-"""Twilio sends the caller's audio in 20 ms frames."""
-FRAME_BYTES = 160
-"""One 20 ms frame of mu-law/8000."""
 DIGIT_MS = 100
 """How long a key press takes in the sequence (the caller hears silence)."""
 UTTERANCE_END_QUIET_MS = 300
@@ -283,7 +279,7 @@ class CallerScript:
     def total_audio_ms(self) -> int:
         """Milliseconds of audio the script's :class:`Audio` steps hold."""
         loaded = self._steps + self._timed_audio.pending
-        return sum(len(s.mulaw) for s in loaded) // 8
+        return sum(len(s.mulaw) for s in loaded) // BYTES_PER_MS
 
     def tick(self, now_ms: int, *, quiet_ms: int, app_spoke: bool) -> tuple[bytes, str, bool]:
         """The caller's frame for the 20 ms starting at ``now_ms``.
@@ -299,8 +295,7 @@ class CallerScript:
         """
         # The app's reply as the caller hears it (for WaitForReply): it starts with audible
         # audio after at least 500 ms of quiet, and ends once the app has been quiet that long.
-        # (Nothing has played before the first tick, whatever ``app_spoke`` says.)
-        if app_spoke and now_ms > 0:
+        if app_spoke:
             if self._reply_started_ms is None or self._heard_quiet_ms >= _REPLY_QUIET_MS:
                 self._reply_started_ms = now_ms - FRAME_MS
         elif quiet_ms >= _REPLY_QUIET_MS:
