@@ -95,11 +95,12 @@ class TimeDoubt:
     last_s: float
     count: int = 1
     cause: ClassVar[str] = ""
+    _wording: ClassVar[str] = "{details}"  # the clause of the note, with the first details
 
     @classmethod
     def reason(cls, doubts: list[TimeDoubt]) -> str:
         """Why ``doubts`` (all of this class) put virtual time in doubt, as a clause."""
-        raise NotImplementedError
+        return cls._wording.format(details=", ".join(d.detail for d in doubts[:3]))
 
 
 @dataclass
@@ -125,11 +126,9 @@ class ForeignThread(TimeDoubt):
     """A thread of the app's own was alive while the clock jumped."""
 
     cause: ClassVar[str] = "thread"
-
-    @classmethod
-    def reason(cls, doubts: list[TimeDoubt]) -> str:
-        names = ", ".join(d.detail for d in doubts[:3])
-        return f"thread(s) of the app's own ({names}) ran while virtual time jumped ahead"
+    _wording: ClassVar[str] = (
+        "thread(s) of the app's own ({details}) ran while virtual time jumped ahead"
+    )
 
 
 @dataclass
@@ -137,11 +136,7 @@ class ForeignSocket(TimeDoubt):
     """The loop waited on a file descriptor it did not open while the clock jumped."""
 
     cause: ClassVar[str] = "socket"
-
-    @classmethod
-    def reason(cls, doubts: list[TimeDoubt]) -> str:
-        sockets = ", ".join(d.detail for d in doubts[:3])
-        return f"the app waited on {sockets} while virtual time jumped ahead"
+    _wording: ClassVar[str] = "the app waited on {details} while virtual time jumped ahead"
 
 
 @dataclass
