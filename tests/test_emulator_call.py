@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from starlette.websockets import WebSocket
@@ -14,6 +15,7 @@ from starlette.websockets import WebSocket
 from emulator_apps import TONE_MULAW, b64, mark, media, nothing, plays, sends, stream_app
 from mediastreams.audio import wav_bytes
 from mediastreams.emulator import Audio, CallResult, Hangup, Press, Silence, place_call
+from mediastreams.exceptions import ViolationsFound
 from mediastreams.inspection import inspect_trace
 from mediastreams.messages import parse
 from mediastreams.trace import read_trace
@@ -364,3 +366,34 @@ def test_a_frame_that_crosses_the_callers_stop_is_not_a_violation(tmp_path: Path
     assert result.report.frames_after_stop == 1
     with trace.open() as lines:  # inspect agrees
         assert inspect_trace(read_trace(lines)).summary()["frames_after_stop"] == 1
+
+
+def test_a_finding_reads_as_a_sentence() -> None:
+    playload = '{"event":"media","streamSid":"{sid}","media":{"playload":"/w=="}}'
+    result = call(stream_app(sends(playload)))
+    (finding,) = result.report.violations
+    text = str(finding)
+    assert text.startswith("31951 Protocol - Invalid Message: unknown field `media.playload`")
+    assert "did you mean `payload`?" in text and "Rename" in text
+    assert text.endswith(f"(from the app, line {finding.line}, at {finding.t:.3f} s)")
+
+
+def test_raise_for_violations_lists_every_kind_once_with_its_count() -> None:
+    playload = '{"event":"media","streamSid":"{sid}","media":{"playload":"/w=="}}'
+    result = call(stream_app(sends(playload, playload, playload, TONE_MULAW[:160])))
+    with pytest.raises(ViolationsFound) as raised:
+        result.raise_for_violations()
+    error = raised.value
+    assert isinstance(error, AssertionError)  # a test fails with it, as with an assert
+    assert [f.violation.code for f in error.findings] == [31951, 31950]
+    lines = str(error).splitlines()
+    assert lines[0].endswith("the app made 4 mistake(s), 2 kind(s)")
+    assert lines[1] == f"- {error.findings[0]}, and 2 more like it"
+    assert lines[2] == f"- {error.findings[1]}"
+    call(stream_app(plays(TONE_MULAW))).raise_for_violations()  # a good app: nothing raised
+
+
+def test_raise_for_violations_when_the_call_could_not_be_placed() -> None:
+    result = place_call("ws://127.0.0.1:9/media-stream", [Hangup(at_ms=100)])
+    with pytest.raises(ViolationsFound, match="the call could not be placed"):
+        result.raise_for_violations()

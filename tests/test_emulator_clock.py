@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import json
 import socket
 import threading
 import time
@@ -176,3 +177,107 @@ def test_doubts_are_kept_by_the_loop_time_they_were_seen() -> None:
     assert [d for d in before if d.blocked_ms >= 250] == []
     assert [d.first_s for d in after if d.blocked_ms >= 250] == [5]
     assert time_doubts(0, 10) == []  # outside a virtual loop: nothing to doubt
+
+
+# --- apps that read the wall clock --------------------------------------------------------
+
+CHUNK_MS = 40
+AUDIO_MS = 2000
+CHUNK = b"\x10\x90" * (CHUNK_MS * 4)  # loud mu-law, 8 bytes a millisecond
+
+
+def wall_paced_app(clock: Any = None, *, in_thread: bool = False) -> Any:
+    """An app that paces 2 s of audio by the wall clock (``time.monotonic()``, or ``clock``)
+    and sleeps with asyncio, as pipecat's output transport does (``_write_audio_sleep``)."""
+    from starlette.applications import Starlette
+    from starlette.routing import WebSocketRoute
+    from starlette.websockets import WebSocket, WebSocketDisconnect
+
+    from emulator_apps import media
+
+    async def now_s() -> float:
+        if in_thread:  # in the loop's executor: another thread reads the clock
+            return await asyncio.get_running_loop().run_in_executor(None, time.monotonic)
+        return float(clock()) if clock is not None else time.monotonic()
+
+    async def talk(websocket: WebSocket, sid: str) -> None:
+        next_s = await now_s()
+        for _ in range(AUDIO_MS // CHUNK_MS):
+            await websocket.send_text(media(sid, CHUNK))
+            next_s += CHUNK_MS / 1000
+            await asyncio.sleep(max(0.0, next_s - await now_s()))
+
+    async def stream(websocket: WebSocket) -> None:
+        await websocket.accept()
+        task = None
+        try:
+            while True:
+                frame = json.loads(await websocket.receive_text())
+                if frame["event"] == "start":
+                    task = asyncio.create_task(talk(websocket, frame["streamSid"]))
+                elif frame["event"] == "stop":
+                    break
+        except WebSocketDisconnect:
+            pass
+        if task is not None:
+            task.cancel()
+
+    return Starlette(routes=[WebSocketRoute("/media-stream", stream)])
+
+
+WALL_CLOCK_NOTE = "read the wall clock"
+
+
+def test_an_app_that_paces_by_the_wall_clock_gets_the_note() -> None:
+    from mediastreams.emulator import Hangup, place_call
+
+    clocks = {name: getattr(time, name) for name in ("monotonic", "perf_counter", "time")}
+    virtual = place_call(wall_paced_app(), [Hangup(at_ms=3000)]).report
+    # The app's sleeps take no wall time, so its pacing goes wrong: far less than the 2 s it
+    # sends in real time, and the report says why.
+    assert virtual.audio_received_ms < AUDIO_MS / 2, virtual.audio_received_ms
+    (note,) = [n for n in virtual.notes if "virtual time may be wrong" in n]
+    assert WALL_CLOCK_NOTE in note and "time.monotonic()" in note and "(now_s)" in note
+    assert "--clock real" in note
+    # The clocks are the time module's own again once the call is over.
+    assert {name: getattr(time, name) for name in clocks} == clocks
+    real = place_call(wall_paced_app(), [Hangup(at_ms=3000)], clock="real").report
+    assert real.audio_received_ms == AUDIO_MS and not any(WALL_CLOCK_NOTE in n for n in real.notes)
+
+
+@pytest.mark.parametrize("name", ["perf_counter", "time", "monotonic_ns", "perf_counter_ns"])
+def test_each_clock_is_watched(name: str) -> None:
+    from mediastreams.emulator import Hangup, place_call
+
+    scale = 1e-9 if name.endswith("_ns") else 1.0
+    app = wall_paced_app(lambda: getattr(time, name)() * scale)
+    report = place_call(app, [Hangup(at_ms=1000)]).report
+    assert any(f"time.{name}()" in n for n in report.notes), report.notes
+
+
+def test_reads_from_other_threads_and_before_the_call_are_not_counted() -> None:
+    from mediastreams.emulator import Hangup, place_call
+
+    # The same pacing, but the clock is read in the loop's executor: not the loop's thread.
+    report = place_call(wall_paced_app(in_thread=True), [Hangup(at_ms=2000)]).report
+    assert not any(WALL_CLOCK_NOTE in n for n in report.notes), report.notes
+
+    async def main(loop: asyncio.AbstractEventLoop) -> None:
+        time.monotonic()  # no call's streams run: nothing watches
+        await asyncio.sleep(1)
+
+    assert [d for d in doubts_of(main) if d.cause == "wall-clock"] == []
+
+
+def test_no_note_for_the_projects_own_server() -> None:
+    from mediastreams.emulator import Audio, WaitForQuiet, place_call
+    from mediastreams.server import ServerConfig, create_app, echo_handler, play_handler
+
+    hello = b"\x10\x90" * 4000
+    for handler in (echo_handler, play_handler(hello, hangup_after_play=True)):
+        app = create_app(ServerConfig(handler=handler))
+        result = place_call(
+            app, [Audio(hello, raw_mulaw=True), WaitForQuiet()], webhook_path="/incoming-call"
+        )
+        assert result.ok and result.report.audio_received_ms > 0
+        assert result.report.notes == [], result.report.notes

@@ -31,9 +31,9 @@ from emulator_apps import (
 )
 from mediastreams.audio import mulaw
 from mediastreams.emulator import Audio, Hangup, Silence, WaitForQuiet, WaitForReply, place_call
-from mediastreams.emulator.talkback import Talkback
 from mediastreams.emulator.measures import measure
 from mediastreams.emulator.script import Step, Utterance
+from mediastreams.emulator.talkback import Talkback
 
 
 def channels(stereo_wav: bytes) -> tuple[np.ndarray, np.ndarray]:

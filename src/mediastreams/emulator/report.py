@@ -143,8 +143,8 @@ class CallReport:
         lines = [head]
         for group in self.tally.groups.values():
             if group.first.violation.sender == "app":
-                times = f" (x{group.count})" if group.count > 1 else ""
-                lines.append(f"- {group.first}{times}")
+                more = f", and {group.count - 1} more like it" if group.count > 1 else ""
+                lines.append(f"- {group.first}{more}")
         if self.tally.ungrouped:
             lines.append(f"- and {self.tally.ungrouped} more of other kinds")
         return "\n".join(lines)
