@@ -397,3 +397,20 @@ def test_raise_for_violations_when_the_call_could_not_be_placed() -> None:
     result = place_call("ws://127.0.0.1:9/media-stream", [Hangup(at_ms=100)])
     with pytest.raises(ViolationsFound, match="the call could not be placed"):
         result.raise_for_violations()
+
+
+def test_findings_memory_stays_bounded_however_long_a_bad_call_runs() -> None:
+    # 2,000 bad frames of 40 KB each: one finding kept (its frame cut), every one counted.
+    big = '{"event":"media","streamSid":"{sid}","media":{"playload":"' + "A" * 40_000 + '"}}'
+
+    async def flood(websocket: WebSocket, start: dict[str, Any]) -> None:
+        bad = big.replace("{sid}", start["streamSid"])
+        for _ in range(2000):
+            await websocket.send_text(bad)
+
+    report = call(stream_app(flood), [Hangup(at_ms=3000)]).report
+    assert report.violation_count == 2000 and not report.ok
+    (finding,) = report.findings
+    assert len(finding.violation.frame or "") <= 4096
+    (group,) = report.to_dict()["groups"]
+    assert group["count"] == 2000 and len(group["frame"]) == 1000
