@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import json
 import socket
 import threading
 import time
@@ -189,40 +188,21 @@ CHUNK = b"\x10\x90" * (CHUNK_MS * 4)  # loud mu-law, 8 bytes a millisecond
 def wall_paced_app(clock: Any = None, *, in_thread: bool = False) -> Any:
     """An app that paces 2 s of audio by the wall clock (``time.monotonic()``, or ``clock``)
     and sleeps with asyncio, as pipecat's output transport does (``_write_audio_sleep``)."""
-    from starlette.applications import Starlette
-    from starlette.routing import WebSocketRoute
-    from starlette.websockets import WebSocket, WebSocketDisconnect
-
-    from emulator_apps import media
+    from emulator_apps import media, stream_app
 
     async def now_s() -> float:
         if in_thread:  # in the loop's executor: another thread reads the clock
             return await asyncio.get_running_loop().run_in_executor(None, time.monotonic)
         return float(clock()) if clock is not None else time.monotonic()
 
-    async def talk(websocket: WebSocket, sid: str) -> None:
+    async def talk(websocket: Any, start: dict[str, Any]) -> None:
         next_s = await now_s()
         for _ in range(AUDIO_MS // CHUNK_MS):
-            await websocket.send_text(media(sid, CHUNK))
+            await websocket.send_text(media(start["streamSid"], CHUNK))
             next_s += CHUNK_MS / 1000
             await asyncio.sleep(max(0.0, next_s - await now_s()))
 
-    async def stream(websocket: WebSocket) -> None:
-        await websocket.accept()
-        task = None
-        try:
-            while True:
-                frame = json.loads(await websocket.receive_text())
-                if frame["event"] == "start":
-                    task = asyncio.create_task(talk(websocket, frame["streamSid"]))
-                elif frame["event"] == "stop":
-                    break
-        except WebSocketDisconnect:
-            pass
-        if task is not None:
-            task.cancel()
-
-    return Starlette(routes=[WebSocketRoute("/media-stream", stream)])
+    return stream_app(talk)
 
 
 WALL_CLOCK_NOTE = "read the wall clock"

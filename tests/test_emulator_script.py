@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from emulator_apps import TONE_MULAW
+from mediastreams.emulator.loudness import audible_extent, is_audible
 from mediastreams.emulator.script import (
     Audio,
     CallerScript,
@@ -17,10 +18,8 @@ from mediastreams.emulator.script import (
     Utterance,
     WaitForQuiet,
     WaitForReply,
-    audible_extent,
     cli_steps,
     default_steps,
-    is_audible,
     parse_audio_option,
     parse_dtmf_option,
 )

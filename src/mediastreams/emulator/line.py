@@ -24,8 +24,9 @@ from ..protocol import BYTES_PER_MS
 from ..trace import TraceWriter
 from .call import StreamRun
 from .clock import watch_wall_clock
+from .loudness import is_audible
 from .recorder import Recorder
-from .script import CallerScript, is_audible
+from .script import CallerScript
 from .streams import EndedBy, FrameObserver, StreamPlan, StreamSummary
 from .talkback import Talkback
 from .transport import AppConnection

@@ -3,14 +3,16 @@
 The stream records its playout run-length (when app audio was queued at Twilio or playing,
 and how many bytes had played), every ``clear`` (with the bytes it threw away), the app's
 ``media`` arrivals and the ticks at which something audible played. The caller's script
-records its utterances. From these:
+records its utterances and key presses. From these:
 
 - A **reply** is the app's audio as Twilio played it. It starts with the first tick that
   finds audio queued after a boundary, and ends at the next boundary. A boundary is a
   ``clear``, or a stretch with nothing queued (the playout idle) that lasts at least
-  :data:`REPLY_IDLE_MS` or overlaps caller speech. A shorter idle stretch that no caller
-  speech overlaps is a **stall** inside the reply: the app's audio stopped coming while the
-  caller listened. An idle stretch between two replies is a **pause**.
+  :data:`REPLY_IDLE_MS` or in which the caller ended a turn (an utterance ended, or a key was
+  pressed): what comes after it answers the caller. A shorter idle stretch in which the
+  caller ended no turn is a **stall** inside the reply: the app's audio stopped coming while
+  the caller listened (or went on talking over it). An idle stretch between two replies is a
+  **pause**.
 - A **barge-in** is an utterance that starts during a reply (a pause inside queued audio
   counts) while audible audio is still to come in it, or that the app answers with a
   ``clear`` cutting the reply. Trailing silence at the end of a reply does not count.
@@ -172,9 +174,18 @@ class _Reply:
         return self.pieces[-1].clear
 
 
-def measure(talkback: Talkback, speech: Sequence[Utterance]) -> Measures:
-    """Turns, replies, barge-ins, stalls and pauses from what the stream recorded."""
-    replies = _replies(_pieces(talkback), talkback, speech)
+def measure(
+    talkback: Talkback, speech: Sequence[Utterance], keys_ms: Sequence[int] = ()
+) -> Measures:
+    """Turns, replies, barge-ins, stalls and pauses from what the stream recorded.
+
+    Args:
+        talkback: the app's audio as it came and played.
+        speech: the caller's utterances.
+        keys_ms: when the caller pressed keys.
+    """
+    turn_ends = sorted([u.end_ms for u in speech] + list(keys_ms))
+    replies = _replies(_pieces(talkback), talkback, turn_ends)
     found = Measures(turns=[_turn(u, talkback) for u in speech])
     for reply in replies:
         first, last = reply.pieces[0], reply.pieces[-1]
@@ -184,7 +195,9 @@ def measure(talkback: Talkback, speech: Sequence[Utterance]) -> Measures:
         found.stalls += reply.stalls
     found.pauses = [
         Pause(
-            before.end_ms, after.start_ms - before.end_ms, _cause(before, after, talkback, speech)
+            before.end_ms,
+            after.start_ms - before.end_ms,
+            _cause(before, after, talkback, speech, keys_ms),
         )
         for before, after in itertools.pairwise(replies)
     ]
@@ -224,11 +237,11 @@ def _pieces(talkback: Talkback) -> list[_Piece]:
     return pieces
 
 
-def _replies(pieces: list[_Piece], talkback: Talkback, speech: Sequence[Utterance]) -> list[_Reply]:
+def _replies(pieces: list[_Piece], talkback: Talkback, turn_ends: list[int]) -> list[_Reply]:
     replies: list[_Reply] = []
     for piece in pieces:
         last = replies[-1] if replies else None
-        if last is None or not _same_reply(last.pieces[-1], piece, talkback, speech):
+        if last is None or not _same_reply(last.pieces[-1], piece, talkback, turn_ends):
             replies.append(_Reply([piece]))
             continue
         gap_start = last.pieces[-1].end_ms
@@ -237,15 +250,17 @@ def _replies(pieces: list[_Piece], talkback: Talkback, speech: Sequence[Utteranc
     return replies
 
 
-def _same_reply(
-    before: _Piece, after: _Piece, talkback: Talkback, speech: Sequence[Utterance]
-) -> bool:
+def _same_reply(before: _Piece, after: _Piece, talkback: Talkback, turn_ends: list[int]) -> bool:
     """Whether the idle stretch between two pieces is a stall inside one reply."""
     if before.clear is not None or after.start_ms - before.end_ms >= REPLY_IDLE_MS:
         return False
     if _clear_between(talkback, before.end_ms, after.start_ms) is not None:
         return False
-    return not _speech_between(speech, before.end_ms, after.start_ms)
+    # The caller finished an utterance, or pressed a key, while nothing played: what comes
+    # next answers it. Caller speech that merely goes on through a hole in the audio (an app
+    # streaming slower than real time while the caller talks over it) does not end the reply.
+    first = bisect.bisect_left(turn_ends, before.end_ms)
+    return not (first < len(turn_ends) and turn_ends[first] <= after.start_ms)
 
 
 def _clear_between(talkback: Talkback, start_ms: float, end_ms: float) -> int | None:
@@ -259,11 +274,17 @@ def _speech_between(speech: Sequence[Utterance], start_ms: float, end_ms: float)
 
 
 def _cause(
-    before: _Reply, after: _Reply, talkback: Talkback, speech: Sequence[Utterance]
+    before: _Reply,
+    after: _Reply,
+    talkback: Talkback,
+    speech: Sequence[Utterance],
+    keys_ms: Sequence[int],
 ) -> PauseCause:
     if before.clear is not None or _clear_between(talkback, before.end_ms, after.start_ms):
         return "clear"
-    if _speech_between(speech, before.end_ms, after.start_ms):
+    if _speech_between(speech, before.end_ms, after.start_ms) or any(
+        before.end_ms <= key_ms <= after.start_ms for key_ms in keys_ms
+    ):
         return "caller"
     return "idle"
 
@@ -286,10 +307,10 @@ def _barge_in(
     if number is None:
         return None
     reply = replies[number]
-    # Audible audio queued or playing at the onset, or a clear cutting the reply: the caller
-    # spoke over the app. Silence the app sends (an echo of the line, a reply's tail) is no
-    # speech to talk over.
-    if reply.clear is None and not any(start <= onset < end for start, end in audible):
+    # Audible audio queued or playing at the onset (or, in a stall of the reply, when the
+    # reply resumes), or a clear cutting the reply: the caller spoke over the app. Silence
+    # the app sends (an echo of the line, a reply's tail) is no speech to talk over.
+    if reply.clear is None and not _audible(_resumes_at(reply, onset), audible):
         return None
     clear = reply.clear
     if clear is None:  # a clear after the reply played out, before the next one started
@@ -308,6 +329,18 @@ def _barge_in(
         talkback.clears_discarded_bytes[clear] / BYTES_PER_MS,
         _audio_after(talkback, clear, utterance.end_ms),
     )
+
+
+def _resumes_at(reply: _Reply, onset_ms: int) -> int:
+    """``onset_ms``, or the end of the stall of ``reply`` it falls in."""
+    for before, after in itertools.pairwise(reply.pieces):
+        if before.end_ms <= onset_ms < after.start_ms:
+            return after.start_ms
+    return onset_ms
+
+
+def _audible(at_ms: int, audible: list[tuple[int, int]]) -> bool:
+    return any(start <= at_ms < end for start, end in audible)
 
 
 def _audio_after(talkback: Talkback, clear: int, until_ms: float) -> float:

@@ -200,7 +200,7 @@ class Placement:
         if not opened and any(s.ended_by == "failed" for s in line.streams):
             report.placed = False
         report.ended_by = line.ended_by or "twiml"
-        report.add_measures(line.talkback, self.script.speech)
+        report.add_measures(line.talkback, self.script.speech, self.script.key_presses_ms)
 
 
 def _strip_query(url: str, report: CallReport) -> str:

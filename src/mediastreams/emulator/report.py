@@ -24,6 +24,7 @@ the terminal.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -275,8 +276,11 @@ class CallReport:
         """:meth:`to_dict` as one line of JSON."""
         return json.dumps(self.to_dict(), ensure_ascii=False)
 
-    def add_measures(self, talkback: Talkback, speech: list[Utterance]) -> None:
-        """Fill the timing figures from what the bidirectional streams recorded."""
+    def add_measures(
+        self, talkback: Talkback, speech: list[Utterance], keys_ms: Sequence[int] = ()
+    ) -> None:
+        """Fill the timing figures from what the bidirectional streams recorded, the
+        caller's utterances and when the caller pressed keys."""
         self.duration_ms = talkback.duration_ms
         self.time_to_first_audio_ms = talkback.media_ms[0] if talkback.media_ms else None
         self.max_buffered_ms = talkback.max_buffered_ms
@@ -285,7 +289,7 @@ class CallReport:
         self.inbound_dropped_ms = talkback.inbound_dropped * FRAME_MS
         self.discarded_by_clear_ms = talkback.discarded_by_clear_ms
         self.utterances = list(speech)
-        found = measure(talkback, speech)
+        found = measure(talkback, speech, keys_ms)
         self.turns, self.replies, self.barge_ins = found.turns, found.replies, found.barge_ins
         self.pauses = found.pauses
         self.stalls = [s for s in found.stalls if s.duration_ms >= STALL_LISTED_MS]

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..protocol import BYTES_PER_MS
-from .script import audible_extent, is_audible
+from .loudness import audible_extent, is_audible
 
 __all__ = ["Talkback"]
 
