@@ -33,8 +33,8 @@ def _table(calls: list[dict[str, Any]]) -> str:
     head = (
         "| call | clock | exit | violations | utterances | turns "
         "| barge-ins (onset: clear reaction, heard ms) | marks sent/echoed/by clear | clears "
-        "| stall max ms (at) | pause max ms | audio received/played ms | virtual-time note "
-        "| REST | ended by | wall s |"
+        "| stall max ms (at) / stalled ms | pause max ms | audio received/played ms "
+        "| virtual-time note | REST | ended by | wall s |"
     )
     rows = [head, "|" + "---|" * 16]
     for result in calls:
@@ -60,6 +60,7 @@ def _table(calls: list[dict[str, Any]]) -> str:
         stall = _ms(playout["stall_max_ms"])
         if playout["stall_at_ms"] is not None:
             stall += f" ({_ms(playout['stall_at_ms'])})"
+        stall += f" / {_ms(playout['stalled_ms'])}"
         clock_note = any("virtual time may be wrong" in n for n in report["notes"])
         rest = report["rest"]
         requests = (

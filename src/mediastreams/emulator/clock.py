@@ -148,7 +148,7 @@ class WallClockRead(TimeDoubt):
     @classmethod
     def reason(cls, doubts: list[TimeDoubt]) -> str:
         reads = sum(d.count for d in doubts)
-        busiest = sorted(doubts, key=lambda d: -d.count)[:3]
+        busiest = sorted(doubts, key=lambda d: -d.count)[:5]
         where = ", ".join(f"{d.detail} x{d.count}" for d in busiest)
         return (
             f"the app read the wall clock {reads:,} time(s) during the call ({where}): code "
