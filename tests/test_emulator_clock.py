@@ -77,13 +77,16 @@ def test_time_stands_still_while_an_executor_thread_works() -> None:
     assert elapsed == 0
 
 
-def doubts_of(main: Any) -> list[TimeDoubt]:
-    """Run ``main(loop)`` in virtual time; what the loop noticed ran beside it."""
+def doubts_of(main: Any, *, watch: bool = True) -> list[TimeDoubt]:
+    """Run ``main(loop)`` in virtual time, watched as a call's streams are; what the loop
+    noticed ran beside it."""
 
     async def run() -> list[TimeDoubt]:
         loop = asyncio.get_running_loop()
         assert isinstance(loop, VirtualEventLoop)
+        unwatch = loop.watch() if watch else lambda: None
         await main(loop)
+        unwatch()
         return loop.time_doubts()
 
     return run_in_loop(run)
@@ -167,6 +170,7 @@ def test_doubts_are_kept_by_the_loop_time_they_were_seen() -> None:
     async def run() -> tuple[list[TimeDoubt], list[TimeDoubt]]:
         loop = asyncio.get_running_loop()
         assert isinstance(loop, VirtualEventLoop)
+        loop.watch()
         await asyncio.sleep(5)
         time.sleep(0.25)
         await asyncio.sleep(5)
@@ -244,9 +248,11 @@ def test_reads_from_other_threads_and_before_the_call_are_not_counted() -> None:
 
     async def main(loop: asyncio.AbstractEventLoop) -> None:
         time.monotonic()  # no call's streams run: nothing watches
+        time.sleep(0.3)  # nor is a blocked loop recorded
         await asyncio.sleep(1)
 
-    assert [d for d in doubts_of(main) if d.cause == "wall-clock"] == []
+    assert doubts_of(main, watch=False) == []
+    assert [d.cause for d in doubts_of(main)] == ["wall-clock", "blocked"]
 
 
 def test_no_note_for_the_projects_own_server() -> None:
@@ -261,3 +267,25 @@ def test_no_note_for_the_projects_own_server() -> None:
         )
         assert result.ok and result.report.audio_received_ms > 0
         assert result.report.notes == [], result.report.notes
+
+
+def test_a_read_from_generated_code_is_its_callers() -> None:
+    # A dataclass made during the call takes the wrapped clock as its default factory: the
+    # read comes from the dataclass's generated __init__, and belongs to who built it.
+    from dataclasses import dataclass, field
+
+    from emulator_apps import stream_app
+    from mediastreams.emulator import Hangup, place_call
+
+    async def stamps(websocket: Any, start: dict[str, Any]) -> None:
+        @dataclass
+        class Stamp:
+            at: float = field(default_factory=time.time)
+
+        for _ in range(3):
+            Stamp()
+            await asyncio.sleep(0.1)
+
+    report = place_call(stream_app(stamps), [Hangup(at_ms=1000)]).report
+    (note,) = [n for n in report.notes if WALL_CLOCK_NOTE in n]
+    assert "time.time() in " in note and "(stamps) x3" in note and "<string>" not in note

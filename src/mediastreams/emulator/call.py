@@ -6,8 +6,15 @@
 tick a bidirectional stream sends the caller's frame (and key presses), plays 20 ms of the
 app's audio and echoes the marks that audio passed (:meth:`StreamRun.tick`); a one-way stream
 sends copies of the tracks it asked for (:meth:`StreamRun.copy`). Meanwhile each stream reads
-the app's frames, checks each one, and notes when things happened for the report. Time is the
-event loop's, so the same code runs in real and in virtual time.
+the app's frames, and a bidirectional one reads every frame both ways through a
+:class:`~mediastreams.tally.StreamReader` into the call's
+:class:`~mediastreams.tally.Tally` (as ``mediastreams inspect`` reads a trace), and notes when
+the app's audio came, played and was cleared in the call's
+:class:`~mediastreams.emulator.talkback.Talkback`. Time is the event loop's, so the same code
+runs in real and in virtual time.
+
+What a stream is (its plan and its line in the report) is :mod:`~mediastreams.emulator.streams`;
+this module is the driving of one.
 """
 
 from __future__ import annotations

@@ -23,10 +23,11 @@ The loop notices all four as they happen and keeps them as :class:`TimeDoubt` re
 thread alive that is neither the loop's nor its executor's (:class:`ForeignThread`), or a file
 descriptor the loop did not open waited on (:class:`ForeignSocket`), at the moment the clock
 jumps; a loop iteration that ran for more than :data:`BLOCKED_MS` of real time
-(:class:`BlockedLoop`); and, while a call's streams run (:func:`watch_wall_clock`), a read of
-``time.monotonic``, ``time.perf_counter`` or ``time.time`` (or their ``_ns`` forms) from the
-loop's thread by code that is neither the standard library nor mediastreams
-(:class:`WallClockRead`). :func:`clock_note` says in one sentence what was seen.
+(:class:`BlockedLoop`); and a read of ``time.monotonic``, ``time.perf_counter`` or
+``time.time`` (or their ``_ns`` forms) from the loop's thread by code that is neither the
+standard library nor mediastreams (:class:`WallClockRead`). They are recorded while a call's
+streams run (:func:`watch_time`): what happens before, the emulator's own setup included, is
+not the call's. :func:`clock_note` says in one sentence what was seen.
 """
 
 from __future__ import annotations
@@ -56,14 +57,13 @@ __all__ = [
     "clock_note",
     "run_in_loop",
     "time_doubts",
-    "watch_wall_clock",
+    "watch_time",
 ]
 
 ClockName: TypeAlias = Literal["real", "virtual"]
 """``"real"``: wall-clock time. ``"virtual"``: time jumps whenever everything waits."""
 
 T = TypeVar("T")
-D = TypeVar("D", bound="TimeDoubt")
 Ts = TypeVarTuple("Ts")
 
 
@@ -181,6 +181,7 @@ class _VirtualSelector(selectors.BaseSelector):
         self._real = selectors.DefaultSelector()
         self.now = 0.0
         self.outside_work = 0  # executor jobs under way: time waits for them
+        self.watching = 0  # calls whose streams run: only then are doubts recorded
         self.doubts: dict[tuple[type[TimeDoubt], str], TimeDoubt] = {}
         self.loop_ready = False  # until then, what registers is the loop's own (its wake-up pipe)
         self._own_fds: set[int] = set()
@@ -211,9 +212,11 @@ class _VirtualSelector(selectors.BaseSelector):
         # The real time since the last select returned went to running callbacks.
         self._returned_at, called_at = _perf_counter(), self._returned_at
         blocked_ms = (self._returned_at - called_at) * 1000
-        if blocked_ms > BLOCKED_MS:
+        if blocked_ms > BLOCKED_MS and self.watching:
             detail = f"{blocked_ms:,.0f} ms at {self.now:.2f} s"
-            self._doubt(BlockedLoop, detail).blocked_ms = blocked_ms
+            self.doubts[BlockedLoop, detail] = BlockedLoop(
+                detail, self.now, self.now, blocked_ms=blocked_ms
+            )
         events = self._real.select(0)
         if events:
             return events
@@ -250,19 +253,23 @@ class _VirtualSelector(selectors.BaseSelector):
             if not foreign:  # only the executor grew: nothing to look at until the count moves
                 self._thread_count = threading.active_count()
 
-    def _doubt(self, kind: type[D], detail: str) -> D:
+    def _doubt(self, kind: type[TimeDoubt], detail: str) -> TimeDoubt | None:
+        if not self.watching:
+            return None
         found = self.doubts.get((kind, detail))
         if found is None:
-            doubt = kind(detail, self.now, self.now)
-            self.doubts[kind, detail] = doubt
-            return doubt
-        found.last_s = self.now
-        found.count += 1
-        assert isinstance(found, kind)
+            found = self.doubts[kind, detail] = kind(detail, self.now, self.now)
+        else:
+            found.last_s = self.now
+            found.count += 1
         return found
 
     def wall_clock_read(self, clock: str, frame: FrameType) -> None:
         """``time.<clock>()`` was called from ``frame``, in the loop's thread."""
+        if frame.f_code.co_filename.startswith("<string") and frame.f_back is not None:
+            # Generated code (a dataclass's __init__ with default_factory=time.time): the
+            # read is its caller's.
+            frame = frame.f_back
         code = frame.f_code
         known = self._wall_reads.get((clock, code))
         if known is not None:
@@ -272,7 +279,9 @@ class _VirtualSelector(selectors.BaseSelector):
         where = caller_outside(code)
         if where is None:  # the standard library's or mediastreams' own: not the app's
             return
-        self._wall_reads[clock, code] = self._doubt(WallClockRead, f"time.{clock}() {where}")
+        doubt = self._doubt(WallClockRead, f"time.{clock}() {where}")
+        if doubt is not None:
+            self._wall_reads[clock, code] = doubt
 
     def close(self) -> None:
         self._real.close()
@@ -354,10 +363,22 @@ class VirtualEventLoop(asyncio.SelectorEventLoop):
             if doubt.last_s >= since_s and doubt.first_s < until_s
         ]
 
-    def watch_wall_clock(self) -> Callable[[], None]:
-        """Count the app's reads of the wall clock in this thread until the function
-        returned is called (see :func:`watch_wall_clock`)."""
-        return _WATCH.enter(self._virtual)
+    def watch(self) -> Callable[[], None]:
+        """Record what puts virtual time in doubt, the app's reads of the wall clock in this
+        thread included, until the function returned is called (see :func:`watch_time`).
+        Watches nest: calls placed at once each watch their own span."""
+        self._virtual.watching += 1
+        unwatch_clock = _WATCH.enter(self._virtual)
+        left = False
+
+        def leave() -> None:
+            nonlocal left
+            if not left:
+                left = True
+                self._virtual.watching -= 1
+                unwatch_clock()
+
+        return leave
 
     async def shutdown_default_executor(self, timeout: float | None = None) -> None:
         """Wait for the executor's threads for real: a timeout would pass at once here."""
@@ -398,13 +419,16 @@ def time_doubts(since_s: float, until_s: float) -> list[TimeDoubt]:
 _WATCH = WallClockWatch()
 
 
-def watch_wall_clock() -> Callable[[], None]:
-    """While a call's streams run on a virtual loop: count the app's wall-clock reads.
+def watch_time() -> Callable[[], None]:
+    """While a call's streams run on a virtual loop: record what puts virtual time in doubt.
 
-    ``time.monotonic``, ``time.perf_counter``, ``time.time`` and their ``_ns`` forms are
-    wrapped (process-wide, while any virtual call watches) so that each read from this thread
-    by code outside the standard library and mediastreams is a :class:`WallClockRead` doubt.
-    Reads from other threads cost a dictionary lookup and are not counted.
+    Blocked callbacks, threads of the app's own and sockets the loop did not open are recorded
+    only while some call watches (what comes before, such as the emulator reading the
+    caller's audio files, is not the call's). ``time.monotonic``, ``time.perf_counter``,
+    ``time.time`` and their ``_ns`` forms are wrapped meanwhile (process-wide, while any
+    virtual call watches) so that each read from this thread by code outside the standard
+    library and mediastreams is a :class:`WallClockRead` doubt; reads from other threads cost
+    a dictionary lookup and are not counted.
 
     Returns:
         The function that ends the watch (and restores the clocks once no call watches); on
@@ -413,7 +437,7 @@ def watch_wall_clock() -> Callable[[], None]:
     loop = asyncio.get_running_loop()
     if not isinstance(loop, VirtualEventLoop):
         return _nothing
-    return loop.watch_wall_clock()
+    return loop.watch()
 
 
 def _nothing() -> None:

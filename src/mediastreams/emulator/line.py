@@ -23,7 +23,7 @@ from ..exceptions import ConnectFailed
 from ..protocol import BYTES_PER_MS
 from ..trace import TraceWriter
 from .call import StreamRun
-from .clock import watch_wall_clock
+from .clock import watch_time
 from .loudness import is_audible
 from .recorder import Recorder
 from .script import CallerScript
@@ -257,8 +257,8 @@ class Line:
         sent = await leg.open(self.t0)
         if self.t0 is None:
             self.t0 = sent
-            # In virtual time, an app that reads the wall clock from now on is told of.
-            self._unwatch_clock = watch_wall_clock()
+            # In virtual time, what puts the figures in doubt counts from now on.
+            self._unwatch_clock = watch_time()
             self._first_start.set()
             self._ticker = asyncio.create_task(self._run_ticks())
             self._ticker.add_done_callback(self._ticker_done)
