@@ -22,7 +22,16 @@ import click
 from ..connections import max_connections_for
 from ..limits import DEFAULT_LIMITS, Limits
 from ..security import StreamTokens, loggable
-from ..server import BACKENDS, Handler, ServerConfig, bind, echo_handler, play_handler, serve
+from ..server import (
+    BACKENDS,
+    CallLogFilter,
+    Handler,
+    ServerConfig,
+    bind,
+    echo_handler,
+    play_handler,
+    serve,
+)
 from ..server.config import check_public_url, trusted_network
 
 __all__ = ["serve_command"]
@@ -159,6 +168,8 @@ def _configure_logging(level: str, log_format: str = "text") -> None:
         handler.setFormatter(_JsonFormatter())
     else:
         handler.setFormatter(_SidFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    # Lines logged while a handler runs (the app's own too) carry its call's SIDs.
+    handler.addFilter(CallLogFilter())
     # The root logger: the app's own loggers (--app) log at the same level, to the same place.
     root = logging.getLogger()
     root.handlers[:] = [handler]
@@ -321,6 +332,7 @@ def serve_command(**options: Any) -> None:
 
 # Set in a worker's environment by the supervisor: how many workers there are.
 _WORKER_ENV = "MEDIASTREAMS_WORKERS"
+_DUPLICATE_TERM_S = 1.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -464,10 +476,19 @@ def _limits(max_connections: int | None) -> Limits:
 async def _run(config: ServerConfig, sock: Any, backend: Any, *, workers: int = 1) -> None:
     stop, drain = asyncio.Event(), asyncio.Event()
     loop = asyncio.get_running_loop()
+    # A worker may get the first SIGTERM twice: from a service manager that signals every
+    # process of the service (systemd's default) and from the supervisor, which forwards it.
+    duplicate_s = _DUPLICATE_TERM_S if workers > 1 else 0.0
+    drain_at = 0.0
 
     def on_term() -> None:
         # The first SIGTERM drains; a second one stops at once.
-        (stop if drain.is_set() else drain).set()
+        nonlocal drain_at
+        if not drain.is_set():
+            drain_at = loop.time()
+            drain.set()
+        elif loop.time() - drain_at >= duplicate_s:
+            stop.set()
 
     loop.add_signal_handler(signal.SIGINT, stop.set)
     loop.add_signal_handler(signal.SIGTERM, on_term)

@@ -224,6 +224,7 @@ class RedisState(SharedState):
             settings.max_pending,
         ]
         self._ns = namespace
+        self.available = False  # until Redis answered
         self._client = redis.asyncio.Redis.from_url(
             url,
             socket_timeout=timeout_s,
@@ -286,12 +287,15 @@ class RedisState(SharedState):
 
         try:
             async with asyncio.timeout(self.timeout_s):
-                return await work
+                result = await work
         except (redis.exceptions.RedisError, OSError, TimeoutError) as error:
+            self.available = False
             detail = str(error) or type(error).__name__
             raise StateUnavailable(
                 f"Redis at {self.where} did not answer: {loggable(detail)}"
             ) from None
+        self.available = True
+        return result
 
     async def _run(self, name: str, keys: list[str], args: list[Any]) -> Any:
         return await self._call(self._scripts[name](keys=keys, args=args))
@@ -388,6 +392,7 @@ class RedisState(SharedState):
         raise CallNotFound(f"no live call {_sid(call_sid)}")
 
     async def _beat(self) -> None:
+        # Also with no call to refresh: it tells whether Redis answers (``available``).
         ttl_ms = int(self.call_ttl_s * 1000)
         while True:
             await asyncio.sleep(self.heartbeat_s)
