@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import importlib
 import json
 import logging
@@ -317,11 +318,18 @@ def serve_command(**options: Any) -> None:
         from .workers import run_workers
 
         raise SystemExit(
-            run_workers(click.get_current_context(), o.host, o.port, o.workers, config)
+            run_workers(
+                click.get_current_context(),
+                o.host,
+                o.port,
+                o.workers,
+                config,
+                banner=functools.partial(_banner, o, config),
+            )
         )
     sock = _listen(o.host, o.port, reuse_port=_WORKER_ENV in os.environ)
     if _WORKER_ENV not in os.environ:
-        _banner(o, config, sock)
+        _banner(o, config, sock.getsockname()[1])
     try:
         asyncio.run(_run(config, sock, o.backend, workers=int(os.environ.get(_WORKER_ENV, "1"))))
     except KeyboardInterrupt:
@@ -443,8 +451,8 @@ def _listen(host: str, port: int, *, reuse_port: bool) -> socket.socket:
         ) from None
 
 
-def _banner(o: _Options, config: ServerConfig, sock: socket.socket) -> None:
-    port = sock.getsockname()[1]
+def _banner(o: _Options, config: ServerConfig, port: int) -> None:
+    """The start-up line: the exact URLs to give Twilio (those signatures are checked on)."""
     if config.public_url is not None:
         origin = check_public_url(config.public_url)
         webhook = origin.http_url(config.incoming_path)
@@ -453,12 +461,23 @@ def _banner(o: _Options, config: ServerConfig, sock: socket.socket) -> None:
         webhook = f"http://{o.host}:{port}{config.incoming_path}"
         stream = f"ws://{o.host}:{port}{config.stream_path}"
     signed = ", signatures checked on these URLs" if o.auth_token else ""
-    click.echo(
-        f"mediastreams serve ({o.backend}): webhook {webhook}, stream {stream}{signed}"
+    workers = f", {o.workers} workers on {o.host}:{port} with SO_REUSEPORT" if o.workers > 1 else ""
+    announce(
+        f"mediastreams serve ({o.backend}{workers}): webhook {webhook}, stream {stream}{signed}"
         + f", at most {max_connections_for(config.limits)} connections"
+        + (" each" if o.workers > 1 else "")
         + (f", shared state on {_redis_where(o.redis_url)}" if o.redis_url else ""),
-        err=True,
+        o.log_format,
     )
+
+
+def announce(message: str, log_format: str) -> None:
+    """Print a start-up line whatever the log level: plain, or one JSON object (json)."""
+    if log_format == "json":
+        record = logging.LogRecord("mediastreams.serve", logging.INFO, "", 0, message, None, None)
+        click.echo(_JsonFormatter().format(record), err=True)
+    else:
+        click.echo(message, err=True)
 
 
 def _redis_where(url: str) -> str:

@@ -61,9 +61,17 @@ def bind_reuse_port(host: str, port: int, *, listen: bool = True) -> socket.sock
 
 
 def run_workers(
-    ctx: click.Context, host: str, port: int, workers: int, config: ServerConfig
+    ctx: click.Context,
+    host: str,
+    port: int,
+    workers: int,
+    config: ServerConfig,
+    *,
+    banner: Callable[[int], None],
 ) -> int:
     """Run ``workers`` copies of this ``serve`` command on one port, restarting any that dies.
+
+    ``banner(port)`` prints the start-up line once the port is known.
 
     Returns:
         0 once the workers stopped on a signal; the worst exit code of a worker otherwise.
@@ -103,12 +111,7 @@ def run_workers(
         "--port",
         str(port),
     ]
-    base = config.public_url or f"http://{host}:{port}"
-    click.echo(
-        f"mediastreams serve: {workers} workers on {host}:{port} (SO_REUSEPORT), webhook "
-        f"{base.rstrip('/')}{config.incoming_path}",
-        err=True,
-    )
+    banner(port)
     supervisor = _Supervisor(lambda: subprocess.Popen(argv, env=env), workers, metrics_dir)
     try:
         supervisor.start()
