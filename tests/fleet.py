@@ -159,6 +159,7 @@ class Supervisor:
             stdout=self._out,
             stderr=subprocess.STDOUT,
             env={**os.environ, **(env or {})},
+            start_new_session=True,  # its own process group, as a service manager gives it
         )
         self.port = 0
         self.seen: set[int] = set()  # every worker pid seen, to stop strays at the end
