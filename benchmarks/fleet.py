@@ -172,7 +172,8 @@ def _point_text(calls: int, result: dict[str, Any]) -> str:
         return f"{calls}: failed"
     return (
         f"{calls}: {'ok' if passes(result) else 'over'} (p50 {result.get('delay_p50_ms')} ms, "
-        f"{result.get('echoed_pct')}%, server {result.get('server_cores')} cores, client "
+        f"{result.get('echoed_pct')}%, server {result.get('server_cores')} cores (waited "
+        f"{result.get('server_wait_pct')}%), client "
         f"{result.get('client_cpu_pct')}%{', client-bound' if result.get('client_bound') else ''})"
     )
 

@@ -89,8 +89,8 @@ def run_workers(
             f"cannot listen on {host}:{port}: a server already listens there; choose another --port"
         )
     try:
-        # Bound, not listening: it holds the port (and picks it for --port 0) while the
-        # workers bind theirs; the kernel hands connections to listening sockets only.
+        # Bound, not listening: it holds the port (and picks it for --port 0) for the
+        # workers; the kernel hands connections to listening sockets only.
         holder = bind_reuse_port(host, port, listen=False)
     except OSError as error:
         raise BadInput(
@@ -114,8 +114,8 @@ def run_workers(
     banner(port)
     supervisor = _Supervisor(lambda: subprocess.Popen(argv, env=env), workers, metrics_dir)
     try:
+        # The holder stays bound, so the port stays ours while workers start and restart.
         supervisor.start()
-        holder.close()
         return supervisor.run()
     finally:
         holder.close()
