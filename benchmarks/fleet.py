@@ -243,6 +243,7 @@ def side_by_side(calls: int, secs: float, rounds: int) -> list[Row]:
     for key, label, unit, better in (
         ("delay_p50_ms", "p50 lag", "ms", "lower"),
         ("echoed_pct", "frames echoed", "%", "higher"),
+        ("server_cores", "server CPU (all workers)", "cores", "lower"),
     ):
         pairs = [
             (two.get(key), one.get(key))
