@@ -189,6 +189,34 @@ async def test_readyz_is_503_while_redis_is_down(app_dir: Path, redis: RedisServ
         assert record_of(app_dir, str(result.report.call_sid))["context"] is not None
 
 
+async def test_an_instance_started_before_redis_is_ready_once_it_answers(
+    app_dir: Path, redis: RedisServer
+) -> None:
+    redis.stop()
+    with instances([fleet_args(redis, "websockets")], app_dir) as (instance,):
+        async with httpx.AsyncClient(base_url=instance.url, timeout=15) as client:
+            assert (await client.get("/readyz")).status_code == 503
+            redis.start()
+            await await_for(lambda: _status(client, "/readyz", 200), "/readyz to say 200")
+            call = asyncio.create_task(
+                place_call_async(
+                    f"{instance.url}/incoming-call",
+                    [Silence(20_000)],
+                    end_quiet_ms=None,
+                    max_duration_s=40,
+                )
+            )
+            await await_for(lambda: calls_on(instance.url), "the call in the registry")
+            (listed,) = await calls_on(instance.url)
+            # Commands reach it: the instance subscribed once Redis answered.
+            hung_up = await client.post(f"/calls/{listed['call_sid']}/hangup", headers=AUTH)
+            assert hung_up.status_code == 200, hung_up.text
+            result = await asyncio.wait_for(call, 30)
+        assert result.report.ok, result.report.findings
+        assert result.report.duration_ms < 15_000
+    assert "the server starts anyway" in instance.text()
+
+
 async def _status(client: httpx.AsyncClient, path: str, status: int) -> bool:
     return (await client.get(path)).status_code == status
 

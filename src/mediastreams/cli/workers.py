@@ -227,6 +227,8 @@ class _Supervisor:
             "%s: its calls are lost, the other workers' go on; starting a new worker", what
         )
         self.processes[index] = self._spawn()
+        if self._stopping is not None:  # a signal came while it started: it goes too
+            self.processes[index].send_signal(self._stopping)
 
 
 def _exit_text(code: int) -> str:

@@ -258,16 +258,20 @@ class RedisState(SharedState):
     # --- life ---------------------------------------------------------------------------------
 
     async def start(self, on_command: CommandHandler | None = None) -> None:
-        """Check that Redis answers, then refresh this instance's calls and take commands.
+        """Refresh this instance's calls and take commands; check that Redis answers.
 
         Raises:
-            StateUnavailable: Redis does not answer.
+            StateUnavailable: Redis does not answer (yet: the listener and the heartbeat
+                keep trying until :meth:`close`).
         """
         self._on_command = on_command
+        if not self._tasks:
+            # Started first: if Redis does not answer yet, both retry until it does (and
+            # the heartbeat then makes this instance available again).
+            for work in (self._listen(), self._beat()):
+                task = asyncio.create_task(work)
+                self._tasks.add(task)
         await self._call(self._client.ping())
-        for work in (self._listen(), self._beat()):
-            task = asyncio.create_task(work)
-            self._tasks.add(task)
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self.timeout_s):
                 await self._listening.wait()
