@@ -271,7 +271,9 @@ def side_by_side(calls: int, secs: float, rounds: int) -> list[Row]:
 
 
 def main(argv: list[str] | None = None) -> list[Row]:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.fleet", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.fleet", description=(__doc__ or "").split("\n")[0]
+    )
     parser.add_argument("--commands", type=int, default=500)
     parser.add_argument(
         "--workers", action="store_true", help="calls carried with 1 and 2 workers (minutes)"
