@@ -221,6 +221,23 @@ async def _status(client: httpx.AsyncClient, path: str, status: int) -> bool:
     return (await client.get(path)).status_code == status
 
 
+async def test_a_redis_restart_fails_no_operation_once_it_answers(redis: RedisServer) -> None:
+    from mediastreams.store import RedisState
+
+    state = RedisState(redis.url, namespace="restart")
+    await state.start()
+    try:
+        # Several operations at once: several pooled connections, each stale after a restart.
+        await asyncio.gather(*(state.mint_token(f"CA{n:032x}") for n in range(4)))
+        redis.stop()
+        redis.start()
+        for n in range(4):
+            await state.mint_token(f"CB{n:032x}")
+        assert state.available
+    finally:
+        await state.close()
+
+
 async def test_control_from_one_instance_acts_on_a_call_held_by_another(
     app_dir: Path, redis: RedisServer
 ) -> None:

@@ -208,6 +208,9 @@ class RedisState(SharedState):
         context_ttl_s: float = 3600.0,
     ) -> None:
         import redis.asyncio
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
+        from redis.exceptions import ConnectionError as RedisConnectionError
 
         settings = tokens if isinstance(tokens, StreamTokens) else StreamTokens()
         self.url = url
@@ -230,6 +233,10 @@ class RedisState(SharedState):
             socket_timeout=timeout_s,
             socket_connect_timeout=timeout_s,
             decode_responses=True,
+            # A pooled connection that Redis closed (a restart, a failover) fails once, at
+            # its next use: that use reconnects and tries again. Not on a timeout, after
+            # which the command may have run.
+            retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
         )
         scripts = {
             "mint": _MINT,
