@@ -22,6 +22,7 @@ from typing import Any, Literal
 from . import strictjson
 from .containers import container_format
 from .schemas import ALIASES, APP_EXAMPLES, APP_SCHEMAS, NOT_APP_EVENTS, TWILIO_SCHEMAS, Schema
+from .wireformat import Sender
 
 __all__ = [
     "APP_SCHEMAS",
@@ -39,8 +40,6 @@ __all__ = [
     "local_violation",
     "read_frame",
 ]
-
-Sender = Literal["twilio", "app"]
 
 
 @dataclass(frozen=True, slots=True)
