@@ -32,6 +32,7 @@ from ..audio import (
     Progress as ProgressCallback,
 )
 from ..exceptions import AudioError
+from .failure import CommandFailed
 
 __all__ = ["convert_command"]
 
@@ -43,17 +44,13 @@ _STREAM_SID: Final = re.compile(r"MZ[0-9a-fA-F]{32}")
 _PROGRESS_MIN_MS: Final = 60_000
 
 
-class _Refused(Exception):
-    """Options that do not make sense together; the message is shown as is."""
-
-
 def _declared_format(
     rate: int | None, width: int | None, channels: int | None, encoding: str | None
 ) -> AudioFormat | None:
     if rate is None and width is None and channels is None and encoding is None:
         return None
     if rate is None:
-        raise _Refused("--input-rate is needed to read raw samples")
+        raise CommandFailed("--input-rate is needed to read raw samples")
     kind = cast(Encoding, encoding or "pcm")  # click.Choice has checked it
     default_width = 1 if kind in ("mulaw", "alaw") else 4 if kind == "float" else 2
     return AudioFormat(rate, width or default_width, channels or 1, kind)
@@ -173,13 +170,13 @@ def convert_command(
         output = None  # "-o -": the frames go to stdout
     try:
         if frames and not (stream_sid and _STREAM_SID.fullmatch(stream_sid)):
-            raise _Refused(
+            raise CommandFailed(
                 "--frames needs --stream-sid MZ + 32 hex digits (the streamSid from start)"
             )
         if not frames and output is None:
-            raise _Refused("give -o OUTPUT (.ulaw, .raw, .wav or .b64) or --frames")
+            raise CommandFailed("give -o OUTPUT (.ulaw, .raw, .wav or .b64) or --frames")
         if output is not None and not frames and output.suffix.lower() not in _SUFFIXES:
-            raise _Refused(f"{output}: unknown output type; use {', '.join(_SUFFIXES)}")
+            raise CommandFailed(f"{output}: unknown output type; use {', '.join(_SUFFIXES)}")
         fmt = _declared_format(input_rate, input_width, input_channels, input_encoding)
         with _progress_bar(enabled=True) as report:
             result = convert(input_path, format=fmt, progress=_only_long(report))
@@ -195,9 +192,8 @@ def convert_command(
     except BrokenPipeError:  # the reader of the frames went away (`| head`): not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    except (AudioError, OSError, _Refused) as error:
-        click.echo(f"mediastreams convert: error: {_one_line(error)}", err=True)
-        return 2
+    except (AudioError, OSError) as error:
+        raise CommandFailed(_one_line(error)) from None
     return 0
 
 

@@ -19,6 +19,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from .failure import CommandFailed
+
 __all__ = ["demo_command"]
 
 _EXPECTED_CALL_S = 23.0  # how long the scripted call lasts, for the progress bar
@@ -54,7 +56,7 @@ def demo_command(clock: str, out_dir: Path, port: int) -> int:
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise _Failure(f"cannot create {out_dir}: {error.strerror}") from None
+        raise CommandFailed(f"cannot create {out_dir}: {error.strerror}") from None
     console.print(f"[bold]mediastreams demo[/] ({clock} clock): server, call, timeline, report\n")
     result = _run(clock, port, out_dir, console)
     return _finish(result, out_dir, console)
@@ -109,7 +111,7 @@ async def _run_real(
         sock = bind("127.0.0.1", port)
     except OSError as error:
         message = f"cannot listen on 127.0.0.1:{port}: {error.strerror}; try --port 0"
-        raise _Failure(message) from None
+        raise CommandFailed(message) from None
     url = f"http://127.0.0.1:{sock.getsockname()[1]}/incoming-call"
     console.print(f"server: {url} (auth token set: requests must be signed)")
     stop = asyncio.Event()
@@ -174,10 +176,3 @@ def _finish(result: Any, out_dir: Path, console: Console) -> int:
     ):
         console.print(f"  {path}  [dim]{what}[/]")
     return int(result.report.exit_code)
-
-
-class _Failure(click.ClickException):
-    exit_code = 2
-
-    def show(self, file: object = None) -> None:
-        click.echo(f"mediastreams demo: {self.message}", err=True)
