@@ -14,15 +14,15 @@ def tool() -> None:
 
 
 @tool.command()
-@click.option("--code", type=int, default=None)
-def sub(code: int | None) -> None:
-    if code is None:
-        raise CommandFailed("--thing x: write it as name=value")
+@click.option("--interrupted", is_flag=True)
+def sub(interrupted: bool) -> None:
+    if interrupted:
+        raise Interrupted("stopped")
+    raise CommandFailed("--thing x: write it as name=value")
 
-    class Interrupted(CommandFailed):
-        exit_code = code
 
-    raise Interrupted("stopped")
+class Interrupted(CommandFailed):
+    exit_code = 130
 
 
 def test_one_line_named_after_the_command_and_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
@@ -34,7 +34,7 @@ def test_one_line_named_after_the_command_and_exit_2(capsys: pytest.CaptureFixtu
 
 def test_a_subclass_sets_its_own_exit_code(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as stop:
-        tool.main(["sub", "--code", "130"], prog_name="mediastreams")
+        tool.main(["sub", "--interrupted"], prog_name="mediastreams")
     assert stop.value.code == 130
     assert capsys.readouterr().err == "mediastreams sub: stopped\n"
 
