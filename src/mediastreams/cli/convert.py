@@ -13,26 +13,18 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Final, TextIO, cast
+from typing import TYPE_CHECKING, Final, TextIO, cast
 
 import click
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-from ..audio import (
-    FRAME_BYTES,
-    AudioFormat,
-    Conversion,
-    Encoding,
-    convert,
-    split_frames,
-    write_wav,
-)
-from ..audio import (
-    Progress as ProgressCallback,
-)
-from ..exceptions import AudioError
+from ..wireformat import FRAME_BYTES
 from .failure import CommandFailed
+
+# The audio stack (numpy, soxr, miniaudio) and rich are imported when a conversion runs, so
+# that `--help` and a wrong option come back at once.
+if TYPE_CHECKING:
+    from ..audio import AudioFormat, Conversion, Encoding
+    from ..audio import Progress as ProgressCallback
 
 __all__ = ["convert_command"]
 
@@ -47,6 +39,8 @@ _PROGRESS_MIN_MS: Final = 60_000
 def _declared_format(
     rate: int | None, width: int | None, channels: int | None, encoding: str | None
 ) -> AudioFormat | None:
+    from ..audio import AudioFormat
+
     if rate is None and width is None and channels is None and encoding is None:
         return None
     if rate is None:
@@ -58,6 +52,9 @@ def _declared_format(
 
 @contextmanager
 def _progress_bar(enabled: bool) -> Iterator[ProgressCallback | None]:
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
     console = Console(stderr=True)
     if not enabled or not console.is_terminal:
         yield None
@@ -73,6 +70,8 @@ def _progress_bar(enabled: bool) -> Iterator[ProgressCallback | None]:
 
 
 def _media_frames(mulaw: bytes, stream_sid: str) -> Iterator[str]:
+    from ..audio import split_frames
+
     # The outbound app->Twilio media message: event, streamSid and payload, nothing else.
     for frame in split_frames(mulaw):
         payload = base64.b64encode(frame).decode("ascii")
@@ -93,6 +92,8 @@ def _write_frames(lines: Iterator[str], output: Path | None) -> None:
 
 
 def _write_output(result: Conversion, output: Path) -> str:
+    from ..audio import write_wav
+
     suffix = output.suffix.lower()
     if suffix in _RAW_SUFFIXES:
         output.write_bytes(result.mulaw)
@@ -166,6 +167,9 @@ def convert_command(
     input_encoding: str | None,
 ) -> int:
     """Convert INPUT (WAV, MP3, FLAC, Ogg/Vorbis, raw mu-law) to mu-law 8 kHz for Twilio."""
+    from ..audio import convert
+    from ..exceptions import AudioError
+
     if frames and output == Path("-"):
         output = None  # "-o -": the frames go to stdout
     try:

@@ -12,14 +12,16 @@ import asyncio
 import secrets
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
-from rich.markup import escape
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from .failure import CommandFailed
+
+# rich, the server and the emulator are imported when the demo runs: `--help` stays quick.
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Progress
 
 __all__ = ["demo_command"]
 
@@ -52,6 +54,8 @@ _EXPECTED_CALL_S = 23.0  # how long the scripted call lasts, for the progress ba
 )
 def demo_command(clock: str, out_dir: Path, port: int) -> int:
     """Run a whole emulated call against the built-in server, and show what happened."""
+    from rich.console import Console
+
     console = Console(highlight=False, soft_wrap=True)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -78,6 +82,8 @@ def _steps() -> list[Any]:
 
 
 def _run(clock: str, port: int, out_dir: Path, console: Console) -> Any:
+    from rich.markup import escape
+
     from ..demo.timeline import Timeline
 
     timeline = Timeline(lambda text: console.print(escape(text)))
@@ -136,6 +142,8 @@ def _config(timeline: Any, auth_token: str) -> Any:
 
 
 def _progress(console: Console) -> Progress:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
     return Progress(
         TextColumn("call"),
         BarColumn(),
