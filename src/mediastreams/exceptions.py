@@ -23,7 +23,7 @@ The tree::
         └── WebhookFailed              a request to the app failed: TwiML, a callback (11200)
 
 A :class:`ProtocolError`, a :class:`ConnectFailed` and a :class:`WebhookFailed` carry the
-:class:`~mediastreams.diagnostics.Violation` that describes them: Twilio's error code, who
+:class:`~mediastreams.violations.Violation` that describes them: Twilio's error code, who
 was at fault, the frame if there was one, a plain message and a hint on how to fix it.
 ``str(error)`` is the message followed by the hint.
 """
@@ -33,7 +33,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .diagnostics import Violation
+    from .violations import Violation
 
 __all__ = [
     "AudioError",
