@@ -6,7 +6,6 @@ code 2, never a traceback.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import importlib
 import json
@@ -15,15 +14,16 @@ import os
 import signal
 import socket
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from ..connections import max_connections_for
+from ..backends import BACKENDS
 from ..limits import DEFAULT_LIMITS, Limits
 from ..security import StreamTokens, loggable
-from ..server import BACKENDS, Handler, ServerConfig, bind, echo_handler, play_handler, serve
-from ..server.config import check_public_url, trusted_network
+
+if TYPE_CHECKING:  # the server (Starlette, asyncio...) is imported once the options are read
+    from ..server import Handler, ServerConfig
 
 __all__ = ["serve_command"]
 
@@ -75,6 +75,8 @@ def _load_callable(option: str, spec: str) -> Any:
 
 
 def _load_app(spec: str) -> Handler:
+    from ..server import ServerConfig
+
     handler = _load_callable("--app", spec)
     try:
         ServerConfig.check_handler(handler)
@@ -84,6 +86,8 @@ def _load_app(spec: str) -> Handler:
 
 
 def _handler(play: str | None, echo: bool, app: str | None, hangup_after_play: bool) -> Handler:
+    from ..server import echo_handler, play_handler
+
     chosen = [name for name, on in (("--play", play), ("--echo", echo), ("--app", app)) if on]
     if len(chosen) != 1:
         raise BadInput("choose one of --play FILE, --echo or --app module:function")
@@ -291,6 +295,8 @@ def serve_command(**options: Any) -> None:
     SIGTERM drains (/readyz answers 503, live calls go on, then the server exits); a second
     SIGTERM or Ctrl-C stops at once.
     """
+    import asyncio
+
     o = _Options(**options)
     _check_backend(o.backend)
     handler = _handler(o.play, o.echo, o.app, o.hangup_after_play)
@@ -383,6 +389,9 @@ def _check_shared_state(o: _Options) -> None:
 
 
 def _config(o: _Options, handler: Handler) -> ServerConfig:
+    from ..server import ServerConfig
+    from ..server.config import check_public_url, trusted_network
+
     if o.public_url is not None:
         # Checked apart from the config, whose errors could also be about a <Parameter>.
         try:
@@ -419,6 +428,8 @@ def _config(o: _Options, handler: Handler) -> ServerConfig:
 
 
 def _listen(host: str, port: int, *, reuse_port: bool) -> socket.socket:
+    from ..server import bind
+
     try:
         if reuse_port:
             from .workers import bind_reuse_port
@@ -432,6 +443,9 @@ def _listen(host: str, port: int, *, reuse_port: bool) -> socket.socket:
 
 
 def _banner(o: _Options, config: ServerConfig, sock: socket.socket) -> None:
+    from ..connections import max_connections_for
+    from ..server.config import check_public_url
+
     port = sock.getsockname()[1]
     if config.public_url is not None:
         origin = check_public_url(config.public_url)
@@ -462,6 +476,10 @@ def _limits(max_connections: int | None) -> Limits:
 
 
 async def _run(config: ServerConfig, sock: Any, backend: Any, *, workers: int = 1) -> None:
+    import asyncio
+
+    from ..server import serve
+
     stop, drain = asyncio.Event(), asyncio.Event()
     loop = asyncio.get_running_loop()
 
