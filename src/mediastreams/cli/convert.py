@@ -45,7 +45,7 @@ def _declared_format(
         return None
     if rate is None:
         raise CommandFailed("--input-rate is needed to read raw samples")
-    kind = cast(Encoding, encoding or "pcm")  # click.Choice has checked it
+    kind = cast("Encoding", encoding or "pcm")  # click.Choice has checked it
     default_width = 1 if kind in ("mulaw", "alaw") else 4 if kind == "float" else 2
     return AudioFormat(rate, width or default_width, channels or 1, kind)
 
