@@ -7,6 +7,7 @@ code 2, never a traceback.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
 import json
 import logging
@@ -155,6 +156,8 @@ _CHATTY = ("websockets", "uvicorn", "picows", "redis", "asyncio")
 
 
 def _configure_logging(level: str, log_format: str = "text") -> None:
+    from ..server import CallLogFilter
+
     numeric = logging.getLevelName(level.upper())
     if not isinstance(numeric, int):
         raise ValueError(level)
@@ -163,6 +166,8 @@ def _configure_logging(level: str, log_format: str = "text") -> None:
         handler.setFormatter(_JsonFormatter())
     else:
         handler.setFormatter(_SidFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    # Lines logged while a handler runs (the app's own too) carry its call's SIDs.
+    handler.addFilter(CallLogFilter())
     # The root logger: the app's own loggers (--app) log at the same level, to the same place.
     root = logging.getLogger()
     root.handlers[:] = [handler]
@@ -312,11 +317,18 @@ def serve_command(**options: Any) -> None:
         from .workers import run_workers
 
         raise SystemExit(
-            run_workers(click.get_current_context(), o.host, o.port, o.workers, config)
+            run_workers(
+                click.get_current_context(),
+                o.host,
+                o.port,
+                o.workers,
+                config,
+                banner=functools.partial(_banner, o, config),
+            )
         )
     sock = _listen(o.host, o.port, reuse_port=_WORKER_ENV in os.environ)
     if _WORKER_ENV not in os.environ:
-        _banner(o, config, sock)
+        _banner(o, config, sock.getsockname()[1])
     try:
         asyncio.run(_run(config, sock, o.backend, workers=int(os.environ.get(_WORKER_ENV, "1"))))
     except KeyboardInterrupt:
@@ -327,6 +339,7 @@ def serve_command(**options: Any) -> None:
 
 # Set in a worker's environment by the supervisor: how many workers there are.
 _WORKER_ENV = "MEDIASTREAMS_WORKERS"
+_DUPLICATE_TERM_S = 1.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -442,11 +455,11 @@ def _listen(host: str, port: int, *, reuse_port: bool) -> socket.socket:
         ) from None
 
 
-def _banner(o: _Options, config: ServerConfig, sock: socket.socket) -> None:
+def _banner(o: _Options, config: ServerConfig, port: int) -> None:
+    """The start-up line: the exact URLs to give Twilio (those signatures are checked on)."""
     from ..connections import max_connections_for
     from ..server.config import check_public_url
 
-    port = sock.getsockname()[1]
     if config.public_url is not None:
         origin = check_public_url(config.public_url)
         webhook = origin.http_url(config.incoming_path)
@@ -455,12 +468,23 @@ def _banner(o: _Options, config: ServerConfig, sock: socket.socket) -> None:
         webhook = f"http://{o.host}:{port}{config.incoming_path}"
         stream = f"ws://{o.host}:{port}{config.stream_path}"
     signed = ", signatures checked on these URLs" if o.auth_token else ""
-    click.echo(
-        f"mediastreams serve ({o.backend}): webhook {webhook}, stream {stream}{signed}"
+    workers = f", {o.workers} workers on {o.host}:{port} with SO_REUSEPORT" if o.workers > 1 else ""
+    announce(
+        f"mediastreams serve ({o.backend}{workers}): webhook {webhook}, stream {stream}{signed}"
         + f", at most {max_connections_for(config.limits)} connections"
+        + (" each" if o.workers > 1 else "")
         + (f", shared state on {_redis_where(o.redis_url)}" if o.redis_url else ""),
-        err=True,
+        o.log_format,
     )
+
+
+def announce(message: str, log_format: str) -> None:
+    """Print a start-up line whatever the log level: plain, or one JSON object (json)."""
+    if log_format == "json":
+        record = logging.LogRecord("mediastreams.serve", logging.INFO, "", 0, message, None, None)
+        click.echo(_JsonFormatter().format(record), err=True)
+    else:
+        click.echo(message, err=True)
 
 
 def _redis_where(url: str) -> str:
@@ -482,10 +506,19 @@ async def _run(config: ServerConfig, sock: Any, backend: Any, *, workers: int = 
 
     stop, drain = asyncio.Event(), asyncio.Event()
     loop = asyncio.get_running_loop()
+    # A worker may get the first SIGTERM twice: from a service manager that signals every
+    # process of the service (systemd's default) and from the supervisor, which forwards it.
+    duplicate_s = _DUPLICATE_TERM_S if workers > 1 else 0.0
+    drain_at = 0.0
 
     def on_term() -> None:
         # The first SIGTERM drains; a second one stops at once.
-        (stop if drain.is_set() else drain).set()
+        nonlocal drain_at
+        if not drain.is_set():
+            drain_at = loop.time()
+            drain.set()
+        elif loop.time() - drain_at >= duplicate_s:
+            stop.set()
 
     loop.add_signal_handler(signal.SIGINT, stop.set)
     loop.add_signal_handler(signal.SIGTERM, on_term)
