@@ -373,9 +373,9 @@ def test_a_finding_reads_as_a_sentence() -> None:
     result = call(stream_app(sends(playload)))
     (finding,) = result.report.violations
     text = str(finding)
-    assert text.startswith("31951 Protocol - Invalid Message: unknown field `media.playload`")
+    where = f"line {finding.line}, {finding.t:.3f} s: app: "
+    assert text.startswith(where + "31951 Protocol - Invalid Message: unknown field `media.playload`")
     assert "did you mean `payload`?" in text and "Rename" in text
-    assert text.endswith(f"(from the app, line {finding.line}, at {finding.t:.3f} s)")
 
 
 def test_raise_for_violations_lists_every_kind_once_with_its_count() -> None:

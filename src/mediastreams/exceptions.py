@@ -24,7 +24,7 @@ The tree::
         └── WebhookFailed              a request to the app failed: TwiML, a callback (11200)
 
 A :class:`ProtocolError`, a :class:`ConnectFailed` and a :class:`WebhookFailed` carry the
-:class:`~mediastreams.diagnostics.Violation` that describes them: Twilio's error code, who
+:class:`~mediastreams.violations.Violation` that describes them: Twilio's error code, who
 was at fault, the frame if there was one, a plain message and a hint on how to fix it.
 ``str(error)`` is the message followed by the hint.
 """
@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from .diagnostics import Finding, Violation
+    from .violations import Finding, Violation
 
 __all__ = [
     "AudioError",

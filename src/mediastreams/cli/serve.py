@@ -6,7 +6,6 @@ code 2, never a traceback.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import functools
 import importlib
@@ -16,24 +15,16 @@ import os
 import signal
 import socket
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from ..connections import max_connections_for
+from ..backends import BACKENDS
 from ..limits import DEFAULT_LIMITS, Limits
 from ..security import StreamTokens, loggable
-from ..server import (
-    BACKENDS,
-    CallLogFilter,
-    Handler,
-    ServerConfig,
-    bind,
-    echo_handler,
-    play_handler,
-    serve,
-)
-from ..server.config import check_public_url, trusted_network
+
+if TYPE_CHECKING:  # the server (Starlette, asyncio...) is imported once the options are read
+    from ..server import Handler, ServerConfig
 
 __all__ = ["serve_command"]
 
@@ -85,6 +76,8 @@ def _load_callable(option: str, spec: str) -> Any:
 
 
 def _load_app(spec: str) -> Handler:
+    from ..server import ServerConfig
+
     handler = _load_callable("--app", spec)
     try:
         ServerConfig.check_handler(handler)
@@ -94,6 +87,8 @@ def _load_app(spec: str) -> Handler:
 
 
 def _handler(play: str | None, echo: bool, app: str | None, hangup_after_play: bool) -> Handler:
+    from ..server import echo_handler, play_handler
+
     chosen = [name for name, on in (("--play", play), ("--echo", echo), ("--app", app)) if on]
     if len(chosen) != 1:
         raise BadInput("choose one of --play FILE, --echo or --app module:function")
@@ -161,6 +156,8 @@ _CHATTY = ("websockets", "uvicorn", "picows", "redis", "asyncio")
 
 
 def _configure_logging(level: str, log_format: str = "text") -> None:
+    from ..server import CallLogFilter
+
     numeric = logging.getLevelName(level.upper())
     if not isinstance(numeric, int):
         raise ValueError(level)
@@ -303,6 +300,8 @@ def serve_command(**options: Any) -> None:
     SIGTERM drains (/readyz answers 503, live calls go on, then the server exits); a second
     SIGTERM or Ctrl-C stops at once.
     """
+    import asyncio
+
     o = _Options(**options)
     _check_backend(o.backend)
     handler = _handler(o.play, o.echo, o.app, o.hangup_after_play)
@@ -403,6 +402,9 @@ def _check_shared_state(o: _Options) -> None:
 
 
 def _config(o: _Options, handler: Handler) -> ServerConfig:
+    from ..server import ServerConfig
+    from ..server.config import check_public_url, trusted_network
+
     if o.public_url is not None:
         # Checked apart from the config, whose errors could also be about a <Parameter>.
         try:
@@ -439,6 +441,8 @@ def _config(o: _Options, handler: Handler) -> ServerConfig:
 
 
 def _listen(host: str, port: int, *, reuse_port: bool) -> socket.socket:
+    from ..server import bind
+
     try:
         if reuse_port:
             from .workers import bind_reuse_port
@@ -453,6 +457,9 @@ def _listen(host: str, port: int, *, reuse_port: bool) -> socket.socket:
 
 def _banner(o: _Options, config: ServerConfig, port: int) -> None:
     """The start-up line: the exact URLs to give Twilio (those signatures are checked on)."""
+    from ..connections import max_connections_for
+    from ..server.config import check_public_url
+
     if config.public_url is not None:
         origin = check_public_url(config.public_url)
         webhook = origin.http_url(config.incoming_path)
@@ -493,6 +500,10 @@ def _limits(max_connections: int | None) -> Limits:
 
 
 async def _run(config: ServerConfig, sock: Any, backend: Any, *, workers: int = 1) -> None:
+    import asyncio
+
+    from ..server import serve
+
     stop, drain = asyncio.Event(), asyncio.Event()
     loop = asyncio.get_running_loop()
     # A worker may get the first SIGTERM twice: from a service manager that signals every
