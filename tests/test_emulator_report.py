@@ -298,11 +298,26 @@ async def anyio_sleeper(websocket: WebSocket, start: dict[str, Any]) -> None:
     await websocket.send_text(media(start["streamSid"], TONE_MULAW))
 
 
-@pytest.mark.parametrize("behaviour", [thread_sleeper, anyio_sleeper])
-def test_an_app_that_works_in_threads_gets_the_virtual_time_note(behaviour: Any) -> None:
+async def executor_sleeper(websocket: WebSocket, start: dict[str, Any]) -> None:
+    """``asyncio.to_thread``: the loop's executor, waited for with the clock stopped."""
+    await asyncio.to_thread(time.sleep, 0.5)
+    await websocket.send_text(media(start["streamSid"], TONE_MULAW))
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "cause"),
+    [
+        (thread_sleeper, "thread(s) of the app's own"),
+        (anyio_sleeper, "thread(s) of the app's own"),
+        (executor_sleeper, "a thread of the loop's executor (time.sleep) took up to"),
+    ],
+)
+def test_an_app_that_works_in_threads_gets_the_virtual_time_note(
+    behaviour: Any, cause: str
+) -> None:
     report = place_call(stream_app(behaviour), [Hangup(at_ms=3000)]).report
     (note,) = [n for n in report.notes if "virtual time" in n]
-    assert "thread" in note and "--clock real" in note
+    assert cause in note and "--clock real" in note
     assert report.violations == []
 
 
