@@ -229,6 +229,22 @@ def test_audio_and_dtmf_options(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert json.loads(out)["turns"]
 
 
+def test_a_key_without_a_time_is_pressed_once_the_app_has_had_its_say(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    trace = tmp_path / "call.jsonl"
+    code, out, _ = run(capsys, f"{APPS}:good", "--dtmf", "9", "--json", "--trace", str(trace))
+    assert code == 0
+    (played,) = json.loads(out)["replies"]  # the app's one second of tone
+    pressed = [
+        json.loads(line)["t"]
+        for line in trace.read_text().splitlines()
+        if '"from": "twilio"' in line and '\\"dtmf\\"' in line
+    ]
+    # After the reply and a second of quiet (WaitForQuiet), as an --audio turn would be.
+    assert len(pressed) == 1 and pressed[0] * 1000 >= played["end_ms"] + 1000
+
+
 def test_barge_in_after_and_timed_audio(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     speech = tmp_path / "speech.wav"
     speech.write_bytes(wav_bytes(mulaw.decode(TONE_MULAW[:4000]), encoding="pcm"))

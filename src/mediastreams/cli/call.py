@@ -92,8 +92,9 @@ def _parameters(values: tuple[str, ...]) -> dict[str, str]:
     "--dtmf",
     "dtmf",
     multiple=True,
-    metavar="DIGITS@SECONDS",
-    help="Keys pressed at a time since the stream started, e.g. 12#@3.5 (repeatable).",
+    metavar="DIGITS[@SECONDS]",
+    help="Keys pressed at a time since the stream started, e.g. 12#@3.5; without a time, "
+    "a turn after the --audio files, once the app has had its say (repeatable).",
 )
 @click.option(
     "--hangup-after",
@@ -322,8 +323,11 @@ def _steps(
     from ..emulator.script import Hangup, Step, cli_steps, parse_audio_option, parse_dtmf_option
 
     try:
-        steps: list[Step] = cli_steps([parse_audio_option(text) for text in audio], barge_ms)
-        steps += [parse_dtmf_option(text) for text in dtmf]
+        steps: list[Step] = cli_steps(
+            [parse_audio_option(text) for text in audio],
+            barge_ms,
+            [parse_dtmf_option(text) for text in dtmf],
+        )
     except ValueError as error:
         raise _Failure(str(error)) from None
     if hangup_after is not None:
