@@ -142,13 +142,12 @@ def test_the_loops_own_executor_is_no_doubt() -> None:
 
 def test_slow_work_in_the_loops_executor_is_noticed_once_per_function() -> None:
     # The clock stands still while the executor works: a job of 300 ms of real time makes
-    # what the app does after it come 300 ms too early. Quick jobs are no doubt.
+    # what the app does after it come 300 ms too early. (Quick jobs are no doubt: above.)
     async def main(loop: asyncio.AbstractEventLoop) -> None:
         ticker = asyncio.create_task(asyncio.sleep(3600))
         await asyncio.sleep(2)
         await asyncio.to_thread(time.sleep, 0.3)
         await loop.run_in_executor(None, time.sleep, 0.25)
-        await asyncio.to_thread(time.sleep, 0.01)
         ticker.cancel()
 
     (doubt,) = [d for d in doubts_of(main) if d.cause != "blocked"]
