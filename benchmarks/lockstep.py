@@ -26,8 +26,8 @@ for the steps in between. Run::
 from __future__ import annotations
 
 import argparse
-import base64
 import asyncio
+import base64
 import contextlib
 import ctypes
 import gc
@@ -226,7 +226,8 @@ async def _serve(stack: str, sock: socket.socket, stop: asyncio.Event) -> None:
         await serve(sock, stop)
         return
     from mediastreams.limits import Limits
-    from mediastreams.server import ServerConfig, echo_handler, serve as serve_ms
+    from mediastreams.server import ServerConfig, echo_handler
+    from mediastreams.server import serve as serve_ms
 
     # Long deadlines: a run under valgrind is slow, and no timer should fire in the window.
     limits = Limits(
@@ -344,7 +345,7 @@ def instructions(stack: str, calls: int, ticks: int, warmup: int) -> dict[str, A
         result = _spawn([stack, str(calls), str(ticks), str(warmup), "--callgrind"], valgrind)
         total = 0
         for line in out.read_text().splitlines():
-            if line.startswith("summary:") or line.startswith("totals:"):
+            if line.startswith(("summary:", "totals:")):
                 total = int(line.split()[1])
                 break
     result["instructions_per_pair"] = round(total / (calls * ticks))

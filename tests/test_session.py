@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from fake_twilio import FakeTwilio, settle
-from mediastreams.adapters.memory import MemoryTransport
+from mediastreams.adapters.memory import MemoryTransport, PushMemoryTransport
 from mediastreams.exceptions import LocalProtocolError, StreamClosed, StreamTimeout
 from mediastreams.limits import Limits
 from mediastreams.messages import DTMF, Media, Stop, UnknownMessage
@@ -21,9 +21,10 @@ from mediastreams.session import MediaStream, Outcome, Pacer
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def transport() -> MemoryTransport:
-    return MemoryTransport()
+@pytest.fixture(params=["read", "push"])
+def transport(request: pytest.FixtureRequest) -> MemoryTransport:
+    """Every test on both paths: frames read by a task, and frames pushed by the transport."""
+    return MemoryTransport() if request.param == "read" else PushMemoryTransport()
 
 
 SOURCE = bytes(range(256)) * 25  # 6400 bytes = 800 ms of mu-law

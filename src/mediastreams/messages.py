@@ -436,14 +436,17 @@ def _b64(payload: bytes) -> str:
     return binascii.b2a_base64(payload, newline=False).decode("ascii")
 
 
-def _json_str(value: str) -> str:
+def json_string(value: str) -> str:
+    """``value`` as a JSON string, as :func:`serialize` writes it (a hot-path helper)."""
+    if value.isascii() and value.isprintable() and '"' not in value and "\\" not in value:
+        return '"' + value + '"'  # nothing to escape: the pacer's marks, SIDs
     return json.dumps(value, ensure_ascii=False)
 
 
 @functools.lru_cache(maxsize=1024)
 def media_frame_prefix(stream_sid: str) -> str:
     """The fixed start of every outbound ``media`` frame for a stream (a hot-path helper)."""
-    return '{"event":"media","streamSid":' + _json_str(stream_sid) + ',"media":{"payload":"'
+    return '{"event":"media","streamSid":' + json_string(stream_sid) + ',"media":{"payload":"'
 
 
 def serialize(message: Message) -> str:
