@@ -329,6 +329,18 @@ def parse(text: str | bytes, *, sender: Sender = "twilio") -> Message:
                         timestamp=int(timestamp),
                         sequence_number=int(sequence),
                     )
+            elif type(wire) is _MarkWire:
+                # Mark echoes, a few a second: names may hold colons (the session's own do), so
+                # the colon count cannot vouch for them; the length can, as for media. The
+                # name's length in characters is a lower bound of its length in the frame.
+                sid, name, sequence = wire.stream_sid, wire.mark.name, wire.sequence_number
+                if (
+                    sid
+                    and sequence.isascii()
+                    and sequence.isdigit()
+                    and len(text) < _TWILIO_MARK_ROOM + len(sid) + len(name) + len(sequence)
+                ):
+                    return Mark(stream_sid=sid, name=name, sequence_number=int(sequence))
             message: Message = _from_twilio_wire(wire)
         else:
             wire = _APP_DECODER.decode(text)
@@ -382,6 +394,9 @@ _SMALLEST_MEMBER = len(',"":0')
 _TWILIO_MEDIA_ROOM = _SMALLEST_MEMBER + len(
     '{"event":"media","sequenceNumber":"","streamSid":"",'
     '"media":{"track":"","chunk":"","timestamp":"","payload":""}}'
+)
+_TWILIO_MARK_ROOM = _SMALLEST_MEMBER + len(
+    '{"event":"mark","sequenceNumber":"","streamSid":"","mark":{"name":""}}'
 )
 _APP_MEDIA_ROOM = _SMALLEST_MEMBER + len('{"event":"media","streamSid":"","media":{"payload":""}}')
 

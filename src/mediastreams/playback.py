@@ -329,7 +329,7 @@ class Playback:
     def feed(self, play_id: int, mulaw: bytes) -> None:
         """More audio for an :class:`AudioFeed`'s play; sent as the pacing allows."""
         self.pacer.add_audio(play_id, mulaw)
-        self.pump()
+        self.pump()  # (a call of its own: a live relay's frame, the hot path)
 
     def end_feed(self, play_id: int) -> None:
         """An :class:`AudioFeed` has ended."""
@@ -417,8 +417,15 @@ class Playback:
         self.sending = True
         try:
             # One pass: sending calls nothing back, so nothing new is due after it.
-            self._make_frames()
-            frames = self.protocol.encoded_to_send()
+            protocol = self.protocol
+            for item in self.pacer.frames_to_send():
+                if type(item) is bytes:
+                    protocol.send_media(item)
+                else:  # a mark's name: now and then, not per frame
+                    assert isinstance(item, str)
+                    protocol.send_mark(item)
+            self._apply()
+            frames = protocol.encoded_to_send()
             for index, frame in enumerate(frames):
                 if not send_now(frame):
                     # The peer reads too slowly: the writer task waits for room.
