@@ -426,13 +426,15 @@ class Playback:
                     protocol.send_mark(item)
             self._apply()
             frames = protocol.encoded_to_send()
-            for index, frame in enumerate(frames):
+            sent = 0
+            for frame in frames:
                 if not send_now(frame):
                     # The peer reads too slowly: the writer task waits for room.
-                    self._held = frames[index:]
+                    self._held = frames[sent:]
                     self._wake.set()
-                    return
-                self.frames_out += 1
+                    break
+                sent += 1
+            self.frames_out += sent
         except StreamClosed:
             self._on_dropped()  # the reader sees the socket gone and finishes
         except Exception as error:

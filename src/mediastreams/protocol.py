@@ -306,7 +306,7 @@ class AppProtocol:
                 )
             )
         self._outgoing.append(
-            b"".join((self._media_prefix, binascii.b2a_base64(payload, newline=False), b'"}}'))
+            self._media_prefix + binascii.b2a_base64(payload, newline=False) + b'"}}'
         )
 
     def send_mark(self, name: str) -> None:
