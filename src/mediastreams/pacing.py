@@ -278,6 +278,36 @@ class Pacer:
         if play is not None:
             play.append(mulaw)
 
+    def pass_through(self, play_id: int, mulaw: bytes) -> bool:
+        """Send ``mulaw`` as it is, if it can go out now as one whole frame of the play.
+
+        The relay's case, 50 times a second: the play is the one sending, has nothing
+        buffered, this is exactly one frame, the lead has room and no mark falls due after it.
+        Then it counts as sent and this returns ``True``: the caller sends it as one media
+        frame's payload. Otherwise nothing changes and this returns ``False``: give it to
+        :meth:`add_audio`.
+        """
+        play = self._plays.get(play_id)
+        size = self._frame_bytes
+        if (
+            play is None
+            or len(mulaw) != size
+            or type(mulaw) is not bytes
+            or play.available
+            or play.source_done
+            or self._out
+            or not self._queue
+            or self._queue[0] is not play
+            or self.sent_bytes + size - self.confirmed_bytes > self._lead_bytes
+        ):
+            return False
+        progress = play.progress
+        if progress.sent_bytes + size - play.last_mark >= self._mark_bytes:
+            return False  # a mark falls due after it
+        self.sent_bytes += size
+        progress.sent_bytes += size
+        return True
+
     def end_source(self, play_id: int) -> None:
         """A play's source has no more audio: its last frame and final mark may go out.
 

@@ -156,7 +156,8 @@ class AudioFeed:
     there is no more. Each :meth:`write` queues the audio and sends what the pacing allows at
     once, with no task between: the cheapest way to relay audio (an echo, a bridge to another
     call, a TTS engine that calls back). Audio written before :meth:`MediaStream.play` waits
-    for it; audio written after the play resolved (a ``clear``, the stream's end) is dropped.
+    for it; audio written after :meth:`end`, or after the play resolved (a ``clear``, the
+    stream's end), is dropped.
 
     Example::
 
@@ -175,10 +176,11 @@ class AudioFeed:
 
     def write(self, mulaw: bytes) -> None:
         """Queue audio (headerless mu-law at 8000 Hz) and send what is due."""
+        if self._ended:
+            return
         playback = self._playback
         if playback is None:
-            if not self._ended:
-                self._early.append(bytes(mulaw))
+            self._early.append(bytes(mulaw))
             return
         playback.feed(self._play_id, mulaw)
 
@@ -328,8 +330,29 @@ class Playback:
 
     def feed(self, play_id: int, mulaw: bytes) -> None:
         """More audio for an :class:`AudioFeed`'s play; sent as the pacing allows."""
+        send_now = self._send_now
+        if (
+            send_now is not None
+            and not self.sending
+            and not self._held
+            and not self._ended
+            and self.pacer.pass_through(play_id, mulaw)
+        ):
+            # A relay's frame, whole and due now (the hot path): straight out, no queue.
+            try:
+                frame = self.protocol.encode_media(mulaw)
+                if send_now(frame):
+                    self.frames_out += 1
+                else:
+                    self._held.append(frame)  # the peer reads too slowly: the writer waits
+                    self._wake.set()
+            except StreamClosed:
+                self._on_dropped()
+            except Exception as error:
+                self._on_crash(error)
+            return
         self.pacer.add_audio(play_id, mulaw)
-        self.pump()  # (a call of its own: a live relay's frame, the hot path)
+        self.pump()
 
     def end_feed(self, play_id: int) -> None:
         """An :class:`AudioFeed` has ended."""

@@ -288,7 +288,19 @@ class AppProtocol:
             LocalProtocolError: before ``start`` or after ``stop``; an empty payload; a
                 payload that starts with a file header (WAV, MP3, Ogg, FLAC).
         """
-        self._check_can_send()
+        self._outgoing.append(self.encode_media(payload))
+
+    def encode_media(self, payload: bytes) -> bytes:
+        """One ``media`` frame, as :meth:`send_media` would queue it, returned instead.
+
+        For a caller that writes it at once: it goes out in its place only if nothing is
+        waiting in :meth:`encoded_to_send`.
+
+        Raises:
+            LocalProtocolError: as :meth:`send_media`.
+        """
+        if self.state is not STREAMING:
+            self._check_can_send()
         if not payload:
             raise LocalProtocolError(
                 _violation("app", "empty-payload", "empty media payload", "Send audio.", None)
@@ -305,9 +317,7 @@ class AppProtocol:
                     hint="Convert it with mediastreams.audio to headerless mu-law first.",
                 )
             )
-        self._outgoing.append(
-            self._media_prefix + binascii.b2a_base64(payload, newline=False) + b'"}}'
-        )
+        return self._media_prefix + binascii.b2a_base64(payload, newline=False) + b'"}}'
 
     def send_mark(self, name: str) -> None:
         """Queue a ``mark``; Twilio echoes it once the audio sent before it has played."""
