@@ -36,19 +36,18 @@ from typing import TYPE_CHECKING, TypeAlias
 
 from .limits import Limits
 from .messages import DTMF, Mark, Media, Stop, TwilioMessage, UnknownMessage
-from .pacing import BYTES_PER_MS
 from .protocol import AppProtocol
 from .websocket import CLOSE_NORMAL, CLOSE_TOO_BIG
+from .wireformat import BYTES_PER_MS, SILENCE_BYTE
 
 if TYPE_CHECKING:
     from .audio import MulawDecoder
-    from .diagnostics import Violation
+    from .violations import Violation
 
-__all__ = ["MAX_GAP_FILL_MS", "SILENCE", "Event", "EventQueue", "Inbound"]
+__all__ = ["MAX_GAP_FILL_MS", "Event", "EventQueue", "Inbound"]
 
 logger = logging.getLogger("mediastreams.session")
 
-SILENCE = b"\xff"  # mu-law silence is 0xFF, not 0x00
 
 MAX_GAP_FILL_MS = 60_000
 """A gap in inbound timestamps is filled with at most this much silence."""
@@ -371,7 +370,7 @@ class Inbound:
                 if event.timestamp is not None:
                     if expected_ms is not None and event.timestamp > expected_ms:
                         gap_ms = min(event.timestamp - expected_ms, MAX_GAP_FILL_MS)
-                        payload = SILENCE * (gap_ms * BYTES_PER_MS) + payload
+                        payload = bytes([SILENCE_BYTE]) * (gap_ms * BYTES_PER_MS) + payload
                     expected_ms = event.timestamp + len(event.payload) // BYTES_PER_MS
                 pcm = decoder.decode(payload)
                 if pcm:

@@ -27,10 +27,11 @@ import enum
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TypeAlias
+from typing import Final, TypeAlias
+
+from .wireformat import BYTES_PER_MS, FRAME_MS
 
 __all__ = [
-    "BYTES_PER_MS",
     "DEFAULT_FRAME_MS",
     "DEFAULT_LEAD_MS",
     "DEFAULT_MARK_INTERVAL_MS",
@@ -43,9 +44,7 @@ __all__ = [
     "Resolved",
 ]
 
-BYTES_PER_MS = 8  # mu-law 8000 Hz: one byte per sample
-
-DEFAULT_FRAME_MS = 20
+DEFAULT_FRAME_MS: Final = FRAME_MS  # the frames Twilio sends; it plays other sizes too
 DEFAULT_LEAD_MS = 1000
 DEFAULT_MARK_INTERVAL_MS = 200
 

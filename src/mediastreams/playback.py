@@ -24,10 +24,9 @@ import itertools
 from collections.abc import Awaitable, Callable, Coroutine, Generator
 from typing import Any, TypeAlias
 
-from .diagnostics import container_format, local_violation
+from .containers import container_format
 from .exceptions import LocalProtocolError, StreamClosed
 from .pacing import (
-    BYTES_PER_MS,
     MARK_PREFIX,
     MarkResolved,
     Outcome,
@@ -35,6 +34,8 @@ from .pacing import (
     PlayProgress,
 )
 from .protocol import AppProtocol
+from .violations import local_violation
+from .wireformat import BYTES_PER_MS
 
 __all__ = ["AudioFeed", "AudioInput", "MarkHandle", "PlayHandle", "Playback"]
 
