@@ -103,8 +103,8 @@ def print_points(
             summary = summaries[stack, calls]
             name = f"{stack} (floor)" if stack == FLOOR else stack
             if not summary.rounds:
-                error = summary.errors[0][:80] if summary.errors else "no result"
-                print(f"| {calls} | {name} | failed: {error} ||||||| ")
+                error = summary.errors[0].replace("|", "/") if summary.errors else "no result"
+                print(f"| {calls} | {name} | failed: {error} |||||||")
                 continue
             cells = [_cell(summary, key, unit, stack == FLOOR) for key, unit in keys]
             notes = []

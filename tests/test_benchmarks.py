@@ -320,6 +320,19 @@ def test_the_points_table_prints_ratios_to_the_floor(capsys: pytest.CaptureFixtu
     assert "| 40.0 µs · 2.50x |" in lines[2]
 
 
+def test_a_failed_point_is_one_row_with_its_cause(capsys: pytest.CaptureFixture[str]) -> None:
+    def figures(stack: str, n: int, index: int) -> dict[str, Any]:
+        if stack == FASTEST:
+            return {"error": "the load client failed: reset; it said: a | b"}
+        return {"us_per_frame_pair": 10.0, "server_cpu_pct": 20.0}
+
+    summaries = rounds.summarize(rounds.run_rounds([FASTEST], [100], 1.0, 1, _fake(figures)))
+    server.print_points(summaries, [FLOOR, FASTEST], [100], 1.0, 1)
+    (row,) = [line for line in capsys.readouterr().out.splitlines() if FASTEST in line]
+    assert row.startswith(f"| 100 | {FASTEST} | failed: the load client failed: reset; it said")
+    assert row.count("|") == 10 and row.endswith("a / b |||||||")  # nine cells, as the header
+
+
 def test_the_knee_table_names_its_bounds(capsys: pytest.CaptureFixture[str]) -> None:
     floor_knee = rounds.Knee(FLOOR)
     floor_knee.record(400, {"delay_p50_ms": 1.0, "echoed_pct": 100.0})
