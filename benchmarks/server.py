@@ -197,7 +197,7 @@ def _rows(
                         unit,
                         FLOOR_NAME,
                         better,
-                        target=_target(stack, key),
+                        target=_target(stack, key, summary),
                         paired_ratio=summary.better.get(key),
                     )
                 )
@@ -228,9 +228,13 @@ def _rows(
     return rows
 
 
-def _target(stack: str, key: str) -> str:
+def _target(stack: str, key: str, summary: Summary) -> str:
     if stack != FASTEST:
         return ""
+    if key == "us_per_frame_pair" and not passes(summary.figures):
+        # The target holds below saturation: a server that fell behind reads several frames
+        # per wake-up, which makes each one cheaper, so its ratio here flatters it.
+        return f"<= {TARGET_CPU_TO_FLOOR}x floor below saturation; this point fell behind"
     return {
         "us_per_frame_pair": f">= {1 / TARGET_CPU_TO_FLOOR:.2f} (<= {TARGET_CPU_TO_FLOOR}x floor)",
         "delay_p50_ms": f"<= {KNEE_P50_MS:g} ms",
