@@ -63,6 +63,7 @@ class ProcessRun:
         self._next_slot = 0
         self._live: set[LoadCall] = set()
         self._opening = 0
+        self._joined = 0  # calls in the tick's slots
         self._placed = False  # every call of the share has been tried
         self._stopping = False
         self._first_end_us: int | None = None
@@ -148,6 +149,7 @@ class ProcessRun:
         finally:
             self._live.discard(call)
             self._slots[call.slot].remove(call)
+            self._joined -= 1
 
     async def _open(self, setup: CallSetup, client: httpx.AsyncClient) -> LoadCall | None:
         """The call, streaming; ``None`` when it failed and counted its failure itself.
@@ -205,6 +207,7 @@ class ProcessRun:
             self.stop()
         if self._first_end_us is None or call.end_us < self._first_end_us:
             self._first_end_us = call.end_us
+        self._joined += 1
         call.slot = self._next_slot
         self._slots[call.slot].append(call)
         self._next_slot = (self._next_slot + 1) % SLOTS
@@ -230,11 +233,12 @@ class ProcessRun:
                 now_ns = time.monotonic_ns()
             elif tick % SLOTS == 0:
                 await asyncio.sleep(0)  # behind: let the sockets be read between rounds
-            lateness_us = (now_ns - target_ns) // 1000
-            tick_late.record(lateness_us)
-            counters["ticks"] += 1
-            if lateness_us > late_us:
-                counters["ticks_late"] += 1
+            if self._joined:  # the generator's lateness while it serves calls
+                lateness_us = (now_ns - target_ns) // 1000
+                tick_late.record(lateness_us)
+                counters["ticks"] += 1
+                if lateness_us > late_us:
+                    counters["ticks_late"] += 1
             now_us = (now_ns - self._epoch_ns) // 1000
             stamp_text = stamp(now_us)
             for call in self._slots[tick % SLOTS]:

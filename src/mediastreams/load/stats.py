@@ -81,8 +81,8 @@ _COUNTERS = (
     "clears",
     "barge_ins",  # the caller started a turn while the app's audio played
     "frames_after_stop",
-    "ticks",
-    "ticks_late",  # ticks that ran more than TICK_LATE_MS late
+    "ticks",  # timer ticks while at least one call was served
+    "ticks_late",  # of them, those that ran more than TICK_LATE_MS late
 )
 
 
