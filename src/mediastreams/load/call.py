@@ -24,26 +24,18 @@ import contextlib
 import socket
 from collections.abc import Callable
 from enum import Enum
-from typing import TYPE_CHECKING
 
 from ..containers import HEADER_FIRST_BYTES
-from ..emulator.measures import REPLY_IDLE_MS
 from ..messages import Clear, Mark, Media, media_frame_prefix
 from ..protocol import MAX_BUFFERED_MS, STREAMING, AfterStop
 from ..twilio_side import TwilioProtocol
 from ..violations import Violation
 from ..wireformat import BYTES_PER_MS, FRAME_BYTES, FRAME_MS
-from .caller import (
-    STAMP_BYTES,
-    CallerAudio,
-    Turns,
-    mark_prefix,
-    media_template,
-    read_stamp,
-)
+from .caller import CallerAudio, Turns, mark_prefix, media_template
+from .measures import CallMeasures
 from .playout import CountingPlayout
 from .stats import Stats
-from .target import CallFailed, StreamAddress, handshake_error
+from .target import CallFailed, StreamAddress, close_error, dropped, handshake_error
 from .wire import (
     OP_BINARY,
     OP_CLOSE,
@@ -58,17 +50,10 @@ from .wire import (
     text_frame,
 )
 
-if TYPE_CHECKING:
-    from .histogram import Histogram
-
 __all__ = ["CallSetup", "LoadCall", "Phase"]
 
-_REPLY_IDLE_US = REPLY_IDLE_MS * 1000
 _SUFFIX = b'"}}'
-_CLOSE_WAIT_S = 5.0
-# A caller who starts talking while this much of the app's audio waits talks over it; an
-# app that echoes the caller keeps a frame or two queued, which is not a reply.
-_BARGE_IN_BYTES = 100 * BYTES_PER_MS  # for the app's close frame after ours
+_CLOSE_WAIT_S = 5.0  # for the app's close frame after ours
 
 
 class Phase(Enum):
@@ -145,22 +130,12 @@ class LoadCall(asyncio.Protocol):
         )
         self._turns = setup.turns if setup.turns.listen_ms else None
         self._talking = False
-        self.media_in = 0  # the app's media frames
-        self.media_bytes = 0
-        self.started_us = 0
+        self.measures = CallMeasures(setup.stats)
         self.end_us = 0  # when the caller stops talking
         self.drain_until_us = 0
-        self.echoed = 0
-        self._first_audio = False
-        self._dry_us: int | None = None  # when the playout last ran out
-        self._turn_end_us: int | None = None
-        self._barge_in_us: int | None = None
         self._app_closed: int | None = None
         self._closing_timer: asyncio.TimerHandle | None = None
-        stats = setup.stats
-        self._counters = stats.counters
-        self._late = stats.late
-        self._lag: Histogram = stats.histograms["echo_lag"]
+        self._counters = setup.stats.counters
 
     # --- opening ---------------------------------------------------------------------------
 
@@ -187,14 +162,14 @@ class LoadCall(asyncio.Protocol):
         self.protocol.send_start()
         self._send_protocol_frames()
         self.phase = Phase.STREAMING
-        self.started_us = self.setup.clock_us()
+        self.measures.started_us = self.setup.clock_us()
         self._counters["calls_up"] += 1
         if not self.up.done():
             self.up.set_result(None)
 
     def begin(self, duration_us: int, drain_us: int) -> None:
         """Set when the caller stops talking, and how long the drain may last."""
-        self.end_us = self.started_us + duration_us
+        self.end_us = self.measures.started_us + duration_us
         self.drain_until_us = self.end_us + drain_us
 
     # --- the tick: one caller frame, 20 ms of playout ----------------------------------------
@@ -226,7 +201,7 @@ class LoadCall(asyncio.Protocol):
         if playout.queued > playout.played:
             playout.played = min(playout.played + FRAME_BYTES, playout.queued)
             if playout.played == playout.queued:
-                self._dry_us = now_us
+                self.measures.dry_us = now_us
             marks = playout.marks
             if marks and marks[0][0] <= playout.played:
                 self._echo_marks()
@@ -243,16 +218,15 @@ class LoadCall(asyncio.Protocol):
     def _turn_edge(self, talking: bool, now_us: int) -> None:
         self._talking = talking
         if talking:
-            if self.playout.queued - self.playout.played >= _BARGE_IN_BYTES:
-                self._barge_in_us = now_us
-                self._counters["barge_ins"] += 1
+            self.measures.caller_talks(self.playout.queued - self.playout.played, now_us)
         else:
-            self._turn_end_us = now_us
+            self.measures.caller_listens(now_us)
 
     def _drained(self, now_us: int) -> bool:
         if now_us >= self.drain_until_us:
             return True
-        echoes_back = self.echoed == 0 or self.echoed >= self._frame
+        echoed = self.measures.echoed
+        echoes_back = echoed == 0 or echoed >= self._frame
         return echoes_back and self.playout.queued == self.playout.played and not self.playout.marks
 
     def _echo_marks(self) -> None:
@@ -321,7 +295,7 @@ class LoadCall(asyncio.Protocol):
         was_empty = playout.queued == playout.played
         if not playout.add_bytes(len(audio)):
             return False  # the buffer is full: the protocol words the warning (31931)
-        self._media(audio, was_empty, now_us)
+        self.measures.media(audio, was_empty, now_us)
         return True
 
     def _fast_mark(self, text: bytes) -> bool:
@@ -344,45 +318,6 @@ class LoadCall(asyncio.Protocol):
         if playout.queued == playout.played:
             self._echo_marks()
         return True
-
-    def _media(self, audio: bytes, was_empty: bool, now_us: int) -> None:
-        self.media_in += 1
-        self.media_bytes += len(audio)
-        if not self._first_audio:
-            self._first_audio = True
-            self.setup.stats.histograms["first_audio"].record(now_us - self.started_us)
-        if self._turn_end_us is not None:
-            self.setup.stats.histograms["turn"].record(now_us - self._turn_end_us)
-            self._turn_end_us = None
-        late_us = -1
-        sent_us = read_stamp(audio)
-        if sent_us is not None:
-            late_us = now_us - sent_us
-            self._lag.record(late_us)
-            self.echoed += 1
-        if len(audio) > FRAME_BYTES:  # an app that sends more than 20 ms a frame
-            late_us = max(late_us, self._stamps_after_first(audio, now_us))
-        if late_us < 0 and was_empty and self._dry_us is not None:
-            hole_us = now_us - self._dry_us
-            if hole_us < _REPLY_IDLE_US:  # longer: a pause between replies, not lateness
-                late_us = hole_us
-        if late_us >= 20_000:
-            late = self._late
-            late[20] += 1
-            if late_us >= 40_000:
-                late[40] += 1
-                if late_us >= 100_000:
-                    late[100] += 1
-
-    def _stamps_after_first(self, audio: bytes, now_us: int) -> int:
-        lag_us = -1
-        for offset in range(FRAME_BYTES, len(audio), FRAME_BYTES):
-            sent_us = read_stamp(audio[offset : offset + STAMP_BYTES])
-            if sent_us is not None:
-                lag_us = max(lag_us, now_us - sent_us)
-                self._lag.record(now_us - sent_us)
-                self.echoed += 1
-        return lag_us
 
     def _frame_in(self, first: int, payload: bytes, now_us: int) -> None:
         opcode = first & 0x0F
@@ -428,14 +363,11 @@ class LoadCall(asyncio.Protocol):
         if isinstance(received, AfterStop):
             self._counters["frames_after_stop"] += 1
         elif type(message) is Media:
-            self._media(message.payload, was_empty, now_us)
+            self.measures.media(message.payload, was_empty, now_us)
         elif type(message) is Mark:
             self._counters["marks_received"] += 1
         elif type(message) is Clear:
-            self._counters["clears"] += 1
-            if self._barge_in_us is not None:
-                stats.histograms["clear_reaction"].record(now_us - self._barge_in_us)
-                self._barge_in_us = None
+            self.measures.cleared(now_us)
         self._send_protocol_frames()
 
     # --- the protocol's own frames -------------------------------------------------------
@@ -497,7 +429,7 @@ class LoadCall(asyncio.Protocol):
         if code in (1000, 1001):
             self._counters["calls_ended_by_app"] += 1
         else:
-            self.fail(_close_error(code))
+            self.fail(close_error(code))
         if self.transport is not None:
             self.transport.close()
 
@@ -505,7 +437,7 @@ class LoadCall(asyncio.Protocol):
         if self.phase is Phase.CLOSING:
             self._counters["calls_completed"] += 1
         elif self._app_closed is None and self.failure is None:
-            self.fail(_dropped(exc, self.phase is Phase.OPENING, self.address.url))
+            self.fail(dropped(exc, self.phase is Phase.OPENING, self.address.url))
         self._ended()
 
     def _ended(self) -> None:
@@ -516,16 +448,11 @@ class LoadCall(asyncio.Protocol):
             self._closing_timer.cancel()
         self._counters["marks_echoed"] += self.protocol.marks_echoed
         self._counters["marks_echoed_by_clear"] += self.protocol.marks_echoed_by_clear
-        counters = self._counters
-        counters["frames_sent"] += self._frame
-        counters["stamped_sent"] += self._frame
-        counters["echoed"] += self.echoed
-        counters["media_received"] += self.media_in
-        counters["media_bytes_received"] += self.media_bytes
+        self.measures.fold(self._counters, self._frame)
         if not self.up.done():
             failed = self.failure
             self.up.set_exception(
-                CallFailed(failed) if failed else _dropped(None, True, self.address.url)
+                CallFailed(failed) if failed else dropped(None, True, self.address.url)
             )
         if not self.ended.done():
             self.ended.set_result(None)
@@ -533,34 +460,3 @@ class LoadCall(asyncio.Protocol):
     @property
     def frames_sent(self) -> int:
         return self._frame
-
-
-def _close_error(code: int | None) -> CallFailed:
-    # What the emulator reports for an abnormal close: 31921 (with the code), or 31903 when
-    # the socket closed without a code.
-    return CallFailed(
-        Violation(
-            31921,
-            kind="close-error",
-            sender="app",
-            message=f"the app closed the WebSocket with code {code}"
-            if code is not None
-            else "the app closed the WebSocket with no status code",
-            hint="Close with 1000 (normal closure) when the call is done; a handler that "
-            "raises closes the call with 1011.",
-        )
-    )
-
-
-def _dropped(exc: Exception | None, opening: bool, url: str) -> CallFailed:
-    what = "before answering the upgrade" if opening else "without a close frame"
-    return CallFailed(
-        Violation(
-            31903,
-            kind="connection-dropped",
-            sender="app",
-            message=f"the app dropped the WebSocket {what} ({url})" + (f": {exc}" if exc else ""),
-            hint="Close the socket cleanly (code 1000) when the call is done; a crashed "
-            "handler ends the call for the caller.",
-        )
-    )

@@ -254,7 +254,7 @@ class ProcessRun:
         counters = self.stats.counters
         live = [c for c in self._live if c.phase is not Phase.ENDED]  # ended: counted already
         sent = counters["frames_sent"] + sum(c.frames_sent for c in live)
-        received = counters["media_received"] + sum(c.media_in for c in live)
+        received = counters["media_received"] + sum(c.measures.media_in for c in live)
         return sent, received
 
     def _watch_steady(self, now_us: int) -> None:

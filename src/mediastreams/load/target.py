@@ -1,10 +1,12 @@
-"""Where each call goes: a stream URL, or the one a voice webhook's TwiML names.
+"""Where each call goes (a stream URL, or the one a voice webhook's TwiML names), and why a
+call failed, in Twilio's codes.
 
 A ``ws://``/``wss://`` target is the stream itself: every call opens it, with the run's custom
 parameters. An ``http://``/``https://`` target is the number's voice webhook: before each call
 it is asked for TwiML as Twilio asks (signed, with a fresh CallSid), and the call opens the
 ``<Connect><Stream>`` it names, with its ``<Parameter>`` values. Failures become Twilio's
-codes: 11200 for the webhook, 31901-31920 for the connection (as the emulator words them).
+codes: 11200 for the webhook, 31901-31920 for the connection (as the emulator words them),
+31921 for an abnormal close and 31903 for a connection dropped without one.
 """
 
 from __future__ import annotations
@@ -18,16 +20,22 @@ from urllib.parse import urlsplit
 import httpx
 
 from ..emulator.transport import USER_AGENT, connect_failed, connect_to_hint, describe_target
-from ..emulator.webhook import TwilioRequests, call_parameters
+from ..emulator.webhook import NO_CODE, TwilioRequests, call_parameters
 from ..exceptions import ConnectFailed, TwiMLError, WebhookFailed
 from ..security import compute_signature
 from ..twiml import Connect, parse_twiml, resolve_stream_url
 from ..violations import Violation
 from .wire import Upgrade
 
-__all__ = ["CallFailed", "StreamAddress", "open_error", "stream_for_call"]
-
-NO_CODE = 0  # a failure Twilio has no error code for
+__all__ = [
+    "CallFailed",
+    "StreamAddress",
+    "close_error",
+    "dropped",
+    "handshake_error",
+    "open_error",
+    "stream_for_call",
+]
 
 
 class CallFailed(Exception):
@@ -179,3 +187,34 @@ def handshake_error(problem: str, url: str) -> CallFailed:
 
 def _failed(error: ConnectFailed) -> CallFailed:
     return CallFailed(error.violation)
+
+
+def close_error(code: int | None) -> CallFailed:
+    """The app closed with an abnormal code: 31921, as the emulator reports it."""
+    return CallFailed(
+        Violation(
+            31921,
+            kind="close-error",
+            sender="app",
+            message=f"the app closed the WebSocket with code {code}"
+            if code is not None
+            else "the app closed the WebSocket with no status code",
+            hint="Close with 1000 (normal closure) when the call is done; a handler that "
+            "raises closes the call with 1011.",
+        )
+    )
+
+
+def dropped(exc: Exception | None, opening: bool, url: str) -> CallFailed:
+    """The connection ended with no close frame: 31903."""
+    what = "before answering the upgrade" if opening else "without a close frame"
+    return CallFailed(
+        Violation(
+            31903,
+            kind="connection-dropped",
+            sender="app",
+            message=f"the app dropped the WebSocket {what} ({url})" + (f": {exc}" if exc else ""),
+            hint="Close the socket cleanly (code 1000) when the call is done; a crashed "
+            "handler ends the call for the caller.",
+        )
+    )
