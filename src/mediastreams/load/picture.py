@@ -10,6 +10,7 @@ time, with the report's text under them. The soak benchmark draws its RSS curve 
 from __future__ import annotations
 
 import html
+import math
 from collections.abc import Sequence
 
 from .report import LoadReport
@@ -28,22 +29,21 @@ def _scale(lo: float, hi: float, size: float, flip: bool = False) -> tuple[float
 
 
 def _ticks(lo: float, hi: float, n: int = 5) -> list[float]:
+    """About ``n`` round values (1, 2 or 5 times a power of ten apart) from ``lo`` to ``hi``."""
     if hi <= lo:
         return [lo]
-    step = (hi - lo) / n
-    magnitude = 10 ** len(str(int(step))) / 10 if step >= 1 else 1.0
-    step = max(magnitude, round(step / magnitude) * magnitude) if step >= 1 else step
-    ticks, value = [], lo
-    while value <= hi + 1e-9:
-        ticks.append(value)
-        value += step
-    return ticks
+    rough = (hi - lo) / n
+    power = 10 ** math.floor(math.log10(rough))
+    step = next(m * power for m in (1, 2, 5, 10) if m * power >= rough)
+    first = math.ceil(lo / step - 1e-9) * step
+    count = int((hi - first) / step + 1e-9) + 1
+    return [round(first + i * step, 10) for i in range(count)]
 
 
 def _label(value: float) -> str:
-    if value >= 1000:
+    if abs(value) >= 1000:
         return f"{value:,.0f}"
-    return f"{value:g}" if value == int(value) else f"{value:.2f}"
+    return f"{value:g}"
 
 
 def line_chart(
@@ -88,8 +88,6 @@ def bar_chart(
     title: str, bars: Sequence[tuple[float, float, int]], *, x_label: str, y_label: str
 ) -> str:
     """An SVG histogram: bars ``(lower, upper, count)`` on a logarithmic x axis."""
-    import math
-
     plot_w, plot_h = _WIDTH - _LEFT - _RIGHT, _HEIGHT - _TOP - _BOTTOM
     parts = [_frame_open(title)]
     bars = [b for b in bars if b[2] > 0]
@@ -151,12 +149,16 @@ def _axes(
             f'<line x1="{_LEFT}" y1="{y:.1f}" x2="{_WIDTH - _RIGHT}" y2="{y:.1f}" stroke="#eee"/>'
             f'<text x="{_LEFT - 6}" y="{y + 4:.1f}" text-anchor="end">{_label(value)}</text>'
         )
-    x_values = range(int(x_lo // 1), int(x_hi // 1) + 2) if log_x else _ticks(x_lo, x_hi)
+    if log_x:  # 1, 2 and 5 times each power of ten in the range
+        decades = range(math.floor(x_lo), math.ceil(x_hi) + 1)
+        x_values = [math.log10(m * 10.0**k) for k in decades for m in (1, 2, 5)]
+    else:
+        x_values = _ticks(x_lo, x_hi)
     for value in x_values:
-        if not x_lo - 1e-9 <= value <= x_hi + 1e-9:
+        if not x_lo - 1e-6 <= value <= x_hi + 1e-6:
             continue
         x = _LEFT + ax * value + bx
-        text = _label(10**value) if log_x else _label(value)
+        text = _label(round(10**value, 6)) if log_x else _label(value)
         parts.append(
             f'<text x="{x:.1f}" y="{_TOP + plot_h + 16}" text-anchor="middle">{text}</text>'
         )
@@ -185,7 +187,7 @@ def page(title: str, body: Sequence[str], text: str = "") -> str:
 def report_html(report: LoadReport) -> str:
     """The report's page: calls active, the latency histogram, the generator's CPU."""
     timeline = report.to_dict()["timeline"]
-    active = [(row["t_s"], row["active"]) for row in timeline]
+    active = [(0, 0), *((row["t_s"], row["active"]) for row in timeline)]
     cpu = [(row["t_s"], row["cpu_pct"]) for row in timeline if row["cpu_pct"] is not None]
     lag = report.stats.histograms["echo_lag"]
     latency_name, latency = "caller frame sent to its echo", lag
