@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> list[Row]:
     parser.add_argument("--calls", type=int, default=200)
     parser.add_argument("--secs", type=float, default=3.0)
     parser.add_argument("--rounds", type=int, default=2)
-    args = parser.parse_args(argv)
+    args = parser.parse_args([] if argv is None else argv)  # the runner gives no arguments
     rounds = [measure(args.calls, args.secs, i % 2 == 1) for i in range(args.rounds)]
     print(
         f"\n### The load generator beside the raw load client ({args.calls} calls, "
@@ -133,4 +133,4 @@ def main(argv: list[str] | None = None) -> list[Row]:
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])
