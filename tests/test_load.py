@@ -8,6 +8,7 @@ tolerance, and the figures for speed live in ``benchmarks.generator`` and ``benc
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
@@ -338,6 +339,10 @@ async def test_frames_off_the_fast_path_still_get_their_violations() -> None:
         )  # not this stream's
         await websocket.send('{"event":"media","streamSid":"' + sid + '","media":{}}')
         await websocket.send(b"\x00\x01")  # binary
+        wav = base64.b64encode(b"RIFF\x24\x00\x00\x00WAVEfmt " + b"\xff" * 148).decode()
+        await websocket.send(  # the exact form, but a file header: off the fast path
+            '{"event":"media","streamSid":"' + sid + '","media":{"payload":"' + wav + '"}}'
+        )
         await websocket.send(
             json.dumps({"event": "mark", "streamSid": sid, "mark": {"name": 'quote"d'}})
         )
@@ -355,8 +360,10 @@ async def test_frames_off_the_fast_path_still_get_their_violations() -> None:
         (31951, "wrong-stream-sid"): 2,
         (31951, "missing-field"): 2,
         (31950, "binary-frame"): 2,
+        (31924, "payload-has-header"): 2,
     }, codes
-    assert report.counters["media_received"] == 2  # the spaced-out frames, one a call
+    # The spaced-out frames and the WAV (played anyway, as Twilio plays it), two a call.
+    assert report.counters["media_received"] == 4
     assert report.counters["marks_received"] == 2 and report.counters["marks_lost"] == 0
     assert report.exit_code == 1
 

@@ -25,7 +25,7 @@ import socket
 from collections.abc import Callable
 from enum import Enum
 
-from ..containers import HEADER_FIRST_BYTES
+from ..containers import HEADER_FIRST_BYTES, container_format
 from ..messages import Clear, Mark, Media, media_frame_prefix
 from ..protocol import MAX_BUFFERED_MS, STREAMING, AfterStop
 from ..twilio_side import TwilioProtocol
@@ -289,8 +289,10 @@ class LoadCall(asyncio.Protocol):
             audio = binascii.a2b_base64(text, strict_mode=True)
         except binascii.Error:
             return False
-        if not audio or audio[0] in HEADER_FIRST_BYTES:  # maybe a file header: check it all
+        if not audio:
             return False
+        if audio[0] in HEADER_FIRST_BYTES and container_format(audio) is not None:
+            return False  # a file header: the protocol words the warning (31924)
         playout = self.playout
         was_empty = playout.queued == playout.played
         if not playout.add_bytes(len(audio)):
