@@ -176,14 +176,18 @@ def run_soak(
 def _load(
     soak: Soak, port: int, server_pid: int, sample_s: float, out: Path | None, live: bool
 ) -> dict[str, Any]:
-    """Run the generator to its end, sampling the server meanwhile; its JSON report."""
-    with subprocess.Popen(
-        _load_command(port, soak.calls, soak.duration_s, out),
-        preexec_fn=lambda: pin(1),
-        stdout=subprocess.PIPE,
-        stderr=None if live else subprocess.DEVNULL,
-        text=True,
-    ) as load:
+    """Run the generator to its end, sampling the server meanwhile; its JSON report.
+
+    The report goes to a file, not a pipe: a 10-minute report is larger than a pipe holds,
+    and the generator would wait to write it while this waited for it to end.
+    """
+    with tempfile.TemporaryFile("w+") as report:
+        load = subprocess.Popen(
+            _load_command(port, soak.calls, soak.duration_s, out),
+            preexec_fn=lambda: pin(1),
+            stdout=report,
+            stderr=None if live else subprocess.DEVNULL,
+        )
         started = time.monotonic()
         cpu_before, at_before = proc_cpu_s(server_pid), started
         while load.poll() is None:
@@ -199,7 +203,8 @@ def _load(
                 )
             )
             cpu_before, at_before = cpu, now
-        output, _ = load.communicate()
+        report.seek(0)
+        output = report.read()
     if not output.strip():
         raise RuntimeError(f"mediastreams load gave no report (exit {load.returncode})")
     return dict(json.loads(output))
