@@ -234,8 +234,23 @@ def test_the_ramp_starts_calls_at_the_rate(echo_port: int) -> None:
     assert starts[0] < 1.0  # the first call starts at the epoch, not after a wait
 
 
+def command_lines_with(secret: str) -> list[str]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):
+            if entry.name.isdigit() and secret.encode() in (entry / "cmdline").read_bytes():
+                found.append(entry.name)
+    return found
+
+
 def test_processes_merge_into_one_summary(echo_port: int) -> None:
-    report = run_load(LoadConfig(stream_url(echo_port), calls=6, processes=3, rate=0, duration_s=1))
+    secret = "token-" + os.urandom(8).hex()
+    seen: list[list[str]] = []
+    config = LoadConfig(
+        stream_url(echo_port), calls=6, processes=3, rate=0, duration_s=1, auth_token=secret
+    )
+    report = run_load(config, on_second=lambda second: seen.append(command_lines_with(secret)))
+    assert seen and not any(seen)  # the workers get the auth token on stdin, not in argv
     data = report.to_dict()
     assert data["generator"]["processes"] == 3
     assert len(data["generator"]["cpu_pct_by_process"]) == 3

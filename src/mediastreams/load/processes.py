@@ -31,6 +31,9 @@ __all__ = ["WorkerFailed", "run_load", "run_load_async"]
 
 _READY_TIMEOUT_S = 120.0  # for a worker to import and prepare, on a loaded machine
 _EPOCH_LEAD_S = 0.2  # the epoch is this far after the last worker said it was ready
+# A worker's stats are one JSON line, with a row for every second of the run and a start
+# time for every call: megabytes for a long run.
+_LINE_LIMIT = 1 << 30
 
 SecondObserver = Callable[[Second], None]
 
@@ -142,16 +145,17 @@ async def _run_workers(config: LoadConfig, on_second: SecondObserver | None) -> 
 
 
 async def _start(config: LoadConfig, process: int) -> _Worker:
-    command = [
-        sys.executable,
-        "-m",
-        "mediastreams.load",
-        json.dumps(config.to_dict()),
-        str(process),
-    ]
     child = await asyncio.create_subprocess_exec(
-        *command, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE
+        *(sys.executable, "-m", "mediastreams.load", str(process)),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        limit=_LINE_LIMIT,
     )
+    # The config (with the auth token) goes through stdin, not the command line that any
+    # user of the machine can read.
+    assert child.stdin is not None
+    child.stdin.write(json.dumps(config.to_dict()).encode() + b"\n")
+    await child.stdin.drain()
     return _Worker(child)
 
 
@@ -188,9 +192,13 @@ def _sum(workers: list[_Worker], second: int) -> Second:
 
 
 def worker_main(argv: list[str]) -> int:
-    """A worker: ``python -m mediastreams.load CONFIG_JSON PROCESS`` (started by the parent)."""
-    config = LoadConfig.from_dict(json.loads(argv[0]))
-    process = int(argv[1])
+    """A worker: ``python -m mediastreams.load PROCESS``, started by the parent, which writes
+    the config (JSON) and then the epoch on its stdin, a line each."""
+    line = sys.stdin.readline() if len(argv) == 1 and argv[0].isdigit() else ""
+    if not line.strip():
+        sys.exit("this is a worker of `mediastreams load --processes`: run that instead")
+    process = int(argv[0])
+    config = LoadConfig.from_dict(json.loads(line))
 
     def emit(data: dict[str, Any]) -> None:
         sys.stdout.write(json.dumps(data) + "\n")
@@ -213,7 +221,8 @@ def worker_main(argv: list[str]) -> int:
             stats = await run.run(ready)
         emit({"stats": stats.to_dict()})
 
-    # Ctrl-C in a terminal reaches every process of the group: the parent handles it.
+    # Ctrl-C in a terminal reaches every process of the group; until the run handles it (as
+    # the parent's SIGTERM), a worker ignores it rather than die with a traceback.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     asyncio.run(main())
     return 0
