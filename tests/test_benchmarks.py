@@ -393,7 +393,7 @@ def test_machine_line_names_cpu_cores_and_python() -> None:
 
 def test_runner_runs_benchmarks_not_their_parts() -> None:
     assert runner._names() == [
-        *("convert", "emulator", "fleet", "frames", "mulaw", "server", "startup"),
+        *("convert", "emulator", "fleet", "frames", "generator", "mulaw", "server", "startup"),
     ]
     assert "--stacks" in runner.QUICK_SERVER and FLOOR not in runner.QUICK_SERVER  # always run
 

@@ -14,7 +14,7 @@ def check_outputs(out: Path) -> dict[str, object]:
     assert report["ended_by"] == "caller"
     assert len(report["turns"]) == 2  # the caller's answer, then the barge-in
     (barge_in,) = report["barge_ins"]
-    assert barge_in["clear_reaction_ms"] <= 100 and barge_in["audio_after_clear_ms"] == 0
+    assert barge_in["clear_ms"] is not None and barge_in["audio_after_clear_ms"] == 0
     assert report["marks"]["echoed_by_clear"] > 0
     for name in ("caller-heard.wav", "call-stereo.wav", "trace.jsonl"):
         assert (out / name).stat().st_size > 1000, name
@@ -30,6 +30,8 @@ def test_demo_in_virtual_time(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert "caller-heard.wav" in printed
     report = check_outputs(tmp_path / "out")
     assert report["clock"] == "virtual"
+    # In virtual time the app's reaction is its own, not the machine's: a bound can hold.
+    assert report["barge_ins"][0]["clear_reaction_ms"] <= 100
     # The demo's server is trusted in virtual time: no thread, socket or wall clock of its own.
     assert not any("virtual time may be wrong" in note for note in report["notes"])
 

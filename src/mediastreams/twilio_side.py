@@ -41,6 +41,7 @@ from .protocol import (
     _text,
     _violation,
 )
+from .wireformat import FRAME_MS
 
 __all__ = ["TwilioProtocol"]
 
@@ -57,6 +58,9 @@ class TwilioProtocol:
         first_timestamp_ms: the ``timestamp`` of the first inbound media frame; Twilio's is
             not zero (52 in a real capture).
         max_buffered_ms: outbound audio past this is discarded, with warning 31931 once.
+        playout: the playout buffer to keep the app's audio and marks in; a
+            :class:`~mediastreams.playout.Playout` of ``max_buffered_ms`` by default. A load
+            generator passes one that counts bytes instead of keeping them.
     """
 
     def __init__(
@@ -69,6 +73,7 @@ class TwilioProtocol:
         tracks: Iterable[str] = ("inbound",),
         first_timestamp_ms: int = 20,
         max_buffered_ms: int = MAX_BUFFERED_MS,
+        playout: Playout | None = None,
     ) -> None:
         self.state = CONNECTING
         self.start = Start(
@@ -86,7 +91,7 @@ class TwilioProtocol:
         # Each track counts its own chunks and time; the sequence number is shared.
         self._chunk = dict.fromkeys(self.start.tracks, 0)
         self._next_timestamp_ms = dict.fromkeys(self.start.tracks, first_timestamp_ms)
-        self._playout = Playout(max_buffered_ms * BYTES_PER_MS)
+        self._playout = playout if playout is not None else Playout(max_buffered_ms * BYTES_PER_MS)
         self._overflowed = False
         self.marks_echoed = 0
         self.marks_echoed_by_clear = 0
@@ -95,6 +100,11 @@ class TwilioProtocol:
     def stream_sid(self) -> str:
         """The SID this side announces and expects back."""
         return self.start.stream_sid
+
+    @property
+    def sequence_number(self) -> int:
+        """The ``sequenceNumber`` of the last frame sent (0 before ``start``)."""
+        return self._sequence
 
     @property
     def buffered_bytes(self) -> int:
@@ -167,6 +177,18 @@ class TwilioProtocol:
                 )
             )
         )
+
+    def count_media(self, frames: int, *, frame_ms: int = FRAME_MS, track: str = "inbound") -> None:
+        """Count ``frames`` media frames of ``track`` that were written without this object.
+
+        A load generator writes its frames from a prebuilt template, numbered from
+        :attr:`sequence_number`; counting them here keeps the frames numbered next (mark
+        echoes, ``stop``) after them, with the chunks and timestamps that follow.
+        """
+        self._require(STREAMING, "media")
+        self._sequence += frames
+        self._chunk[track] += frames
+        self._next_timestamp_ms[track] += frames * frame_ms
 
     def send_dtmf(self, digit: str) -> None:
         """Queue a ``dtmf`` frame: the caller pressed ``digit`` (0-9, *, #, A-D)."""

@@ -30,6 +30,11 @@ _COMMANDS: dict[str, tuple[str, str, str]] = {
         "inspect_command",
         "Check a frame trace and print every protocol violation.",
     ),
+    "load": (
+        "mediastreams.cli.load",
+        "load_command",
+        "Place many calls at once (a load test): live line, distributions, pictures.",
+    ),
     "serve": (
         "mediastreams.cli.serve",
         "serve_command",
