@@ -34,6 +34,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, TypeAlias
 
+from .exceptions import RemoteProtocolError
 from .limits import Limits
 from .messages import DTMF, Mark, Media, Stop, TwilioMessage, UnknownMessage
 from .protocol import AppProtocol
@@ -188,6 +189,7 @@ class Inbound:
     ) -> None:
         self._receive = receive
         self._protocol = protocol
+        self._receive_text = protocol.receive_text
         self._limits = limits
         self._max_frame_bytes = limits.max_frame_bytes
         self._log_extra = log_extra
@@ -234,10 +236,15 @@ class Inbound:
                 self._report("too-big", f"a {size}-byte frame (limit {limit})")
                 self._on_end("too-big", CLOSE_TOO_BIG)
                 return
-            received = self._protocol.receive(data)
-            message = received.message
-            if received.violations:
-                self._count(received.violations)
+            message: TwilioMessage | None
+            if type(data) is str:
+                try:
+                    message = self._receive_text(data)
+                except RemoteProtocolError as error:
+                    self._count((error.violation,))
+                    return
+            else:
+                message = self.check(data)
             if type(message) is Media:
                 callback = self._on_media
                 if callback is not None:

@@ -182,14 +182,7 @@ class AppProtocol:
         if not isinstance(frame, str):
             return Received(None, tuple(diagnose_binary(frame, sender="twilio")))
         try:
-            message = parse(frame, sender="twilio")
-            # The hot path: media while streaming, 50 frames a second; one SID comparison.
-            if type(message) is Media and self.state is STREAMING:
-                if message.stream_sid != self._sid:
-                    self._check_streaming(message, frame)  # raises: the SID differs
-                return Received(message)
-            self._advance(message, frame)
-            return Received(message)  # type: ignore[arg-type]
+            return Received(self.receive_text(frame))
         except RemoteProtocolError as error:
             return Received(None, (error.violation,))
 
@@ -200,6 +193,11 @@ class AppProtocol:
             RemoteProtocolError: the frame is invalid or out of order; the state is unchanged.
         """
         message = parse(text, sender="twilio")
+        # The hot path: media while streaming, 50 frames a second; one SID comparison.
+        if type(message) is Media and self.state is STREAMING:
+            if message.stream_sid != self._sid:
+                self._check_streaming(message, text if isinstance(text, str) else None)
+            return message
         self._advance(message, text if isinstance(text, str) else None)
         return message  # type: ignore[return-value]
 
