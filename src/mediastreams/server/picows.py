@@ -92,6 +92,11 @@ async def _picows_protocol_factory(
         )
     finally:
         delattr(loop, "create_server")
+    if not taken:
+        raise RuntimeError(
+            "this picows version does not hand its protocol factory to loop.create_server, "
+            "which the picows backend needs; use the picows version in uv.lock"
+        )
     return taken[0]
 
 
