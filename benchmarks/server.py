@@ -264,7 +264,7 @@ def _parser() -> argparse.ArgumentParser:
         "--loop",
         default="asyncio",
         choices=["asyncio", "uvloop"],
-        help="every server's event loop, the floor's too (uvloop: uv run --with uvloop)",
+        help="every server's event loop, the floor's too (uvloop: the uvloop extra)",
     )
     parser.add_argument("--profile", type=Path, help="run each server under py-spy; write here")
     parser.add_argument(
@@ -307,7 +307,7 @@ def main(argv: list[str] | None = None) -> list[Row]:
         try:
             import uvloop  # noqa: F401
         except ImportError:
-            parser.error("--loop uvloop needs uvloop: uv run --with uvloop python -m ...")
+            parser.error("--loop uvloop needs uvloop: uv sync --extra uvloop")
     os.environ[LOOP_VARIABLE] = args.loop  # read by each server process
     stacks = [FLOOR, *(s for s in stacks if s != FLOOR)]
     measure_point = functools.partial(point, profiler=profiler)

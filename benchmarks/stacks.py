@@ -9,7 +9,7 @@
 
 Run one: ``uv run python -m benchmarks.stacks STACK PORT [CPU]`` (until SIGTERM). With
 ``BENCH_LOOP=uvloop`` in the environment every stack runs on uvloop's event loop instead of
-asyncio's (``uv run --with uvloop``; ``benchmarks.server --loop uvloop`` sets it).
+asyncio's (the ``uvloop`` extra; ``benchmarks.server --loop uvloop`` sets it).
 """
 
 from __future__ import annotations

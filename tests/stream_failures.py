@@ -15,18 +15,19 @@ MARKER = "kill-the-reader"
 
 def kill_reader_on_marker(transport_class: type, monkeypatch: pytest.MonkeyPatch) -> None:
     """Make reading a marked frame raise, as a parser bug would: ``transport_class.receive``,
-    and the protocol's ``receive()`` (which reads frames a push transport hands over)."""
+    and the protocol's ``receive_parsed()`` (which every text frame but media on the stream
+    goes through, whoever reads it)."""
     from mediastreams.protocol import AppProtocol
 
     receive = transport_class.receive
-    read = AppProtocol.receive
+    read = AppProtocol.receive_parsed
 
-    def read_or_die(self: AppProtocol, frame: str | bytes) -> Any:
+    def read_or_die(self: AppProtocol, message: Any, frame: str | bytes) -> Any:
         if isinstance(frame, str) and MARKER in frame:
             raise RecursionError("maximum recursion depth exceeded while decoding")
-        return read(self, frame)
+        return read(self, message, frame)
 
-    monkeypatch.setattr(AppProtocol, "receive", read_or_die)
+    monkeypatch.setattr(AppProtocol, "receive_parsed", read_or_die)
 
     async def receive_or_die(self: Any) -> str | bytes | None:
         frame = await receive(self)

@@ -196,6 +196,49 @@ async def test_serve_play_a_wav_file_end_to_end(tmp_path: Path) -> None:
     assert b"played 256 ms of 256 ms (played)" in err
 
 
+@pytest.mark.anyio
+async def test_picows_on_uvloop_carries_an_echo_call() -> None:
+    import asyncio
+
+    from fake_twilio import TwilioClient
+
+    port = free_port()
+    command = [sys.executable, "-m", "mediastreams", "serve", "--echo", "--port", str(port)]
+    command += ["--backend", "picows", "--loop", "uvloop"]
+    server = await asyncio.create_subprocess_exec(*command, stderr=asyncio.subprocess.PIPE)
+    spoken = bytes(range(1, 161)) * 10  # ten 20 ms frames the caller says, none silent
+    try:
+        async with asyncio.timeout(30):
+            while True:
+                try:
+                    async with httpx.AsyncClient() as client:
+                        await client.get(f"http://127.0.0.1:{port}/healthz")
+                    break
+                except httpx.HTTPError:
+                    assert server.returncode is None
+                    await asyncio.sleep(0.1)
+        async with TwilioClient(f"ws://127.0.0.1:{port}/media-stream") as twilio:
+            await twilio.open()
+            for start in range(0, len(spoken), 160):
+                await twilio.tick(spoken[start : start + 160])
+            await twilio.run_until(lambda: spoken in bytes(twilio.heard), timeout_s=30)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        _, err = await asyncio.wait_for(server.communicate(), 30)
+    assert spoken in bytes(twilio.heard)
+    assert b"mediastreams serve (picows on uvloop)" in err, err
+    assert server.returncode == 0, err
+    assert b"Traceback" not in err
+
+
+def test_loop_uvloop_without_uvloop(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # import uvloop now raises ImportError
+    code, err = run(capsys, "--echo", "--loop", "uvloop")
+    assert code == 2 and "mediastreams[uvloop]" in err
+
+
 def test_backend_picows_without_picows(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -91,6 +91,37 @@ def test_app_refuses_frames_after_stop() -> None:
         app.receive_text(twilio_media())
 
 
+def test_the_streaming_sid_is_known_from_start_to_stop_only() -> None:
+    app = AppProtocol()
+    assert app.streaming_sid is None
+    app.receive_text(CONNECTED_FRAME)
+    assert app.streaming_sid is None
+    app.receive_text(START)
+    assert app.streaming_sid == MZ
+    app.receive_text(
+        frame(
+            event="stop", sequenceNumber="3", streamSid=MZ, stop={"accountSid": AC, "callSid": CA}
+        )
+    )
+    assert app.streaming_sid is None
+    closed = streaming_app()
+    closed.close()
+    assert closed.streaming_sid is None
+
+
+def test_a_frame_parsed_elsewhere_gets_the_same_checks() -> None:
+    from mediastreams.messages import parse
+
+    app = AppProtocol()
+    with pytest.raises(RemoteProtocolError, match="before connected"):
+        app.receive_parsed(parse(twilio_media()), twilio_media())  # type: ignore[arg-type]
+    app = streaming_app()
+    other = twilio_media(sid="MZ" + "9" * 32)
+    with pytest.raises(RemoteProtocolError) as caught:
+        app.receive_parsed(parse(other), other)  # type: ignore[arg-type]
+    assert caught.value.violation.kind == "wrong-stream-sid"
+
+
 def test_app_refuses_a_stream_sid_that_changes() -> None:
     app = streaming_app()
     with pytest.raises(RemoteProtocolError) as caught:

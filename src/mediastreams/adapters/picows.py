@@ -80,6 +80,10 @@ class PicowsTransport(WSListener):
         self._waiter: asyncio.Future[None] | None = None
         self._writable: asyncio.Event | None = None  # set while the write buffer has room
         self._closed = False
+        # Connected, open and the write buffer has room: send_now() writes at once. One flag
+        # for the relay's hot path, kept with the three it sums up.
+        self._sendable = False
+        self._write: Callable[[WSMsgType, bytes], None] | None = None
         self.peer = "?"
         """``host:port`` of the far end, once connected (for log lines)."""
 
@@ -90,6 +94,8 @@ class PicowsTransport(WSListener):
         self.peer = peer_of(transport.underlying_transport)
         self._writable = asyncio.Event()
         self._writable.set()
+        self._write = transport.send
+        self._sendable = True
         # pause_writing() comes once this much is unwritten, resume_writing() below a quarter.
         transport.underlying_transport.set_write_buffer_limits(high=self._limits.max_outbound_bytes)
         if self._on_connected is not None:
@@ -122,15 +128,18 @@ class PicowsTransport(WSListener):
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
         self._closed = True
+        self._sendable = False
         self._put(None)
         if self._writable is not None:
             self._writable.set()  # a send waiting for room finds the socket closed
 
     def pause_writing(self) -> None:
+        self._sendable = False
         if self._writable is not None:
             self._writable.clear()
 
     def resume_writing(self) -> None:
+        self._sendable = self._transport is not None and not self._closed
         if self._writable is not None:
             self._writable.set()
 
@@ -207,13 +216,12 @@ class PicowsTransport(WSListener):
         Raises:
             StreamClosed: the socket is gone.
         """
+        if self._sendable:
+            self._write(_TEXT, data)  # type: ignore[misc]  # set with _sendable
+            return True
         if self._closed or self._transport is None:
             raise StreamClosed("the WebSocket is closed")
-        writable = self._writable
-        if writable is not None and not writable.is_set():
-            return False
-        self._transport.send(_TEXT, data)
-        return True
+        return False  # the write buffer is full
 
     async def send(self, text: str) -> None:
         """Send a text frame; waits while ``max_outbound_bytes`` are still unwritten.
@@ -232,6 +240,7 @@ class PicowsTransport(WSListener):
         if self._closed or self._transport is None:
             return
         self._closed = True
+        self._sendable = False
         self._transport.send_close(WSCloseCode(code), reason.encode())
         # A peer that stopped reading would hold a graceful close (a flush first) forever.
         stuck = self._writable is not None and not self._writable.is_set()

@@ -10,6 +10,7 @@ from typing import Any
 from picows import WSAutoPingStrategy, WSUpgradeRequest, ws_create_server
 
 from ..adapters.picows import PicowsTransport
+from ..limits import Limits
 from .base import BackendServer
 from .http import front_factory
 from .streams import run_stream
@@ -25,29 +26,13 @@ class PicowsServer(BackendServer):
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def run(self, stop: asyncio.Event | None, drain: asyncio.Event | None) -> None:
-        limits = self.config.limits
-        server = await ws_create_server(
-            self._factory,
-            sock=self.sock,
-            start_serving=False,
-            **_without_aiofastnet(ws_create_server),
-            max_frame_size=limits.max_frame_bytes,
-            websocket_handshake_timeout=limits.header_timeout_s,
-            enable_auto_ping=True,
-            auto_ping_idle_timeout=limits.ping_interval_s,
-            # picows refuses a reply timeout longer than the idle time before a ping.
-            auto_ping_reply_timeout=min(limits.ping_timeout_s, limits.ping_interval_s),
-            # Twilio sends media every 20 ms: a ping goes out only when the peer falls silent.
-            auto_ping_strategy=WSAutoPingStrategy.PING_WHEN_IDLE,
-        )
-        # picows builds its protocol inside ws_create_server and offers no hook around it; the
-        # front (guard, plain HTTP, the router) wraps the factory that asyncio's Server keeps,
-        # before serving starts. picows parses only GET requests without a body and asks its
-        # router synchronously: the front answers everything but the accepted upgrades.
-        inner = server._protocol_factory  # type: ignore[attr-defined]
+        # picows only parses GET requests without a body and asks its router synchronously:
+        # the front (guard, plain HTTP, the router) comes first and hands picows' own protocol
+        # the accepted upgrades.
+        inner = await _picows_protocol_factory(self._factory, self.config.limits)
         front = front_factory(self.guard, self.router, inner, self._tasks)
-        server._protocol_factory = front  # type: ignore[attr-defined]
-        await server.start_serving()
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(front, sock=self.sock)
         try:
             await self.instance.run_until(stop, drain)
             await self.guard.settle()
@@ -72,6 +57,47 @@ class PicowsServer(BackendServer):
     async def _run(self, transport: PicowsTransport) -> None:
         with self.streams.counting():
             await run_stream(self.config, transport, client=transport.peer, instance=self.instance)
+
+
+async def _picows_protocol_factory(
+    listener_factory: Callable[[WSUpgradeRequest], Any], limits: Limits
+) -> Callable[[], asyncio.BaseProtocol]:
+    """picows' protocol factory, configured by ``ws_create_server`` but not served.
+
+    picows builds its protocol factory inside ``ws_create_server`` and hands it straight to
+    ``loop.create_server``, with no hook around it; asyncio's ``Server`` keeps it in a private
+    attribute and uvloop's keeps it out of reach. So ``create_server`` is shadowed on the loop
+    instance for that one call, which takes the factory and listens on nothing. The shadow
+    never yields to the event loop, so no other task sees it.
+    """
+    loop = asyncio.get_running_loop()
+    taken: list[Callable[[], asyncio.BaseProtocol]] = []
+
+    async def take(factory: Callable[[], asyncio.BaseProtocol], *_: Any, **__: Any) -> None:
+        taken.append(factory)
+
+    setattr(loop, "create_server", take)  # noqa: B010 (an instance attribute, on purpose)
+    try:
+        await ws_create_server(
+            listener_factory,
+            **_without_aiofastnet(ws_create_server),
+            max_frame_size=limits.max_frame_bytes,
+            websocket_handshake_timeout=limits.header_timeout_s,
+            enable_auto_ping=True,
+            auto_ping_idle_timeout=limits.ping_interval_s,
+            # picows refuses a reply timeout longer than the idle time before a ping.
+            auto_ping_reply_timeout=min(limits.ping_timeout_s, limits.ping_interval_s),
+            # Twilio sends media every 20 ms: a ping goes out only when the peer falls silent.
+            auto_ping_strategy=WSAutoPingStrategy.PING_WHEN_IDLE,
+        )
+    finally:
+        delattr(loop, "create_server")
+    if not taken:
+        raise RuntimeError(
+            "this picows version does not hand its protocol factory to loop.create_server, "
+            "which the picows backend needs; use the picows version in uv.lock"
+        )
+    return taken[0]
 
 
 def _without_aiofastnet(ws_create_server: Callable[..., Any]) -> dict[str, Any]:
