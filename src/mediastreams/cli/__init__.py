@@ -30,6 +30,11 @@ _COMMANDS: dict[str, tuple[str, str, str]] = {
         "inspect_command",
         "Check a frame trace and print every protocol violation.",
     ),
+    "phone": (
+        "mediastreams.cli.phone",
+        "phone_command",
+        "Talk to your app from the browser, through the emulator, with a live timeline.",
+    ),
     "serve": (
         "mediastreams.cli.serve",
         "serve_command",

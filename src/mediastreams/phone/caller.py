@@ -1,0 +1,155 @@
+"""The caller on the page: its microphone, keys, mute and hang-up, one 20 ms frame per tick.
+
+The page sends its microphone as 16-bit PCM at its own sample rate, in chunks of about
+10 ms. :class:`LiveCaller` resamples them to 8 kHz (soxr, in small steps:
+:class:`~mediastreams.phone.resampler.LiveResampler`), encodes them to mu-law and holds them in a small jitter buffer; the emulator's
+line asks it for one 160-byte frame per 20 ms tick, as it asks a scripted caller
+(:class:`~mediastreams.emulator.script.CallerScript`). The page's audio clock and the
+line's clock drift apart, and chunks arrive in bursts: the buffer starts sending after
+:data:`INBOUND_PREFILL_BYTES` more than a frame are in, sends silence when it runs dry (and
+fills up again), and drops its oldest audio past :data:`INBOUND_MAX_BYTES`, so the caller's
+voice never lags behind by more than that.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..audio import FRAME_BYTES, MULAW_SAMPLE_RATE, SILENCE_BYTE, mulaw
+from ..emulator.script import Utterance, UtteranceCutter, is_audible
+from .resampler import LiveResampler
+
+__all__ = ["INBOUND_MAX_BYTES", "INBOUND_PREFILL_BYTES", "DTMF_KEYS", "LiveCaller"]
+
+INBOUND_PREFILL_BYTES = 80
+"""10 ms of mu-law: after running dry, the caller's audio goes out again once a frame and
+this much more are buffered, so that the next chunk's jitter does not empty it at once."""
+INBOUND_MAX_BYTES = 640
+"""80 ms: more buffered than this (the page's clock runs fast, or a burst came) and the
+oldest audio is dropped down to a frame plus the prefill."""
+DTMF_KEYS = "0123456789*#"
+"""The keys of the page's keypad (a phone's twelve)."""
+
+_SILENCE_FRAME = bytes([SILENCE_BYTE]) * FRAME_BYTES
+
+
+class LiveCaller:
+    """A caller driven in real time from outside the emulator (the page).
+
+    It gives the emulator's line what a caller script gives: :meth:`tick` every 20 ms,
+    :attr:`speech` (the caller's utterances, cut on silence as for a script) and
+    :meth:`finish`.
+
+    Args:
+        sample_rate: the rate of the PCM given to :meth:`feed`, in Hz.
+
+    Raises:
+        ValueError: the sample rate cannot be resampled to 8 kHz in small steps
+            (see :class:`~mediastreams.phone.resampler.LiveResampler`).
+    """
+
+    def __init__(self, sample_rate: int) -> None:
+        self.sample_rate = sample_rate
+        self._resampler = LiveResampler(sample_rate, MULAW_SAMPLE_RATE)
+        self._inbound = bytearray()
+        self._sending = False
+        self._digits = ""
+        self._hang_up = False
+        self._cutter = UtteranceCutter()
+        self.muted = False
+        """While muted the caller sends silence; the microphone's audio is dropped."""
+        self.underruns = 0
+        """How many times the buffer ran dry while the caller's audio was going out."""
+        self.dropped_ms = 0.0
+        """Audio dropped because the buffer held more than :data:`INBOUND_MAX_BYTES`."""
+
+    # --- what the page does ----------------------------------------------------------------
+
+    def feed(self, pcm16: bytes) -> None:
+        """Microphone audio: little-endian 16-bit mono PCM at :attr:`sample_rate`.
+
+        Raises:
+            ValueError: an odd number of bytes (half a sample).
+        """
+        if len(pcm16) % 2:
+            raise ValueError(f"{len(pcm16)} bytes of 16-bit PCM: half a sample is missing")
+        # Resampled even while muted, so the filter has no hole in it when the caller unmutes.
+        samples = self._resampler.process(np.frombuffer(pcm16, dtype="<i2"))
+        if self.muted or not samples.size:
+            return
+        self._inbound += mulaw.encode_array(samples).tobytes()
+        if len(self._inbound) > INBOUND_MAX_BYTES:
+            keep = FRAME_BYTES + INBOUND_PREFILL_BYTES
+            dropped = len(self._inbound) - keep
+            del self._inbound[:dropped]
+            self.dropped_ms += dropped / 8
+
+    def press(self, digits: str) -> None:
+        """Keys pressed: sent with the next frame, as ``dtmf`` frames in order.
+
+        Raises:
+            ValueError: a key that is not on a phone's keypad (``0-9 * #``).
+        """
+        bad = [key for key in digits if key not in DTMF_KEYS]
+        if not digits or bad:
+            raise ValueError(f"{digits!r}: the keypad has 0-9, * and #")
+        self._digits += digits
+
+    def mute(self, muted: bool) -> None:
+        """Mute or unmute the microphone."""
+        self.muted = muted
+        if muted:
+            self._inbound.clear()
+            self._sending = False
+
+    def hang_up(self) -> None:
+        """The caller hangs up at the next tick."""
+        self._hang_up = True
+
+    # --- what the line asks ----------------------------------------------------------------
+
+    def tick(self, now_ms: int, *, quiet_ms: int, app_spoke: bool) -> tuple[bytes, str, bool]:
+        """The caller's frame for the 20 ms starting at ``now_ms``.
+
+        Returns:
+            ``(frame, digits, hang_up)``, as a caller script's ``tick``.
+        """
+        digits, self._digits = self._digits, ""
+        if self._hang_up:
+            return _SILENCE_FRAME, digits, True
+        frame = self._next_frame()
+        self._cutter.add(now_ms, is_audible(frame))
+        return frame, digits, False
+
+    def _next_frame(self) -> bytes:
+        buffered = len(self._inbound)
+        if not self._sending:
+            if buffered < FRAME_BYTES + INBOUND_PREFILL_BYTES:
+                return _SILENCE_FRAME
+            self._sending = True
+        if buffered < FRAME_BYTES:
+            self._sending = False
+            self.underruns += 1
+            return _SILENCE_FRAME
+        frame = bytes(self._inbound[:FRAME_BYTES])
+        del self._inbound[:FRAME_BYTES]
+        return frame
+
+    @property
+    def speech(self) -> list[Utterance]:
+        """The caller's utterances so far, in order (the one in progress once closed)."""
+        return self._cutter.found
+
+    @property
+    def speaking_since_ms(self) -> int | None:
+        """The onset of the utterance in progress, if the caller is speaking."""
+        return self._cutter.onset_ms
+
+    @property
+    def hung_up(self) -> bool:
+        """Whether the caller has asked to hang up."""
+        return self._hang_up
+
+    def finish(self) -> None:
+        """The call has ended: close the utterance in progress, if any."""
+        self._cutter.close()

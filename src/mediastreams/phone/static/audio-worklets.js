@@ -1,0 +1,184 @@
+// The page's two audio processors, on the browser's audio thread.
+//
+// "capture": the microphone in, as 16-bit PCM chunks posted to the link worker (which sends
+// them to the local process over the WebSocket).
+// "playback": what the caller hears out, from 16-bit PCM chunks posted by the link worker,
+// through a small jitter buffer: it starts playing once `prefillSamples` are in, plays silence and fills
+// up again when it runs dry, and drops its oldest audio past `maxSamples`.
+//
+// The link worker's port comes as {link: MessagePort} on the node's own port, which carries
+// the rest to the page: the audio time now and then (to map it to the wall clock), and the
+// status of the jitter buffer.
+//
+// Both can report onsets (a sample above 0.25 after 100 ms below 0.05) with their audio
+// time, which the page turns into wall-clock times to measure latency; "playback" can also
+// post a copy of what it played (the tap), so that tests can check what the speaker got.
+
+const ONSET_LEVEL = 0.25;
+const QUIET_LEVEL = 0.05;
+const QUIET_S = 0.1;
+const STATUS_EVERY_S = 0.25;
+
+class OnsetProbe {
+  constructor() {
+    this.quietSamples = 0;
+  }
+
+  // The index of the first onset in `samples`, or -1.
+  find(samples) {
+    const needed = QUIET_S * sampleRate;
+    let found = -1;
+    for (let i = 0; i < samples.length; i++) {
+      const level = Math.abs(samples[i]);
+      if (level >= ONSET_LEVEL && this.quietSamples >= needed && found < 0) found = i;
+      this.quietSamples = level < QUIET_LEVEL ? this.quietSamples + 1 : 0;
+    }
+    return found;
+  }
+}
+
+class Capture extends AudioWorkletProcessor {
+  constructor(options) {
+    super();
+    const { chunkSamples, probe } = options.processorOptions;
+    this.chunkSamples = chunkSamples;
+    this.chunk = new Int16Array(chunkSamples);
+    this.filled = 0;
+    this.probe = probe ? new OnsetProbe() : null;
+    this.link = null;
+    this.chunks = 0;
+    this.port.onmessage = (event) => {
+      if (event.data.link) this.link = event.data.link;
+    };
+  }
+
+  process(inputs) {
+    const channels = inputs[0];
+    if (channels.length === 0) return true; // no microphone connected (yet)
+    const samples = channels[0];
+    for (let i = 0; i < samples.length; i++) {
+      const v = Math.max(-1, Math.min(1, samples[i]));
+      this.chunk[this.filled++] = v < 0 ? v * 0x8000 : v * 0x7fff;
+      if (this.filled === this.chunkSamples) {
+        if (this.link) this.link.postMessage(this.chunk.buffer, [this.chunk.buffer]);
+        if (this.chunks++ % 10 === 0) this.port.postMessage({ time: currentTime });
+        this.chunk = new Int16Array(this.chunkSamples);
+        this.filled = 0;
+      }
+    }
+    if (this.probe) {
+      const at = this.probe.find(samples);
+      if (at >= 0) this.port.postMessage({ onset: currentTime + at / sampleRate, time: currentTime });
+    }
+    return true;
+  }
+}
+
+class Playback extends AudioWorkletProcessor {
+  constructor(options) {
+    super();
+    const { prefillSamples, maxSamples, tap, probe } = options.processorOptions;
+    this.prefill = prefillSamples;
+    this.max = maxSamples;
+    this.chunks = [];
+    this.offset = 0; // into chunks[0]
+    this.buffered = 0;
+    this.playing = false;
+    this.underruns = 0;
+    this.droppedSamples = 0;
+    this.tap = tap ? new Float32Array(4096) : null;
+    this.tapped = 0;
+    this.probe = probe ? new OnsetProbe() : null;
+    this.nextStatus = 0;
+    this.port.onmessage = (event) => {
+      if (event.data.link) event.data.link.onmessage = (chunk) => this.receive(chunk.data);
+      else this.receive(event.data);
+    };
+  }
+
+  receive(data) {
+    if (data.pcm) {
+      const pcm = new Int16Array(data.pcm);
+      const samples = new Float32Array(pcm.length);
+      for (let i = 0; i < pcm.length; i++) samples[i] = pcm[i] / 32768;
+      this.chunks.push(samples);
+      this.buffered += samples.length;
+      if (this.buffered > this.max) this.drop(this.buffered - this.prefill);
+    } else if (data.reset) {
+      this.drop(this.buffered);
+      this.playing = false;
+    }
+  }
+
+  drop(count) {
+    this.droppedSamples += count;
+    this.buffered -= count;
+    while (count > 0 && this.chunks.length) {
+      const left = this.chunks[0].length - this.offset;
+      if (left > count) {
+        this.offset += count;
+        return;
+      }
+      count -= left;
+      this.chunks.shift();
+      this.offset = 0;
+    }
+  }
+
+  process(inputs, outputs) {
+    const out = outputs[0][0];
+    if (!this.playing && this.buffered >= this.prefill) this.playing = true;
+    let written = 0;
+    if (this.playing) {
+      while (written < out.length && this.chunks.length) {
+        const chunk = this.chunks[0];
+        const count = Math.min(out.length - written, chunk.length - this.offset);
+        out.set(chunk.subarray(this.offset, this.offset + count), written);
+        written += count;
+        this.offset += count;
+        this.buffered -= count;
+        if (this.offset === chunk.length) {
+          this.chunks.shift();
+          this.offset = 0;
+        }
+      }
+      if (written < out.length) {
+        this.playing = false; // ran dry: fill up again before playing on
+        this.underruns++;
+      }
+    }
+    out.fill(0, written);
+    for (let c = 1; c < outputs[0].length; c++) outputs[0][c].set(out);
+    this.report(out);
+    return true;
+  }
+
+  report(out) {
+    if (this.tap) {
+      for (let i = 0; i < out.length; i++) {
+        this.tap[this.tapped++] = out[i];
+        if (this.tapped === this.tap.length) {
+          this.port.postMessage({ tap: this.tap.buffer }, [this.tap.buffer]);
+          this.tap = new Float32Array(4096);
+          this.tapped = 0;
+        }
+      }
+    }
+    if (this.probe) {
+      const at = this.probe.find(out);
+      if (at >= 0) this.port.postMessage({ onset: currentTime + at / sampleRate, time: currentTime });
+    }
+    if (currentTime >= this.nextStatus) {
+      this.nextStatus = currentTime + STATUS_EVERY_S;
+      this.port.postMessage({
+        time: currentTime,
+        bufferedMs: (1000 * this.buffered) / sampleRate,
+        underruns: this.underruns,
+        droppedMs: (1000 * this.droppedSamples) / sampleRate,
+      });
+    }
+  }
+}
+
+registerProcessor("capture", Capture);
+registerProcessor("playback", Playback);
