@@ -8,7 +8,10 @@ line asks it for one 160-byte frame per 20 ms tick, as it asks a scripted caller
 line's clock drift apart, and chunks arrive in bursts: the buffer starts sending after
 :data:`INBOUND_PREFILL_BYTES` more than a frame are in, sends silence when it runs dry (and
 fills up again), and drops its oldest audio past :data:`INBOUND_MAX_BYTES`, so the caller's
-voice never lags behind by more than that.
+voice never lags behind by more than that. Below that cap, delay gained once (a burst) would
+stay for the rest of the call: when for a whole second the buffer never went below the
+prefill by more than :data:`TRIM_MARGIN_BYTES`, the excess is dropped with the next quiet
+frame.
 """
 
 from __future__ import annotations
@@ -19,7 +22,13 @@ from ..audio import FRAME_BYTES, MULAW_SAMPLE_RATE, SILENCE_BYTE, mulaw
 from ..emulator.script import Utterance, UtteranceCutter, is_audible
 from .resampler import LiveResampler
 
-__all__ = ["INBOUND_MAX_BYTES", "INBOUND_PREFILL_BYTES", "DTMF_KEYS", "LiveCaller"]
+__all__ = [
+    "DTMF_KEYS",
+    "INBOUND_MAX_BYTES",
+    "INBOUND_PREFILL_BYTES",
+    "TRIM_MARGIN_BYTES",
+    "LiveCaller",
+]
 
 INBOUND_PREFILL_BYTES = 80
 """10 ms of mu-law: after running dry, the caller's audio goes out again once a frame and
@@ -27,10 +36,13 @@ this much more are buffered, so that the next chunk's jitter does not empty it a
 INBOUND_MAX_BYTES = 640
 """80 ms: more buffered than this (the page's clock runs fast, or a burst came) and the
 oldest audio is dropped down to a frame plus the prefill."""
+TRIM_MARGIN_BYTES = 80
+"""10 ms: a lasting excess of buffered audio smaller than this is left alone."""
 DTMF_KEYS = "0123456789*#"
 """The keys of the page's keypad (a phone's twelve)."""
 
 _SILENCE_FRAME = bytes([SILENCE_BYTE]) * FRAME_BYTES
+_TRIM_WINDOW_TICKS = 50  # one second of ticks
 
 
 class LiveCaller:
@@ -53,6 +65,9 @@ class LiveCaller:
         self._resampler = LiveResampler(sample_rate, MULAW_SAMPLE_RATE)
         self._inbound = bytearray()
         self._sending = False
+        self._lowest = INBOUND_MAX_BYTES  # the least left after a tick, in this trim window
+        self._window_ticks = 0
+        self._excess = 0
         self._digits = ""
         self._hang_up = False
         self._cutter = UtteranceCutter()
@@ -130,10 +145,25 @@ class LiveCaller:
         if buffered < FRAME_BYTES:
             self._sending = False
             self.underruns += 1
+            self._lowest, self._window_ticks, self._excess = INBOUND_MAX_BYTES, 0, 0
             return _SILENCE_FRAME
         frame = bytes(self._inbound[:FRAME_BYTES])
         del self._inbound[:FRAME_BYTES]
+        self._trim(quiet=not is_audible(frame))
         return frame
+
+    def _trim(self, *, quiet: bool) -> None:
+        self._lowest = min(self._lowest, len(self._inbound))
+        self._window_ticks += 1
+        if self._window_ticks == _TRIM_WINDOW_TICKS:
+            excess = self._lowest - INBOUND_PREFILL_BYTES
+            self._excess = excess if excess > TRIM_MARGIN_BYTES else 0
+            self._lowest, self._window_ticks = INBOUND_MAX_BYTES, 0
+        if self._excess and quiet:
+            dropped = min(self._excess, len(self._inbound))
+            del self._inbound[:dropped]
+            self.dropped_ms += dropped / 8
+            self._excess = 0
 
     @property
     def speech(self) -> list[Utterance]:

@@ -3,25 +3,30 @@
 // "capture": the microphone in, as 16-bit PCM chunks posted to the link worker (which sends
 // them to the local process over the WebSocket).
 // "playback": what the caller hears out, from 16-bit PCM chunks posted by the link worker,
-// through a small jitter buffer: it starts playing once `prefillSamples` are in, plays silence and fills
-// up again when it runs dry, and drops its oldest audio past `maxSamples`.
+// through a small jitter buffer: it starts playing once `prefillSamples` are in, plays silence
+// and fills up again when it runs dry, and drops its oldest audio past `maxSamples`. Audio that
+// came in a burst (the local process caught up after a pause) would stay as added delay for
+// the rest of the call: when the buffer never went below `prefillSamples` less one 20 ms frame
+// in a whole second, the excess is dropped, at a quiet moment.
 //
 // The link worker's port comes as {link: MessagePort} on the node's own port, which carries
 // the rest to the page: the audio time now and then (to map it to the wall clock), and the
 // status of the jitter buffer.
 //
-// Both can report onsets (a sample above 0.25 after 100 ms below 0.05) with their audio
+// Both can report onsets (a sample of 0.25 or more, the first for 100 ms) with their audio
 // time, which the page turns into wall-clock times to measure latency; "playback" can also
 // post a copy of what it played (the tap), so that tests can check what the speaker got.
 
 const ONSET_LEVEL = 0.25;
-const QUIET_LEVEL = 0.05;
 const QUIET_S = 0.1;
 const STATUS_EVERY_S = 0.25;
+const TRIM_WINDOW_S = 1;
+const TRIM_MARGIN_S = 0.01; // excess below this is left alone
+const QUIET_OUTPUT = 0.02; // a block this quiet can lose some samples unheard
 
 class OnsetProbe {
   constructor() {
-    this.quietSamples = 0;
+    this.sinceLoud = QUIET_S * sampleRate;
   }
 
   // The index of the first onset in `samples`, or -1.
@@ -29,9 +34,12 @@ class OnsetProbe {
     const needed = QUIET_S * sampleRate;
     let found = -1;
     for (let i = 0; i < samples.length; i++) {
-      const level = Math.abs(samples[i]);
-      if (level >= ONSET_LEVEL && this.quietSamples >= needed && found < 0) found = i;
-      this.quietSamples = level < QUIET_LEVEL ? this.quietSamples + 1 : 0;
+      if (Math.abs(samples[i]) >= ONSET_LEVEL) {
+        if (this.sinceLoud >= needed && found < 0) found = i;
+        this.sinceLoud = 0;
+      } else {
+        this.sinceLoud++;
+      }
     }
     return found;
   }
@@ -90,6 +98,9 @@ class Playback extends AudioWorkletProcessor {
     this.tapped = 0;
     this.probe = probe ? new OnsetProbe() : null;
     this.nextStatus = 0;
+    this.lowest = Infinity; // the least buffered in this trim window
+    this.windowEnd = 0;
+    this.excess = 0;
     this.port.onmessage = (event) => {
       if (event.data.link) event.data.link.onmessage = (chunk) => this.receive(chunk.data);
       else this.receive(event.data);
@@ -149,8 +160,28 @@ class Playback extends AudioWorkletProcessor {
     }
     out.fill(0, written);
     for (let c = 1; c < outputs[0].length; c++) outputs[0][c].set(out);
+    this.trim(out);
     this.report(out);
     return true;
+  }
+
+  trim(out) {
+    if (!this.playing) {
+      this.lowest = Infinity;
+      this.windowEnd = currentTime + TRIM_WINDOW_S;
+      return;
+    }
+    this.lowest = Math.min(this.lowest, this.buffered);
+    if (currentTime >= this.windowEnd) {
+      const floor = this.prefill - 0.02 * sampleRate; // the low point of a steady flow
+      this.excess = this.lowest - floor > TRIM_MARGIN_S * sampleRate ? this.lowest - floor : 0;
+      this.lowest = Infinity;
+      this.windowEnd = currentTime + TRIM_WINDOW_S;
+    }
+    if (this.excess > 0 && out.every((v) => Math.abs(v) < QUIET_OUTPUT)) {
+      this.drop(Math.min(this.excess, this.buffered));
+      this.excess = 0;
+    }
   }
 
   report(out) {

@@ -280,8 +280,8 @@ function logEvent(event) {
   item.dataset.t = t;
   const atEnd = ui.events.scrollTop + ui.events.clientHeight >= ui.events.scrollHeight - 4;
   // In order of time: an utterance is known only once it is over.
-  const later = [...ui.events.children].reverse().find((other) => Number(other.dataset.t) <= t);
-  if (later) later.after(item);
+  const before = [...ui.events.children].reverse().find((other) => Number(other.dataset.t) <= t);
+  if (before) before.after(item);
   else ui.events.prepend(item);
   if (atEnd) ui.events.scrollTop = ui.events.scrollHeight;
 }
@@ -320,6 +320,8 @@ window.phone = {
   report: null,
   state: () => state,
   speaker,
+  // The microphone's settings as the browser applied them (echoCancellation...).
+  microphone: () => (audio && audio.microphone ? audio.microphone.getAudioTracks()[0].getSettings() : null),
   // What the speaker played since the page opened, as base64 16-bit PCM at tapRate().
   tapRate: () => tap.rate,
   tapPcm: () => {

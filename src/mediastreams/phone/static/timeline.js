@@ -240,9 +240,8 @@ export class Timeline {
       g.stroke();
       g.fillStyle = COLORS.clear;
       g.fillRect(at - 1, ROWS.callerTop, 2, ROWS.clears - ROWS.callerTop);
-      g.textAlign = "left";
       const marks = clear.marks_echoed ? `, ${clear.marks_echoed} mark(s) echoed` : "";
-      g.fillText(`clear: ${ms(clear.discarded_ms)} discarded${marks}`, at + 4, ROWS.clears);
+      label(g, `clear: ${ms(clear.discarded_ms)} discarded${marks}`, at, ROWS.clears, 4);
     }
   }
 
@@ -277,10 +276,9 @@ export class Timeline {
       g.setLineDash([]);
       g.fillStyle = COLORS.barge;
       triangle(g, at, ROWS.middle + 8, 6, 1);
-      g.textAlign = "left";
       const heard = barge.heard_ms !== null ? `heard ${ms(barge.heard_ms)}` : "not cleared";
       const reaction = barge.clear_reaction_ms !== null ? `, clear +${ms(barge.clear_reaction_ms)}` : "";
-      g.fillText(`barge-in: ${heard}${reaction}`, at + 8, ROWS.middle + 8);
+      label(g, `barge-in: ${heard}${reaction}`, at, ROWS.middle + 8, 8);
     }
   }
 
@@ -299,6 +297,14 @@ export class Timeline {
       badge(g, x(v.t), ROWS.violations, String(v.code), COLORS.violation);
     }
   }
+}
+
+// Text beside x: on its right, or on its left where the right has no room.
+function label(g, text, x, y, gap) {
+  const room = g.canvas.clientWidth - 4;
+  const width = g.measureText(text).width;
+  g.textAlign = x + gap + width <= room ? "left" : "right";
+  g.fillText(text, g.textAlign === "left" ? x + gap : x - gap, y);
 }
 
 // The index of the first tick at or after time t (ticks are in order of time).
