@@ -59,7 +59,10 @@ class Process:
         self._lines: queue.Queue[str] = queue.Queue()
         self._readers = [
             threading.Thread(target=self._read, args=(stream, lines), daemon=True)
-            for stream, lines in ((self.popen.stdout, self.stdout), (self.popen.stderr, self.stderr))
+            for stream, lines in (
+                (self.popen.stdout, self.stdout),
+                (self.popen.stderr, self.stderr),
+            )
         ]
         for reader in self._readers:
             reader.start()
@@ -89,6 +92,10 @@ class Process:
         """Signal it and wait for it to end (and its output to be read); its exit status."""
         if self.popen.poll() is None:
             self.popen.send_signal(sig)
+        return self.wait(timeout_s)
+
+    def wait(self, timeout_s: float = 60.0) -> int:
+        """Wait for it to end by itself (and its output to be read); its exit status."""
         try:
             return self.popen.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
@@ -201,9 +208,7 @@ def best_correlation(signal: Samples, reference: Samples) -> tuple[float, int]:
     if len(sig) < len(ref) or not ref.any():
         return 0.0, 0
     products = np.correlate(sig, ref, mode="valid")
-    energy = np.sqrt(np.convolve(sig**2, np.ones(len(ref)), mode="valid")) * np.sqrt(
-        (ref**2).sum()
-    )
+    energy = np.sqrt(np.convolve(sig**2, np.ones(len(ref)), mode="valid")) * np.sqrt((ref**2).sum())
     scores = products / np.maximum(energy, 1e-9)
     at = int(np.argmax(scores))
     return float(scores[at]), at

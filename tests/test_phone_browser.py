@@ -19,6 +19,9 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+
+from mediastreams.audio import mulaw, resample_int16
+from mediastreams.trace import TraceEntry, read_trace
 from phone_harness import (
     ARTIFACTS,
     CHROMIUM,
@@ -32,9 +35,6 @@ from phone_harness import (
     to_8k,
     write_wav,
 )
-
-from mediastreams.audio import mulaw, resample_int16
-from mediastreams.trace import TraceEntry, read_trace
 
 pytestmark = pytest.mark.skipif(
     CHROMIUM is None,
@@ -135,7 +135,7 @@ def test_talking_to_the_echo_server(tmp_path: Path, speech: tuple[Path, Samples]
 
     # The app got the caller's speech: the frames sent on its socket (the stereo
     # recording's left channel) hold the microphone's file.
-    stereo, rate = read_wav(folder / "call-stereo.wav")
+    stereo, _ = read_wav(folder / "call-stereo.wav")
     to_app = speech_correlations(stereo[:, 0].copy(), spoken)
     assert len(to_app) >= 5 and sorted(to_app)[1] >= 0.9, to_app
     # The page played the echo back through its speaker.
@@ -232,7 +232,11 @@ class ClickApp:
                 if onsets.find(samples):
                     self.heard.append(now)
                     reply = base64.b64encode(self._click).decode()
-                    answer = {"event": "media", "streamSid": stream_sid, "media": {"payload": reply}}
+                    answer = {
+                        "event": "media",
+                        "streamSid": stream_sid,
+                        "media": {"payload": reply},
+                    }
                     await websocket.send(json.dumps(answer))
                     self.answered.append(time.time())
 
@@ -319,7 +323,7 @@ def test_latency_from_the_microphone_to_the_app_and_back(tmp_path: Path) -> None
     microphone = write_wav(tmp_path / "clicks.wav", track, MIC_RATE)
     with (
         click_app() as (stream_url, app),
-        phone(stream_url, tmp_path / "out") as (url, process),
+        phone(stream_url, tmp_path / "out") as (url, _),
         chromium(microphone, tmp_path / "profile") as browser,
     ):
         page, errors = open_page(browser, url + "?probe=1")

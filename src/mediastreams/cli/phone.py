@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import signal
 import sys
 import tempfile
 import webbrowser
@@ -129,8 +130,8 @@ def phone_command(
             raise _Failure(f"--out {out_dir}: {error.strerror}") from None
     try:
         return asyncio.run(_main(target, options, port, not no_browser, out_dir))
-    except KeyboardInterrupt:  # a second Ctrl-C while the first was being handled
-        raise _Failure("interrupted") from None
+    except (KeyboardInterrupt, asyncio.CancelledError):  # a second Ctrl-C
+        raise _Interrupted("interrupted again: stopped without waiting for the calls") from None
 
 
 async def _main(
@@ -144,7 +145,9 @@ async def _main(
     try:
         sock = bind("127.0.0.1", port)
     except OSError as error:
-        raise _Failure(f"cannot listen on 127.0.0.1:{port}: {error.strerror}; try --port 0") from None
+        raise _Failure(
+            f"cannot listen on 127.0.0.1:{port}: {error.strerror}; try --port 0"
+        ) from None
     try:
         app = load_app(target) if "://" not in target else target
         async with _app_running(app), _folder(out_dir) as folder:
@@ -155,12 +158,23 @@ async def _main(
             click.echo(url)  # alone on stdout, for scripts
             if browse:
                 webbrowser.open(url)
+            _stop_on_signals()
             await run_phone(phone, sock)
             return phone.last_exit_code
     except EmulatorError as error:
         raise _Failure(str(error)) from None
     finally:
         sock.close()
+
+
+def _stop_on_signals() -> None:
+    """Ctrl-C (or SIGTERM) hangs up and stops, once; a second one stops at once."""
+    loop = asyncio.get_running_loop()
+    main = asyncio.current_task()
+    assert main is not None
+    for number in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):  # not on Windows: Ctrl-C still works
+            loop.add_signal_handler(number, main.cancel)
 
 
 @contextlib.asynccontextmanager
@@ -201,3 +215,7 @@ class _Failure(click.ClickException):
 
     def show(self, file: object = None) -> None:
         click.echo(f"mediastreams phone: {self.message}", err=True)
+
+
+class _Interrupted(_Failure):
+    exit_code = 130  # 128 + SIGINT, as shells report an interrupted command

@@ -2,8 +2,9 @@
 
 The page sends its microphone as 16-bit PCM at its own sample rate, in chunks of about
 10 ms. :class:`LiveCaller` resamples them to 8 kHz (soxr, in small steps:
-:class:`~mediastreams.phone.resampler.LiveResampler`), encodes them to mu-law and holds them in a small jitter buffer; the emulator's
-line asks it for one 160-byte frame per 20 ms tick, as it asks a scripted caller
+:class:`~mediastreams.phone.resampler.LiveResampler`), encodes them to mu-law and holds them
+in a small jitter buffer; the emulator's line asks it for one 160-byte frame per 20 ms tick,
+as it asks a scripted caller
 (:class:`~mediastreams.emulator.script.CallerScript`). The page's audio clock and the
 line's clock drift apart, and chunks arrive in bursts: the buffer starts sending after
 :data:`INBOUND_PREFILL_BYTES` more than a frame are in, sends silence when it runs dry (and
@@ -130,7 +131,7 @@ class LiveCaller:
             ``(frame, digits, hang_up)``, as a caller script's ``tick``.
         """
         digits, self._digits = self._digits, ""
-        if self._hang_up:
+        if self._hang_up and not digits:  # keys pressed just before go out first
             return _SILENCE_FRAME, digits, True
         frame = self._next_frame()
         self._cutter.add(now_ms, is_audible(frame))

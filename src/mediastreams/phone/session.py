@@ -32,7 +32,7 @@ from .caller import DTMF_KEYS, LiveCaller
 from .resampler import LiveResampler
 from .timeline import Event, LiveTimeline
 
-__all__ = ["CALL_FILES", "Phone", "PageSession"]
+__all__ = ["CALL_FILES", "PageSession", "Phone"]
 
 CALL_FILES: dict[str, str] = {
     "caller-heard.wav": "what the caller heard (WAV)",
