@@ -4,8 +4,8 @@ The page and this process talk over one WebSocket (``/ws``):
 
 - page to process: binary messages are the microphone, 16-bit little-endian mono PCM at the
   page's sample rate; text messages are JSON: ``{"type": "hello", "sample_rate": 48000}``
-  first, then ``call``, ``hangup``, ``{"type": "dtmf", "digit": "5"}`` and
-  ``{"type": "mute", "muted": true}``;
+  first, then ``{"type": "call", "muted": false}``, ``hangup``,
+  ``{"type": "dtmf", "digit": "5"}`` and ``{"type": "mute", "muted": true}``;
 - process to page: binary messages are what the caller hears, 16-bit PCM at the page's
   rate, one message per 20 ms tick; text messages are JSON events: ``ready``, ``state``,
   ``error``, the timeline's (:mod:`.timeline`) and, after the hang-up, ``report``.
@@ -163,7 +163,7 @@ class PageSession:
         if kind == "hello":
             self._hello(command.get("sample_rate"))
         elif kind == "call":
-            self._start_call()
+            self._start_call(muted=bool(command.get("muted")))
         elif kind == "hangup" and caller is not None:
             caller.hang_up()
         elif kind == "dtmf" and caller is not None:
@@ -194,13 +194,14 @@ class PageSession:
             return
         self._sample_rate = sample_rate
 
-    def _start_call(self) -> None:
+    def _start_call(self, *, muted: bool) -> None:
         if self._sample_rate is None:
             self._error("say hello with the page's sample rate before calling")
         elif self._call is not None and not self._call.done():
             self._error("a call is under way: hang up first")
         else:
             self._caller = LiveCaller(self._sample_rate)
+            self._caller.mute(muted)
             self._call = asyncio.create_task(self._place(self._caller, self._sample_rate))
             self._phone.active.add(self._call)
             self._call.add_done_callback(self._phone.active.discard)

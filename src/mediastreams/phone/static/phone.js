@@ -182,7 +182,7 @@ async function call() {
   timeline.reset();
   ui.events.replaceChildren();
   ui.report.hidden = true;
-  send({ type: "call" });
+  send({ type: "call", muted: ui.mute.getAttribute("aria-pressed") === "true" });
 }
 
 function setState(next) {
@@ -192,10 +192,9 @@ function setState(next) {
   ui.aec.disabled = inCall;
   ui.call.disabled = inCall || next === "offline";
   ui.hangup.disabled = !inCall;
-  ui.mute.disabled = !inCall;
+  ui.mute.disabled = next === "offline"; // muting before calling is muting from the start
   for (const key of ui.keypad.children) key.disabled = next !== "connected";
   if (next === "calling") {
-    ui.mute.setAttribute("aria-pressed", "false");
     status("Calling…");
   } else if (next === "connected") {
     callStartedAt = performance.now();
@@ -350,7 +349,7 @@ ui.hangup.addEventListener("click", () => send({ type: "hangup" }));
 ui.mute.addEventListener("click", () => {
   const muted = ui.mute.getAttribute("aria-pressed") !== "true";
   ui.mute.setAttribute("aria-pressed", String(muted));
-  send({ type: "mute", muted });
+  if (state === "calling" || state === "connected") send({ type: "mute", muted });
 });
 connect();
 requestAnimationFrame(frame);

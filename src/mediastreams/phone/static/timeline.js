@@ -229,15 +229,22 @@ export class Timeline {
       if (!visible(clear.t) && !visible(clear.t + clear.discarded_ms)) continue;
       const at = x(clear.t);
       const until = x(clear.t + clear.discarded_ms);
+      const top = ROWS.heardTop;
+      const height = ROWS.heardBottom - ROWS.heardTop;
       g.fillStyle = "rgba(220, 38, 38, 0.12)";
-      g.fillRect(at, ROWS.heardTop, until - at, ROWS.heardBottom - ROWS.heardTop);
+      g.fillRect(at, top, until - at, height);
+      g.save();
+      g.beginPath();
+      g.rect(at, top, until - at, height);
+      g.clip();
       g.strokeStyle = "rgba(220, 38, 38, 0.35)";
       g.beginPath();
-      for (let hx = at; hx < until; hx += 8) {
-        g.moveTo(hx, ROWS.heardBottom);
-        g.lineTo(Math.min(until, hx + 8), ROWS.heardTop + 60);
+      for (let hx = at - height; hx < until; hx += 8) {
+        g.moveTo(hx, top + height);
+        g.lineTo(hx + height, top);
       }
       g.stroke();
+      g.restore();
       g.fillStyle = COLORS.clear;
       g.fillRect(at - 1, ROWS.callerTop, 2, ROWS.clears - ROWS.callerTop);
       const marks = clear.marks_echoed ? `, ${clear.marks_echoed} mark(s) echoed` : "";
