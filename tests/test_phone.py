@@ -431,6 +431,17 @@ def test_the_command_refuses_what_it_cannot_call(tmp_path: Path) -> None:
     assert "Traceback" not in process.output()
 
 
+def test_a_port_in_use_is_one_line(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        process = mediastreams("phone", "ws://127.0.0.1:9/x", "--no-browser", "--port", str(port))
+        assert process.wait() == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in process.output()
+    assert "Traceback" not in process.output()
+
+
 def test_ctrl_c_hangs_up_and_keeps_the_report(tmp_path: Path) -> None:
     (tmp_path / "echoapp.py").write_text(
         "from mediastreams.server import ServerConfig, create_app, echo_handler\n"
@@ -456,3 +467,21 @@ def test_ctrl_c_hangs_up_and_keeps_the_report(tmp_path: Path) -> None:
     assert report["ended_by"] == "interrupted"
     assert json.loads((out / "call-1" / "report.json").read_text())["ended_by"] == "interrupted"
     assert "Timing" in process.output() and "Traceback" not in process.output()
+
+
+def test_the_page_needs_nothing_from_the_network() -> None:
+    from importlib import resources
+
+    static = resources.files("mediastreams.phone").joinpath("static")
+    names = sorted(entry.name for entry in static.iterdir())
+    assert names == [
+        "audio-worklets.js",
+        "index.html",
+        "link-worker.js",
+        "phone.css",
+        "phone.js",
+        "timeline.js",
+    ]
+    for name in names:
+        text = static.joinpath(name).read_text(encoding="utf-8")
+        assert "http://" not in text and "https://" not in text and "//cdn" not in text, name

@@ -198,7 +198,11 @@ def test_a_barge_in_on_the_demo_shows_its_clear(
         wait(page, heard(ticks(page), loud_ms=1000, then_quiet_ms=800))  # ...the app says bye
         page.get_by_role("button", name="Hang up").click()
         wait(page, "window.phone.report !== null")
-        page.screenshot(path=ARTIFACTS / "phone-call.png")
+        events = page.locator("section.events").bounding_box()
+        height = events["y"] + events["height"] + 16  # the controls, timeline and events
+        page.screenshot(
+            path=ARTIFACTS / "phone-call.png", clip=dict(x=0, y=0, width=1200, height=height)
+        )
         page.screenshot(path=ARTIFACTS / "phone-page.png", full_page=True)
         report = page.evaluate("window.phone.report")
         clear_line = page.locator("#events li[data-type=clear]").first.inner_text()
