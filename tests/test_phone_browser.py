@@ -147,15 +147,20 @@ def test_talking_to_the_echo_server(tmp_path: Path, speech: tuple[Path, Samples]
     assert [e["dtmf"]["digit"] for e in dtmf] == ["7"]
 
 
-def ticks(page: Any) -> int:
-    return int(page.evaluate("window.phone.timeline.ticks.length"))
+def now_ms(page: Any) -> int:
+    """The call's time at the page's last tick."""
+    return int(page.evaluate("window.phone.timeline.nowMs"))
 
 
-def heard(since_tick: int, *, loud_ms: int = 0, then_quiet_ms: int = 0) -> str:
-    """A page condition: since tick ``since_tick``, the caller heard the app for at least
-    ``loud_ms`` (peaks above 0.1), and the last ``then_quiet_ms`` were quiet."""
+def last_speech_end_ms(page: Any) -> int:
+    return int(page.evaluate("window.phone.timeline.speech.at(-1).end_ms"))
+
+
+def heard(since_ms: int, *, loud_ms: int = 0, then_quiet_ms: int = 0) -> str:
+    """A page condition: since ``since_ms`` of the call, the caller heard the app for at
+    least ``loud_ms`` (peaks above 0.1), and the last ``then_quiet_ms`` were quiet."""
     return f"""(() => {{
-        const ticks = window.phone.timeline.ticks.slice({since_tick});
+        const ticks = window.phone.timeline.ticks.filter((t) => t[0] >= {since_ms});
         const loud = ticks.filter((t) => Math.max(...t[2]) > 0.1).length * 20;
         const quiet = ticks.slice(-{then_quiet_ms // 20 or 1});
         const silent = {then_quiet_ms} === 0 || quiet.every((t) => Math.max(...t[2]) < 0.02);
@@ -181,10 +186,12 @@ def test_a_barge_in_on_the_demo_shows_its_clear(
         before = page.evaluate(spoken)
         page.get_by_role("button", name=mute).click()  # the caller asks...
         wait(page, f"{spoken} > {before}")
+        asked = last_speech_end_ms(page)
         page.get_by_role("button", name=mute).click()  # ...and stops: the app asks for a key
-        wait(page, heard(ticks(page), loud_ms=1500, then_quiet_ms=800))
+        wait(page, heard(asked, loud_ms=1500, then_quiet_ms=800))
+        started = now_ms(page)
         page.get_by_role("button", name="5", exact=True).click()  # the app starts its story
-        wait(page, heard(ticks(page), loud_ms=1500))
+        wait(page, heard(started, loud_ms=1500))
         before = page.evaluate(spoken)
         page.get_by_role("button", name=mute).click()  # the caller talks over it
         wait(page, "document.querySelector('#events li[data-type=clear]') !== null")
@@ -194,8 +201,9 @@ def test_a_barge_in_on_the_demo_shows_its_clear(
         shot = ARTIFACTS / "phone-timeline.png"
         page.locator("section.timeline").screenshot(path=shot)
         wait(page, f"{spoken} > {before}")  # the caller is done...
+        done = last_speech_end_ms(page)
         page.get_by_role("button", name=mute).click()
-        wait(page, heard(ticks(page), loud_ms=1000, then_quiet_ms=800))  # ...the app says bye
+        wait(page, heard(done, loud_ms=1000, then_quiet_ms=800))  # ...the app says goodbye
         page.get_by_role("button", name="Hang up").click()
         wait(page, "window.phone.report !== null")
         events = page.locator("section.events").bounding_box()
@@ -212,7 +220,9 @@ def test_a_barge_in_on_the_demo_shows_its_clear(
     assert shot.stat().st_size > 10_000
     assert "clear:" in clear_line and "discarded" in clear_line
     assert report["violations"] == [] and report["clears"] == 1
-    [barge_in] = report["barge_ins"]  # the story, cut
+    # The story, cut (on a busy machine the caller may also talk over the goodbye: the demo
+    # lets it play).
+    [barge_in] = [b for b in report["barge_ins"] if b["clear_ms"] is not None]
     assert barge_in["heard_ms"] > 1000 and barge_in["discarded_ms"] > 0
 
 
