@@ -395,6 +395,20 @@ def test_commands_that_cannot_be_followed_say_why(tmp_path: Path) -> None:
     assert "keypad" in errors[6]
 
 
+def test_hanging_up_before_the_stream_starts(tmp_path: Path) -> None:
+    with socket.socket() as silent:  # a webhook that never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        webhook = f"http://127.0.0.1:{silent.getsockname()[1]}/incoming-call"
+        with phone_server(webhook, tmp_path) as url, page_socket(url) as page:
+            page.send(json.dumps({"type": "hello", "sample_rate": 16_000}))
+            page.send(json.dumps({"type": "call"}))
+            assert events_until(page, "state")[-1]["state"] == "calling"
+            page.send(json.dumps({"type": "hangup"}))
+            report = events_until(page, "report", timeout_s=5)[-1]["report"]
+    assert report["ended_by"] == "interrupted" and report["streams"] == []
+
+
 def test_only_this_machine_s_pages_are_served(tmp_path: Path) -> None:
     with phone_server(stream_app(plays(TONE_MULAW)), tmp_path) as url:
         assert "<title>mediastreams phone</title>" in httpx.get(url, timeout=10).text

@@ -96,6 +96,7 @@ class PageSession:
         self._sample_rate: int | None = None
         self._caller: LiveCaller | None = None
         self._call: asyncio.Task[None] | None = None
+        self._connected = False  # the call's first stream has started
 
     async def run(self) -> None:
         """Serve the page until it goes away; a call under way then hangs up."""
@@ -104,9 +105,8 @@ class PageSession:
             self._send({"type": "ready", "target": self._phone.label, "keys": DTMF_KEYS})
             await self._receive_all()
         finally:
-            if self._caller is not None:
-                self._caller.hang_up()  # the page is gone: so is the caller
             if self._call is not None:
+                self._hang_up()  # the page is gone: so is the caller
                 await asyncio.wait({self._call})
             self._outbox.put_nowait(None)
             await sender
@@ -165,7 +165,7 @@ class PageSession:
         elif kind == "call":
             self._start_call(muted=bool(command.get("muted")))
         elif kind == "hangup" and caller is not None:
-            caller.hang_up()
+            self._hang_up()
         elif kind == "dtmf" and caller is not None:
             try:
                 caller.press(str(command.get("digit", "")))
@@ -176,6 +176,14 @@ class PageSession:
             self._send({"type": "muted", "muted": caller.muted})
         elif kind not in ("hangup", "dtmf", "mute"):
             self._error(f"unknown command {kind!r}")
+
+    def _hang_up(self) -> None:
+        """The caller hangs up: at the next tick once the stream runs; before (during the
+        webhook, or a TwiML prelude), the call is given up at once."""
+        if self._caller is not None and self._connected:
+            self._caller.hang_up()
+        elif self._call is not None:
+            self._call.cancel()  # place_call_async hangs up and reports (hang_up_on_cancel)
 
     def _hello(self, sample_rate: object) -> None:
         if (
@@ -212,12 +220,11 @@ class PageSession:
         number, folder = self._phone.call_dir()
         timeline = LiveTimeline(self._send, caller)
         speaker = LiveResampler(MULAW_SAMPLE_RATE, sample_rate)
-        connected = False
+        self._connected = False
 
         def on_frame(t_s: float, sender: str, frame: str | bytes) -> None:
-            nonlocal connected
-            if not connected:
-                connected = True
+            if not self._connected:
+                self._connected = True
                 self._state("connected", call=number)
             timeline.frame(t_s, sender, frame)
 

@@ -180,6 +180,7 @@ async function call() {
     return;
   }
   timeline.reset();
+  window.phone.report = null;
   ui.events.replaceChildren();
   ui.report.hidden = true;
   send({ type: "call", muted: ui.mute.getAttribute("aria-pressed") === "true" });
@@ -200,7 +201,7 @@ function setState(next) {
     callStartedAt = performance.now();
     status("In call");
   } else if (next === "ended") {
-    status("Call ended");
+    if (!window.phone.report || window.phone.report.placed) status("Call ended");
   } else if (next === "idle") {
     status("Ready: press Call");
   }
@@ -301,6 +302,7 @@ function showReport(event) {
   );
   ui.report.hidden = false;
   window.phone.report = event.report;
+  if (!event.report.placed) status("The call could not be placed: the report says why");
 }
 
 // --- drawing, and what tests read -------------------------------------------------------
