@@ -1,16 +1,18 @@
 """Timing and reporting shared by the benchmarks.
 
 ``time_call`` picks an inner loop long enough to time, repeats it and keeps the median;
-``Row``/``print_table`` print figures next to their baseline with the ratio between them.
+``time_commands`` times whole processes, interleaved; ``Row``/``print_table`` print figures
+next to their baseline with the ratio between them.
 """
 
 from __future__ import annotations
 
 import importlib
 import statistics
+import subprocess
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import ModuleType
 
@@ -42,6 +44,25 @@ def time_call(fn: Callable[[], object], *, repeats: int = 7, min_seconds: float 
             fn()
         samples.append((time.perf_counter() - started) / loops)
     return statistics.median(samples)
+
+
+def time_commands(
+    commands: Mapping[str, Sequence[str]], *, runs: int = 15, warmups: int = 2
+) -> dict[str, list[float]]:
+    """Wall seconds of each command from start to exit, ``runs`` times each.
+
+    The commands take turns (one run of each, then the next round), so that a busy minute of
+    a shared machine weighs on all of them alike; the first ``warmups`` rounds fill the file
+    cache and are not kept. Output is discarded; a command that fails raises.
+    """
+    seconds: dict[str, list[float]] = {name: [] for name in commands}
+    for round_number in range(warmups + runs):
+        for name, argv in commands.items():
+            started = time.perf_counter()
+            subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+            if round_number >= warmups:
+                seconds[name].append(time.perf_counter() - started)
+    return seconds
 
 
 def cpu_time_call(fn: Callable[[], object], *, repeats: int = 5) -> float:

@@ -147,6 +147,80 @@ class Instance:
         return self.process.returncode
 
 
+class Supervisor:
+    """``mediastreams serve --workers N`` in its own process, and its workers."""
+
+    def __init__(self, args: Sequence[str], cwd: Path, env: dict[str, str] | None = None) -> None:
+        self.log = cwd / f"workers-{len(list(cwd.glob('workers-*.log')))}.log"
+        self._out = self.log.open("wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "mediastreams", "serve", "--port", "0", *args],
+            cwd=cwd,
+            stdout=self._out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+            start_new_session=True,  # its own process group, as a service manager gives it
+        )
+        self.port = 0
+        self.seen: set[int] = set()  # every worker pid seen, to stop strays at the end
+        wait_for(self._started, f"the supervisor to start (log: {self.log})")
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def _started(self) -> bool:
+        if self.process.poll() is not None:
+            raise AssertionError(f"serve exited {self.process.returncode}: {self.text()}")
+        found = re.search(r"workers on 127\.0\.0\.1:(\d+) ", self.text())
+        if found:
+            self.port = int(found.group(1))
+        return bool(found)
+
+    def workers(self) -> list[int]:
+        """The pids of the workers running now."""
+        pid = self.process.pid
+        try:
+            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        except OSError:
+            return []
+        self.seen.update(int(p) for p in children)
+        return [int(p) for p in children]
+
+    def listeners(self) -> int:
+        """How many sockets listen on the port (one per worker ready to take connections)."""
+        wanted = f":{self.port:04X} "
+        lines = Path("/proc/net/tcp").read_text().splitlines()[1:]
+        # Fields: sl, local address, remote address, state (0A: LISTEN)...
+        return sum(1 for line in lines if wanted in line and line.split()[3] == "0A")
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        for pid in self.seen:  # none left, unless the supervisor itself failed
+            with contextlib.suppress(OSError):
+                if b"mediastreams" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    os.kill(pid, signal.SIGKILL)
+        self._out.close()
+        return self.process.returncode
+
+
+@contextlib.contextmanager
+def supervisor(
+    args: Sequence[str], cwd: Path, env: dict[str, str] | None = None
+) -> Iterator[Supervisor]:
+    started = Supervisor(args, cwd, env)
+    try:
+        yield started
+    finally:
+        started.stop()
+
+
 @contextlib.contextmanager
 def instances(specs: Sequence[Sequence[str]], cwd: Path) -> Iterator[list[Instance]]:
     started: list[Instance] = []

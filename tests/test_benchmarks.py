@@ -363,7 +363,9 @@ def test_machine_line_names_cpu_cores_and_python() -> None:
 
 
 def test_runner_runs_benchmarks_not_their_parts() -> None:
-    assert runner._names() == ["convert", "emulator", "fleet", "frames", "mulaw", "server"]
+    assert runner._names() == [
+        *("convert", "emulator", "fleet", "frames", "mulaw", "server", "startup"),
+    ]
     assert "--stacks" in runner.QUICK_SERVER and FLOOR not in runner.QUICK_SERVER  # always run
 
 
@@ -406,3 +408,34 @@ def test_hotspots_put_each_sample_in_its_innermost_named_bucket(tmp_path: Path) 
     assert (busy, skipped) == (9, 70)
     assert sorted(buckets.values()) == [4, 5]
     assert inclusive["MediaStream._read"] == 6 and inclusive["PicowsTransport.send"] == 3
+
+
+# --- start-up ----------------------------------------------------------------------------------
+
+
+def test_time_commands_takes_turns_and_drops_the_warmups() -> None:
+    from benchmarks.harness import time_commands
+
+    seconds = time_commands({"a": [sys.executable, "-c", "pass"], "b": ["true"]}, runs=2)
+    assert {name: len(times) for name, times in seconds.items()} == {"a": 2, "b": 2}
+    assert all(t > 0 for times in seconds.values() for t in times)
+
+
+def test_startup_rows_stand_beside_the_bare_interpreter(capsys: pytest.CaptureFixture[str]) -> None:
+    from benchmarks import startup
+
+    rows = startup.main(["--runs", "1"])
+    assert [r.name for r in rows] == [
+        "mediastreams --help",
+        "mediastreams call --help",
+        "mediastreams serve --help",
+    ]
+    assert all(r.baseline_name == "python -c pass" and r.baseline and r.unit == "ms" for r in rows)
+    assert "| mediastreams serve --help |" in capsys.readouterr().out
+
+
+def test_startup_refuses_zero_runs() -> None:
+    from benchmarks import startup
+
+    with pytest.raises(SystemExit):
+        startup.main(["--runs", "0"])

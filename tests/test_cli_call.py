@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import queue
 import signal
@@ -16,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from emulator_apps import TONE_MULAW, agent_app, b64, media, plays, sends, stream_app
+from emulator_apps import TONE_MULAW, agent_app, b64, mark, media, plays, sends, stream_app
 from mediastreams.audio import mulaw, wav_bytes
 from mediastreams.cli import main
 
@@ -32,9 +33,25 @@ def apps_module(tmp_path: Path) -> Iterator[None]:
     module.playload = stream_app(sends(playload + '"}}'))  # type: ignore[attr-defined]
     module.header = stream_app(sends(media("{sid}", wav_bytes(TONE_MULAW))))  # type: ignore[attr-defined]
     module.agent = agent_app([TONE_MULAW * 4] * 3, reply_delay_s=0.3)  # type: ignore[attr-defined]
+    module.messy = stream_app(messy)  # type: ignore[attr-defined]
     sys.modules[APPS] = module
     yield
     del sys.modules[APPS]
+
+
+async def messy(websocket: Any, start: dict[str, Any]) -> None:
+    """Audio and marks, mistakes of three kinds (one repeated), then a clear mid-reply."""
+    sid = start["streamSid"]
+    for name in ("a", "b", "c"):
+        await websocket.send_text(media(sid, TONE_MULAW))
+        await websocket.send_text(mark(sid, name))
+    playload = json.dumps({"event": "media", "streamSid": sid, "media": {"playload": "/w=="}})
+    for _ in range(3):
+        await websocket.send_text(playload)
+    await websocket.send_bytes(TONE_MULAW[:160])
+    await websocket.send_text(media("MZ" + "0" * 32, TONE_MULAW[:160]))  # another stream's SID
+    await asyncio.sleep(1.5)  # "a" has played and is echoed; "b" and "c" wait
+    await websocket.send_text(json.dumps({"event": "clear", "streamSid": sid}))
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -55,10 +72,24 @@ def test_json_report_and_violations_in_inspect_shape(
     code, out, _ = run(capsys, f"{APPS}:playload", "--hangup-after", "1", "--json")
     assert code == 1
     report = json.loads(out)
-    (violation,) = report["violations"]
-    assert set(violation) == {"code", "kind", "from", "path", "message", "hint", "line", "t"}
-    assert violation["code"] == 31951 and violation["from"] == "app"
-    assert violation["path"] == "media.playload"
+    (group,) = report["groups"]
+    assert set(group) == {
+        "code",
+        "kind",
+        "from",
+        "path",
+        "message",
+        "hint",
+        "line",
+        "t",
+        "frame",
+        "count",
+        "lines",
+    }
+    assert group["code"] == 31951 and group["from"] == "app"
+    assert group["path"] == "media.playload"
+    assert report["violations"] == {"twilio": 0, "app": group["count"]}
+    assert report["by_code"] == {"31951": group["count"]}
     for key in ("time_to_first_audio_ms", "turns", "barge_ins", "marks", "frames", "audio"):
         assert key in report
 
@@ -71,11 +102,54 @@ def test_the_trace_reads_back_in_inspect_with_the_same_violations(
         capsys, f"{APPS}:header", "--hangup-after", "1", "--json", "--trace", str(trace)
     )
     assert code == 1
-    ours = [(v["code"], v["kind"], v["line"]) for v in json.loads(out)["violations"]]
-    assert main(["inspect", str(trace), "--json", "--all"]) == 1
+    ours = [(g["code"], g["kind"], g["line"], g["count"]) for g in json.loads(out)["groups"]]
+    assert main(["inspect", str(trace), "--json"]) == 1
     groups = json.loads(capsys.readouterr().out)["groups"]
-    theirs = sorted((g["code"], g["kind"], line) for g in groups for line in g["lines"])
-    assert sorted(ours) == theirs
+    assert ours == [(g["code"], g["kind"], g["line"], g["count"]) for g in groups]
+
+
+@pytest.mark.parametrize("payloads", [True, False])
+def test_call_json_and_inspect_json_of_its_trace_agree(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], payloads: bool
+) -> None:
+    trace = tmp_path / "call.jsonl"
+    options = ["--trace-payloads"] if payloads else []
+    code, out, _ = run(
+        capsys, f"{APPS}:messy", "--hangup-after", "3", "--json", "--trace", str(trace), *options
+    )
+    assert code == 1
+    ours = json.loads(out)
+    assert main(["inspect", str(trace), "--json"]) == 1
+    theirs = json.loads(capsys.readouterr().out)
+    for key in (
+        "frames",
+        "binary_frames",
+        "media_bytes",
+        "audio_ms",
+        "marks",
+        "clears",
+        "frames_after_stop",
+        "violations",
+        "by_code",
+        "ungrouped_violations",
+    ):
+        assert ours[key] == theirs[key], key
+
+    # Each kind of mistake once, with its first example and how often: the same. (inspect
+    # keeps three examples' lines, the report one; a redacted trace's frames are stand-ins.)
+    def first(group: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in group.items() if k != "lines" and (payloads or k != "frame")}
+
+    assert [first(g) for g in ours["groups"]] == [first(g) for g in theirs["groups"]]
+    # A call with something to count: not two empty reports agreeing.
+    assert ours["marks"] == {"sent": 3, "echoed": 3, "echoed_by_clear": 2}
+    assert ours["clears"] == 1 and ours["binary_frames"]["app"] == 1
+    assert ours["by_code"] == {"31950": 1, "31951": 4}
+    assert [(g["kind"], g["count"]) for g in ours["groups"]] == [
+        ("unknown-field", 3),
+        ("binary-frame", 1),
+        ("wrong-stream-sid", 1),
+    ]
 
 
 def test_trace_redacts_payloads_and_parameters_unless_asked(
@@ -237,7 +311,7 @@ def test_connection_refused_exits_2_with_31902_in_the_report(
 ) -> None:
     code, out, _ = run(capsys, "ws://127.0.0.1:9/media-stream", "--json")
     assert code == 2
-    assert json.loads(out)["violations"][0]["code"] == 31902
+    assert json.loads(out)["groups"][0]["code"] == 31902
 
 
 QUIET_APP = (

@@ -127,7 +127,7 @@ def test_bad_input_is_one_line_and_exit_2(
     source.write_bytes(content)
     assert main(["convert", str(source), "-o", str(tmp_path / "x.ulaw")]) == 2
     line = error_line(capsys)
-    assert line.startswith("mediastreams convert: error: ")
+    assert line.startswith("mediastreams convert: ")
     assert message in line
     assert not (tmp_path / "x.ulaw").exists()  # nothing partial is left behind
 
@@ -178,3 +178,12 @@ def test_unknown_format_says_how_to_declare_raw_input(
     line = error_line(capsys)
     assert "unknown audio format" in line
     assert "--input-rate" in line
+
+
+def test_refused_options_name_the_command_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = tmp_path / "x.raw"
+    source.write_bytes(b"\x00" * 100)
+    assert main(["convert", str(source), "--input-width", "2", "-o", "y.ulaw"]) == 2
+    assert error_line(capsys) == "mediastreams convert: --input-rate is needed to read raw samples"

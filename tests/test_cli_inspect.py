@@ -53,11 +53,9 @@ def test_playload_exits_1_with_hint(tmp_path: Path, capsys: pytest.CaptureFixtur
 
 
 def test_json_output_shape(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = frame(event="media", stream_sid=MZ, media={"payload": "/w=="})
     trace = write_trace(
-        tmp_path / "bad.jsonl",
-        ("twilio", CONNECTED),
-        ("twilio", START),
-        ("app", frame(event="media", stream_sid=MZ, media={"payload": "/w=="})),
+        tmp_path / "bad.jsonl", ("twilio", CONNECTED), ("twilio", START), ("app", bad)
     )
     with trace.open("a") as f:
         f.write('{"t": 1, "from": "app", "te')  # half-written last line
@@ -73,6 +71,7 @@ def test_json_output_shape(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
         "hint": "Rename `stream_sid` to `streamSid`.",
         "line": 3,
         "t": 0.04,
+        "frame": bad,
         "count": 1,
         "lines": [3],
     }

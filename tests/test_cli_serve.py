@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from fleet import Instance, wait_for
 from mediastreams.cli import main
 
 
@@ -62,13 +63,69 @@ def test_bad_input_is_one_line_and_exit_2(
     assert len(err.strip().splitlines()) == 1
 
 
-def test_port_in_use(capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize("workers", ["1", "2"])
+@pytest.mark.parametrize("reuse_port", [False, True])
+def test_a_port_in_use_suggests_another(
+    capsys: pytest.CaptureFixture[str], workers: str, reuse_port: bool
+) -> None:
     with socket.socket() as taken:
+        if reuse_port:  # another `serve --workers` there: SO_REUSEPORT would let us join it
+            taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        code, err = run(capsys, "--echo", "--port", str(taken.getsockname()[1]))
+        port = str(taken.getsockname()[1])
+        code, err = run(capsys, "--echo", "--port", port, "--workers", workers)
     assert code == 2
-    assert "cannot listen" in err and "Traceback" not in err
+    assert err.startswith(f"Error: cannot listen on 127.0.0.1:{port}: ")
+    assert err.rstrip().endswith("; choose another --port")
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://abc.example", "https://", "https://abc.example/?tenant=acme", "https://x//twilio"],
+)
+def test_a_bad_public_url_is_one_line(capsys: pytest.CaptureFixture[str], url: str) -> None:
+    code, err = run(capsys, "--echo", "--public-url", url)
+    assert code == 2
+    assert err.startswith("Error: --public-url: public")
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def banner_of(tmp_path: Path, *argv: str) -> str:
+    """The start-up line of a real ``serve``, which is then stopped."""
+    log = tmp_path / "banner.log"
+    with log.open("wb") as out:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "mediastreams", "serve", "--port", "0", *argv],
+            cwd=tmp_path,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            wait_for(lambda: "mediastreams serve (" in log.read_text(), "the banner")
+        finally:
+            server.send_signal(signal.SIGINT)
+            server.wait(30)
+    (line,) = [line for line in log.read_text().splitlines() if "mediastreams serve (" in line]
+    return line
+
+
+def test_the_banner_prints_the_exact_urls_signatures_are_checked_on(tmp_path: Path) -> None:
+    line = banner_of(
+        tmp_path, "--echo", "--public-url", "https://x/twilio/", "--auth-token", "secret"
+    )
+    assert (
+        "webhook https://x/twilio/incoming-call, stream wss://x/twilio/media-stream, "
+        "signatures checked on these URLs" in line
+    ), line
+    assert "secret" not in line
+
+
+def test_the_workers_banner_prints_the_same_urls(tmp_path: Path) -> None:
+    line = banner_of(tmp_path, "--echo", "--workers", "2", "--public-url", "https://x/twilio")
+    assert "2 workers on 127.0.0.1:" in line
+    assert "webhook https://x/twilio/incoming-call, stream wss://x/twilio/media-stream" in line
 
 
 def free_port() -> int:
@@ -204,3 +261,76 @@ def test_the_log_line_escapes_the_sids_a_peer_sent() -> None:
     record.call_sid = "CA1\n2025-01-01 00:00:00 INFO forged"
     line = _SidFormatter("%(levelname)s %(message)s").format(record)
     assert line == "INFO stream ended stream_sid=MZ1 call_sid=CA1\\n2025-01-01 00:00:00 INFO forged"
+
+
+LOG_APP = """
+import asyncio, logging
+
+log = logging.getLogger("logapp")
+
+
+async def handler(stream):
+    log.debug("the app's own debug line")
+
+    async def later():
+        log.info("a line from a task the handler started")
+
+    await asyncio.create_task(later())
+    await stream.play(bytes(range(1, 128)) * 20)
+    async for _ in stream:
+        pass
+"""
+
+
+@pytest.mark.anyio
+async def test_json_logs_carry_the_sids_and_never_a_payload_or_a_token(tmp_path: Path) -> None:
+    import json
+
+    from mediastreams.emulator import Audio, Silence, place_call_async
+
+    (tmp_path / "logapp.py").write_text(LOG_APP)
+    auth = "auth-token-that-must-not-be-logged"
+    args = ["--app", "logapp:handler", "--log-format", "json", "--log-level", "debug"]
+    instance = Instance([*args, "--auth-token", auth, "--stream-token"], tmp_path)
+    frames: list[str] = []
+    try:
+        result = await place_call_async(
+            f"{instance.url}/incoming-call",
+            [Audio(bytes(range(128, 255)) * 30, raw_mulaw=True), Silence(500)],
+            auth_token=auth,
+            end_quiet_ms=300,
+            on_frame=lambda t, sender, frame: frames.append(str(frame)),
+        )
+    finally:
+        instance.stop()
+    assert result.report.ok, result.report.findings
+    call_sid, stream_sid = result.report.call_sid, result.report.stream_sid
+    entries = [json.loads(line) for line in instance.text().splitlines() if line.strip()]
+    assert {"time", "level", "logger", "message"} <= set(entries[0])
+    about_the_call = [
+        e for e in entries if e["logger"] == "logapp" or call_sid in e["message"]
+        or stream_sid in e["message"]
+    ]  # fmt: skip
+    assert len([e for e in about_the_call if e["logger"] == "logapp"]) == 2  # debug too
+    assert len(about_the_call) >= 3, entries
+    for entry in about_the_call:
+        assert (entry.get("call_sid"), entry.get("stream_sid")) == (call_sid, stream_sid), entry
+    text = instance.text()
+    payloads = [json.loads(f)["media"]["payload"] for f in frames if '"media"' in f]
+    assert len(payloads) > 10
+    assert not [p for p in payloads if p in text]
+    (start,) = [json.loads(f) for f in frames if '"event":"start"' in f.replace(" ", "")]
+    stream_token = start["start"]["customParameters"]["streamToken"]
+    assert auth not in text and stream_token not in text
+
+
+def test_log_level_applies_to_the_apps_own_loggers() -> None:
+    from mediastreams.cli.serve import _configure_logging
+
+    app = logging.getLogger("someapp.module")
+    _configure_logging("warning")
+    assert not app.isEnabledFor(logging.INFO) and app.isEnabledFor(logging.WARNING)
+    assert not logging.getLogger("mediastreams.server").isEnabledFor(logging.INFO)
+    _configure_logging("debug")
+    assert app.isEnabledFor(logging.DEBUG)
+    assert logging.getLogger("mediastreams.session").isEnabledFor(logging.DEBUG)

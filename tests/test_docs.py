@@ -33,3 +33,24 @@ def test_page_examples_run(
         if name.startswith("test_") and inspect.isfunction(value):
             fixtures = inspect.signature(value).parameters
             value(**{fixture: request.getfixturevalue(fixture) for fixture in fixtures})
+
+
+def test_the_readme_names_every_extra_and_only_those() -> None:
+    import tomllib
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    section = (ROOT / "README.md").read_text().split("## Add mediastreams to your project")[1]
+    section = section.split("\n## ")[0]
+    documented = set(re.findall(r"^\| `([a-z]+)` \|", section, re.M))
+    assert documented == set(extras)
+    assert "uv add mediastreams" in section and "pip install mediastreams" in section
+
+
+def test_the_session_page_gives_the_default_rate_of_audio() -> None:
+    from mediastreams.session import MediaStream
+
+    default = inspect.signature(MediaStream.audio).parameters["sample_rate"].default
+    page = (ROOT / "docs" / "session.md").read_text()
+    assert f"mono PCM at {default} Hz" in page.replace("\n", " ")

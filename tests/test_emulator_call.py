@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from starlette.websockets import WebSocket
@@ -14,6 +15,7 @@ from starlette.websockets import WebSocket
 from emulator_apps import TONE_MULAW, b64, mark, media, nothing, plays, sends, stream_app
 from mediastreams.audio import wav_bytes
 from mediastreams.emulator import Audio, CallResult, Hangup, Press, Silence, place_call
+from mediastreams.exceptions import ViolationsFound
 from mediastreams.inspection import inspect_trace
 from mediastreams.messages import parse
 from mediastreams.trace import read_trace
@@ -126,12 +128,17 @@ def test_a_binary_frame() -> None:
     assert kinds(result) == [(31950, "binary-frame")]
 
 
-def test_every_occurrence_is_counted() -> None:
+def test_every_occurrence_is_counted_and_the_first_kept() -> None:
     result = call(stream_app(sends(*[TONE_MULAW[:160]] * 5)))
-    assert kinds(result) == [(31950, "binary-frame")] * 5
-    (by_kind,) = result.report.to_dict()["summary"]["by_kind"]
-    assert by_kind["count"] == 5 and by_kind["first_line"] == result.report.findings[0].line
-    assert by_kind["frame"] == b64(TONE_MULAW[:160])  # the first frame's bytes, base64
+    report = result.report
+    assert kinds(result) == [(31950, "binary-frame")]  # each kind once: its first occurrence
+    assert report.violation_count == 5 and len(report.violations) == 1
+    (group,) = report.to_dict()["groups"]
+    assert group["count"] == 5 and group["line"] == report.findings[0].line
+    assert group["lines"] == [group["line"]]
+    assert group["frame"] == b64(TONE_MULAW[:160])  # the first frame's bytes, base64
+    assert report.to_dict()["violations"] == {"twilio": 0, "app": 5}
+    assert report.to_dict()["binary_frames"] == {"twilio": 0, "app": 5}
 
 
 def test_clear_with_marks_pending_echoes_them_at_once_in_order() -> None:
@@ -359,3 +366,51 @@ def test_a_frame_that_crosses_the_callers_stop_is_not_a_violation(tmp_path: Path
     assert result.report.frames_after_stop == 1
     with trace.open() as lines:  # inspect agrees
         assert inspect_trace(read_trace(lines)).summary()["frames_after_stop"] == 1
+
+
+def test_a_finding_reads_as_a_sentence() -> None:
+    playload = '{"event":"media","streamSid":"{sid}","media":{"playload":"/w=="}}'
+    result = call(stream_app(sends(playload)))
+    (finding,) = result.report.violations
+    text = str(finding)
+    where = f"line {finding.line}, {finding.t:.3f} s: app: "
+    assert text.startswith(where + "31951 Protocol - Invalid Message: unknown field")
+    assert "did you mean `payload`?" in text and "Rename" in text
+
+
+def test_raise_for_violations_lists_every_kind_once_with_its_count() -> None:
+    playload = '{"event":"media","streamSid":"{sid}","media":{"playload":"/w=="}}'
+    result = call(stream_app(sends(playload, playload, playload, TONE_MULAW[:160])))
+    with pytest.raises(ViolationsFound) as raised:
+        result.raise_for_violations()
+    error = raised.value
+    assert isinstance(error, AssertionError)  # a test fails with it, as with an assert
+    assert [f.violation.code for f in error.findings] == [31951, 31950]
+    lines = str(error).splitlines()
+    assert lines[0].endswith("the app made 4 mistake(s), 2 kind(s)")
+    assert lines[1] == f"- {error.findings[0]}, and 2 more like it"
+    assert lines[2] == f"- {error.findings[1]}"
+    call(stream_app(plays(TONE_MULAW))).raise_for_violations()  # a good app: nothing raised
+
+
+def test_raise_for_violations_when_the_call_could_not_be_placed() -> None:
+    result = place_call("ws://127.0.0.1:9/media-stream", [Hangup(at_ms=100)])
+    with pytest.raises(ViolationsFound, match="the call could not be placed"):
+        result.raise_for_violations()
+
+
+def test_findings_memory_stays_bounded_however_long_a_bad_call_runs() -> None:
+    # 2,000 bad frames of 40 KB each: one finding kept (its frame cut), every one counted.
+    big = '{"event":"media","streamSid":"{sid}","media":{"playload":"' + "A" * 40_000 + '"}}'
+
+    async def flood(websocket: WebSocket, start: dict[str, Any]) -> None:
+        bad = big.replace("{sid}", start["streamSid"])
+        for _ in range(2000):
+            await websocket.send_text(bad)
+
+    report = call(stream_app(flood), [Hangup(at_ms=3000)]).report
+    assert report.violation_count == 2000 and not report.ok
+    (finding,) = report.findings
+    assert len(finding.violation.frame or "") <= 4096
+    (group,) = report.to_dict()["groups"]
+    assert group["count"] == 2000 and len(group["frame"]) == 1000

@@ -77,13 +77,16 @@ def test_time_stands_still_while_an_executor_thread_works() -> None:
     assert elapsed == 0
 
 
-def doubts_of(main: Any) -> list[TimeDoubt]:
-    """Run ``main(loop)`` in virtual time; what the loop noticed ran beside it."""
+def doubts_of(main: Any, *, watch: bool = True) -> list[TimeDoubt]:
+    """Run ``main(loop)`` in virtual time, watched as a call's streams are; what the loop
+    noticed ran beside it."""
 
     async def run() -> list[TimeDoubt]:
         loop = asyncio.get_running_loop()
         assert isinstance(loop, VirtualEventLoop)
+        unwatch = loop.watch() if watch else lambda: None
         await main(loop)
+        unwatch()
         return loop.time_doubts()
 
     return run_in_loop(run)
@@ -167,6 +170,7 @@ def test_doubts_are_kept_by_the_loop_time_they_were_seen() -> None:
     async def run() -> tuple[list[TimeDoubt], list[TimeDoubt]]:
         loop = asyncio.get_running_loop()
         assert isinstance(loop, VirtualEventLoop)
+        loop.watch()
         await asyncio.sleep(5)
         time.sleep(0.25)
         await asyncio.sleep(5)
@@ -176,3 +180,112 @@ def test_doubts_are_kept_by_the_loop_time_they_were_seen() -> None:
     assert [d for d in before if d.blocked_ms >= 250] == []
     assert [d.first_s for d in after if d.blocked_ms >= 250] == [5]
     assert time_doubts(0, 10) == []  # outside a virtual loop: nothing to doubt
+
+
+# --- apps that read the wall clock --------------------------------------------------------
+
+CHUNK_MS = 40
+AUDIO_MS = 2000
+CHUNK = b"\x10\x90" * (CHUNK_MS * 4)  # loud mu-law, 8 bytes a millisecond
+
+
+def wall_paced_app(clock: Any = None, *, in_thread: bool = False) -> Any:
+    """An app that paces 2 s of audio by the wall clock (``time.monotonic()``, or ``clock``)
+    and sleeps with asyncio, as pipecat's output transport does (``_write_audio_sleep``)."""
+    from emulator_apps import media, stream_app
+
+    async def now_s() -> float:
+        if in_thread:  # in the loop's executor: another thread reads the clock
+            return await asyncio.get_running_loop().run_in_executor(None, time.monotonic)
+        return float(clock()) if clock is not None else time.monotonic()
+
+    async def talk(websocket: Any, start: dict[str, Any]) -> None:
+        next_s = await now_s()
+        for _ in range(AUDIO_MS // CHUNK_MS):
+            await websocket.send_text(media(start["streamSid"], CHUNK))
+            next_s += CHUNK_MS / 1000
+            await asyncio.sleep(max(0.0, next_s - await now_s()))
+
+    return stream_app(talk)
+
+
+WALL_CLOCK_NOTE = "read the wall clock"
+
+
+def test_an_app_that_paces_by_the_wall_clock_gets_the_note() -> None:
+    from mediastreams.emulator import Hangup, place_call
+
+    clocks = {name: getattr(time, name) for name in ("monotonic", "perf_counter", "time")}
+    virtual = place_call(wall_paced_app(), [Hangup(at_ms=3000)]).report
+    # The app's sleeps take no wall time, so its pacing goes wrong: far less than the 2 s it
+    # sends in real time, and the report says why.
+    assert virtual.audio_received_ms < AUDIO_MS / 2, virtual.audio_received_ms
+    (note,) = [n for n in virtual.notes if "virtual time may be wrong" in n]
+    assert WALL_CLOCK_NOTE in note and "time.monotonic()" in note and "(now_s)" in note
+    assert "--clock real" in note
+    # The clocks are the time module's own again once the call is over.
+    assert {name: getattr(time, name) for name in clocks} == clocks
+    real = place_call(wall_paced_app(), [Hangup(at_ms=3000)], clock="real").report
+    assert real.audio_received_ms == AUDIO_MS and not any(WALL_CLOCK_NOTE in n for n in real.notes)
+
+
+@pytest.mark.parametrize("name", ["perf_counter", "time", "monotonic_ns", "perf_counter_ns"])
+def test_each_clock_is_watched(name: str) -> None:
+    from mediastreams.emulator import Hangup, place_call
+
+    scale = 1e-9 if name.endswith("_ns") else 1.0
+    app = wall_paced_app(lambda: getattr(time, name)() * scale)
+    report = place_call(app, [Hangup(at_ms=1000)]).report
+    assert any(f"time.{name}()" in n for n in report.notes), report.notes
+
+
+def test_reads_from_other_threads_and_before_the_call_are_not_counted() -> None:
+    from mediastreams.emulator import Hangup, place_call
+
+    # The same pacing, but the clock is read in the loop's executor: not the loop's thread.
+    report = place_call(wall_paced_app(in_thread=True), [Hangup(at_ms=2000)]).report
+    assert not any(WALL_CLOCK_NOTE in n for n in report.notes), report.notes
+
+    async def main(loop: asyncio.AbstractEventLoop) -> None:
+        time.monotonic()  # no call's streams run: nothing watches
+        time.sleep(0.3)  # nor is a blocked loop recorded
+        await asyncio.sleep(1)
+
+    assert doubts_of(main, watch=False) == []
+    assert [d.cause for d in doubts_of(main)] == ["wall-clock", "blocked"]
+
+
+def test_no_note_for_the_projects_own_server() -> None:
+    from mediastreams.emulator import Audio, WaitForQuiet, place_call
+    from mediastreams.server import ServerConfig, create_app, echo_handler, play_handler
+
+    hello = b"\x10\x90" * 4000
+    for handler in (echo_handler, play_handler(hello, hangup_after_play=True)):
+        app = create_app(ServerConfig(handler=handler))
+        result = place_call(
+            app, [Audio(hello, raw_mulaw=True), WaitForQuiet()], webhook_path="/incoming-call"
+        )
+        assert result.ok and result.report.audio_received_ms > 0
+        assert result.report.notes == [], result.report.notes
+
+
+def test_a_read_from_generated_code_is_its_callers() -> None:
+    # A dataclass made during the call takes the wrapped clock as its default factory: the
+    # read comes from the dataclass's generated __init__, and belongs to who built it.
+    from dataclasses import dataclass, field
+
+    from emulator_apps import stream_app
+    from mediastreams.emulator import Hangup, place_call
+
+    async def stamps(websocket: Any, start: dict[str, Any]) -> None:
+        @dataclass
+        class Stamp:
+            at: float = field(default_factory=time.time)
+
+        for _ in range(3):
+            Stamp()
+            await asyncio.sleep(0.1)
+
+    report = place_call(stream_app(stamps), [Hangup(at_ms=1000)]).report
+    (note,) = [n for n in report.notes if WALL_CLOCK_NOTE in n]
+    assert "time.time() in " in note and "(stamps) x3" in note and "<string>" not in note

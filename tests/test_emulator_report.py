@@ -30,10 +30,18 @@ from emulator_apps import (
     stream_app,
 )
 from mediastreams.audio import mulaw
-from mediastreams.emulator import Audio, Hangup, Silence, WaitForQuiet, WaitForReply, place_call
-from mediastreams.emulator.call import Timeline
+from mediastreams.emulator import (
+    Audio,
+    Hangup,
+    Press,
+    Silence,
+    WaitForQuiet,
+    WaitForReply,
+    place_call,
+)
 from mediastreams.emulator.measures import measure
 from mediastreams.emulator.script import Step, Utterance
+from mediastreams.emulator.talkback import Talkback
 
 
 def channels(stereo_wav: bytes) -> tuple[np.ndarray, np.ndarray]:
@@ -210,7 +218,7 @@ def test_timed_audio_is_spoken_at_its_time_whatever_the_app_does() -> None:
 
 def test_measures_from_a_recorded_timeline() -> None:
     # Two stretches of playout 300 ms apart (a stall), then a clear, then one after 2.4 s.
-    timeline = Timeline(
+    talkback = Talkback(
         playout_runs=[(20, 1020, 0, 8000), (1320, 2020, 8000, 13600), (4420, 5420, 16000, 24000)],
         audible_runs=[(20, 1020), (1320, 2020), (4420, 5420)],
         clears_ms=[1900.0],
@@ -221,7 +229,7 @@ def test_measures_from_a_recorded_timeline() -> None:
         media_bytes=[8000, 6000, 8000],
         duration_ms=6000,
     )
-    found = measure(timeline, [Utterance(1700, 2500)])
+    found = measure(talkback, [Utterance(1700, 2500)])
     assert [(r.start_ms, r.end_ms, r.played_ms, r.clear_ms) for r in found.replies] == [
         (20, 1920, 1600.0, 1900.0),
         (1920, 2020, 100.0, None),
@@ -326,3 +334,76 @@ def test_no_virtual_time_note_for_plain_apps_the_server_and_the_demo() -> None:
         assert not [n for n in result.report.notes if "virtual time" in n]
     # The echo of the caller's own voice is no reply the caller talked over.
     assert results[1].report.barge_ins == []
+
+
+def stuttering(chunk_ms: int, every_s: float, chunks: int, *, clear: bool = True) -> Any:
+    """An app that streams its reply slower than real time (``chunk_ms`` of audio every
+    ``every_s``), so the playout runs dry between chunks, and clears 100 ms after its last
+    chunk (unless ``clear`` is false)."""
+    parts: list[bytes | float] = []
+    for _ in range(chunks):
+        parts += [TONE_MULAW[: chunk_ms * 8], every_s]
+    slow = paced(*parts[:-1], 0.1)
+
+    async def behaviour(websocket: WebSocket, start: dict[str, Any]) -> None:
+        await slow(websocket, start)
+        if clear:
+            frame = {"event": "clear", "streamSid": start["streamSid"]}
+            await websocket.send_text(json.dumps(frame))
+
+    return stream_app(behaviour)
+
+
+@pytest.mark.parametrize(
+    ("onset_ms", "where"), [(1440, "while audio plays"), (1540, "in a hole of the reply")]
+)
+def test_holes_in_a_slow_reply_under_caller_speech_are_stalls_and_the_clear_counts(
+    onset_ms: int, where: str
+) -> None:
+    # 300 ms every 400 ms: the playout runs dry for about 100 ms after each chunk. The caller
+    # talks over the reply from onset_ms; the app clears at 1.7 s, after the fifth chunk.
+    # The holes while the caller speaks do not end the reply, so the clear cuts it and the
+    # barge-in has it (it was reported as never cleared); an onset in a hole is a barge-in.
+    steps: list[Step] = [Audio(TONE_MULAW, raw_mulaw=True, at_ms=onset_ms), Hangup(at_ms=4000)]
+    report = place_call(stuttering(300, 0.4, 5), steps).report
+    (barge,) = report.barge_ins
+    assert barge.onset_ms == onset_ms and barge.clear_ms is not None, where
+    assert 1700 <= barge.clear_ms <= 1720
+    assert not any("never sent clear" in note for note in report.notes)
+    (reply,) = report.replies
+    assert reply.clear_ms == barge.clear_ms
+    # Four holes of about 100 ms before the clear, each a stall of the reply.
+    assert len(report.stalls) == 4 and 360 <= report.stalled_ms <= 440
+    assert barge.heard_ms == reply.played_ms
+
+
+def test_an_onset_in_a_stall_of_a_reply_that_goes_on_is_a_barge_in() -> None:
+    # The same stuttering reply, never cleared: the caller starts in a hole, the reply
+    # resumes and talks over the caller.
+    steps: list[Step] = [Audio(TONE_MULAW, raw_mulaw=True, at_ms=1540), Hangup(at_ms=4000)]
+    report = place_call(stuttering(300, 0.4, 8, clear=False), steps).report
+    (barge,) = [b for b in report.barge_ins if b.onset_ms == 1540]
+    assert barge.clear_ms is None
+    assert any("at 1540 ms and the app never sent clear" in note for note in report.notes)
+
+
+def test_a_key_press_between_two_replies_makes_a_pause_not_a_stall() -> None:
+    # A reply, then the caller presses a key in the quiet after it, and the app answers it
+    # 300 ms later: a pause caused by the caller (it was a 700 ms stall inside one reply).
+    async def on_key(websocket: WebSocket, start: dict[str, Any]) -> None:
+        await websocket.send_text(media(start["streamSid"], TONE_MULAW))
+
+    received: list[dict[str, Any]] = []
+
+    async def behaviour(websocket: WebSocket, start: dict[str, Any]) -> None:
+        await on_key(websocket, start)
+        while not any(frame["event"] == "dtmf" for frame in received):
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.3)
+        await on_key(websocket, start)
+
+    steps: list[Step] = [Press("9", at_ms=1400), Hangup(at_ms=4000)]
+    report = place_call(stream_app(behaviour, received=received), steps).report
+    assert report.stalls == [] and report.stalled_ms == 0
+    (pause,) = report.pauses
+    assert pause.cause == "caller" and 600 <= pause.duration_ms <= 800

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import io
 import json
 import socket
 import sys
@@ -101,6 +102,17 @@ def app_for(agent: Agent, forms: Forms, **sockets: Any) -> Starlette:
     return Starlette(routes=routes)
 
 
+def rendered(report: Any) -> str:
+    """The report as the terminal shows it, as plain text."""
+    from rich.console import Console
+
+    from mediastreams.emulator.render import render_text
+
+    console = Console(record=True, width=400, file=io.StringIO())
+    console.print(render_text(report))
+    return console.export_text()
+
+
 CONNECT = '<Response><Connect><Stream url="/agent"/></Connect><Pause length="30"/></Response>'
 
 
@@ -127,6 +139,12 @@ def test_hang_up_over_rest_with_the_twilio_library() -> None:
     assert report.findings == []
     rest = report.to_dict()["rest"]
     assert rest["url"] == f"http://127.0.0.1:{agent.port}"
+    # The terminal report shows the request and the stream it ended.
+    shown = rendered(report)
+    assert f"REST requests to the stand-in at {rest['url']}" in shown
+    assert f"POST /2010-04-01/Accounts/{ACCOUNT}/Calls/{report.call_sid}.json" in shown
+    assert "Status=completed" in shown and "Streams" in shown and "ended by" in shown
+    assert "wss://testserver/agent" in shown and "rest, close" not in shown
     (request,) = rest["requests"]
     assert request["method"] == "POST"
     assert request["path"] == f"/2010-04-01/Accounts/{ACCOUNT}/Calls/{report.call_sid}.json"

@@ -51,7 +51,7 @@ def test_the_report_as_json() -> None:
         "inbound_dropped_ms": 0,
         "discarded_by_clear_ms": 0,
     }
-    assert report["frames"]["max_buffered_ms"] == 1000.0
+    assert report["playout"]["max_buffered_ms"] == 1000.0
     assert report["time_to_first_audio_ms"] == 0.0
     assert report["stream_sid"].startswith("MZ")
     assert result.report.to_json().startswith("{")
@@ -73,7 +73,7 @@ def test_virtual_time_needs_an_app() -> None:
 def test_rendering_the_report_for_the_terminal() -> None:
     from rich.console import Console
 
-    from mediastreams.emulator.report import render_text
+    from mediastreams.emulator.render import render_text
 
     result = place_call(stream_app(plays(b"\x10" * 800)), [Hangup(at_ms=100)])
     console = Console(record=True, width=120)

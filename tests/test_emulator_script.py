@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from emulator_apps import TONE_MULAW
+from mediastreams.emulator.loudness import audible_extent, is_audible
 from mediastreams.emulator.script import (
     Audio,
     CallerScript,
@@ -15,10 +18,8 @@ from mediastreams.emulator.script import (
     Utterance,
     WaitForQuiet,
     WaitForReply,
-    audible_extent,
     cli_steps,
     default_steps,
-    is_audible,
     parse_audio_option,
     parse_dtmf_option,
 )
@@ -191,11 +192,6 @@ def test_wait_for_reply_counts_from_the_reply_already_playing() -> None:
 def test_wait_for_reply_gives_up_when_the_app_never_speaks() -> None:
     script = CallerScript([WaitForReply(timeout_ms=400), Hangup()], end_quiet_ms=None)
     assert run(script, until_ms=5000)[-1] == (400, "", True)
-    # The stream's first tick says "app_spoke" (nothing was heard before it): no reply yet.
-    script = CallerScript([WaitForReply(timeout_ms=400), Hangup()], end_quiet_ms=None)
-    ticks = [script.tick(0, quiet_ms=0, app_spoke=True)[2]]
-    ticks += [script.tick(t, quiet_ms=t, app_spoke=False)[2] for t in range(20, 1000, 20)]
-    assert ticks.index(True) * 20 == 400
 
 
 @pytest.mark.parametrize(
@@ -235,3 +231,30 @@ def test_cli_script_with_a_barge_in_and_a_timed_file() -> None:
 def test_audible_extent_ends_at_the_last_loud_sample() -> None:
     assert audible_extent(TONE_MULAW[:100] + SILENCE) == 100
     assert audible_extent(SILENCE) == 0 and audible_extent(b"") == 0
+
+
+def test_wait_for_quiet_at_the_start_waits_for_the_app_to_speak() -> None:
+    # Nothing has played before the first tick: the caller must not take the start of the
+    # call for the end of a greeting.
+    from typing import Any
+
+    from starlette.websockets import WebSocket
+
+    from emulator_apps import media, nothing, stream_app
+    from mediastreams.emulator import Hangup, place_call
+
+    speak = Audio(TONE_MULAW[:1600], raw_mulaw=True)  # 200 ms
+    silent = place_call(stream_app(nothing), [WaitForQuiet(timeout_ms=3000), speak, Hangup()])
+    # The app never speaks: the caller waits the whole timeout, not one second of "quiet".
+    assert [u.onset_ms for u in silent.report.utterances] == [3000]
+
+    async def late_greeting(websocket: WebSocket, start: dict[str, Any]) -> None:
+        await asyncio.sleep(1.5)
+        await websocket.send_text(media(start["streamSid"], TONE_MULAW))  # 1 s, heard at once
+
+    late = place_call(stream_app(late_greeting), [WaitForQuiet(), speak, Hangup()])
+    (reply,) = late.report.replies
+    (utterance,) = late.report.utterances
+    # Once the greeting has played out, a second of quiet, then the caller speaks.
+    assert reply.start_ms >= 1500
+    assert utterance.onset_ms == reply.end_ms + 1000

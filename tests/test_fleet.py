@@ -34,7 +34,9 @@ def on_webhook(parameters):
 async def handler(stream):
     context = stream.context
     record = {"context": context.to_json() if context else None, "pid": os.getpid()}
-    (OUT / f"{stream.call_sid}.json").write_text(json.dumps(record))
+    partial = OUT / f"{stream.call_sid}.tmp"
+    partial.write_text(json.dumps(record))
+    partial.rename(partial.with_suffix(".json"))  # whole, or not there
     async for _ in stream:
         pass
 """
@@ -122,6 +124,118 @@ async def test_a_token_is_redeemed_once_when_two_instances_race(redis: RedisServ
     finally:
         for state in states:
             await state.close()
+
+
+async def test_two_sockets_racing_for_one_token_on_two_instances(
+    app_dir: Path, redis: RedisServer
+) -> None:
+    from fake_twilio import TwilioClient
+    from mediastreams.server import TOKEN_PARAMETER
+    from mediastreams.twiml import parse_twiml
+
+    specs = [fleet_args(redis, "picows"), fleet_args(redis, "websockets")]
+    with instances(specs, app_dir) as pair:
+        for round_ in range(5):
+            call_sid = f"CA{round_:032x}"
+            async with httpx.AsyncClient() as client:
+                reply = await client.post(
+                    f"{pair[round_ % 2].url}/incoming-call", data={"CallSid": call_sid}
+                )
+            assert reply.status_code == 200, reply.text
+            (connect,) = parse_twiml(reply.text).verbs
+            token = {p.name: p.value for p in connect.stream.parameters}[TOKEN_PARAMETER]
+            sockets = [
+                TwilioClient(
+                    f"ws://127.0.0.1:{instance.port}/media-stream",
+                    call_sid=call_sid,
+                    custom_parameters={TOKEN_PARAMETER: token},
+                )
+                for instance in pair
+            ]
+            async with sockets[0], sockets[1]:
+                await asyncio.gather(*(twilio.open() for twilio in sockets))
+                record = app_dir / "out" / f"{call_sid}.json"
+                await await_for(
+                    lambda r=record, s=sockets: r.exists() and any(t.closed.is_set() for t in s),
+                    "one socket refused, the other's handler running",
+                )
+                (lost,) = [t for t in sockets if t.closed.is_set()]
+                (won,) = [t for t in sockets if t is not lost]
+                assert lost.ws.close_code == 1008
+                assert not won.closed.is_set()
+                winner = pair[sockets.index(won)]
+                assert json.loads(record.read_text())["pid"] == winner.process.pid
+                won.protocol.send_stop()
+                await won.flush()
+        assert sum(i.text().count("refused the stream") for i in pair) == 5
+
+
+async def test_readyz_is_503_while_redis_is_down(app_dir: Path, redis: RedisServer) -> None:
+    with instances([fleet_args(redis, "picows")], app_dir) as (instance,):
+        async with httpx.AsyncClient(base_url=instance.url, timeout=15) as client:
+            assert (await client.get("/readyz")).status_code == 200
+            redis.stop()
+            await await_for(lambda: _status(client, "/readyz", 503), "/readyz to say 503")
+            assert (await client.get("/readyz")).json() == {"status": "shared state unavailable"}
+            assert (await client.get("/healthz")).status_code == 200  # alive all the same
+            webhook = await client.post("/incoming-call", data={"CallSid": "CA" + "2" * 32})
+            assert webhook.status_code == 503
+            redis.start()
+            await await_for(lambda: _status(client, "/readyz", 200), "/readyz to say 200 again")
+        result = await place_call_async(
+            f"{instance.url}/incoming-call", [Silence(300)], end_quiet_ms=300
+        )
+        assert result.report.ok, result.report.findings
+        assert record_of(app_dir, str(result.report.call_sid))["context"] is not None
+
+
+async def test_an_instance_started_before_redis_is_ready_once_it_answers(
+    app_dir: Path, redis: RedisServer
+) -> None:
+    redis.stop()
+    with instances([fleet_args(redis, "websockets")], app_dir) as (instance,):
+        async with httpx.AsyncClient(base_url=instance.url, timeout=15) as client:
+            assert (await client.get("/readyz")).status_code == 503
+            redis.start()
+            await await_for(lambda: _status(client, "/readyz", 200), "/readyz to say 200")
+            call = asyncio.create_task(
+                place_call_async(
+                    f"{instance.url}/incoming-call",
+                    [Silence(20_000)],
+                    end_quiet_ms=None,
+                    max_duration_s=40,
+                )
+            )
+            await await_for(lambda: calls_on(instance.url), "the call in the registry")
+            (listed,) = await calls_on(instance.url)
+            # Commands reach it: the instance subscribed once Redis answered.
+            hung_up = await client.post(f"/calls/{listed['call_sid']}/hangup", headers=AUTH)
+            assert hung_up.status_code == 200, hung_up.text
+            result = await asyncio.wait_for(call, 30)
+        assert result.report.ok, result.report.findings
+        assert result.report.duration_ms < 15_000
+    assert "the server starts anyway" in instance.text()
+
+
+async def _status(client: httpx.AsyncClient, path: str, status: int) -> bool:
+    return (await client.get(path)).status_code == status
+
+
+async def test_a_redis_restart_fails_no_operation_once_it_answers(redis: RedisServer) -> None:
+    from mediastreams.store import RedisState
+
+    state = RedisState(redis.url, namespace="restart")
+    await state.start()
+    try:
+        # Several operations at once: several pooled connections, each stale after a restart.
+        await asyncio.gather(*(state.mint_token(f"CA{n:032x}") for n in range(4)))
+        redis.stop()
+        redis.start()
+        for n in range(4):
+            await state.mint_token(f"CB{n:032x}")
+        assert state.available
+    finally:
+        await state.close()
 
 
 async def test_control_from_one_instance_acts_on_a_call_held_by_another(

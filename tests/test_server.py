@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
-import hashlib
-import hmac
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -21,45 +17,16 @@ from mediastreams.server import (
     BACKENDS,
     ServerConfig,
     answer_webhook,
-    bind,
     check_upgrade,
     echo_handler,
     play_handler,
-    serve,
 )
 from mediastreams.session import MediaStream, Outcome, PlayHandle
+from serving import TOKEN, running, sign
 
 pytestmark = pytest.mark.anyio
 
 SOURCE = bytes(range(256)) * 20  # 5120 bytes = 640 ms of mu-law
-TOKEN = "test-auth-token"
-
-
-@contextlib.asynccontextmanager
-async def running(config: ServerConfig, backend: str = "uvicorn") -> AsyncIterator[int]:
-    """A server on a free loopback port, stopped (and every stream closed) on exit."""
-    sock = bind("127.0.0.1", 0)
-    port = sock.getsockname()[1]
-    stop = asyncio.Event()
-    server = asyncio.create_task(serve(config, sock, backend=backend, stop=stop))  # type: ignore[arg-type]
-    try:
-        async with asyncio.timeout(5):
-            while True:  # wait until it answers
-                with contextlib.suppress(httpx.HTTPError):
-                    async with httpx.AsyncClient() as client:
-                        await client.get(f"http://127.0.0.1:{port}/healthz")
-                        break
-                await asyncio.sleep(0.02)
-        yield port
-    finally:
-        stop.set()
-        await asyncio.wait_for(server, 10)
-        sock.close()
-
-
-def sign(url: str, params: dict[str, str] | None = None) -> str:
-    data = url + "".join(k + v for k, v in sorted((params or {}).items()))
-    return base64.b64encode(hmac.new(TOKEN.encode(), data.encode(), hashlib.sha1).digest()).decode()
 
 
 async def health(port: int) -> dict[str, Any]:
@@ -272,11 +239,11 @@ async def test_signatures_on_both_routes(backend: str, caplog: pytest.LogCapture
         assert (await client.get(local, headers=bad)).status_code == 403
         good = {"X-Twilio-Signature": sign(webhook + "?CallSid=CA1")}
         assert (await client.get(local + "?CallSid=CA1", headers=good)).status_code == 200
-        if backend == "uvicorn":  # POST: the form parameters are signed too
-            form = {"CallSid": "CA1", "From": "+15550100"}
-            signed = {"X-Twilio-Signature": sign(webhook, form)}
-            assert (await client.post(local, data=form, headers=signed)).status_code == 200
-            assert (await client.post(local, data=form, headers=good)).status_code == 403
+        # POST (Twilio's default), on every backend: the form parameters are signed too.
+        form = {"CallSid": "CA1", "From": "+15550100"}
+        signed = {"X-Twilio-Signature": sign(webhook, form)}
+        assert (await client.post(local, data=form, headers=signed)).status_code == 200
+        assert (await client.post(local, data=form, headers=good)).status_code == 403
 
         from websockets.exceptions import InvalidStatus
 

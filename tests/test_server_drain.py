@@ -95,3 +95,30 @@ async def test_the_drain_timeout_closes_with_1001_a_normal_end(
 async def _is(value: object, expected: int) -> bool:
     assert asyncio.iscoroutine(value)
     return bool(await value == expected)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_a_second_sigterm_stops_at_once_with_1001(tmp_path: Path, backend: str) -> None:
+    instance = Instance(["--echo", "--backend", backend], tmp_path)  # drain timeout: 600 s
+    try:
+        call = asyncio.create_task(
+            place_call_async(
+                f"{instance.url}/incoming-call",
+                [Silence(30_000)],
+                end_quiet_ms=None,
+                max_duration_s=60,
+            )
+        )
+        await await_for(lambda: streams_on(instance), "the stream to start")
+        instance.signal(signal.SIGTERM)
+        await await_for(lambda: _is(readyz(instance), 503), "/readyz to answer 503", 5)
+        assert instance.process.poll() is None  # draining: the call goes on
+        instance.signal(signal.SIGTERM)
+        assert await wait_exit(instance) == 0
+        result = await asyncio.wait_for(call, 30)
+        assert result.report.ok, result.report.findings
+        assert 31921 not in result.report.codes()
+        assert result.report.duration_ms < 25_000
+    finally:
+        instance.stop()
+    assert "closing stream" in instance.text() and "1001" in instance.text()

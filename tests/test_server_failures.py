@@ -318,6 +318,6 @@ def test_call_exits_1_on_a_crashing_app(
     from mediastreams.cli import main
 
     assert main(["call", crashing_module, "--hangup-after", "2", "--json"]) == 1
-    (violation,) = json.loads(capsys.readouterr().out)["violations"]
-    assert violation["code"] == 31921
+    (violation,) = json.loads(capsys.readouterr().out)["groups"]
+    assert violation["code"] == 31921 and violation["count"] == 1
     assert "RuntimeError: boom" in violation["message"]

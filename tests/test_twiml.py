@@ -31,6 +31,7 @@ from mediastreams.twiml import (
     UnknownVerb,
     check_stream,
     check_stream_url,
+    check_verb,
     connect_stream,
     parse_twiml,
     render_twiml,
@@ -411,3 +412,33 @@ def test_any_parameter_round_trips(name: str, value: str) -> None:
     stream = _only_connect(parse_twiml(xml)).stream
     assert stream is not None
     assert stream.parameters == (Parameter(name, value),)
+
+
+def _is_xml_char(code: int) -> bool:
+    # https://www.w3.org/TR/xml/#charsets, the Char production
+    return (
+        code in (0x9, 0xA, 0xD)
+        or 0x20 <= code <= 0xD7FF
+        or 0xE000 <= code <= 0xFFFD
+        or 0x10000 <= code <= 0x10FFFF
+    )
+
+
+def test_exactly_the_characters_xml_cannot_carry_are_refused() -> None:
+    from mediastreams.twiml.writer import _NOT_XML_CHAR
+
+    edges = {0, 0x8, 0x9, 0xA, 0xB, 0xC, 0xD, 0xE, 0x1F, 0x20, 0x7F, 0xD7FF, 0xD800, 0xDFFF}
+    edges |= {0xE000, 0xFFFD, 0xFFFE, 0xFFFF, 0x10000, 0x10FFFF}
+    for code in sorted(edges | set(range(0, 0x110000, 997))):
+        refused = _NOT_XML_CHAR.search(chr(code)) is not None
+        assert refused is not _is_xml_char(code), hex(code)
+
+
+def test_check_verb_judges_the_stream_and_the_method() -> None:
+    assert check_verb(Connect(Stream(URL))) == []
+    (problem,) = check_verb(Connect(Stream("ws://abc.example/s")))
+    assert problem.code == 31922
+    (problem,) = check_verb(Redirect("https://abc.example/next", method="PUT"))
+    assert "Use GET or POST" in problem.hint
+    assert check_verb(Say("hello")) == []
+    assert check_verb(Connect(Stream("ws://127.0.0.1/s")), allow_insecure_loopback=True) == []

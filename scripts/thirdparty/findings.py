@@ -7,7 +7,6 @@
 - ``realtime_session``: the fake Realtime server's log for the session of one call: each
   ``conversation.item.truncate`` (``audio_end_ms``) beside the audio the item had, errors,
   and when (or whether) the session closed after the call.
-- ``rest_requests``: the REST requests the app made during one call (the bot's hang-up).
 """
 
 from __future__ import annotations
@@ -164,14 +163,6 @@ def realtime_session(log: Path, opened_after: float, call_ended: float) -> Realt
                 }
             )
     return found
-
-
-def rest_requests(log: Path, since: float, until: float) -> list[dict[str, Any]]:
-    """The REST requests recorded between two times."""
-    if not log.exists():
-        return []
-    records = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
-    return [r for r in records if since <= r["t"] <= until]
 
 
 def as_dict(value: Any) -> Any:

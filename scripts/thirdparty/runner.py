@@ -1,9 +1,10 @@
 """Place emulated calls against third-party stacks and say what the emulator found.
 
 Started by ``scripts/thirdparty/run`` inside its throwaway environment. It starts, each on a
-free port of 127.0.0.1: a recorder of Twilio REST requests, the fake Realtime server, the
-Realtime-sample-shaped app three times (its model faster than real time, slower, and with a
-few deltas still arriving after speech started: the fake's profiles), and the pipecat bot.
+free port of 127.0.0.1: the fake Realtime server, the Realtime-sample-shaped app three times
+(its model faster than real time, slower, and with a few deltas still arriving after speech
+started: the fake's profiles), and the pipecat bot, configured to hang up over REST at the
+emulator's REST stand-in (``--rest-port``, ``rest_port=``), which each pipecat call serves.
 Then it places the calls of ``CALLS``, writes each report, recording and trace under the
 output folder, reads the apps' own logs, and prints a summary (also in ``summary.md``;
 everything in ``results.json``).
@@ -16,21 +17,17 @@ and hang up once the app has been quiet for 2 s (the bot hangs up itself on 9).
 from __future__ import annotations
 
 import argparse
-import base64
 import json
 import os
 import socket
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl
 
-from findings import as_dict, heard, read_heard, realtime_session, rest_requests
+from findings import as_dict, heard, read_heard, realtime_session
 from summary import render
 
 from mediastreams.audio import SILENCE_BYTE, to_mulaw, wav_bytes
@@ -48,20 +45,29 @@ BIN = Path(sys.executable).parent
 
 @dataclass(frozen=True)
 class Call:
-    """One call: which app, placed how (the ``call`` command or the Python API), which clock."""
+    """One call: which app, placed how (the ``call`` command or the Python API), which clock.
+
+    ``cli_audio``: how the ``call`` command says the caller's two turns: ``"one-file"`` (both
+    in one ``--audio`` file, the interruption 3 s after the question: the same audio as the
+    Python calls' steps) or ``"barge-in"`` (two files, the second ``--barge-in-after`` 2 s
+    into the answer). ``rest``: the call serves the REST stand-in the bot hangs up at.
+    """
 
     name: str
     app: str  # key of the server in Servers.ports; "pipecat-inprocess" for module:app
     how: str  # "cli" or "python"
     clock: str = "real"
     public_host: str = "app.example.test"
+    cli_audio: str = "one-file"
+    rest: bool = False
 
 
 CALLS = [
-    Call("pipecat-cli", "pipecat", "cli"),
-    Call("pipecat-python", "pipecat", "python"),
+    Call("pipecat-cli", "pipecat", "cli", rest=True),
+    Call("pipecat-python", "pipecat", "python", rest=True),
     Call("pipecat-virtual", "pipecat-inprocess", "cli", clock="virtual"),
     Call("realtime-cli", "realtime", "cli"),
+    Call("realtime-cli-barge-in", "realtime", "cli", cli_audio="barge-in"),
     Call("realtime-python", "realtime", "python"),
     Call("realtime-slow-python", "realtime-slow", "python"),
     Call("realtime-late-python", "realtime-late", "python"),
@@ -89,57 +95,6 @@ def wait_for_port(port: int, process: subprocess.Popen[bytes], log: Path) -> Non
     raise SystemExit(f"runner: nothing listened on 127.0.0.1:{port} after 120 s; see {log}")
 
 
-class RestRecorder:
-    """Answers Twilio REST call updates with 200 and records them (method, path, form, auth)."""
-
-    def __init__(self, log: Path) -> None:
-        self.log = log
-        recorder = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode()
-                user, _, password = _basic_auth(self.headers.get("Authorization", ""))
-                recorder.write(
-                    {
-                        "t": time.time(),
-                        "method": "POST",
-                        "path": self.path,
-                        "form": dict(parse_qsl(body)),
-                        "auth_user": user,
-                        "auth_matches": user == ACCOUNT_SID and password == AUTH_TOKEN,
-                    }
-                )
-                answer = json.dumps({"status": "completed"}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(answer)))
-                self.end_headers()
-                self.wfile.write(answer)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                return
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = int(self.server.server_address[1])
-        self.lock = threading.Lock()
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def write(self, record: dict[str, Any]) -> None:
-        with self.lock, self.log.open("a") as file:
-            file.write(json.dumps(record) + "\n")
-
-    def close(self) -> None:
-        self.server.shutdown()
-
-
-def _basic_auth(header: str) -> tuple[str | None, str, str]:
-    if not header.startswith("Basic "):
-        return None, "", ""
-    user, colon, password = base64.b64decode(header[6:]).decode().partition(":")
-    return user, colon, password
-
-
 class Servers:
     """The processes of a run, each on its own port, stopped at the end by their id."""
 
@@ -147,14 +102,17 @@ class Servers:
         self.out = out
         self.processes: list[subprocess.Popen[bytes]] = []
         self.ports: dict[str, int] = {}
-        self.rest = RestRecorder(out / "rest-requests.jsonl")
+        # The emulator's REST stand-in listens here during each pipecat call; the bot is
+        # configured with it (and the account SID and token) before any call, as a real
+        # deployment is configured with api.twilio.com.
+        self.rest_port = free_port()
         self.env = {
             **os.environ,
             "PROMPTS": str(PROMPTS),
-            "TWILIO_API_BASE_URL": f"http://127.0.0.1:{self.rest.port}",
             "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
             "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
         }
+        self.bot_env = {"TWILIO_API_BASE_URL": f"http://127.0.0.1:{self.rest_port}"}
 
     def start(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> int:
         port = free_port()
@@ -192,7 +150,7 @@ class Servers:
                 "SHOW_TIMING_MATH": "1",
             }
             self.start(name, [*uvicorn, "realtime_app:app"], env)
-        self.start("pipecat", [*uvicorn, "pipecat_bot:app"])
+        self.start("pipecat", [*uvicorn, "pipecat_bot:app"], self.bot_env)
 
     def stop(self) -> None:
         for process in self.processes:
@@ -204,7 +162,6 @@ class Servers:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
-        self.rest.close()
 
 
 def caller_audio(out: Path) -> dict[str, Path]:
@@ -221,16 +178,9 @@ def caller_audio(out: Path) -> dict[str, Path]:
     }
 
 
-def cli_supports(option: str) -> bool:
-    help_text = subprocess.run(
-        [str(BIN / "mediastreams"), "call", "--help"], capture_output=True, text=True
-    ).stdout
-    return option in help_text
-
-
-def cli_audio(audio: dict[str, Path]) -> list[str]:
-    """The CLI's way to say the script: a timed barge-in if it can, else one file."""
-    if cli_supports("--barge-in-after"):
+def cli_audio(call: Call, audio: dict[str, Path]) -> list[str]:
+    """The CLI's way to say the script: both turns in one file, or a timed barge-in."""
+    if call.cli_audio == "barge-in":
         return [
             "--audio",
             str(audio["request"]),
@@ -252,7 +202,9 @@ def place_cli(call: Call, servers: Servers, audio: dict[str, Path], files: dict[
             "--connect-to",
             f"127.0.0.1:{servers.ports[call.app]}",
         ]
-    command += ["--auth-token", AUTH_TOKEN, *cli_audio(audio), "--dtmf", "9", "--json"]
+    command += ["--auth-token", AUTH_TOKEN, *cli_audio(call, audio), "--dtmf", "9", "--json"]
+    if call.rest:
+        command += ["--rest-port", str(servers.rest_port), "--account-sid", ACCOUNT_SID]
     command += ["--record", str(files["heard"]), "--record-stereo", str(files["stereo"])]
     command += ["--trace", str(files["trace"]), "--trace-payloads", "--max-duration", "120"]
     with files["stderr"].open("wb") as stderr:
@@ -281,6 +233,9 @@ def place_python(
         WaitForQuiet(),
         Press("9"),
     ]
+    rest: dict[str, Any] = (
+        {"rest_port": servers.rest_port, "account_sid": ACCOUNT_SID} if call.rest else {}
+    )
     result = place_call(
         f"https://{call.public_host}/incoming-call",
         steps,
@@ -289,6 +244,7 @@ def place_python(
         trace=files["trace"],
         trace_payloads=True,
         max_duration_s=120,
+        **rest,
     )
     write_outputs(result, record=files["heard"], record_stereo=files["stereo"])
     return result.report.to_dict(), result.report.exit_code, None
@@ -327,8 +283,19 @@ def run_call(call: Call, servers: Servers, audio: dict[str, Path], out: Path) ->
         result["heard"] = _heard(report, files["stereo"])
     if call.app.startswith("realtime"):
         result["realtime"] = _realtime(out / "fake-realtime.jsonl", started, ended)
-    result["rest"] = rest_requests(out / "rest-requests.jsonl", started, time.time())
+    if report is not None and files["trace"].exists():
+        result["inspect"] = _inspect(files["trace"])
     return result
+
+
+def _inspect(trace: Path) -> dict[str, Any]:
+    """``mediastreams inspect --json`` of the call's trace, to set beside the report."""
+    done = subprocess.run(
+        [str(BIN / "mediastreams"), "inspect", "--json", str(trace)],
+        capture_output=True,
+        text=True,
+    )
+    return json.loads(done.stdout) if done.stdout.strip() else {"error": done.stderr.strip()}
 
 
 def _heard(report: dict[str, Any], stereo: Path) -> list[dict[str, Any]]:
@@ -381,7 +348,7 @@ def main() -> None:
     calls = [c for c in CALLS if not args.only or c.name in args.only]
     out: Path = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
-    for stale in (*out.glob("*.jsonl"), *out.glob("*.log")):
+    for stale in (*out.glob("*.jsonl"), *out.glob("*.log"), *out.glob("*.report.json")):
         stale.unlink()  # the logs are appended to: a run starts them afresh
     started = time.monotonic()
     audio = caller_audio(out)
@@ -395,7 +362,6 @@ def main() -> None:
         servers.stop()
     data = {
         "versions": versions(),
-        "cli_barge_in_after": cli_supports("--barge-in-after"),
         "script_s": round(time.monotonic() - started, 1),
         "calls": results,
     }

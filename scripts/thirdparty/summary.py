@@ -4,18 +4,25 @@ from __future__ import annotations
 
 from typing import Any
 
+TALLY_KEYS = (
+    "frames",
+    "binary_frames",
+    "media_bytes",
+    "audio_ms",
+    "marks",
+    "clears",
+    "frames_after_stop",
+    "violations",
+    "by_code",
+)
+
 
 def render(data: dict[str, Any]) -> str:
     lines = ["# Emulator against third-party apps", ""]
     lines.append(
         "Versions: " + ", ".join(f"{name} {v}" for name, v in data["versions"].items()) + "."
     )
-    lines.append(
-        f"Script time: {data['script_s']} s. The CLI "
-        + ("has" if data["cli_barge_in_after"] else "has no")
-        + " `--barge-in-after`"
-        + ("." if data["cli_barge_in_after"] else ": its calls speak both turns as one file.")
-    )
+    lines.append(f"Script time: {data['script_s']} s.")
     lines += ["", _table(data["calls"]), ""]
     for result in data["calls"]:
         lines += _details(result)
@@ -24,34 +31,50 @@ def render(data: dict[str, Any]) -> str:
 
 def _table(calls: list[dict[str, Any]]) -> str:
     head = (
-        "| call | clock | exit | violations | turns | barge-ins (onset ms: clear reaction ms) "
-        "| marks sent/echoed/by clear | clears | gap max ms | audio received/played ms "
-        "| ended by | wall s |"
+        "| call | clock | exit | violations | utterances | turns "
+        "| barge-ins (onset: clear reaction, heard ms) | marks sent/echoed/by clear | clears "
+        "| stall max ms (at) / stalled ms | pause max ms | audio received/played ms "
+        "| virtual-time note | REST | ended by | wall s |"
     )
-    rows = [head, "|" + "---|" * 12]
+    rows = [head, "|" + "---|" * 16]
     for result in calls:
         report = result["report"]
         if report is None:
             rows.append(
                 f"| {result['call']} | {result['clock']} | {result['exit_code']} "
-                "| (no report) |" + " |" * 8
+                "| (no report) |" + " |" * 12
             )
             continue
-        violations = ", ".join(f"{v['code']} {v['kind']}" for v in report["violations"]) or "none"
+        groups = report["groups"]
+        violations = ", ".join(f"{g['code']} {g['kind']} x{g['count']}" for g in groups) or "none"
         barge_ins = (
             "; ".join(
-                f"{b['onset_ms']}: {_ms(b['clear_reaction_ms'])}" for b in report["barge_ins"]
+                f"{b['onset_ms']}: {_ms(b['clear_reaction_ms'])}, {_ms(b['heard_ms'])}"
+                for b in report["barge_ins"]
             )
             or "none"
         )
         marks = report["marks"]
         audio = report["audio"]
+        playout = report["playout"]
+        stall = _ms(playout["stall_max_ms"])
+        if playout["stall_at_ms"] is not None:
+            stall += f" ({_ms(playout['stall_at_ms'])})"
+        stall += f" / {_ms(playout['stalled_ms'])}"
+        clock_note = any("virtual time may be wrong" in n for n in report["notes"])
+        rest = report["rest"]
+        requests = (
+            ", ".join(f"{r['method']} {r['status']}" for r in rest["requests"]) or "none"
+            if rest is not None
+            else "-"
+        )
         rows.append(
             f"| {result['call']} | {report['clock']} | {report['exit_code']} | {violations} "
-            f"| {len(report['turns'])} | {barge_ins} "
+            f"| {len(report['utterances'])} | {len(report['turns'])} | {barge_ins} "
             f"| {marks['sent']}/{marks['echoed']}/{marks['echoed_by_clear']} "
-            f"| {report['clears']} | {_ms(report['frames']['gap_max_ms'])} "
+            f"| {report['clears']} | {stall} | {_ms(playout['pause_max_ms'])} "
             f"| {_ms(audio['received_ms'])}/{_ms(audio['played_ms'])} "
+            f"| {'yes' if clock_note else 'no'} | {requests} "
             f"| {report['ended_by']} | {result['wall_s']} |"
         )
     return "\n".join(rows)
@@ -64,20 +87,41 @@ def _details(result: dict[str, Any]) -> list[str]:
         lines.append(f"- runner: {result['problem']}")
     if report is None:
         return [*lines, "- no report (see the call's stderr log)", ""]
+    for group in report["groups"]:
+        lines.append(
+            f"- violation: {group['code']} {group['kind']} from the {group['from']}, "
+            f"{group['count']} time(s): {group['message']}"
+        )
     for note in report["notes"]:
         lines.append(f"- note: {note}")
+    for utterance in report["utterances"]:
+        lines.append(f"- caller spoke from {utterance['onset_ms']} to {utterance['end_ms']} ms")
     for turn in report["turns"]:
         lines.append(
             f"- turn: caller stopped at {turn['speech_end_ms']} ms, "
             f"reply latency {_ms(turn['latency_ms'])} ms"
         )
-    for barge in report["barge_ins"]:
-        extra = "".join(
-            f", {key} {_ms(barge[key])} ms" for key in ("heard_ms", "discarded_ms") if key in barge
+    for reply in report["replies"]:
+        cut = f", cleared at {_ms(reply['clear_ms'])} ms" if reply["clear_ms"] is not None else ""
+        lines.append(
+            f"- reply: {reply['start_ms']} to {_ms(reply['end_ms'])} ms, "
+            f"{_ms(reply['played_ms'])} ms played{cut}"
         )
+    playout = report["playout"]
+    for stall in playout["stalls"]:
+        lines.append(f"- stall: at {stall['at_ms']} ms, {stall['duration_ms']} ms")
+    if playout["stalled_ms"]:
+        lines.append(f"- stalled in all: {playout['stalled_ms']} ms")
+    for pause in playout["pauses"]:
+        lines.append(
+            f"- pause: at {_ms(pause['at_ms'])} ms, {_ms(pause['duration_ms'])} ms "
+            f"({pause['cause']})"
+        )
+    for barge in report["barge_ins"]:
         lines.append(
             f"- barge-in at {barge['onset_ms']} ms: clear at {_ms(barge['clear_ms'])} ms, "
-            f"audio after clear {_ms(barge['audio_after_clear_ms'])} ms{extra}"
+            f"heard {_ms(barge['heard_ms'])} ms, discarded {_ms(barge['discarded_ms'])} ms, "
+            f"audio after clear {_ms(barge['audio_after_clear_ms'])} ms"
         )
     for item in result.get("heard", []):
         if item["heard_ms"] is None:
@@ -89,12 +133,30 @@ def _details(result: dict[str, Any]) -> list[str]:
             + (f", with {item['gaps_ms']:.0f} ms of silence inside" if item["gaps_ms"] else "")
         )
     lines += _realtime_lines(result)
-    for request in result.get("rest", []):
-        lines.append(
-            f"- REST: {request['method']} {request['path']} {request['form']} "
-            f"(basic auth {'right' if request['auth_matches'] else 'WRONG'})"
-        )
+    if report["rest"] is not None:
+        for request in report["rest"]["requests"]:
+            lines.append(
+                f"- REST at {_ms(request['at_ms'])} ms: {request['method']} {request['path']} "
+                f"{request['params']} -> {request['status']}"
+                + (f" (code {request['code']})" if request["code"] else "")
+            )
+    lines.append(f"- streams: {[s['ended_by'] for s in report['streams']]}")
+    lines += _agreement(report, result.get("inspect"))
     return [*lines, ""]
+
+
+def _agreement(report: dict[str, Any], inspected: dict[str, Any] | None) -> list[str]:
+    """Whether ``mediastreams inspect --json`` of the call's trace gives the same counts."""
+    if not inspected or "error" in inspected:
+        return [f"- inspect of the trace: {inspected}"]
+    differ = [key for key in TALLY_KEYS if report.get(key) != inspected.get(key)]
+    if not differ:
+        return ["- inspect of the trace: the same counts as the report"]
+    return [
+        f"- inspect of the trace differs on {key}: report {report.get(key)}, "
+        f"inspect {inspected.get(key)}"
+        for key in differ
+    ]
 
 
 def _realtime_lines(result: dict[str, Any]) -> list[str]:

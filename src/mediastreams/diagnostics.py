@@ -7,6 +7,11 @@ did you mean payload?``, a WAV header inside a payload, a counter sent as a numb
 
 It runs only on frames that failed the fast path in :mod:`mediastreams.messages`, so its cost
 does not touch valid traffic. Error texts: https://www.twilio.com/docs/api/errors (31900-31960).
+
+Its seam: what a mistake *is* (Twilio's codes, :class:`Violation`, :class:`Finding`) lives in
+:mod:`mediastreams.violations`, which every layer reports with; this module is the reader that
+*finds* them in a frame, walking the documented shapes of :mod:`mediastreams.schemas`. The
+names of both are importable from here.
 """
 
 from __future__ import annotations
@@ -15,13 +20,22 @@ import binascii
 import difflib
 import json
 import re
-from collections.abc import Mapping
-from dataclasses import KW_ONLY, dataclass, field
-from typing import Any, Literal
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from . import strictjson
 from .containers import container_format
-from .schemas import ALIASES, APP_EXAMPLES, APP_SCHEMAS, NOT_APP_EVENTS, TWILIO_SCHEMAS, Schema
+from .schemas import (
+    ALIASES,
+    APP_EXAMPLES,
+    APP_SCHEMAS,
+    NOT_APP_EVENTS,
+    TWILIO_SCHEMAS,
+    Field,
+    Schema,
+)
+from .violations import CODES, Code, Finding, Violation, file_in_payload, local_violation
+from .wireformat import Sender
 
 __all__ = [
     "APP_SCHEMAS",
@@ -39,121 +53,6 @@ __all__ = [
     "local_violation",
     "read_frame",
 ]
-
-Sender = Literal["twilio", "app"]
-
-
-@dataclass(frozen=True, slots=True)
-class Code:
-    """One of Twilio's Media Streams error or warning codes."""
-
-    code: int
-    name: str
-    level: Literal["error", "warning"]
-
-
-# The Stream range of https://www.twilio.com/docs/api/errors, as far as this toolkit uses it,
-# and the two webhook errors the emulator's TwiML leg reports (11200, 12100).
-CODES: Mapping[int, Code] = {
-    c.code: c
-    for c in (
-        Code(11200, "HTTP retrieval failure", "error"),
-        Code(12100, "Document parse failure", "error"),
-        Code(31900, "Unknown Error", "error"),
-        Code(31901, "WebSocket - Connection Timeout", "error"),
-        Code(31902, "WebSocket - Connection Refused", "error"),
-        Code(31903, "WebSocket - Connection Broken Pipe", "error"),
-        Code(31904, "WebSocket - Host Unreachable", "error"),
-        Code(31910, "WebSocket - SSL Protocol Error", "error"),
-        Code(31920, "WebSocket - Handshake Error", "error"),
-        Code(31921, "WebSocket - Close Error", "error"),
-        Code(31922, "Stream - URL Schema Not Supported", "error"),
-        Code(31923, "Stream - Malformed URL", "error"),
-        Code(31924, "WebSocket - Protocol Error", "error"),
-        Code(31930, "Media - Buffer Overflow", "warning"),
-        Code(31931, "Media - Media Discarded", "warning"),
-        Code(31940, "Stream - Invalid connectorName", "error"),
-        Code(31941, "Stream - Invalid Track configuration", "error"),
-        Code(31950, "Protocol - Malformed Message", "warning"),
-        Code(31951, "Protocol - Invalid Message", "warning"),
-        Code(31953, "Media - RTP timeout", "warning"),
-    )
-}
-
-
-@dataclass(frozen=True, slots=True)
-class Violation:
-    """One protocol mistake.
-
-    Attributes:
-        code: Twilio's error code (see :data:`CODES`).
-        kind: a stable short name for the mistake, such as ``"unknown-field"``.
-        sender: who sent the faulty frame, ``"app"`` or ``"twilio"``.
-        message: what is wrong, in a sentence.
-        hint: how to fix it.
-        frame: the frame as sent (a binary frame as base64), when there is one.
-        path: the field at fault, dotted (``"media.payload"``), when there is one.
-    """
-
-    code: int
-    _: KW_ONLY  # Violation(31951, kind=..., sender=..., message=..., hint=...): five strings
-    kind: str  # in a row are too easy to put in the wrong order
-    sender: Sender
-    message: str
-    hint: str
-    frame: str | None = field(default=None, repr=False)
-    path: str | None = None
-
-    @property
-    def name(self) -> str:
-        """Twilio's name for the code."""
-        known = CODES.get(self.code)
-        return known.name if known else "Unknown Error"
-
-    def describe(self) -> str:
-        """``"31951 Protocol - Invalid Message: <message>. <hint>"``."""
-        stop = "" if self.message.endswith((".", "?", "!")) else "."
-        return f"{self.code} {self.name}: {self.message}{stop} {self.hint}".rstrip()
-
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON form used by ``mediastreams inspect --json`` and the emulator's report."""
-        return {
-            "code": self.code,
-            "kind": self.kind,
-            "from": self.sender,
-            "path": self.path,
-            "message": self.message,
-            "hint": self.hint,
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class Finding:
-    """A violation, and where it was: the trace line of the frame, and when (seconds).
-
-    ``line`` and ``t`` are ``None`` for what no frame caused (a refused connection).
-    """
-
-    violation: Violation
-    line: int | None
-    t: float | None
-
-    def to_dict(self) -> dict[str, Any]:
-        """The shape of ``mediastreams inspect --json``: the violation, ``line`` and ``t``."""
-        return {**self.violation.to_dict(), "line": self.line, "t": self.t}
-
-
-def local_violation(kind: str, message: str, hint: str = "", *, code: int = 31951) -> Violation:
-    """A mistake of the app's own, caught before the frame left (for LocalProtocolError)."""
-    return Violation(
-        code, kind=kind, sender="app", message=message, hint=hint or _LOCAL_HINTS.get(kind, "")
-    )
-
-
-_LOCAL_HINTS = {
-    "empty-payload": "Send at least one byte of mu-law audio, or send nothing.",
-    "missing-stream-sid": "Use the streamSid from the start frame.",
-}
 
 
 def diagnose_binary(data: bytes, *, sender: Sender = "app") -> list[Violation]:
@@ -205,21 +104,6 @@ def read_frame(
             return None, [not_utf8]
     diagnosis = _Diagnosis(text, sender, headers=headers)
     return diagnosis.run(), diagnosis.found
-
-
-def file_in_payload(kind: str, *, sender: Sender, frame: str | None = None) -> Violation:
-    """31924: ``media.payload`` starts with a file header (``kind``: ``"WAV"``, ``"MP3"``...)."""
-    return Violation(
-        31924,
-        kind="payload-has-header",
-        sender=sender,
-        message=f"`media.payload` starts with a {kind} file header, not raw mu-law audio",
-        hint="Twilio plays the bytes as mu-law, so the caller hears a click and noise. Convert "
-        "the file to headerless mu-law 8000 Hz mono first (mediastreams.audio, or "
-        "`mediastreams convert IN -o OUT.ulaw`) and strip the header.",
-        frame=frame,
-        path="media.payload",
-    )
 
 
 MAX_VIOLATIONS = 16
@@ -300,7 +184,8 @@ class _Diagnosis:
             frame = strictjson.load(self.text)
         except strictjson.StrictJSONError as error:
             kind, hint = _STRICT_JSON_KINDS[type(error)]
-            message = f"the frame is not JSON ({error})" if kind == "not-json" else str(error)
+            not_json = isinstance(error, strictjson.NotJSON)
+            message = f"the frame is not JSON ({error})" if not_json else str(error)
             self.add(31951, kind, message, hint)
             return None
         if not isinstance(frame, dict):
@@ -313,7 +198,9 @@ class _Diagnosis:
             return None
         return frame
 
-    def _check_event(self, frame: dict[str, Any], event: object, schemas: Schema) -> bool:
+    def _check_event(
+        self, frame: dict[str, Any], event: object, schemas: Mapping[str, Schema]
+    ) -> bool:
         if event is None:
             guess = _did_you_mean("event", [k for k in frame if k not in schemas])
             hint = f"Rename `{guess}` to `event`." if guess else 'Add "event": "media".'
@@ -397,20 +284,20 @@ class _Diagnosis:
         hint = f"Add `{path}`." + (f" The frame is {shape}" if shape else "")
         self.add(31951, "missing-field", f"`{path}` is missing", hint, path)
 
-    def _check_value(self, value: object, kind: Any, path: str) -> None:
-        if isinstance(kind, Mapping):
+    def _check_value(self, value: object, kind: Field | Schema, path: str) -> None:
+        if not isinstance(kind, Field):
             if isinstance(value, dict):
                 self._check_object(value, kind, path + ".")
             else:
                 self._wrong_type(path, value, "an object")
-        elif kind == "payload":
+        elif kind is Field.PAYLOAD:
             self._check_payload(value, path)
-        elif not _KIND_CHECKS[kind](value):
-            self._wrong_type(path, value, _KIND_NAMES[kind])
+        elif not _FIELD_CHECKS[kind](value):
+            self._wrong_type(path, value, _FIELD_NAMES[kind], counter=kind is Field.COUNTER)
 
-    def _wrong_type(self, path: str, value: object, wanted: str) -> None:
+    def _wrong_type(self, path: str, value: object, wanted: str, *, counter: bool = False) -> None:
         hint = f"Send `{path}` as {wanted}."
-        if wanted.startswith("a string of digits") and isinstance(value, int):
+        if counter and isinstance(value, int):
             hint = f'Twilio\'s counters are strings: "{path.split(".")[-1]}": "{value}".'
         message = f"`{path}` is {_json_type(value)}, not {wanted}"
         self.add(31951, "wrong-type", message, hint, path)
@@ -502,19 +389,19 @@ def _is_params(value: object) -> bool:
     return isinstance(value, dict) and all(isinstance(v, str) for v in value.values())
 
 
-_KIND_CHECKS = {
-    "str": lambda value: isinstance(value, str),
-    "counter": is_counter,
-    "int": _is_int,
-    "tracks": _is_tracks,
-    "params": _is_params,
+_FIELD_CHECKS: Mapping[Field, Callable[[object], bool]] = {
+    Field.STR: lambda value: isinstance(value, str),
+    Field.COUNTER: is_counter,
+    Field.INT: _is_int,
+    Field.TRACKS: _is_tracks,
+    Field.PARAMS: _is_params,
 }
-_KIND_NAMES = {
-    "str": "a string",
-    "counter": 'a string of digits 0-9 (such as "7")',
-    "int": "a JSON number",
-    "tracks": "a list of strings",
-    "params": "an object of strings",
+_FIELD_NAMES: Mapping[Field, str] = {
+    Field.STR: "a string",
+    Field.COUNTER: 'a string of digits 0-9 (such as "7")',
+    Field.INT: "a JSON number",
+    Field.TRACKS: "a list of strings",
+    Field.PARAMS: "an object of strings",
 }
 
 

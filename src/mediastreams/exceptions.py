@@ -18,12 +18,13 @@ The tree::
     ├── SignatureError                 an X-Twilio-Signature is missing or wrong
     │   └── ReplayError                a request already answered once, sent again
     ├── CapacityError                  a bound is full: new work is refused until some ends
+    ├── ViolationsFound (AssertionError) an emulated call's app made mistakes (raise_for_violations)
     └── EmulatorError                  the emulator could not place or run a call
         ├── ConnectFailed              the app's WebSocket could not be opened (31901-31920)
         └── WebhookFailed              a request to the app failed: TwiML, a callback (11200)
 
 A :class:`ProtocolError`, a :class:`ConnectFailed` and a :class:`WebhookFailed` carry the
-:class:`~mediastreams.diagnostics.Violation` that describes them: Twilio's error code, who
+:class:`~mediastreams.violations.Violation` that describes them: Twilio's error code, who
 was at fault, the frame if there was one, a plain message and a hint on how to fix it.
 ``str(error)`` is the message followed by the hint.
 """
@@ -33,7 +34,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .diagnostics import Violation
+    from collections.abc import Sequence
+
+    from .violations import Finding, Violation
 
 __all__ = [
     "AudioError",
@@ -54,6 +57,7 @@ __all__ = [
     "TwiMLError",
     "UnknownAudioFormat",
     "UnsupportedAudio",
+    "ViolationsFound",
     "WebhookFailed",
 ]
 
@@ -142,6 +146,22 @@ class ReplayError(SignatureError):
 
 class CapacityError(MediaStreamsError):
     """A bound is full (pending stream tokens, connections): new work is refused."""
+
+
+class ViolationsFound(MediaStreamsError, AssertionError):
+    """An emulated call's app made mistakes: ``CallResult.raise_for_violations()`` raises it.
+
+    An ``AssertionError`` too, so that a test fails with it as with a failed ``assert``.
+    ``str(error)`` lists every kind of mistake once, with Twilio's code, the message, the
+    hint and how often it happened.
+
+    Attributes:
+        findings: the app's mistakes, each kind once (its first occurrence).
+    """
+
+    def __init__(self, message: str, findings: Sequence[Finding]) -> None:
+        super().__init__(message)
+        self.findings = list(findings)
 
 
 class EmulatorError(MediaStreamsError):

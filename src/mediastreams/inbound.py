@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
-from collections import deque
+from collections import Counter, deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, TypeAlias
 
@@ -176,6 +176,7 @@ class Inbound:
         self._on_echo = on_echo
         self._on_end = on_end
         self._reported: set[str] = set()
+        self.violations: Counter[int] = Counter()  # frames refused, by Twilio error code
         self.events = EventQueue(lambda event: True, limits)  # the stream's own iterator
         self.queues: list[EventQueue] = [self.events]
         self._collectors: deque[_DigitCollector] = deque()
@@ -209,6 +210,7 @@ class Inbound:
             return self._protocol.receive_text(data)
         except ProtocolError as error:
             violation = error.violation
+            self.violations[violation.code] += 1
             self._report(violation.kind, violation.describe())
             return None
 

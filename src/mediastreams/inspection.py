@@ -1,7 +1,8 @@
 """Check a recorded call: replay its frames through both state machines, count and collect.
 
-Twilio's frames go through an :class:`~mediastreams.protocol.AppProtocol` (so a loose Twilio
-stand-in is caught too); the app's frames go through a
+The frames are read by a :class:`~mediastreams.tally.StreamReader`, as the emulator reads them
+during a call: Twilio's through an :class:`~mediastreams.protocol.AppProtocol` (so a loose
+Twilio stand-in is caught too), the app's through a
 :class:`~mediastreams.protocol.TwilioProtocol` whose playout buffer drains at the pace of the
 trace's timestamps, so an app that buffers more than 10 minutes gets its 31931. What each side
 reads goes into one :class:`~mediastreams.tally.Tally`, the counts the emulator prints too.
@@ -14,11 +15,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .diagnostics import Finding
-from .exceptions import LocalProtocolError
-from .messages import Mark, Start, Stop
-from .protocol import BYTES_PER_MS, STREAMING, AppProtocol, TwilioProtocol
-from .tally import Tally
+from .messages import Start, Stop
+from .protocol import BYTES_PER_MS
+from .tally import StreamReader, Tally
 from .trace import TraceEntry, TraceError, frame_text
+from .twilio_side import TwilioProtocol
 
 __all__ = ["MAX_UNREADABLE_KEPT", "Inspection", "inspect_trace"]
 
@@ -46,8 +47,7 @@ class Inspection:
     @property
     def findings(self) -> list[Finding]:
         """The violations kept as examples, in trace order."""
-        kept = [f for group in self.tally.groups.values() for f in group.examples]
-        return sorted(kept, key=lambda f: (f.line is None, f.line or 0))
+        return sorted(self.tally.findings, key=lambda f: (f.line is None, f.line or 0))
 
     @property
     def app_findings(self) -> list[Finding]:
@@ -91,7 +91,7 @@ class Inspection:
             "frames_after_stop": tally.frames_after_stop,
             "duration_s": round(self.duration_s, 3),
             "violations": {side: tally.violations_by(side) for side in ("app", "twilio")},
-            "by_code": {int(code): n for code, n in tally.to_dict()["by_code"].items()},
+            "by_code": tally.by_code(),
             "unreadable_lines": self.unreadable,
         }
 
@@ -100,8 +100,7 @@ class _Replay:
     def __init__(self, examples: int | None) -> None:
         self.result = Inspection(tally=Tally(examples=examples))
         self.keep_errors = MAX_UNREADABLE_KEPT if examples is not None else None
-        self.app_side = AppProtocol()  # reads Twilio's frames
-        self.twilio_side: TwilioProtocol | None = None  # reads the app's frames
+        self.reader = StreamReader(self.result.tally)
         self.played_until = 0.0
 
     def feed(self, item: TraceEntry | TraceError) -> None:
@@ -118,37 +117,16 @@ class _Replay:
             self._from_app(item, frame)
 
     def _from_twilio(self, entry: TraceEntry, frame: str | bytes) -> None:
-        received = self.app_side.receive(frame)
-        self.result.tally.read("twilio", frame, received, line=entry.line, t=entry.t)
+        received = self.reader.from_twilio(frame, line=entry.line, t=entry.t)
         if isinstance(received.message, Start):
-            self._twilio_knows(received.message)
-        elif isinstance(received.message, Stop) and self.twilio_side is not None:
-            self.twilio_side.close()
-
-    def _twilio_knows(self, start: Start) -> None:
-        side = TwilioProtocol(stream_sid=start.stream_sid, call_sid=start.call_sid)
-        side.send_connected()
-        side.send_start()
-        side.data_to_send()
-        self.twilio_side = side
+            self.reader.twilio_side = _twilio_knows(received.message)
+        elif isinstance(received.message, Stop):
+            self.reader.twilio_side.close()
 
     def _from_app(self, entry: TraceEntry, frame: str | bytes) -> None:
-        side = self.twilio_side or _not_started()
-        self._play_until(side, entry.t)
-        received = side.receive(frame)
-        side.data_to_send()  # echoes: the trace has Twilio's own
-        self.result.tally.read("app", frame, received, line=entry.line, t=entry.t)
-        if isinstance(received.message, Mark):
-            self._expect_echo(received.message.name)
-
-    def _expect_echo(self, name: str) -> None:
-        # Let the app side know the mark, so its echo is matched.
-        if self.app_side.state is STREAMING:
-            try:
-                self.app_side.send_mark(name)
-            except LocalProtocolError:  # pragma: no cover - the state was just checked
-                return
-            self.app_side.data_to_send()
+        self._play_until(self.reader.twilio_side, entry.t)
+        self.reader.from_app(frame, line=entry.line, t=entry.t)
+        self.reader.twilio_side.data_to_send()  # echoes: the trace has Twilio's own
 
     def _play_until(self, side: TwilioProtocol, t: float) -> None:
         if t > self.played_until:
@@ -159,9 +137,12 @@ class _Replay:
             self.played_until = t
 
 
-def _not_started() -> TwilioProtocol:
-    side = TwilioProtocol()
-    side.send_connected()  # connected, but no start yet: app frames are "too early"
+def _twilio_knows(start: Start) -> TwilioProtocol:
+    """Twilio's side of the stream the trace's ``start`` announced."""
+    side = TwilioProtocol(stream_sid=start.stream_sid, call_sid=start.call_sid)
+    side.send_connected()
+    side.send_start()
+    side.data_to_send()
     return side
 
 

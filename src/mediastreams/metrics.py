@@ -18,6 +18,7 @@ import re
 import time
 from typing import Any
 
+from .diagnostics import Violation
 from .session import MediaStream, Transport
 
 __all__ = ["CONTENT_TYPE", "MeteredTransport", "Metrics"]
@@ -101,6 +102,14 @@ class Metrics:
             buckets=_S_BUCKETS,
             registry=r,
         )
+        self.violations = prom.Counter(
+            "mediastreams_violations",
+            "Protocol violations, by Twilio error code and sender: frames from Twilio's side "
+            "the session refused (twilio), and the app's own mistakes that ended its handler "
+            "(app).",
+            ["code", "sender"],
+            registry=r,
+        )
         self.handler_errors = prom.Counter(
             "mediastreams_handler_errors", "Handlers that raised.", registry=r
         )
@@ -134,6 +143,10 @@ class Metrics:
         self.calls_started.inc()
         self.calls_live.inc()
 
+    def violation(self, violation: Violation) -> None:
+        """One protocol violation (a frame refused, or the app's mistake)."""
+        self.violations.labels(str(violation.code), violation.sender).inc()
+
     def call_ended(self, outcome: str, stream: MediaStream) -> None:
         """A stream ended; ``outcome`` is what :func:`~mediastreams.server.run_stream` saw."""
         if outcome in ("completed", "handler-error"):
@@ -164,6 +177,8 @@ class MeteredTransport:
         self._marks_sent: dict[str, float] = {}
         self._cleared_at: float | None = None
         self._out_frames = 0
+        self._violations_counted: dict[int, int] = {}
+        self._frames_in = 0
 
     async def receive(self) -> str | bytes | None:
         data = await self.inner.receive()
@@ -186,8 +201,22 @@ class MeteredTransport:
         """Add what this stream counted to the shared counters."""
         self._in.flush()
         self._out.flush()
+        self._count_violations()
+
+    def _count_violations(self) -> None:
+        if self.stream is None:
+            return
+        # The session counts the frames it refused: add what is new since the last time.
+        for code, count in self.stream.violations.items():
+            new = count - self._violations_counted.get(code, 0)
+            if new > 0:
+                self.metrics.violations.labels(str(code), "twilio").inc(new)
+                self._violations_counted[code] = count
 
     def _inbound(self, text: str) -> None:
+        self._frames_in += 1
+        if self._frames_in % _FLUSH_EVERY_FRAMES == 0:
+            self._count_violations()  # the frames before this one: the session checked them
         event = _event(text)
         if event == "media":
             self._in.frame(_payload_bytes(text))

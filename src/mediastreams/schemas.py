@@ -1,15 +1,14 @@
 """The documented shape of every Media Streams frame, as data the diagnostics walk.
 
-https://www.twilio.com/docs/voice/media-streams/websocket-messages. Kinds: ``"str"``,
-``"counter"`` (a string of ASCII digits), ``"int"`` (a JSON number), ``"payload"`` (base64
-mu-law), ``"tracks"`` (list of str), ``"params"`` (object of str -> str), or a nested mapping.
-A name ending in ``"?"`` is optional.
+https://www.twilio.com/docs/voice/media-streams/websocket-messages. Each field maps to a
+:class:`Field` kind, or to a nested mapping; a name ending in ``"?"`` is optional.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from enum import StrEnum
+from typing import TypeAlias
 
 __all__ = [
     "ALIASES",
@@ -17,47 +16,71 @@ __all__ = [
     "APP_SCHEMAS",
     "NOT_APP_EVENTS",
     "TWILIO_SCHEMAS",
+    "Field",
     "Schema",
 ]
 
-Schema = Mapping[str, Any]
+
+class Field(StrEnum):
+    """What a field holds."""
+
+    STR = "str"
+    """A string."""
+    COUNTER = "counter"
+    """One of Twilio's counters: a string of ASCII digits (``"52"``)."""
+    INT = "int"
+    """A JSON number."""
+    PAYLOAD = "payload"
+    """Base64 of headerless mu-law."""
+    TRACKS = "tracks"
+    """A list of strings."""
+    PARAMS = "params"
+    """An object of strings to strings."""
+
+
+Schema: TypeAlias = Mapping[str, "Field | Schema"]
 
 TWILIO_SCHEMAS: Mapping[str, Schema] = {
-    "connected": {"protocol": "str", "version": "str"},
+    "connected": {"protocol": Field.STR, "version": Field.STR},
     "start": {
-        "sequenceNumber": "counter",
-        "streamSid": "str",
+        "sequenceNumber": Field.COUNTER,
+        "streamSid": Field.STR,
         "start": {
-            "streamSid": "str",
-            "accountSid": "str",
-            "callSid": "str",
-            "tracks": "tracks",
-            "customParameters?": "params",
-            "mediaFormat": {"encoding": "str", "sampleRate": "int", "channels": "int"},
+            "streamSid": Field.STR,
+            "accountSid": Field.STR,
+            "callSid": Field.STR,
+            "tracks": Field.TRACKS,
+            "customParameters?": Field.PARAMS,
+            "mediaFormat": {"encoding": Field.STR, "sampleRate": Field.INT, "channels": Field.INT},
         },
     },
     "media": {
-        "sequenceNumber": "counter",
-        "streamSid": "str",
-        "media": {"track": "str", "chunk": "counter", "timestamp": "counter", "payload": "payload"},
+        "sequenceNumber": Field.COUNTER,
+        "streamSid": Field.STR,
+        "media": {
+            "track": Field.STR,
+            "chunk": Field.COUNTER,
+            "timestamp": Field.COUNTER,
+            "payload": Field.PAYLOAD,
+        },
     },
     "dtmf": {
-        "sequenceNumber": "counter",
-        "streamSid": "str",
-        "dtmf": {"track": "str", "digit": "str"},
+        "sequenceNumber": Field.COUNTER,
+        "streamSid": Field.STR,
+        "dtmf": {"track": Field.STR, "digit": Field.STR},
     },
-    "mark": {"sequenceNumber": "counter", "streamSid": "str", "mark": {"name": "str"}},
+    "mark": {"sequenceNumber": Field.COUNTER, "streamSid": Field.STR, "mark": {"name": Field.STR}},
     "stop": {
-        "sequenceNumber": "counter",
-        "streamSid": "str",
-        "stop": {"accountSid": "str", "callSid": "str"},
+        "sequenceNumber": Field.COUNTER,
+        "streamSid": Field.STR,
+        "stop": {"accountSid": Field.STR, "callSid": Field.STR},
     },
 }
 
 APP_SCHEMAS: Mapping[str, Schema] = {
-    "media": {"streamSid": "str", "media": {"payload": "payload"}},
-    "mark": {"streamSid": "str", "mark": {"name": "str"}},
-    "clear": {"streamSid": "str"},
+    "media": {"streamSid": Field.STR, "media": {"payload": Field.PAYLOAD}},
+    "mark": {"streamSid": Field.STR, "mark": {"name": Field.STR}},
+    "clear": {"streamSid": Field.STR},
 }
 
 APP_EXAMPLES = {

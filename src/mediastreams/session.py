@@ -35,7 +35,7 @@ import asyncio
 import dataclasses
 import logging
 import warnings
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from types import TracebackType
 from typing import Any
 
@@ -206,6 +206,11 @@ class MediaStream:
     def custom_parameters(self) -> dict[str, str]:
         """What the TwiML's ``<Parameter>`` elements set."""
         return self.start.custom_parameters
+
+    @property
+    def violations(self) -> Mapping[int, int]:
+        """Frames from Twilio's side refused so far (logged once per kind), by Twilio code."""
+        return self._inbound.violations
 
     @property
     def ended(self) -> bool:

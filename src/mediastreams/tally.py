@@ -4,8 +4,13 @@ A :class:`Tally` takes each frame with what a protocol side's ``receive()`` made
 (:class:`~mediastreams.protocol.Received`) and counts: frames and binary frames each way,
 media bytes each way, marks the app sent, marks echoed (and how many by a ``clear``),
 clears, app frames that crossed Twilio's ``stop``, and violations grouped by code, kind,
-path and sender, each group with its first example and where it was. ``mediastreams inspect``
-and the emulator print the same :meth:`Tally.to_dict`.
+path and sender, each group with its first example and where it was.
+
+A :class:`StreamReader` is the one place a frame of a stream is read: the app's frames through
+Twilio's side (:class:`~mediastreams.protocol.TwilioProtocol`), Twilio's through an
+:class:`~mediastreams.protocol.AppProtocol`, both into one tally. ``mediastreams inspect``
+(replaying a trace) and the emulator (during the call) read through it, so a protocol rule
+lives in one place and both print the same :meth:`Tally.to_dict`.
 """
 
 from __future__ import annotations
@@ -14,15 +19,20 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .diagnostics import Finding, Violation
-from .messages import Clear, Mark, Media, Message, Sender
-from .protocol import BYTES_PER_MS, AfterStop, Received
+from .exceptions import LocalProtocolError
+from .messages import AppMessage, Clear, Mark, Media, Message, Sender, TwilioMessage
+from .protocol import BYTES_PER_MS, STREAMING, AfterStop, AppProtocol, Received
+from .twilio_side import TwilioProtocol
 
-__all__ = ["MAX_GROUPS", "Tally", "ViolationGroup"]
+__all__ = ["FRAME_CHARS_SHOWN", "MAX_GROUPS", "StreamReader", "Tally", "ViolationGroup"]
 
 MAX_GROUPS = 256
 """Distinct (code, kind, path, sender) groups kept; more are counted in ``ungrouped``."""
 _SENDERS: tuple[Sender, ...] = ("twilio", "app")
 _FRAME_CHARS = 4096
+FRAME_CHARS_SHOWN = 1000
+"""Characters of a group's first faulty frame in :meth:`ViolationGroup.to_dict` (a payload may
+be megabytes)."""
 
 
 @dataclass
@@ -44,10 +54,12 @@ class ViolationGroup:
         return self.examples[0]
 
     def to_dict(self) -> dict[str, Any]:
-        """The first violation (as :meth:`Finding.to_dict`), ``count``, and ``lines``: the
-        trace lines of the examples kept."""
+        """The first violation (as :meth:`Finding.to_dict`), its ``frame`` (the first
+        :data:`FRAME_CHARS_SHOWN` characters, or ``None``), ``count``, and ``lines``: the trace
+        lines of the examples kept."""
         lines = [f.line for f in self.examples if f.line is not None]
-        return {**self.first.to_dict(), "count": self.count, "lines": lines}
+        frame = (self.first.violation.frame or "")[:FRAME_CHARS_SHOWN] or None
+        return {**self.first.to_dict(), "frame": frame, "count": self.count, "lines": lines}
 
 
 class Tally:
@@ -130,6 +142,12 @@ class Tally:
             group.examples.append(Finding(violation, line, t))
 
     @property
+    def findings(self) -> list[Finding]:
+        """The violations kept as examples, the first of each group first, in the order the
+        groups were first seen."""
+        return [finding for group in self.groups.values() for finding in group.examples]
+
+    @property
     def violations(self) -> int:
         """How many violations in all."""
         return sum(group.count for group in self.groups.values()) + self.ungrouped
@@ -137,6 +155,13 @@ class Tally:
     def violations_by(self, sender: Sender) -> int:
         """How many violations in what ``sender`` sent."""
         return sum(g.count for key, g in self.groups.items() if key[3] == sender)
+
+    def by_code(self) -> dict[int, int]:
+        """How many violations of each Twilio code, in the order of the codes."""
+        counts: dict[int, int] = {}
+        for (code, *_), group in sorted(self.groups.items(), key=lambda item: item[0][0]):
+            counts[code] = counts.get(code, 0) + group.count
+        return counts
 
     def to_dict(self) -> dict[str, Any]:
         """The counts, as ``mediastreams inspect --json`` and the emulator's report print them.
@@ -147,9 +172,6 @@ class Tally:
         ``by_code`` (``{"31951": n}``) and ``groups`` (the first violation of each group with
         its ``count``, ``line`` and ``t``, in the order first seen).
         """
-        by_code: dict[str, int] = {}
-        for (code, *_), group in sorted(self.groups.items(), key=lambda item: item[0][0]):
-            by_code[str(code)] = by_code.get(str(code), 0) + group.count
         return {
             "frames": dict(self.frames),
             "binary_frames": dict(self.binary_frames),
@@ -163,7 +185,66 @@ class Tally:
             "clears": self.clears,
             "frames_after_stop": self.frames_after_stop,
             "violations": {side: self.violations_by(side) for side in _SENDERS},
-            "by_code": by_code,
+            "by_code": {str(code): count for code, count in self.by_code().items()},
             "groups": [group.to_dict() for group in self.groups.values()],
             "ungrouped_violations": self.ungrouped,
         }
+
+
+class StreamReader:
+    """Reads every frame of one stream, both ways, into a :class:`Tally`.
+
+    The app's frames go through Twilio's side (``twilio_side``: what Twilio does with them,
+    its playout buffer and mark echoes included), Twilio's frames through an
+    :class:`~mediastreams.protocol.AppProtocol` (what an app makes of them: a loose Twilio
+    stand-in is caught too). A mark the app sends is made known to the app's side, so that its
+    echo is matched.
+
+    Args:
+        tally: where the counts go (several streams may share one).
+        twilio_side: Twilio's side of the stream; by default one that has sent ``connected``
+            and is waiting to send ``start`` (set :attr:`twilio_side` once it is known).
+
+    Example::
+
+        reader = StreamReader(Tally(), twilio)
+        reader.from_twilio(frame_twilio_sent, line=1, t=0.0)
+        received = reader.from_app(frame_the_app_sent, line=2, t=0.02)
+    """
+
+    def __init__(self, tally: Tally, twilio_side: TwilioProtocol | None = None) -> None:
+        self.tally = tally
+        self.app_side = AppProtocol()
+        if twilio_side is None:
+            twilio_side = TwilioProtocol()
+            twilio_side.send_connected()  # no start yet: app frames are "too early"
+            twilio_side.data_to_send()
+        self.twilio_side = twilio_side
+
+    def from_twilio(
+        self, frame: str | bytes, *, line: int | None = None, t: float | None = None
+    ) -> Received[TwilioMessage]:
+        """Read and count a frame Twilio sent."""
+        received = self.app_side.receive(frame)
+        self.tally.read("twilio", frame, received, line=line, t=t)
+        return received
+
+    def from_app(
+        self, frame: str | bytes, *, line: int | None = None, t: float | None = None
+    ) -> Received[AppMessage]:
+        """Read, act on (as Twilio would) and count a frame the app sent.
+
+        The frames Twilio's side answers with (mark echoes) wait in its ``data_to_send()``.
+        """
+        received = self.twilio_side.receive(frame)
+        self.tally.read("app", frame, received, line=line, t=t)
+        if type(received.message) is Mark and self.app_side.state is STREAMING:
+            # The app's side did not send it (the app did): let it expect the echo.
+            try:
+                self.app_side.send_mark(received.message.name)
+            except LocalProtocolError:
+                # A name the app's side refuses to send (empty): its echo is then reported
+                # as an unknown mark in Twilio's frames, which does not count against the app.
+                return received
+            self.app_side.data_to_send()
+        return received

@@ -19,9 +19,10 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import IO, Any
 
 from . import strictjson
+from .wireformat import FRAME_BYTES, SENDERS, SILENCE_BYTE, Sender
 
 __all__ = [
     "MAX_PAYLOAD_BYTES",
@@ -34,8 +35,6 @@ __all__ = [
 
 MAX_PAYLOAD_BYTES = 1024 * 1024
 """The largest redacted payload a trace line may claim (a stand-in of that size is built)."""
-
-Sender = Literal["twilio", "app"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +74,7 @@ def _read_line(number: int, raw: str) -> TraceEntry | TraceError:
     if not isinstance(record, dict):
         return TraceError(number, "not a JSON object")
     sender = record.get("from")
-    if sender not in ("twilio", "app"):
+    if sender not in SENDERS:
         return TraceError(number, '"from" must be "twilio" or "app"')
     t = record.get("t", 0.0)
     if not isinstance(t, int | float) or isinstance(t, bool) or not _finite(t):
@@ -120,9 +119,8 @@ def frame_text(entry: TraceEntry) -> str:
         return entry.text
     try:
         frame = strictjson.load(entry.text)
-        frame["media"]["payload"] = base64.b64encode(
-            b"\xff" * (entry.payload_bytes or 160)
-        ).decode()
+        silence = bytes([SILENCE_BYTE]) * (entry.payload_bytes or FRAME_BYTES)
+        frame["media"]["payload"] = base64.b64encode(silence).decode()
     except (strictjson.StrictJSONError, KeyError, TypeError):
         return entry.text
     return json.dumps(frame, separators=(",", ":"))

@@ -7,6 +7,7 @@ exactly that, and inbound mu-law into PCM. Only the names in ``__all__`` are pub
 
 from __future__ import annotations
 
+from ..containers import Container
 from ..exceptions import (
     AudioError,
     CorruptedAudio,
@@ -15,6 +16,7 @@ from ..exceptions import (
     UnknownAudioFormat,
     UnsupportedAudio,
 )
+from ..wireformat import SILENCE_BYTE
 from . import mulaw
 from .decode import DecodedAudio, decode_bytes, decode_file, sniff
 from .frames import (
@@ -28,7 +30,6 @@ from .frames import (
     silence,
     split_frames,
 )
-from .mulaw import SILENCE_BYTE
 from .resample import Resampler, resample_int16
 from .samples import MULAW_8K, AudioFormat, Encoding, to_mono_int16
 from .source import (
@@ -53,6 +54,7 @@ __all__ = [
     "AudioError",
     "AudioFormat",
     "AudioSource",
+    "Container",
     "Conversion",
     "CorruptedAudio",
     "DecodedAudio",

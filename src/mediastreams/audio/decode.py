@@ -15,6 +15,7 @@ from typing import Final
 
 import miniaudio
 
+from ..containers import MPEG_FRAME_BYTES_MAX, Container, mpeg_frame_bytes, sniff_container
 from ..exceptions import (
     AudioError,
     CorruptedAudio,
@@ -79,65 +80,14 @@ class DecodedAudio:
         return f"{self.container}: {self.format.describe()}, {self.duration_ms / 1000:.2f} s"
 
 
-# kbit/s by [MPEG-1?][layer 1..3][index 1..14] (index 0 "free" and 15 are refused).
-_MPEG_BITRATES: Final = {
-    (True, 1): (32, 64, 96, 128, 160, 192, 224, 256, 288, 320, 352, 384, 416, 448),
-    (True, 2): (32, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384),
-    (True, 3): (32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320),
-    (False, 1): (32, 48, 56, 64, 80, 96, 112, 128, 144, 160, 176, 192, 224, 256),
-    (False, 2): (8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160),
-    (False, 3): (8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160),
-}
-# Hz by version bits (0: MPEG-2.5, 2: MPEG-2, 3: MPEG-1) and index 0..2.
-_MPEG_RATES: Final = {0: (11025, 12000, 8000), 2: (22050, 24000, 16000), 3: (44100, 48000, 32000)}
-MPEG_FRAME_BYTES_MAX: Final = 2881
-"""The longest MPEG audio frame (Layer II, 160 kbit/s, 8 kHz, padded)."""
-
-
-def mpeg_frame_bytes(header: bytes) -> int | None:
-    """Length of the MPEG audio frame whose 4-byte header starts ``header``, or ``None``.
-
-    ``None`` for anything that is not a valid header: reserved version, layer, bitrate or
-    rate index. This rejects 0xFF 0xFF..., the start of mu-law silence.
-    """
-    if len(header) < 4 or header[0] != 0xFF or header[1] & 0xE0 != 0xE0:
-        return None
-    version, layer_bits = (header[1] >> 3) & 3, (header[1] >> 1) & 3
-    bitrate_index, rate_index = header[2] >> 4, (header[2] >> 2) & 3
-    if version == 1 or layer_bits == 0 or bitrate_index in (0, 15) or rate_index == 3:
-        return None
-    layer, mpeg1 = 4 - layer_bits, version == 3
-    bitrate = 1000 * _MPEG_BITRATES[mpeg1, layer][bitrate_index - 1]
-    rate = _MPEG_RATES[version][rate_index]
-    padding = (header[2] >> 1) & 1
-    if layer == 1:
-        return (12 * bitrate // rate + padding) * 4
-    per_frame = 144 if layer == 2 or mpeg1 else 72
-    return per_frame * bitrate // rate + padding
-
-
-def _is_mpeg_stream(data: bytes) -> bool:
-    # One valid-looking header happens in raw mu-law (quiet audio is 0x7x/0xFx bytes), so a
-    # second header must follow where the first frame ends.
-    length = mpeg_frame_bytes(data[:4])
-    return length is not None and mpeg_frame_bytes(data[length : length + 4]) is not None
-
-
-def sniff(data: bytes) -> str | None:
+def sniff(data: bytes) -> Container | None:
     """Name the container by its signature: ``WAV``, ``MP3``, ``FLAC``, ``Ogg``, or ``None``.
 
     A bare MPEG stream (no ID3 tag) is recognised by two consecutive frame headers, so it
-    needs the first frame and 4 bytes more.
+    needs the first frame and 4 bytes more. RF64 is not decoded here: ``None``.
     """
-    if data[:4] == b"RIFF" and data[8:12] == b"WAVE":
-        return "WAV"
-    if data[:3] == b"ID3" or _is_mpeg_stream(data):
-        return "MP3"
-    if data[:4] == b"fLaC":
-        return "FLAC"
-    if data[:4] == b"OggS":
-        return "Ogg"
-    return None
+    container = sniff_container(data)
+    return None if container is Container.RF64 else container
 
 
 _UNSUPPORTED_SIGNATURES: Final = {
@@ -171,7 +121,7 @@ def decode_bytes(data: bytes, name: str = "<bytes>") -> DecodedAudio:
     if not data:
         raise EmptyAudio(f"{name}: is empty (0 bytes)")
     container = sniff(data)
-    if container == "WAV":
+    if container is Container.WAV:
         wav = parse_wav(data, name)
         return DecodedAudio("WAV", wav.format, wav.data)
     if container is None:
@@ -189,18 +139,21 @@ def decode_bytes(data: bytes, name: str = "<bytes>") -> DecodedAudio:
             f"{name}: unknown audio format (no WAV, MP3, FLAC or Ogg signature at the start); "
             f"{_DECLARE_RAW}"
         )
-    if container == "Ogg" and b"OpusHead" in data[:64]:
+    if container is Container.OGG and b"OpusHead" in data[:64]:
         raise UnsupportedAudio(f"{name}: Ogg/Opus is not supported; use Ogg/Vorbis, MP3 or FLAC")
     return _decode_compressed(data, container, name)
 
 
-def _decode_compressed(data: bytes, container: str, name: str) -> DecodedAudio:
-    label = "Ogg/Vorbis" if container == "Ogg" else container
-    info_of = {
-        "MP3": miniaudio.mp3_get_info,
-        "FLAC": miniaudio.flac_get_info,
-        "Ogg": miniaudio.vorbis_get_info,
-    }[container]
+# What miniaudio decodes: the name in messages, and the function that reads the header.
+_COMPRESSED: Final = {
+    Container.MP3: ("MP3", miniaudio.mp3_get_info),
+    Container.FLAC: ("FLAC", miniaudio.flac_get_info),
+    Container.OGG: ("Ogg/Vorbis", miniaudio.vorbis_get_info),
+}
+
+
+def _decode_compressed(data: bytes, container: Container, name: str) -> DecodedAudio:
+    label, info_of = _COMPRESSED[container]
     try:
         info = info_of(data)
         sound = miniaudio.decode(
@@ -215,7 +168,7 @@ def _decode_compressed(data: bytes, container: str, name: str) -> DecodedAudio:
         ) from None
     expected = info.num_frames
     if (expected and sound.num_frames + _MP3_SLACK_FRAMES < expected) or (
-        container == "Ogg" and not expected and sound.num_frames
+        container is Container.OGG and not expected and sound.num_frames
     ):
         raise TruncatedAudio(
             f"{name}: {label} file is truncated: it decodes to {sound.num_frames} sample "

@@ -8,9 +8,9 @@ full-scale sample and sounds as a buzz).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Final
 
-from .mulaw import SILENCE_BYTE
+from ..wireformat import FRAME_BYTES, FRAME_MS, SILENCE_BYTE
+from ..wireformat import SAMPLE_RATE as MULAW_SAMPLE_RATE
 
 __all__ = [
     "FRAME_BYTES",
@@ -24,12 +24,8 @@ __all__ = [
     "split_frames",
 ]
 
-MULAW_SAMPLE_RATE: Final = 8000
-"""The only sample rate Twilio sends and plays."""
-FRAME_MS: Final = 20
-"""Duration of one Twilio media frame."""
-FRAME_BYTES: Final = MULAW_SAMPLE_RATE * FRAME_MS // 1000
-"""Bytes of mu-law/8000 in one 20 ms frame (160)."""
+# FRAME_MS, FRAME_BYTES and MULAW_SAMPLE_RATE (the wire's SAMPLE_RATE) are defined once, in
+# mediastreams.wireformat, and exported here as this package's names for them.
 
 
 def bytes_to_ms(

@@ -20,6 +20,8 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
+from ..wireformat import SILENCE_BYTE
+
 __all__ = [
     "SILENCE_BYTE",
     "decode",
@@ -27,9 +29,6 @@ __all__ = [
     "encode",
     "encode_array",
 ]
-
-SILENCE_BYTE: Final = 0xFF
-"""Mu-law code of digital silence (PCM 0). ``0x00`` is a full-scale negative sample: a buzz."""
 
 # Above this many bytes the pair table beats two translate calls (measured: about 0.7 us for
 # either at 160 bytes; the pair table is about 3.5x faster in bulk).

@@ -21,6 +21,7 @@ from typing import Any, Final, TypeAlias
 import numpy as np
 import numpy.typing as npt
 
+from ..containers import Container
 from ..exceptions import EmptyAudio, TruncatedAudio, UnknownAudioFormat, UnsupportedAudio
 from . import mulaw
 from .decode import (
@@ -259,7 +260,7 @@ class MulawEncoder:
         if self._needs_more(data):
             return False
         kind = sniff(data)
-        if kind == "WAV":
+        if kind is Container.WAV:
             header = read_wav_header(data, self.name)
             if header is None:
                 return False

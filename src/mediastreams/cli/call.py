@@ -388,7 +388,7 @@ def _stdout_to_stderr() -> Iterator[None]:
 
 
 def _many(results: list[Any], as_json: bool, json_out: str | None) -> int:
-    from ..emulator.report import render_summary, summarize
+    from ..emulator.render import render_summary, summarize
 
     reports = [result.report for result in results]
     summary = summarize(reports)
@@ -405,7 +405,8 @@ def _many(results: list[Any], as_json: bool, json_out: str | None) -> int:
 
 
 def _show(report: object, as_json: bool, json_out: str | None) -> None:
-    from ..emulator.report import CallReport, render_text
+    from ..emulator.render import render_text
+    from ..emulator.report import CallReport
 
     assert isinstance(report, CallReport)
     if json_out:

@@ -13,25 +13,18 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Final, TextIO, cast
+from typing import TYPE_CHECKING, Final, TextIO, cast
 
 import click
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-from ..audio import (
-    FRAME_BYTES,
-    AudioFormat,
-    Conversion,
-    Encoding,
-    convert,
-    split_frames,
-    write_wav,
-)
-from ..audio import (
-    Progress as ProgressCallback,
-)
-from ..exceptions import AudioError
+from ..wireformat import FRAME_BYTES
+from .failure import CommandFailed
+
+# The audio stack (numpy, soxr, miniaudio) and rich are imported when a conversion runs, so
+# that `--help` and a wrong option come back at once.
+if TYPE_CHECKING:
+    from ..audio import AudioFormat, Conversion, Encoding
+    from ..audio import Progress as ProgressCallback
 
 __all__ = ["convert_command"]
 
@@ -43,24 +36,25 @@ _STREAM_SID: Final = re.compile(r"MZ[0-9a-fA-F]{32}")
 _PROGRESS_MIN_MS: Final = 60_000
 
 
-class _Refused(Exception):
-    """Options that do not make sense together; the message is shown as is."""
-
-
 def _declared_format(
     rate: int | None, width: int | None, channels: int | None, encoding: str | None
 ) -> AudioFormat | None:
+    from ..audio import AudioFormat
+
     if rate is None and width is None and channels is None and encoding is None:
         return None
     if rate is None:
-        raise _Refused("--input-rate is needed to read raw samples")
-    kind = cast(Encoding, encoding or "pcm")  # click.Choice has checked it
+        raise CommandFailed("--input-rate is needed to read raw samples")
+    kind = cast("Encoding", encoding or "pcm")  # click.Choice has checked it
     default_width = 1 if kind in ("mulaw", "alaw") else 4 if kind == "float" else 2
     return AudioFormat(rate, width or default_width, channels or 1, kind)
 
 
 @contextmanager
 def _progress_bar(enabled: bool) -> Iterator[ProgressCallback | None]:
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
     console = Console(stderr=True)
     if not enabled or not console.is_terminal:
         yield None
@@ -76,6 +70,8 @@ def _progress_bar(enabled: bool) -> Iterator[ProgressCallback | None]:
 
 
 def _media_frames(mulaw: bytes, stream_sid: str) -> Iterator[str]:
+    from ..audio import split_frames
+
     # The outbound app->Twilio media message: event, streamSid and payload, nothing else.
     for frame in split_frames(mulaw):
         payload = base64.b64encode(frame).decode("ascii")
@@ -96,6 +92,8 @@ def _write_frames(lines: Iterator[str], output: Path | None) -> None:
 
 
 def _write_output(result: Conversion, output: Path) -> str:
+    from ..audio import write_wav
+
     suffix = output.suffix.lower()
     if suffix in _RAW_SUFFIXES:
         output.write_bytes(result.mulaw)
@@ -169,17 +167,20 @@ def convert_command(
     input_encoding: str | None,
 ) -> int:
     """Convert INPUT (WAV, MP3, FLAC, Ogg/Vorbis, raw mu-law) to mu-law 8 kHz for Twilio."""
+    from ..audio import convert
+    from ..exceptions import AudioError
+
     if frames and output == Path("-"):
         output = None  # "-o -": the frames go to stdout
     try:
         if frames and not (stream_sid and _STREAM_SID.fullmatch(stream_sid)):
-            raise _Refused(
+            raise CommandFailed(
                 "--frames needs --stream-sid MZ + 32 hex digits (the streamSid from start)"
             )
         if not frames and output is None:
-            raise _Refused("give -o OUTPUT (.ulaw, .raw, .wav or .b64) or --frames")
+            raise CommandFailed("give -o OUTPUT (.ulaw, .raw, .wav or .b64) or --frames")
         if output is not None and not frames and output.suffix.lower() not in _SUFFIXES:
-            raise _Refused(f"{output}: unknown output type; use {', '.join(_SUFFIXES)}")
+            raise CommandFailed(f"{output}: unknown output type; use {', '.join(_SUFFIXES)}")
         fmt = _declared_format(input_rate, input_width, input_channels, input_encoding)
         with _progress_bar(enabled=True) as report:
             result = convert(input_path, format=fmt, progress=_only_long(report))
@@ -195,9 +196,8 @@ def convert_command(
     except BrokenPipeError:  # the reader of the frames went away (`| head`): not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    except (AudioError, OSError, _Refused) as error:
-        click.echo(f"mediastreams convert: error: {_one_line(error)}", err=True)
-        return 2
+    except (AudioError, OSError) as error:
+        raise CommandFailed(_one_line(error)) from None
     return 0
 
 

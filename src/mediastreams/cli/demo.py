@@ -12,12 +12,16 @@ import asyncio
 import secrets
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
-from rich.markup import escape
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from .failure import CommandFailed
+
+# rich, the server and the emulator are imported when the demo runs: `--help` stays quick.
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Progress
 
 __all__ = ["demo_command"]
 
@@ -50,11 +54,13 @@ _EXPECTED_CALL_S = 23.0  # how long the scripted call lasts, for the progress ba
 )
 def demo_command(clock: str, out_dir: Path, port: int) -> int:
     """Run a whole emulated call against the built-in server, and show what happened."""
+    from rich.console import Console
+
     console = Console(highlight=False, soft_wrap=True)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise _Failure(f"cannot create {out_dir}: {error.strerror}") from None
+        raise CommandFailed(f"cannot create {out_dir}: {error.strerror}") from None
     console.print(f"[bold]mediastreams demo[/] ({clock} clock): server, call, timeline, report\n")
     result = _run(clock, port, out_dir, console)
     return _finish(result, out_dir, console)
@@ -76,6 +82,8 @@ def _steps() -> list[Any]:
 
 
 def _run(clock: str, port: int, out_dir: Path, console: Console) -> Any:
+    from rich.markup import escape
+
     from ..demo.timeline import Timeline
 
     timeline = Timeline(lambda text: console.print(escape(text)))
@@ -109,7 +117,7 @@ async def _run_real(
         sock = bind("127.0.0.1", port)
     except OSError as error:
         message = f"cannot listen on 127.0.0.1:{port}: {error.strerror}; try --port 0"
-        raise _Failure(message) from None
+        raise CommandFailed(message) from None
     url = f"http://127.0.0.1:{sock.getsockname()[1]}/incoming-call"
     console.print(f"server: {url} (auth token set: requests must be signed)")
     stop = asyncio.Event()
@@ -134,6 +142,8 @@ def _config(timeline: Any, auth_token: str) -> Any:
 
 
 def _progress(console: Console) -> Progress:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
     return Progress(
         TextColumn("call"),
         BarColumn(),
@@ -153,7 +163,7 @@ async def _tick(progress: Progress) -> None:
 
 
 def _finish(result: Any, out_dir: Path, console: Console) -> int:
-    from ..emulator.report import render_text
+    from ..emulator.render import render_text
     from ..emulator.runner import write_outputs
 
     heard, stereo, report = (
@@ -174,10 +184,3 @@ def _finish(result: Any, out_dir: Path, console: Console) -> int:
     ):
         console.print(f"  {path}  [dim]{what}[/]")
     return int(result.report.exit_code)
-
-
-class _Failure(click.ClickException):
-    exit_code = 2
-
-    def show(self, file: object = None) -> None:
-        click.echo(f"mediastreams demo: {self.message}", err=True)

@@ -6,8 +6,8 @@ code 2, never a traceback.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
+import functools
 import importlib
 import json
 import logging
@@ -15,15 +15,16 @@ import os
 import signal
 import socket
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from ..connections import max_connections_for
+from ..backends import BACKENDS
 from ..limits import DEFAULT_LIMITS, Limits
 from ..security import StreamTokens, loggable
-from ..server import BACKENDS, Handler, ServerConfig, bind, echo_handler, play_handler, serve
-from ..server.config import check_public_url, trusted_network
+
+if TYPE_CHECKING:  # the server (Starlette, asyncio...) is imported once the options are read
+    from ..server import Handler, ServerConfig
 
 __all__ = ["serve_command"]
 
@@ -75,6 +76,8 @@ def _load_callable(option: str, spec: str) -> Any:
 
 
 def _load_app(spec: str) -> Handler:
+    from ..server import ServerConfig
+
     handler = _load_callable("--app", spec)
     try:
         ServerConfig.check_handler(handler)
@@ -84,6 +87,8 @@ def _load_app(spec: str) -> Handler:
 
 
 def _handler(play: str | None, echo: bool, app: str | None, hangup_after_play: bool) -> Handler:
+    from ..server import echo_handler, play_handler
+
     chosen = [name for name, on in (("--play", play), ("--echo", echo), ("--app", app)) if on]
     if len(chosen) != 1:
         raise BadInput("choose one of --play FILE, --echo or --app module:function")
@@ -151,6 +156,8 @@ _CHATTY = ("websockets", "uvicorn", "picows", "redis", "asyncio")
 
 
 def _configure_logging(level: str, log_format: str = "text") -> None:
+    from ..server import CallLogFilter
+
     numeric = logging.getLevelName(level.upper())
     if not isinstance(numeric, int):
         raise ValueError(level)
@@ -159,6 +166,8 @@ def _configure_logging(level: str, log_format: str = "text") -> None:
         handler.setFormatter(_JsonFormatter())
     else:
         handler.setFormatter(_SidFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    # Lines logged while a handler runs (the app's own too) carry its call's SIDs.
+    handler.addFilter(CallLogFilter())
     # The root logger: the app's own loggers (--app) log at the same level, to the same place.
     root = logging.getLogger()
     root.handlers[:] = [handler]
@@ -291,6 +300,8 @@ def serve_command(**options: Any) -> None:
     SIGTERM drains (/readyz answers 503, live calls go on, then the server exits); a second
     SIGTERM or Ctrl-C stops at once.
     """
+    import asyncio
+
     o = _Options(**options)
     _check_backend(o.backend)
     handler = _handler(o.play, o.echo, o.app, o.hangup_after_play)
@@ -306,11 +317,18 @@ def serve_command(**options: Any) -> None:
         from .workers import run_workers
 
         raise SystemExit(
-            run_workers(click.get_current_context(), o.host, o.port, o.workers, config)
+            run_workers(
+                click.get_current_context(),
+                o.host,
+                o.port,
+                o.workers,
+                config,
+                banner=functools.partial(_banner, o, config),
+            )
         )
     sock = _listen(o.host, o.port, reuse_port=_WORKER_ENV in os.environ)
     if _WORKER_ENV not in os.environ:
-        _banner(o, config, sock)
+        _banner(o, config, sock.getsockname()[1])
     try:
         asyncio.run(_run(config, sock, o.backend, workers=int(os.environ.get(_WORKER_ENV, "1"))))
     except KeyboardInterrupt:
@@ -321,6 +339,7 @@ def serve_command(**options: Any) -> None:
 
 # Set in a worker's environment by the supervisor: how many workers there are.
 _WORKER_ENV = "MEDIASTREAMS_WORKERS"
+_DUPLICATE_TERM_S = 1.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -383,6 +402,9 @@ def _check_shared_state(o: _Options) -> None:
 
 
 def _config(o: _Options, handler: Handler) -> ServerConfig:
+    from ..server import ServerConfig
+    from ..server.config import check_public_url, trusted_network
+
     if o.public_url is not None:
         # Checked apart from the config, whose errors could also be about a <Parameter>.
         try:
@@ -419,6 +441,8 @@ def _config(o: _Options, handler: Handler) -> ServerConfig:
 
 
 def _listen(host: str, port: int, *, reuse_port: bool) -> socket.socket:
+    from ..server import bind
+
     try:
         if reuse_port:
             from .workers import bind_reuse_port
@@ -431,8 +455,11 @@ def _listen(host: str, port: int, *, reuse_port: bool) -> socket.socket:
         ) from None
 
 
-def _banner(o: _Options, config: ServerConfig, sock: socket.socket) -> None:
-    port = sock.getsockname()[1]
+def _banner(o: _Options, config: ServerConfig, port: int) -> None:
+    """The start-up line: the exact URLs to give Twilio (those signatures are checked on)."""
+    from ..connections import max_connections_for
+    from ..server.config import check_public_url
+
     if config.public_url is not None:
         origin = check_public_url(config.public_url)
         webhook = origin.http_url(config.incoming_path)
@@ -441,12 +468,23 @@ def _banner(o: _Options, config: ServerConfig, sock: socket.socket) -> None:
         webhook = f"http://{o.host}:{port}{config.incoming_path}"
         stream = f"ws://{o.host}:{port}{config.stream_path}"
     signed = ", signatures checked on these URLs" if o.auth_token else ""
-    click.echo(
-        f"mediastreams serve ({o.backend}): webhook {webhook}, stream {stream}{signed}"
+    workers = f", {o.workers} workers on {o.host}:{port} with SO_REUSEPORT" if o.workers > 1 else ""
+    announce(
+        f"mediastreams serve ({o.backend}{workers}): webhook {webhook}, stream {stream}{signed}"
         + f", at most {max_connections_for(config.limits)} connections"
+        + (" each" if o.workers > 1 else "")
         + (f", shared state on {_redis_where(o.redis_url)}" if o.redis_url else ""),
-        err=True,
+        o.log_format,
     )
+
+
+def announce(message: str, log_format: str) -> None:
+    """Print a start-up line whatever the log level: plain, or one JSON object (json)."""
+    if log_format == "json":
+        record = logging.LogRecord("mediastreams.serve", logging.INFO, "", 0, message, None, None)
+        click.echo(_JsonFormatter().format(record), err=True)
+    else:
+        click.echo(message, err=True)
 
 
 def _redis_where(url: str) -> str:
@@ -462,12 +500,25 @@ def _limits(max_connections: int | None) -> Limits:
 
 
 async def _run(config: ServerConfig, sock: Any, backend: Any, *, workers: int = 1) -> None:
+    import asyncio
+
+    from ..server import serve
+
     stop, drain = asyncio.Event(), asyncio.Event()
     loop = asyncio.get_running_loop()
+    # A worker may get the first SIGTERM twice: from a service manager that signals every
+    # process of the service (systemd's default) and from the supervisor, which forwards it.
+    duplicate_s = _DUPLICATE_TERM_S if workers > 1 else 0.0
+    drain_at = 0.0
 
     def on_term() -> None:
         # The first SIGTERM drains; a second one stops at once.
-        (stop if drain.is_set() else drain).set()
+        nonlocal drain_at
+        if not drain.is_set():
+            drain_at = loop.time()
+            drain.set()
+        elif loop.time() - drain_at >= duplicate_s:
+            stop.set()
 
     loop.add_signal_handler(signal.SIGINT, stop.set)
     loop.add_signal_handler(signal.SIGTERM, on_term)

@@ -5,7 +5,7 @@ Place a call against a voice webhook URL, a stream URL, or an ASGI app in the sa
     from mediastreams.emulator import Audio, WaitForQuiet, place_call
 
     result = place_call("myapp.server:app", [WaitForQuiet(), Audio("hello.wav")])
-    assert result.report.violations == []
+    result.raise_for_violations()  # fails with every mistake the app made
 
 In-process calls run in virtual time by default: a one-minute call takes a fraction of a
 second. See ``docs/emulator.md``.

@@ -6,28 +6,37 @@
 tick a bidirectional stream sends the caller's frame (and key presses), plays 20 ms of the
 app's audio and echoes the marks that audio passed (:meth:`StreamRun.tick`); a one-way stream
 sends copies of the tracks it asked for (:meth:`StreamRun.copy`). Meanwhile each stream reads
-the app's frames, checks each one, and notes when things happened for the report. Time is the
-event loop's, so the same code runs in real and in virtual time.
+the app's frames, and a bidirectional one reads every frame both ways through a
+:class:`~mediastreams.tally.StreamReader` into the call's
+:class:`~mediastreams.tally.Tally` (as ``mediastreams inspect`` reads a trace), and notes when
+the app's audio came, played and was cleared in the call's
+:class:`~mediastreams.emulator.talkback.Talkback`. Time is the event loop's, so the same code
+runs in real and in virtual time.
+
+What a stream is (its plan and its line in the report) is :mod:`~mediastreams.emulator.streams`;
+this module is the driving of one.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Literal, TypeAlias
 
-from ..diagnostics import Finding, Violation
-from ..exceptions import RemoteProtocolError
-from ..messages import Clear, Mark, Media, Sender, new_sid
-from ..protocol import STREAMING, TwilioProtocol
+from ..audio.frames import FRAME_BYTES, FRAME_MS
+from ..diagnostics import Violation
+from ..messages import AppMessage, Clear, Media, Sender
+from ..protocol import STREAMING, Received, TwilioProtocol
+from ..tally import StreamReader, Tally
 from ..trace import TraceWriter
-from .script import FRAME_BYTES, FRAME_MS, audible_extent, is_audible
+from .streams import (
+    TRACKS_BY_ATTRIBUTE,
+    EndedBy,
+    FrameObserver,
+    StreamPlan,
+    StreamSummary,
+)
+from .talkback import Talkback
 from .transport import AppConnection
-
-FrameObserver = Callable[[float, Sender, "str | bytes"], None]
-"""Sees each frame as it goes: seconds since ``start``, who sent it, the frame."""
 
 __all__ = [
     "CONGESTED_BYTES",
@@ -37,190 +46,10 @@ __all__ = [
     "StreamPlan",
     "StreamRun",
     "StreamSummary",
-    "Timeline",
 ]
-
-EndedBy: TypeAlias = Literal[
-    "caller",
-    "app",
-    "twiml",
-    "stop",
-    "rest",
-    "redirect",
-    "interrupted",
-    "failed",
-    "refused",
-    "error",
-]
-"""What ended a stream, or the call (see :class:`StreamSummary`; ``"error"``: a failure of the
-emulator itself, raised after the call)."""
 
 CONGESTED_BYTES = 100_000
 """Unread bytes (about 6 s of inbound frames) past which the app's side counts as congested."""
-
-# https://www.twilio.com/docs/voice/twiml/stream#attributes-track: the attribute, and the
-# `tracks` of `start` and the `media.track` values it gives (protocol.md §1.2).
-TRACKS_BY_ATTRIBUTE: Mapping[str, tuple[str, ...]] = {
-    "inbound_track": ("inbound",),
-    "outbound_track": ("outbound",),
-    "both_tracks": ("inbound", "outbound"),
-}
-
-
-@dataclass
-class StreamPlan:
-    """A stream Twilio is to open, from a ``<Stream>`` or a REST ``Streams.json`` create.
-
-    Attributes:
-        url: the URL Twilio connects to (absolute, without a query string).
-        parameters: ``<Parameter>`` values, for ``start.customParameters``.
-        bidirectional: ``<Connect>`` (``True``), or ``<Start>`` and REST (``False``).
-        name: the stream's name, unique in the call (``<Stop>`` and REST stop by it).
-        tracks: the tracks streamed: ``("inbound",)``, ``("outbound",)`` or both.
-        status_callback, status_callback_method: where Twilio reports ``stream-started``,
-            ``stream-stopped`` and ``stream-error``.
-        stream_sid: the SID the stream will have (a REST create answers with it at once).
-    """
-
-    url: str
-    parameters: dict[str, str]
-    bidirectional: bool = True
-    name: str | None = None
-    tracks: tuple[str, ...] = ("inbound",)
-    status_callback: str | None = None
-    status_callback_method: str = "POST"
-    stream_sid: str = field(default_factory=lambda: new_sid("MZ"))
-
-
-@dataclass
-class StreamSummary:
-    """One stream of the call, as the report lists it.
-
-    Times are milliseconds of the call (since its first stream's ``start``). ``ended_by`` is
-    ``None`` while the stream runs, then ``"caller"``, ``"app"`` (it closed the socket),
-    ``"twiml"`` (the TwiML ended the call), ``"stop"`` (``<Stop><Stream>``), ``"rest"``,
-    ``"redirect"`` (a REST update replaced the TwiML), ``"interrupted"``, ``"failed"``
-    (never opened) or ``"refused"`` (over Twilio's limits).
-    """
-
-    url: str
-    name: str | None
-    bidirectional: bool
-    tracks: tuple[str, ...]
-    stream_sid: str
-    started_ms: float | None = None
-    ended_ms: float | None = None
-    ended_by: EndedBy | None = None
-    close_code: int | None = None
-    frames_sent: int = 0
-    frames_received: int = 0
-    error: str | None = None
-
-    @property
-    def running(self) -> bool:
-        """Opening or open: not ended yet."""
-        return self.ended_by is None
-
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON form, as in the report's ``streams``."""
-        return {
-            "url": self.url,
-            "name": self.name,
-            "bidirectional": self.bidirectional,
-            "tracks": list(self.tracks),
-            "stream_sid": self.stream_sid if self.started_ms is not None else None,
-            "started_ms": _round(self.started_ms),
-            "ended_ms": _round(self.ended_ms),
-            "ended_by": self.ended_by,
-            "close_code": self.close_code,
-            "frames_sent": self.frames_sent,
-            "frames_received": self.frames_received,
-            "error": self.error,
-        }
-
-
-def _round(value: float | None) -> float | None:
-    return None if value is None else round(value, 1)
-
-
-@dataclass
-class Timeline:
-    """When things happened, in milliseconds since ``start`` was sent."""
-
-    media_ms: list[float] = field(default_factory=list)
-    media_bytes: list[int] = field(default_factory=list)
-    clears_ms: list[float] = field(default_factory=list)
-    # How many media frames had arrived when each clear did.
-    clears_after_media: list[int] = field(default_factory=list)
-    marks_sent: int = 0
-    marks_echoed: int = 0
-    marks_echoed_by_clear: int = 0
-    # Tick times at which the caller heard the app (something audible played in that tick).
-    audible_ticks_ms: list[int] = field(default_factory=list)
-    played_bytes: int = 0
-    max_buffered_ms: float = 0.0
-    discarded_by_clear_ms: float = 0.0
-    duration_ms: int = 0
-    ended_by: str = "caller"
-    close_code: int | None = None
-    inbound_dropped: int = 0  # caller frames not sent: the app's side was congested (31930)
-    frames_after_stop: int = 0  # app frames that crossed the caller's stop; dropped
-    # The playout's busy stretches (app audio queued or playing), run-length encoded:
-    # (start_ms, end_ms, played_bytes at the start, played_bytes at the end). The stretch
-    # under way is `playout_open`: (start_ms, played_bytes at the start).
-    playout_runs: list[tuple[int, int, int, int]] = field(default_factory=list)
-    playout_open: tuple[int, int] | None = None
-    # The stretches with audible app audio queued or playing, (start_ms, end_ms); and the
-    # one under way. A pause inside queued audio is inside; silence the app sends is not.
-    audible_runs: list[tuple[int, int]] = field(default_factory=list)
-    audible_open: int | None = None
-    # Where the queued audio's last loud sample is, counted in bytes that ever entered
-    # the playout (played, discarded, or still queued).
-    audible_until: int = 0
-    discarded_bytes: int = 0
-    # For each clear: played_bytes when it came, and the queued bytes it threw away.
-    clears_played_bytes: list[int] = field(default_factory=list)
-    clears_discarded_bytes: list[int] = field(default_factory=list)
-    started_at_s: float | None = None  # the event loop's time when start was sent
-
-    def note_playout(self, now_ms: int, buffered_bytes: int, played: bytes) -> None:
-        """One tick of playout: the bytes queued when it began, and the audio it played."""
-        if buffered_bytes and self.playout_open is None:
-            self.playout_open = (now_ms, self.played_bytes)
-        elif not buffered_bytes and self.playout_open is not None:
-            start_ms, played_at_start = self.playout_open
-            self.playout_runs.append((start_ms, now_ms, played_at_start, self.played_bytes))
-            self.playout_open = None
-        if self.audible_until > self.played_bytes + self.discarded_bytes:
-            if self.audible_open is None:
-                self.audible_open = now_ms
-        elif self.audible_open is not None:
-            self.audible_runs.append((self.audible_open, now_ms))
-            self.audible_open = None
-        self.played_bytes += len(played)
-        if is_audible(played):
-            self.audible_ticks_ms.append(now_ms)
-
-    def note_media(
-        self, now_ms: float, payload: bytes, buffered_before: int, buffered_after: int
-    ) -> None:
-        """A ``media`` frame arrived; it was queued unless the buffer was full (31931)."""
-        self.media_ms.append(now_ms)
-        self.media_bytes.append(len(payload))
-        self.max_buffered_ms = max(self.max_buffered_ms, buffered_after / 8)
-        loud = audible_extent(payload)
-        if loud and buffered_after > buffered_before:
-            start = self.played_bytes + self.discarded_bytes + buffered_before
-            self.audible_until = max(self.audible_until, start + loud)
-
-    def note_clear(self, now_ms: float, discarded_bytes: int) -> None:
-        """A ``clear`` arrived, throwing away ``discarded_bytes`` of queued audio."""
-        self.clears_ms.append(now_ms)
-        self.clears_after_media.append(len(self.media_ms))
-        self.clears_played_bytes.append(self.played_bytes)
-        self.clears_discarded_bytes.append(discarded_bytes)
-        self.discarded_bytes += discarded_bytes
-        self.discarded_by_clear_ms = self.discarded_bytes / 8
 
 
 class StreamRun:
@@ -230,8 +59,10 @@ class StreamRun:
         transport: the open WebSocket.
         plan: what to stream (URL, tracks, parameters, one-way or not).
         call_sid, account_sid: the call's SIDs, for ``start`` and ``stop``.
-        timeline: where to note the app's frames; the call shares one between its
-            bidirectional streams (a one-way stream gets its own).
+        tally: where every frame of a bidirectional stream is counted, and every violation
+            of any stream; the call shares one between its streams.
+        talkback: where a bidirectional stream notes when the app's audio came and played;
+            the call shares one between its bidirectional streams (one at a time).
         trace: where to write every frame, if anywhere.
         on_frame: called with ``(seconds since the call's first start, sender, frame)`` for
             every frame, both ways, as it goes (a live timeline).
@@ -245,7 +76,8 @@ class StreamRun:
         *,
         call_sid: str | None = None,
         account_sid: str | None = None,
-        timeline: Timeline | None = None,
+        tally: Tally | None = None,
+        talkback: Talkback | None = None,
         trace: TraceWriter | None = None,
         on_frame: FrameObserver | None = None,
         summary: StreamSummary | None = None,
@@ -260,11 +92,12 @@ class StreamRun:
             custom_parameters=plan.parameters,
             tracks=plan.tracks,
         )
-        self.timeline = timeline if timeline is not None else Timeline()
-        self.findings: list[Finding] = []
-        self.summary = summary or StreamSummary(
-            plan.url, plan.name, plan.bidirectional, plan.tracks, plan.stream_sid
-        )
+        self.tally = tally if tally is not None else Tally()
+        self.talkback = talkback if talkback is not None else Talkback()
+        # One reader for both ways: the app's frames through Twilio's side, Twilio's through
+        # the app's. A one-way stream takes nothing back (31924), so reads nothing.
+        self.reader = StreamReader(self.tally, self.protocol) if plan.bidirectional else None
+        self.summary = summary or plan.summary()
         self.close_error: Violation | None = None
         """Why the app's close was abnormal (31903, 31921), if it was."""
         self.ended = asyncio.Event()
@@ -315,8 +148,8 @@ class StreamRun:
             The app's audio played (shorter than 20 ms when its buffer ran out).
         """
         self._send_held()
-        if self.timeline.started_at_s is None:
-            self.timeline.started_at_s = self._started_at
+        if self.talkback.started_at_s is None:
+            self.talkback.started_at_s = self._started_at
         self._send_inbound(frame, now_ms)
         for digit in digits:
             self.protocol.send_dtmf(digit)
@@ -324,7 +157,7 @@ class StreamRun:
         buffered = self.protocol.buffered_bytes
         played = self.protocol.play(FRAME_BYTES)
         self._held += self.protocol.data_to_send()
-        self.timeline.note_playout(now_ms, buffered, played)
+        self.talkback.note_playout(now_ms, buffered, played)
         return played
 
     def copy(self, inbound: bytes, outbound: bytes, now_ms: int) -> None:
@@ -344,7 +177,7 @@ class StreamRun:
 
     def _send_inbound(self, frame: bytes, now_ms: int) -> None:
         if self._congested():
-            self.timeline.inbound_dropped += 1
+            self.talkback.inbound_dropped += 1
         else:
             # The frame's place in the stream: frames dropped for 31930 leave a jump.
             self.protocol.send_media(frame, timestamp_ms=self._timestamp_ms(now_ms))
@@ -361,7 +194,7 @@ class StreamRun:
         # app's side of the socket is congested (it does not read fast enough).
         if self.transport.backlog_bytes() < CONGESTED_BYTES:
             return False
-        if not self.timeline.inbound_dropped:
+        if not self.talkback.inbound_dropped:
             self._found(
                 Violation(
                     31930,
@@ -408,8 +241,6 @@ class StreamRun:
         closed = self.transport.closed
         assert closed is not None
         self.summary.close_code = closed.code
-        if self.bidirectional:
-            self.timeline.close_code = closed.code
         if closed.code is None:
             self._close_error(
                 Violation(
@@ -444,9 +275,6 @@ class StreamRun:
             await self.transport.close()
         if self._receiver is not None and not self._receiver.done():
             await self._drain(self._receiver)
-        if self.bidirectional:
-            self.timeline.marks_echoed += self.protocol.marks_echoed
-            self.timeline.marks_echoed_by_clear += self.protocol.marks_echoed_by_clear
 
     async def _drain(self, receiver: asyncio.Task[None]) -> None:
         # After a hang-up the app may still be sending; read until the socket closes.
@@ -480,8 +308,14 @@ class StreamRun:
 
     def _trace_frame(self, sender: Sender, frame: str | bytes) -> None:
         self._lines += 1
+        if self.reader is not None:
+            self.reader.from_twilio(frame, line=self._lines, t=self._trace_t())
         self._write_trace(sender, frame)
         self._observe(sender, frame)
+
+    def _trace_t(self) -> float:
+        """Seconds since the socket opened, as the trace and the findings give it."""
+        return round(self._loop.time() - self._opened_at, 6)
 
     def _observe(self, sender: Sender, frame: str | bytes) -> None:
         if self._on_frame is not None:
@@ -491,8 +325,7 @@ class StreamRun:
         self, sender: Sender, frame: str | bytes, *, keep_payload: bool = False
     ) -> None:
         if self._trace is not None:
-            t = self._loop.time() - self._opened_at
-            self._trace.write(t, sender, frame, keep_payload=keep_payload)
+            self._trace.write(self._trace_t(), sender, frame, keep_payload=keep_payload)
 
     # --- frames in -------------------------------------------------------------------------
 
@@ -503,10 +336,8 @@ class StreamRun:
                 return
             self.summary.frames_received += 1
             self._lines += 1
-            line, found = self._lines, len(self.findings)
-            self._receive(frame, line)
+            evidence = self._receive(frame, self._lines)
             # A violation in the payload itself keeps the payload in the trace as evidence.
-            evidence = any("payload" in (f.violation.path or "") for f in self.findings[found:])
             self._write_trace("app", frame, keep_payload=evidence)
             self._observe("app", frame)
             echoes = self.protocol.data_to_send()
@@ -515,36 +346,20 @@ class StreamRun:
                 self._queue(echoes)
                 await self.flush()
 
-    def _receive(self, frame: str | bytes, line: int) -> None:
-        if not self.bidirectional:
+    def _receive(self, frame: str | bytes, line: int) -> bool:
+        """Read one app frame; whether a violation is about its payload."""
+        if self.reader is None:
             self._one_way(frame, line)
-            return
+            return False
         now_ms = (self._loop.time() - self._started_at) * 1000
         buffered = self.protocol.buffered_bytes  # what a clear in this frame throws away
-        try:
-            if isinstance(frame, bytes):
-                self.protocol.receive_bytes(frame)
-            message = self.protocol.receive_text(frame)
-        except RemoteProtocolError as error:
-            if error.violation.kind == "after-stop":
-                # Twilio closes the socket right after its stop: frames the app sent before
-                # it learnt of the hang-up cross it on the wire and are dropped, not its fault.
-                self.timeline.frames_after_stop += 1
-                return
-            self._found(error.violation, line)
-            return
-        finally:
-            for warning in self.protocol.warnings:
-                self._found(warning, line)
-            self.protocol.warnings.clear()
-        self._note(message, now_ms, line, buffered)
+        received = self.reader.from_app(frame, line=line, t=self._trace_t())
+        self._note(received, now_ms, buffered)
+        return any("payload" in (v.path or "") for v in received.violations)
 
     def _one_way(self, frame: str | bytes, line: int) -> None:
-        if self.summary.ended_by is not None:
-            self.timeline.frames_after_stop += 1
-            return
-        if self._ignored_noted:
-            return
+        if self.summary.ended_by is not None or self._ignored_noted:
+            return  # crossed the stop on the wire; or already reported once
         self._ignored_noted = True
         # https://www.twilio.com/docs/api/errors/31924: "If you started a unidirectional
         # Stream with <Start><Stream>, do not send audio or control messages back to Twilio".
@@ -562,17 +377,15 @@ class StreamRun:
             line,
         )
 
-    def _note(self, message: object, now_ms: float, line: int, buffered_bytes: int) -> None:
-        timeline = self.timeline
-        if isinstance(message, Media):
-            timeline.note_media(
+    def _note(self, received: Received[AppMessage], now_ms: float, buffered_bytes: int) -> None:
+        """When the app's audio came, and what a clear threw away, for the measures."""
+        message = received.message
+        if type(message) is Media:
+            self.talkback.note_media(
                 now_ms, message.payload, buffered_bytes, self.protocol.buffered_bytes
             )
-        elif isinstance(message, Mark):
-            timeline.marks_sent += 1
-        elif isinstance(message, Clear):
-            timeline.note_clear(now_ms, buffered_bytes)
+        elif type(message) is Clear:
+            self.talkback.note_clear(now_ms, buffered_bytes)
 
     def _found(self, violation: Violation, line: int | None) -> None:
-        t = round(self._loop.time() - self._opened_at, 6)
-        self.findings.append(Finding(violation, line, t))
+        self.tally.found(violation, line=line, t=self._trace_t())

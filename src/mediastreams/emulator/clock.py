@@ -15,10 +15,19 @@ outside the loop: threads of their own (anyio's worker threads, behind Starlette
 meanwhile whenever a timer is due, so to that work time runs fast. Nor can it see a
 callback that blocks the loop: real time passes while the virtual clock stands still.
 
-The loop notices all three as they happen and keeps them as :class:`TimeDoubt` records: a
-thread alive that is neither the loop's nor its executor's, or a file descriptor the loop
-did not open waited on, at the moment the clock jumps; and a loop iteration that ran for
-more than :data:`BLOCKED_MS` of real time.
+Nor can it change the wall clock: an app that paces itself by ``time.monotonic()`` while it
+sleeps with ``asyncio.sleep`` (pipecat does) sees its sleeps last no wall time at all, and
+falls behind or runs ahead of the call.
+
+The loop notices all four as they happen and keeps them as :class:`TimeDoubt` records: a
+thread alive that is neither the loop's nor its executor's (:class:`ForeignThread`), or a file
+descriptor the loop did not open waited on (:class:`ForeignSocket`), at the moment the clock
+jumps; a loop iteration that ran for more than :data:`BLOCKED_MS` of real time
+(:class:`BlockedLoop`); and a read of ``time.monotonic``, ``time.perf_counter`` or
+``time.time`` (or their ``_ns`` forms) from the loop's thread by code that is neither the
+standard library nor mediastreams (:class:`WallClockRead`). They are recorded while a call's
+streams run (:func:`watch_time`): what happens before, the emulator's own setup included, is
+not the call's. :func:`clock_note` says in one sentence what was seen.
 """
 
 from __future__ import annotations
@@ -31,9 +40,25 @@ import threading
 import time
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, TypeAlias, TypeVar, TypeVarTuple
+from types import CodeType, FrameType
+from typing import Any, ClassVar, Literal, TypeAlias, TypeVar, TypeVarTuple
 
-__all__ = ["BLOCKED_MS", "ClockName", "TimeDoubt", "VirtualEventLoop", "run_in_loop", "time_doubts"]
+from .wallclock import WallClockWatch, caller_outside
+
+__all__ = [
+    "BLOCKED_MS",
+    "BlockedLoop",
+    "ClockName",
+    "ForeignSocket",
+    "ForeignThread",
+    "TimeDoubt",
+    "VirtualEventLoop",
+    "WallClockRead",
+    "clock_note",
+    "run_in_loop",
+    "time_doubts",
+    "watch_time",
+]
 
 ClockName: TypeAlias = Literal["real", "virtual"]
 """``"real"``: wall-clock time. ``"virtual"``: time jumps whenever everything waits."""
@@ -53,21 +78,100 @@ _EXECUTOR_THREADS = "mediastreams-virtual-executor"
 class TimeDoubt:
     """Something that ran in real time beside virtual time, which may make the figures wrong.
 
+    One of :class:`BlockedLoop`, :class:`ForeignThread`, :class:`ForeignSocket` and
+    :class:`WallClockRead`.
+
     Attributes:
-        cause: ``"blocked"`` (a callback held the loop), ``"thread"`` (a thread of the app's
-            own was alive while the clock jumped) or ``"socket"`` (the loop waited on a file
-            descriptor it did not open while the clock jumped).
-        detail: what it was: the thread's name, the socket's address, the time blocked.
+        detail: what it was: the thread's name, the socket's address, the time blocked, the
+            clock read and where.
         first_s: the loop's (virtual) time when it was first seen.
         last_s: the loop's time when it was last seen.
-        blocked_ms: for ``"blocked"``, the real time the loop was held.
+        count: how many times it was seen.
+        cause: ``"blocked"``, ``"thread"``, ``"socket"`` or ``"wall-clock"`` (one per class).
     """
 
-    cause: Literal["blocked", "thread", "socket"]
     detail: str
     first_s: float
     last_s: float
+    count: int = 1
+    cause: ClassVar[str] = ""
+    _wording: ClassVar[str] = "{details}"  # the clause of the note, with the first details
+
+    @classmethod
+    def reason(cls, doubts: list[TimeDoubt]) -> str:
+        """Why ``doubts`` (all of this class) put virtual time in doubt, as a clause."""
+        return cls._wording.format(details=", ".join(d.detail for d in doubts[:3]))
+
+
+@dataclass
+class BlockedLoop(TimeDoubt):
+    """A callback held the loop for :attr:`blocked_ms` of real time while virtual time stood."""
+
     blocked_ms: float = 0.0
+    cause: ClassVar[str] = "blocked"
+
+    @classmethod
+    def reason(cls, doubts: list[TimeDoubt]) -> str:
+        longest = max(doubts, key=lambda d: d.blocked_ms if isinstance(d, BlockedLoop) else 0)
+        assert isinstance(longest, BlockedLoop)
+        return (
+            f"a callback blocked the event loop {len(doubts)} time(s), for up to "
+            f"{longest.blocked_ms:,.0f} ms of real time (at {longest.first_s:.2f} s) while "
+            "virtual time stood still"
+        )
+
+
+@dataclass
+class ForeignThread(TimeDoubt):
+    """A thread of the app's own was alive while the clock jumped."""
+
+    cause: ClassVar[str] = "thread"
+    _wording: ClassVar[str] = (
+        "thread(s) of the app's own ({details}) ran while virtual time jumped ahead"
+    )
+
+
+@dataclass
+class ForeignSocket(TimeDoubt):
+    """The loop waited on a file descriptor it did not open while the clock jumped."""
+
+    cause: ClassVar[str] = "socket"
+    _wording: ClassVar[str] = "the app waited on {details} while virtual time jumped ahead"
+
+
+@dataclass
+class WallClockRead(TimeDoubt):
+    """The app read the wall clock (``time.monotonic()``...) during the call: one per place."""
+
+    cause: ClassVar[str] = "wall-clock"
+
+    @classmethod
+    def reason(cls, doubts: list[TimeDoubt]) -> str:
+        reads = sum(d.count for d in doubts)
+        busiest = sorted(doubts, key=lambda d: -d.count)[:5]
+        where = ", ".join(f"{d.detail} x{d.count}" for d in busiest)
+        return (
+            f"the app read the wall clock {reads:,} time(s) during the call ({where}): code "
+            "that paces or waits by the wall clock while it sleeps with asyncio runs at the "
+            "wrong speed in virtual time"
+        )
+
+
+_KINDS: tuple[type[TimeDoubt], ...] = (BlockedLoop, ForeignThread, ForeignSocket, WallClockRead)
+
+
+def clock_note(doubts: list[TimeDoubt]) -> str:
+    """One note for a report: why virtual time may not hold for this app, and what to do."""
+    reasons = []
+    for kind in _KINDS:
+        same = [d for d in doubts if type(d) is kind]
+        if same:
+            reasons.append(kind.reason(same))
+    return (
+        "virtual time may be wrong for this app, and the timing figures with it: "
+        + "; ".join(reasons)
+        + ". Place the call in real time (--clock real, or clock='real')"
+    )
 
 
 class _VirtualSelector(selectors.BaseSelector):
@@ -77,13 +181,15 @@ class _VirtualSelector(selectors.BaseSelector):
         self._real = selectors.DefaultSelector()
         self.now = 0.0
         self.outside_work = 0  # executor jobs under way: time waits for them
-        self.doubts: dict[tuple[str, str], TimeDoubt] = {}
+        self.watching = 0  # calls whose streams run: only then are doubts recorded
+        self.doubts: dict[tuple[type[TimeDoubt], str], TimeDoubt] = {}
         self.loop_ready = False  # until then, what registers is the loop's own (its wake-up pipe)
         self._own_fds: set[int] = set()
         self._foreign_fds = 0
         self.known_threads: set[int | None] = {t.ident for t in threading.enumerate()}
         self._thread_count = threading.active_count()
-        self._returned_at = time.perf_counter()
+        self._returned_at = _perf_counter()
+        self._wall_reads: dict[tuple[str, CodeType], TimeDoubt] = {}  # by clock and caller
 
     def register(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
         key = self._real.register(fileobj, events, data)
@@ -104,17 +210,20 @@ class _VirtualSelector(selectors.BaseSelector):
 
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
         # The real time since the last select returned went to running callbacks.
-        self._returned_at, called_at = time.perf_counter(), self._returned_at
+        self._returned_at, called_at = _perf_counter(), self._returned_at
         blocked_ms = (self._returned_at - called_at) * 1000
-        if blocked_ms > BLOCKED_MS:
-            self._doubt("blocked", f"{blocked_ms:,.0f} ms at {self.now:.2f} s", blocked_ms)
+        if blocked_ms > BLOCKED_MS and self.watching:
+            detail = f"{blocked_ms:,.0f} ms at {self.now:.2f} s"
+            self.doubts[BlockedLoop, detail] = BlockedLoop(
+                detail, self.now, self.now, blocked_ms=blocked_ms
+            )
         events = self._real.select(0)
         if events:
             return events
         if timeout is None or self.outside_work:
             # No timer at all, or a thread at work: wait for it for real, time standing still.
             events = self._real.select(timeout)
-            self._returned_at = time.perf_counter()
+            self._returned_at = _perf_counter()
         elif timeout > 0:
             # Everything waits for a timer: let the time pass at once. Cheap checks first:
             # a jump happens every tick of a call.
@@ -125,13 +234,13 @@ class _VirtualSelector(selectors.BaseSelector):
 
     def mark_running(self) -> None:
         """The loop starts (again): real time from here on is its own."""
-        self._returned_at = time.perf_counter()
+        self._returned_at = _perf_counter()
 
     def _check_outside_work(self) -> None:
         if self._foreign_fds:
             for key in list(self._real.get_map().values()):
                 if key.fd not in self._own_fds:
-                    self._doubt("socket", _describe_fd(key.fileobj, key.fd))
+                    self._doubt(ForeignSocket, _describe_fd(key.fileobj, key.fd))
         if threading.active_count() != self._thread_count:
             foreign = [
                 thread
@@ -140,24 +249,48 @@ class _VirtualSelector(selectors.BaseSelector):
                 and not thread.name.startswith(_EXECUTOR_THREADS)
             ]
             for thread in foreign:
-                self._doubt("thread", repr(thread.name))
+                self._doubt(ForeignThread, repr(thread.name))
             if not foreign:  # only the executor grew: nothing to look at until the count moves
                 self._thread_count = threading.active_count()
 
-    def _doubt(
-        self, cause: Literal["blocked", "thread", "socket"], detail: str, blocked_ms: float = 0.0
-    ) -> None:
-        found = self.doubts.get((cause, detail))
+    def _doubt(self, kind: type[TimeDoubt], detail: str) -> TimeDoubt | None:
+        if not self.watching:
+            return None
+        found = self.doubts.get((kind, detail))
         if found is None:
-            self.doubts[cause, detail] = TimeDoubt(cause, detail, self.now, self.now, blocked_ms)
+            found = self.doubts[kind, detail] = kind(detail, self.now, self.now)
         else:
             found.last_s = self.now
+            found.count += 1
+        return found
+
+    def wall_clock_read(self, clock: str, frame: FrameType) -> None:
+        """``time.<clock>()`` was called from ``frame``, in the loop's thread."""
+        if frame.f_code.co_filename.startswith("<string") and frame.f_back is not None:
+            # Generated code (a dataclass's __init__ with default_factory=time.time): the
+            # read is its caller's.
+            frame = frame.f_back
+        code = frame.f_code
+        known = self._wall_reads.get((clock, code))
+        if known is not None:
+            known.last_s = self.now
+            known.count += 1
+            return
+        where = caller_outside(code)
+        if where is None:  # the standard library's or mediastreams' own: not the app's
+            return
+        doubt = self._doubt(WallClockRead, f"time.{clock}() {where}")
+        if doubt is not None:
+            self._wall_reads[clock, code] = doubt
 
     def close(self) -> None:
         self._real.close()
 
     def get_map(self) -> Mapping[Any, selectors.SelectorKey]:
         return self._real.get_map()
+
+
+_perf_counter = time.perf_counter  # the real one, even while the app's reads are watched
 
 
 def _describe_fd(fileobj: Any, fd: int) -> str:
@@ -230,6 +363,23 @@ class VirtualEventLoop(asyncio.SelectorEventLoop):
             if doubt.last_s >= since_s and doubt.first_s < until_s
         ]
 
+    def watch(self) -> Callable[[], None]:
+        """Record what puts virtual time in doubt, the app's reads of the wall clock in this
+        thread included, until the function returned is called (see :func:`watch_time`).
+        Watches nest: calls placed at once each watch their own span."""
+        self._virtual.watching += 1
+        unwatch_clock = _WATCH.enter(self._virtual)
+        left = False
+
+        def leave() -> None:
+            nonlocal left
+            if not left:
+                left = True
+                self._virtual.watching -= 1
+                unwatch_clock()
+
+        return leave
+
     async def shutdown_default_executor(self, timeout: float | None = None) -> None:
         """Wait for the executor's threads for real: a timeout would pass at once here."""
         await super().shutdown_default_executor()
@@ -264,3 +414,31 @@ def time_doubts(since_s: float, until_s: float) -> list[TimeDoubt]:
     except RuntimeError:
         return []
     return loop.time_doubts(since_s, until_s) if isinstance(loop, VirtualEventLoop) else []
+
+
+_WATCH = WallClockWatch()
+
+
+def watch_time() -> Callable[[], None]:
+    """While a call's streams run on a virtual loop: record what puts virtual time in doubt.
+
+    Blocked callbacks, threads of the app's own and sockets the loop did not open are recorded
+    only while some call watches (what comes before, such as the emulator reading the
+    caller's audio files, is not the call's). ``time.monotonic``, ``time.perf_counter``,
+    ``time.time`` and their ``_ns`` forms are wrapped meanwhile (process-wide, while any
+    virtual call watches) so that each read from this thread by code outside the standard
+    library and mediastreams is a :class:`WallClockRead` doubt; reads from other threads cost
+    a dictionary lookup and are not counted.
+
+    Returns:
+        The function that ends the watch (and restores the clocks once no call watches); on
+        a real-time loop, a function that does nothing.
+    """
+    loop = asyncio.get_running_loop()
+    if not isinstance(loop, VirtualEventLoop):
+        return _nothing
+    return loop.watch()
+
+
+def _nothing() -> None:
+    return None

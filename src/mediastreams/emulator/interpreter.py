@@ -26,11 +26,12 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 import numpy as np
 
 from .. import twiml
-from ..audio import SILENCE_BYTE, mulaw, to_mulaw
-from ..diagnostics import Finding, Violation
+from ..audio import mulaw, to_mulaw
+from ..audio.frames import MULAW_SAMPLE_RATE, ms_to_bytes, silence
+from ..diagnostics import Violation
 from ..exceptions import AudioError, TwiMLError, WebhookFailed
-from .call import TRACKS_BY_ATTRIBUTE, StreamPlan
 from .line import Line
+from .streams import TRACKS_BY_ATTRIBUTE, StreamPlan
 from .webhook import NO_CODE, TwilioRequests
 
 if TYPE_CHECKING:  # report.py imports rest.py, which imports this module
@@ -220,7 +221,7 @@ class Interpreter:
                     await self._say(verb)
                 case twiml.Pause():
                     length = verb.length_seconds if verb.length_seconds is not None else 1
-                    await self._hear(_silence(1000 * length))
+                    await self._hear(silence(1000 * length))
                 case twiml.Play():
                     await self._play(verb, document.url)
                 case twiml.Start():
@@ -391,7 +392,7 @@ class Interpreter:
         )
 
     def _finding(self, violation: Violation) -> None:
-        self.report.findings.append(Finding(violation, None, None))
+        self.report.tally.found(violation)
 
 
 def describe_verb(verb: twiml.Verb) -> str:
@@ -432,12 +433,8 @@ def _violation(code: int, kind: str, message: str, hint: str, path: str | None =
     return Violation(code, kind=kind, sender="app", message=message, hint=hint, path=path)
 
 
-def _silence(duration_ms: int) -> bytes:
-    return bytes([SILENCE_BYTE]) * (duration_ms * 8)
-
-
 def _tone(duration_ms: int) -> bytes:
-    n_samples = duration_ms * 8
-    t = np.arange(n_samples) / 8000
+    n_samples = ms_to_bytes(duration_ms)  # one byte a sample
+    t = np.arange(n_samples) / MULAW_SAMPLE_RATE
     pcm = (2000 * np.sin(2 * math.pi * 440 * t)).astype("<i2")
     return mulaw.encode(pcm.tobytes())

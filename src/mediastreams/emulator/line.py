@@ -17,12 +17,18 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from ..audio import SILENCE_BYTE
-from ..diagnostics import Finding, Violation
+from ..audio.frames import FRAME_BYTES, FRAME_MS, MULAW_SAMPLE_RATE
+from ..diagnostics import Violation
 from ..exceptions import ConnectFailed
+from ..protocol import BYTES_PER_MS
 from ..trace import TraceWriter
-from .call import EndedBy, FrameObserver, StreamPlan, StreamRun, StreamSummary, Timeline
+from .call import StreamRun
+from .clock import watch_time
+from .loudness import is_audible
 from .recorder import Recorder
-from .script import FRAME_BYTES, FRAME_MS, CallerScript, is_audible
+from .script import CallerScript
+from .streams import EndedBy, FrameObserver, StreamPlan, StreamSummary
+from .talkback import Talkback
 from .transport import AppConnection
 from .webhook import NO_CODE, StreamEvents, TwilioRequests
 
@@ -75,7 +81,7 @@ class Line:
         self.requests = requests
         self.call_sid = call_sid
         self.account_sid = account_sid
-        self.timeline = Timeline()
+        self.talkback = Talkback()
         """The app's talk-back, over every bidirectional stream of the call (one at a time)."""
         self.streams: list[StreamSummary] = []
         """Every stream of the call, in the order they were asked for."""
@@ -100,6 +106,7 @@ class Line:
         self._audio = bytearray()
         self._audio_played: asyncio.Future[None] | None = None
         self._lost_digits = False
+        self._unwatch_clock: Callable[[], None] | None = None
 
     # --- what the caller hears from the TwiML -----------------------------------------------
 
@@ -120,18 +127,18 @@ class Line:
         began = self._loop.time()
         heard = len(audio)
         try:
-            async with asyncio.timeout(len(audio) / 8000):
+            async with asyncio.timeout(len(audio) / MULAW_SAMPLE_RATE):
                 await self._first_start.wait()
             assert self.t0 is not None
-            heard = min(heard, round((self.t0 - began) * 8000))
+            heard = min(heard, round((self.t0 - began) * MULAW_SAMPLE_RATE))
         except TimeoutError:
             pass
         except asyncio.CancelledError:
-            heard = min(heard, round((self._loop.time() - began) * 8000))
+            heard = min(heard, round((self._loop.time() - began) * MULAW_SAMPLE_RATE))
             raise
         finally:
             self.recorder.add_prelude(audio[:heard])
-            self.report.prelude_ms += heard // 8
+            self.report.prelude_ms += heard // BYTES_PER_MS
         return audio[heard:]
 
     async def _play_on_ticks(self, audio: bytes) -> None:
@@ -193,9 +200,7 @@ class Line:
     def _open_in_background(self, plan: StreamPlan) -> asyncio.Task[StreamRun | None] | None:
         if self.end_requested.is_set():
             return None
-        summary = StreamSummary(
-            plan.url, plan.name, plan.bidirectional, plan.tracks, plan.stream_sid
-        )
+        summary = plan.summary()
         refusal = self._refusal(plan)
         self.streams.append(summary)
         if refusal is not None:
@@ -243,7 +248,8 @@ class Line:
             plan,
             call_sid=self.call_sid,
             account_sid=self.account_sid,
-            timeline=self.timeline if plan.bidirectional else None,
+            tally=self.report.tally,
+            talkback=self.talkback if plan.bidirectional else None,
             trace=self._trace if first_talker else None,
             on_frame=self._on_frame if first_talker else None,
             summary=summary,
@@ -251,6 +257,8 @@ class Line:
         sent = await leg.open(self.t0)
         if self.t0 is None:
             self.t0 = sent
+            # In virtual time, what puts the figures in doubt counts from now on.
+            self._unwatch_clock = watch_time()
             self._first_start.set()
             self._ticker = asyncio.create_task(self._run_ticks())
             self._ticker.add_done_callback(self._ticker_done)
@@ -315,7 +323,6 @@ class Line:
 
     async def _after(self, leg: StreamRun) -> None:
         await leg.finish()
-        self.report.findings += leg.findings
         if leg.close_error is not None:
             self._events.send(leg.plan, "stream-error", leg.close_error)
         else:
@@ -326,7 +333,8 @@ class Line:
     async def _run_ticks(self) -> None:
         assert self.t0 is not None
         tick = 0
-        last_busy_ms = 0
+        last_busy_ms = 0  # the end of the last tick in which the caller heard the app
+        heard = False  # whether the caller heard the app in the last tick (not yet, at first)
         while True:
             now_ms = tick * FRAME_MS
             self.now_ms = now_ms
@@ -338,12 +346,13 @@ class Line:
             if self.end_requested.is_set():
                 return
             frame, digits, hang_up = self.script.tick(
-                now_ms, quiet_ms=now_ms - last_busy_ms, app_spoke=last_busy_ms == now_ms
+                now_ms, quiet_ms=now_ms - last_busy_ms, app_spoke=heard
             )
             if hang_up or now_ms >= self._max_duration_ms:
                 self.request_end("caller")
                 return
-            if self._tick(frame, digits, now_ms):
+            heard = self._tick(frame, digits, now_ms)
+            if heard:
                 last_busy_ms = now_ms + FRAME_MS
             if self._talking is not None:
                 await self._talking.flush()
@@ -356,7 +365,7 @@ class Line:
         talking = self._talking
         if talking is not None:
             heard = talking.tick(frame, digits, now_ms)
-            ticks = self.timeline.audible_ticks_ms
+            ticks = self.talkback.audible_ticks_ms
             audible = bool(ticks) and ticks[-1] == now_ms
             if self._forks and len(heard) < FRAME_BYTES:
                 heard += _SILENCE_FRAME[len(heard) :]
@@ -430,6 +439,7 @@ class Line:
         if ticker is not None and not ticker.done():
             ticker.cancel()
             await asyncio.wait({ticker})
+        self._stop_watching_clock()
         self._reap(self.now_ms)  # sockets the app closed since the last tick
         for leg in self._legs():
             self._stop(leg, ended_by)
@@ -437,8 +447,7 @@ class Line:
             await asyncio.gather(*self._background)
         await self._events.wait()
         self.script.finish()
-        self.timeline.duration_ms = self.now_ms if self.t0 is not None else 0
-        self.timeline.ended_by = self.ended_by or "twiml"
+        self.talkback.duration_ms = self.now_ms if self.t0 is not None else 0
         for task in (*opening, *([ticker] if ticker is not None else [])):
             if not task.cancelled() and task.exception() is not None:
                 raise task.exception()  # type: ignore[misc]
@@ -449,10 +458,16 @@ class Line:
             task.cancel()
         if self._ticker is not None:
             self._ticker.cancel()
+        self._stop_watching_clock()
         for leg in self._legs():
             await leg.transport.close()
         for task in list(self._background):
             task.cancel()
+
+    def _stop_watching_clock(self) -> None:
+        unwatch, self._unwatch_clock = self._unwatch_clock, None
+        if unwatch is not None:
+            unwatch()
 
     # --- reports and events ----------------------------------------------------------------
 
@@ -461,7 +476,7 @@ class Line:
         return 0.0 if self.t0 is None else (self._loop.time() - self.t0) * 1000
 
     def _finding(self, violation: Violation) -> None:
-        self.report.findings.append(Finding(violation, None, None))
+        self.report.tally.found(violation)
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(work)

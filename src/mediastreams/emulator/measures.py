@@ -3,14 +3,16 @@
 The stream records its playout run-length (when app audio was queued at Twilio or playing,
 and how many bytes had played), every ``clear`` (with the bytes it threw away), the app's
 ``media`` arrivals and the ticks at which something audible played. The caller's script
-records its utterances. From these:
+records its utterances and key presses. From these:
 
 - A **reply** is the app's audio as Twilio played it. It starts with the first tick that
   finds audio queued after a boundary, and ends at the next boundary. A boundary is a
   ``clear``, or a stretch with nothing queued (the playout idle) that lasts at least
-  :data:`REPLY_IDLE_MS` or overlaps caller speech. A shorter idle stretch that no caller
-  speech overlaps is a **stall** inside the reply: the app's audio stopped coming while the
-  caller listened. An idle stretch between two replies is a **pause**.
+  :data:`REPLY_IDLE_MS` or in which the caller ended a turn (an utterance ended, or a key was
+  pressed): what comes after it answers the caller. A shorter idle stretch in which the
+  caller ended no turn is a **stall** inside the reply: the app's audio stopped coming while
+  the caller listened (or went on talking over it). An idle stretch between two replies is a
+  **pause**.
 - A **barge-in** is an utterance that starts during a reply (a pause inside queued audio
   counts) while audible audio is still to come in it, or that the app answers with a
   ``clear`` cutting the reply. Trailing silence at the end of a reply does not count.
@@ -28,8 +30,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from .call import Timeline
-from .script import FRAME_MS, Utterance
+from ..audio.frames import FRAME_MS
+from ..protocol import BYTES_PER_MS
+from .script import Utterance
+from .talkback import Talkback
 
 __all__ = [
     "REPLY_IDLE_MS",
@@ -170,39 +174,50 @@ class _Reply:
         return self.pieces[-1].clear
 
 
-def measure(timeline: Timeline, speech: Sequence[Utterance]) -> Measures:
-    """Turns, replies, barge-ins, stalls and pauses from what the stream recorded."""
-    replies = _replies(_pieces(timeline), timeline, speech)
-    found = Measures(turns=[_turn(u, timeline) for u in speech])
+def measure(
+    talkback: Talkback, speech: Sequence[Utterance], keys_ms: Sequence[int] = ()
+) -> Measures:
+    """Turns, replies, barge-ins, stalls and pauses from what the stream recorded.
+
+    Args:
+        talkback: the app's audio as it came and played.
+        speech: the caller's utterances.
+        keys_ms: when the caller pressed keys.
+    """
+    turn_ends = sorted([u.end_ms for u in speech] + list(keys_ms))
+    replies = _replies(_pieces(talkback), talkback, turn_ends)
+    found = Measures(turns=[_turn(u, talkback) for u in speech])
     for reply in replies:
         first, last = reply.pieces[0], reply.pieces[-1]
-        clear_ms = None if reply.clear is None else timeline.clears_ms[reply.clear]
-        played_ms = (last.played_end - first.played_start) / 8
+        clear_ms = None if reply.clear is None else talkback.clears_ms[reply.clear]
+        played_ms = (last.played_end - first.played_start) / BYTES_PER_MS
         found.replies.append(Reply(reply.start_ms, reply.end_ms, played_ms, clear_ms))
         found.stalls += reply.stalls
     found.pauses = [
         Pause(
-            before.end_ms, after.start_ms - before.end_ms, _cause(before, after, timeline, speech)
+            before.end_ms,
+            after.start_ms - before.end_ms,
+            _cause(before, after, talkback, speech, keys_ms),
         )
         for before, after in itertools.pairwise(replies)
     ]
-    audible = list(timeline.audible_runs)
-    if timeline.audible_open is not None:
-        audible.append((timeline.audible_open, timeline.duration_ms))
+    audible = list(talkback.audible_runs)
+    if talkback.audible_open is not None:
+        audible.append((talkback.audible_open, talkback.duration_ms))
     for utterance in speech:
-        barge = _barge_in(utterance, replies, timeline, audible)
+        barge = _barge_in(utterance, replies, talkback, audible)
         if barge is not None:
             found.barge_ins.append(barge)
     return found
 
 
-def _pieces(timeline: Timeline) -> list[_Piece]:
+def _pieces(talkback: Talkback) -> list[_Piece]:
     """The playout's busy stretches, cut at every clear that came during one."""
-    runs = list(timeline.playout_runs)
-    if timeline.playout_open is not None:  # the call ended with audio playing
-        start_ms, played = timeline.playout_open
-        runs.append((start_ms, timeline.duration_ms, played, timeline.played_bytes))
-    clears = timeline.clears_ms
+    runs = list(talkback.playout_runs)
+    if talkback.playout_open is not None:  # the call ended with audio playing
+        start_ms, played = talkback.playout_open
+        runs.append((start_ms, talkback.duration_ms, played, talkback.played_bytes))
+    clears = talkback.clears_ms
     pieces = []
     index = 0
     for start_ms, end_ms, played_start, played_end in runs:
@@ -211,7 +226,7 @@ def _pieces(timeline: Timeline) -> list[_Piece]:
             if clears[index] >= start_ms:
                 # A clear comes after the tick at its time played; audio queued after it
                 # plays from the next tick.
-                played = timeline.clears_played_bytes[index]
+                played = talkback.clears_played_bytes[index]
                 next_ms = (int(clears[index]) // FRAME_MS + 1) * FRAME_MS
                 piece.end_ms, piece.played_end, piece.clear = next_ms, played, index
                 pieces.append(piece)
@@ -222,11 +237,11 @@ def _pieces(timeline: Timeline) -> list[_Piece]:
     return pieces
 
 
-def _replies(pieces: list[_Piece], timeline: Timeline, speech: Sequence[Utterance]) -> list[_Reply]:
+def _replies(pieces: list[_Piece], talkback: Talkback, turn_ends: list[int]) -> list[_Reply]:
     replies: list[_Reply] = []
     for piece in pieces:
         last = replies[-1] if replies else None
-        if last is None or not _same_reply(last.pieces[-1], piece, timeline, speech):
+        if last is None or not _same_reply(last.pieces[-1], piece, talkback, turn_ends):
             replies.append(_Reply([piece]))
             continue
         gap_start = last.pieces[-1].end_ms
@@ -235,21 +250,23 @@ def _replies(pieces: list[_Piece], timeline: Timeline, speech: Sequence[Utteranc
     return replies
 
 
-def _same_reply(
-    before: _Piece, after: _Piece, timeline: Timeline, speech: Sequence[Utterance]
-) -> bool:
+def _same_reply(before: _Piece, after: _Piece, talkback: Talkback, turn_ends: list[int]) -> bool:
     """Whether the idle stretch between two pieces is a stall inside one reply."""
     if before.clear is not None or after.start_ms - before.end_ms >= REPLY_IDLE_MS:
         return False
-    if _clear_between(timeline, before.end_ms, after.start_ms) is not None:
+    if _clear_between(talkback, before.end_ms, after.start_ms) is not None:
         return False
-    return not _speech_between(speech, before.end_ms, after.start_ms)
+    # The caller finished an utterance, or pressed a key, while nothing played: what comes
+    # next answers it. Caller speech that merely goes on through a hole in the audio (an app
+    # streaming slower than real time while the caller talks over it) does not end the reply.
+    first = bisect.bisect_left(turn_ends, before.end_ms)
+    return not (first < len(turn_ends) and turn_ends[first] <= after.start_ms)
 
 
-def _clear_between(timeline: Timeline, start_ms: float, end_ms: float) -> int | None:
+def _clear_between(talkback: Talkback, start_ms: float, end_ms: float) -> int | None:
     """The index of the first clear in ``[start_ms, end_ms)``, if any."""
-    index = bisect.bisect_left(timeline.clears_ms, start_ms)
-    return index if index < len(timeline.clears_ms) and timeline.clears_ms[index] < end_ms else None
+    index = bisect.bisect_left(talkback.clears_ms, start_ms)
+    return index if index < len(talkback.clears_ms) and talkback.clears_ms[index] < end_ms else None
 
 
 def _speech_between(speech: Sequence[Utterance], start_ms: float, end_ms: float) -> bool:
@@ -257,18 +274,24 @@ def _speech_between(speech: Sequence[Utterance], start_ms: float, end_ms: float)
 
 
 def _cause(
-    before: _Reply, after: _Reply, timeline: Timeline, speech: Sequence[Utterance]
+    before: _Reply,
+    after: _Reply,
+    talkback: Talkback,
+    speech: Sequence[Utterance],
+    keys_ms: Sequence[int],
 ) -> PauseCause:
-    if before.clear is not None or _clear_between(timeline, before.end_ms, after.start_ms):
+    if before.clear is not None or _clear_between(talkback, before.end_ms, after.start_ms):
         return "clear"
-    if _speech_between(speech, before.end_ms, after.start_ms):
+    if _speech_between(speech, before.end_ms, after.start_ms) or any(
+        before.end_ms <= key_ms <= after.start_ms for key_ms in keys_ms
+    ):
         return "caller"
     return "idle"
 
 
-def _turn(utterance: Utterance, timeline: Timeline) -> Turn:
-    index = bisect.bisect_left(timeline.media_ms, utterance.end_ms)
-    reply = timeline.media_ms[index] if index < len(timeline.media_ms) else None
+def _turn(utterance: Utterance, talkback: Talkback) -> Turn:
+    index = bisect.bisect_left(talkback.media_ms, utterance.end_ms)
+    reply = talkback.media_ms[index] if index < len(talkback.media_ms) else None
     latency = None if reply is None else reply - utterance.end_ms
     return Turn(utterance.end_ms, reply, latency)
 
@@ -276,7 +299,7 @@ def _turn(utterance: Utterance, timeline: Timeline) -> Turn:
 def _barge_in(
     utterance: Utterance,
     replies: list[_Reply],
-    timeline: Timeline,
+    talkback: Talkback,
     audible: list[tuple[int, int]],
 ) -> BargeIn | None:
     onset = utterance.onset_ms
@@ -284,32 +307,44 @@ def _barge_in(
     if number is None:
         return None
     reply = replies[number]
-    # Audible audio queued or playing at the onset, or a clear cutting the reply: the caller
-    # spoke over the app. Silence the app sends (an echo of the line, a reply's tail) is no
-    # speech to talk over.
-    if reply.clear is None and not any(start <= onset < end for start, end in audible):
+    # Audible audio queued or playing at the onset (or, in a stall of the reply, when the
+    # reply resumes), or a clear cutting the reply: the caller spoke over the app. Silence
+    # the app sends (an echo of the line, a reply's tail) is no speech to talk over.
+    if reply.clear is None and not _audible(_resumes_at(reply, onset), audible):
         return None
     clear = reply.clear
     if clear is None:  # a clear after the reply played out, before the next one started
         next_start = replies[number + 1].start_ms if number + 1 < len(replies) else float("inf")
-        clear = _clear_between(timeline, reply.end_ms, next_start)
+        clear = _clear_between(talkback, reply.end_ms, next_start)
     if clear is None:
         return BargeIn(onset, None, None, None, 0.0, 0.0)
-    clear_ms = timeline.clears_ms[clear]
-    played = min(timeline.clears_played_bytes[clear], reply.pieces[-1].played_end)
-    heard_ms = (played - reply.pieces[0].played_start) / 8
+    clear_ms = talkback.clears_ms[clear]
+    played = min(talkback.clears_played_bytes[clear], reply.pieces[-1].played_end)
+    heard_ms = (played - reply.pieces[0].played_start) / BYTES_PER_MS
     return BargeIn(
         onset,
         clear_ms,
         clear_ms - onset,
         heard_ms,
-        timeline.clears_discarded_bytes[clear] / 8,
-        _audio_after(timeline, clear, utterance.end_ms),
+        talkback.clears_discarded_bytes[clear] / BYTES_PER_MS,
+        _audio_after(talkback, clear, utterance.end_ms),
     )
 
 
-def _audio_after(timeline: Timeline, clear: int, until_ms: float) -> float:
+def _resumes_at(reply: _Reply, onset_ms: int) -> int:
+    """``onset_ms``, or the end of the stall of ``reply`` it falls in."""
+    for before, after in itertools.pairwise(reply.pieces):
+        if before.end_ms <= onset_ms < after.start_ms:
+            return after.start_ms
+    return onset_ms
+
+
+def _audible(at_ms: int, audible: list[tuple[int, int]]) -> bool:
+    return any(start <= at_ms < end for start, end in audible)
+
+
+def _audio_after(talkback: Talkback, clear: int, until_ms: float) -> float:
     """Audio that arrived after a clear, up to ``until_ms``."""
-    first = timeline.clears_after_media[clear]
-    last = bisect.bisect_right(timeline.media_ms, until_ms, lo=first)
-    return sum(timeline.media_bytes[first:last]) / 8
+    first = talkback.clears_after_media[clear]
+    last = bisect.bisect_right(talkback.media_ms, until_ms, lo=first)
+    return sum(talkback.media_bytes[first:last]) / BYTES_PER_MS

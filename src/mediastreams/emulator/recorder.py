@@ -7,12 +7,10 @@ the stream (``<Say>``, ``<Play>``, ``<Pause>`` in the TwiML) goes on the heard s
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import numpy as np
 
 from ..audio import SILENCE_BYTE, mulaw, wav_bytes
+from ..protocol import BYTES_PER_MS
 
 __all__ = ["Recorder"]
 
@@ -51,7 +49,7 @@ class Recorder:
     @property
     def duration_ms(self) -> int:
         """Length of the recording."""
-        return len(self._heard) // 8
+        return len(self._heard) // BYTES_PER_MS
 
     def heard_wav(self) -> bytes:
         """What the caller heard, as a 16-bit PCM WAV file (mono, 8000 Hz)."""
@@ -63,7 +61,3 @@ class Recorder:
         right = np.frombuffer(mulaw.decode(self.heard_mulaw), dtype="<i2")
         both = np.column_stack((left, right)).astype("<i2")
         return wav_bytes(both.tobytes(), encoding="pcm", channels=2)
-
-    def write(self, path: str | os.PathLike[str], *, stereo: bool = False) -> None:
-        """Write the recording as a WAV file (see :meth:`heard_wav`, :meth:`stereo_wav`)."""
-        Path(path).write_bytes(self.stereo_wav() if stereo else self.heard_wav())

@@ -15,21 +15,30 @@ found):
 - ``stalls``: the playout running dry inside a reply; ``pauses``: quiet between replies.
 - ``marks``: sent, echoed, and echoed because a ``clear`` dropped their audio.
 - ``audio``: received, played, dropped inbound (31930), discarded by ``clear``.
+
+The counts of the frames and the violations are a :class:`~mediastreams.tally.Tally`, as
+``mediastreams inspect`` keeps them. :mod:`mediastreams.emulator.render` draws a report for
+the terminal.
 """
 
 from __future__ import annotations
 
 import json
-from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..audio.frames import FRAME_MS
 from ..diagnostics import Finding
-from .call import StreamSummary, Timeline
-from .clock import TimeDoubt, time_doubts
+from ..exceptions import ViolationsFound
+from ..protocol import BYTES_PER_MS
+from ..tally import Tally
+from .clock import clock_note, time_doubts
 from .measures import STALL_LISTED_MS, BargeIn, Pause, Reply, Stall, Turn, measure
 from .rest import RestRequest
-from .script import FRAME_MS, Utterance
+from .script import Utterance
+from .streams import EndedBy, StreamSummary
+from .talkback import Talkback
 
 __all__ = [
     "BargeIn",
@@ -38,17 +47,18 @@ __all__ = [
     "Reply",
     "Stall",
     "Turn",
-    "render_summary",
-    "render_text",
-    "summarize",
 ]
-
-_FRAME_CHARS = 1000  # of a faulty frame shown in the report (a payload may be megabytes)
 
 
 @dataclass
 class CallReport:
-    """Everything a call showed. :meth:`to_dict` is the ``--json`` form."""
+    """Everything a call showed. :meth:`to_dict` is the ``--json`` form.
+
+    What the frames of the call's bidirectional streams were (counts, marks, clears) and every
+    violation of the call are its :attr:`tally`, the one ``mediastreams inspect`` keeps of a
+    trace: memory does not grow with a long call, however many mistakes it holds. Each kind of
+    mistake is kept once (its first occurrence) with how often it happened.
+    """
 
     target: str
     clock: str
@@ -56,12 +66,12 @@ class CallReport:
     stream_url: str | None = None
     stream_sid: str | None = None
     call_sid: str | None = None
-    findings: list[Finding] = field(default_factory=list)
+    tally: Tally = field(default_factory=Tally)
     notes: list[str] = field(default_factory=list)
     twiml_verbs: list[str] = field(default_factory=list)
     prelude_ms: int = 0
     duration_ms: int = 0
-    ended_by: str = "caller"
+    ended_by: EndedBy = "caller"
     time_to_first_audio_ms: float | None = None
     utterances: list[Utterance] = field(default_factory=list)
     turns: list[Turn] = field(default_factory=list)
@@ -72,37 +82,98 @@ class CallReport:
     stall_at_ms: int | None = None
     stalled_ms: int = 0
     pauses: list[Pause] = field(default_factory=list)
-    marks_sent: int = 0
-    marks_echoed: int = 0
-    marks_echoed_by_clear: int = 0
-    clears: int = 0
     max_buffered_ms: float = 0.0
     audio_received_ms: float = 0.0
     audio_played_ms: float = 0.0
     inbound_dropped_ms: float = 0.0
     discarded_by_clear_ms: float = 0.0
-    frames_after_stop: int = 0
     wall_s: float = 0.0
     streams: list[StreamSummary] = field(default_factory=list)
     rest_url: str | None = None
     rest_requests: list[RestRequest] = field(default_factory=list)
 
     @property
+    def findings(self) -> list[Finding]:
+        """Every kind of mistake found in the call, the app's and Twilio's side's, each once:
+        its first occurrence (``tally`` counts them all), in the order first seen."""
+        return self.tally.findings
+
+    @property
     def violations(self) -> list[Finding]:
-        """The app's mistakes: these decide the exit code."""
-        return [f for f in self.findings if f.violation.sender == "app"]
+        """The app's mistakes, each kind once (its first occurrence): ``[]`` when the app
+        made none. :attr:`violation_count` counts every occurrence."""
+        return [f for f in self.tally.findings if f.violation.sender == "app"]
+
+    @property
+    def violation_count(self) -> int:
+        """How many mistakes the app made, every occurrence counted: these decide the exit code."""
+        return self.tally.violations_by("app")
 
     @property
     def ok(self) -> bool:
         """The call was placed and the app made no mistake."""
-        return self.placed and not self.violations
+        return self.placed and not self.violation_count
 
     @property
     def exit_code(self) -> int:
         """0: no mistake; 1: the app made one; 2: the call could not be placed."""
         if not self.placed:
             return 2
-        return 1 if self.violations else 0
+        return 1 if self.violation_count else 0
+
+    def raise_for_violations(self) -> None:
+        """Raise if the app made a mistake (or the call could not be placed); else nothing.
+
+        The message lists every kind of mistake once, readably, with how often it happened:
+        what a failing test should show.
+
+        Raises:
+            ViolationsFound: with :attr:`violations`; an ``AssertionError`` too.
+        """
+        if self.ok:
+            return
+        raise ViolationsFound(self._verdict(), self.violations)
+
+    def _verdict(self) -> str:
+        head = f"{self.target}: "
+        if not self.placed:
+            head += "the call could not be placed"
+        else:
+            kinds = len(self.violations)
+            head += f"the app made {self.violation_count} mistake(s), {kinds} kind(s)"
+        lines = [head]
+        for group in self.tally.groups.values():
+            if group.first.violation.sender == "app":
+                more = f", and {group.count - 1} more like it" if group.count > 1 else ""
+                lines.append(f"- {group.first}{more}")
+        if self.tally.ungrouped:
+            lines.append(f"- and {self.tally.ungrouped} more of other kinds")
+        return "\n".join(lines)
+
+    @property
+    def marks_sent(self) -> int:
+        """Marks the app sent on its bidirectional streams."""
+        return self.tally.marks_sent
+
+    @property
+    def marks_echoed(self) -> int:
+        """Mark echoes Twilio sent back."""
+        return self.tally.marks_echoed
+
+    @property
+    def marks_echoed_by_clear(self) -> int:
+        """Of those, the echoes a ``clear`` caused (their audio was thrown away)."""
+        return self.tally.marks_echoed_by_clear
+
+    @property
+    def clears(self) -> int:
+        """``clear`` frames the app sent."""
+        return self.tally.clears
+
+    @property
+    def frames_after_stop(self) -> int:
+        """App frames that crossed the caller's ``stop`` on the wire (dropped, not a mistake)."""
+        return self.tally.frames_after_stop
 
     @property
     def pause_max_ms(self) -> float | None:
@@ -111,10 +182,16 @@ class CallReport:
 
     def codes(self) -> list[int]:
         """The distinct Twilio codes found, in order of first appearance."""
-        return list(dict.fromkeys(f.violation.code for f in self.findings))
+        return list(dict.fromkeys(code for code, *_ in self.tally.groups))
 
     def to_dict(self) -> dict[str, Any]:
-        """The report as JSON-ready data; ``violations`` as in ``mediastreams inspect --json``."""
+        """The report as JSON-ready data.
+
+        The counts of the frames and the violations are the tally's keys, as
+        ``mediastreams inspect --json`` prints them for the call's trace: ``frames``,
+        ``binary_frames``, ``media_bytes``, ``audio_ms``, ``marks``, ``clears``,
+        ``frames_after_stop``, ``violations`` (per side), ``by_code``, ``groups``.
+        """
         return {
             "target": self.target,
             "clock": self.clock,
@@ -123,18 +200,12 @@ class CallReport:
             "stream_url": self.stream_url,
             "stream_sid": self.stream_sid,
             "call_sid": self.call_sid,
-            "violations": [f.to_dict() for f in self.findings],
-            "summary": {
-                "violations": len(self.violations),
-                "by_code": dict(sorted(Counter(f.violation.code for f in self.findings).items())),
-                "by_kind": self._by_kind(),
-            },
+            **self.tally.to_dict(),
             "notes": self.notes,
             "twiml": {"verbs": self.twiml_verbs, "prelude_ms": self.prelude_ms},
             "duration_ms": self.duration_ms,
             "ended_by": self.ended_by,
             **self._timing_dict(),
-            "frames_after_stop": self.frames_after_stop,
             "streams": [stream.to_dict() for stream in self.streams],
             "rest": None
             if self.rest_url is None
@@ -191,14 +262,8 @@ class CallReport:
                     }
                     for p in self.pauses
                 ],
+                "max_buffered_ms": _round(self.max_buffered_ms),
             },
-            "marks": {
-                "sent": self.marks_sent,
-                "echoed": self.marks_echoed,
-                "echoed_by_clear": self.marks_echoed_by_clear,
-            },
-            "clears": self.clears,
-            "frames": {"max_buffered_ms": _round(self.max_buffered_ms)},
             "audio": {
                 "received_ms": _round(self.audio_received_ms),
                 "played_ms": _round(self.audio_played_ms),
@@ -207,41 +272,24 @@ class CallReport:
             },
         }
 
-    def _by_kind(self) -> list[dict[str, Any]]:
-        """One entry per (code, kind, field): how often, and the first one with its frame."""
-        return [
-            {
-                "code": first.violation.code,
-                "kind": first.violation.kind,
-                "path": first.violation.path,
-                "count": count,
-                "first_line": first.line,
-                "frame": (first.violation.frame or "")[:_FRAME_CHARS] or None,
-            }
-            for first, count in _firsts(self.findings)
-        ]
-
     def to_json(self) -> str:
         """:meth:`to_dict` as one line of JSON."""
         return json.dumps(self.to_dict(), ensure_ascii=False)
 
-    def add_measures(self, timeline: Timeline, speech: list[Utterance]) -> None:
-        """Fill the timing figures from what the stream recorded."""
-        self.duration_ms = timeline.duration_ms
-        self.ended_by = timeline.ended_by
-        self.time_to_first_audio_ms = timeline.media_ms[0] if timeline.media_ms else None
-        self.marks_sent = timeline.marks_sent
-        self.marks_echoed = timeline.marks_echoed
-        self.marks_echoed_by_clear = timeline.marks_echoed_by_clear
-        self.clears = len(timeline.clears_ms)
-        self.max_buffered_ms = timeline.max_buffered_ms
-        self.audio_received_ms = sum(timeline.media_bytes) / 8
-        self.audio_played_ms = timeline.played_bytes / 8
-        self.inbound_dropped_ms = timeline.inbound_dropped * FRAME_MS
-        self.discarded_by_clear_ms = timeline.discarded_by_clear_ms
-        self.frames_after_stop = timeline.frames_after_stop
+    def add_measures(
+        self, talkback: Talkback, speech: list[Utterance], keys_ms: Sequence[int] = ()
+    ) -> None:
+        """Fill the timing figures from what the bidirectional streams recorded, the
+        caller's utterances and when the caller pressed keys."""
+        self.duration_ms = talkback.duration_ms
+        self.time_to_first_audio_ms = talkback.media_ms[0] if talkback.media_ms else None
+        self.max_buffered_ms = talkback.max_buffered_ms
+        self.audio_received_ms = talkback.received_bytes / BYTES_PER_MS
+        self.audio_played_ms = talkback.played_bytes / BYTES_PER_MS
+        self.inbound_dropped_ms = talkback.inbound_dropped * FRAME_MS
+        self.discarded_by_clear_ms = talkback.discarded_by_clear_ms
         self.utterances = list(speech)
-        found = measure(timeline, speech)
+        found = measure(talkback, speech, keys_ms)
         self.turns, self.replies, self.barge_ins = found.turns, found.replies, found.barge_ins
         self.pauses = found.pauses
         self.stalls = [s for s in found.stalls if s.duration_ms >= STALL_LISTED_MS]
@@ -250,11 +298,11 @@ class CallReport:
         if longest is not None:
             self.stall_max_ms, self.stall_at_ms = longest.duration_ms, longest.at_ms
         self.notes += _advice(self)
-        if timeline.started_at_s is not None:
-            until_s = timeline.started_at_s + timeline.duration_ms / 1000
-            doubts = time_doubts(timeline.started_at_s, until_s)
+        if talkback.started_at_s is not None:
+            until_s = talkback.started_at_s + talkback.duration_ms / 1000
+            doubts = time_doubts(talkback.started_at_s, until_s)
             if doubts:
-                self.notes.append(_clock_note(doubts))
+                self.notes.append(clock_note(doubts))
 
 
 def _advice(report: CallReport) -> list[str]:
@@ -280,177 +328,5 @@ def _advice(report: CallReport) -> list[str]:
     return advice
 
 
-def _clock_note(doubts: list[TimeDoubt]) -> str:
-    """One note: why virtual time may not hold for this app, and what to do."""
-    reasons = []
-    blocks = [d for d in doubts if d.cause == "blocked"]
-    if blocks:
-        longest = max(blocks, key=lambda d: d.blocked_ms)
-        reasons.append(
-            f"a callback blocked the event loop {len(blocks)} time(s), for up to "
-            f"{longest.blocked_ms:,.0f} ms of real time (at {longest.first_s:.2f} s) while "
-            "virtual time stood still"
-        )
-    threads = [d.detail for d in doubts if d.cause == "thread"]
-    if threads:
-        reasons.append(
-            f"thread(s) of the app's own ({', '.join(threads[:3])}) ran while virtual time "
-            "jumped ahead"
-        )
-    sockets = [d.detail for d in doubts if d.cause == "socket"]
-    if sockets:
-        reasons.append(
-            f"the app waited on {', '.join(sockets[:3])} while virtual time jumped ahead"
-        )
-    return (
-        "virtual time may be wrong for this app, and the timing figures with it: "
-        + "; ".join(reasons)
-        + ". Place the call in real time (--clock real, or clock='real')"
-    )
-
-
-def _percentile(ordered: list[float], percent: float) -> float:
-    index = min(len(ordered) - 1, max(0, round(percent / 100 * (len(ordered) - 1))))
-    return ordered[index]
-
-
 def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 1)
-
-
-def render_text(report: CallReport) -> Any:
-    """The report as a rich renderable (tables), for the terminal."""
-    from rich.console import Group
-    from rich.text import Text
-
-    title = "call placed" if report.placed else "call NOT placed"
-    head = Text(f"{report.target} ({report.clock} clock): {title}", style="bold")
-    parts: list[Any] = [head]
-    if report.twiml_verbs:
-        verbs = ", ".join(report.twiml_verbs)
-        parts.append(Text(f"TwiML: {verbs} ({report.prelude_ms / 1000:.1f} s before the stream)"))
-    parts += [Text(f"note: {note}", style="yellow") for note in report.notes]
-    parts.append(_violations_table(report))
-    if report.placed:
-        parts.append(_measures_table(report))
-    return Group(*parts)
-
-
-def _violations_table(report: CallReport) -> Any:
-    from rich.table import Table
-    from rich.text import Text
-
-    table = Table(title="Violations (first of each kind, with its frame)", expand=False)
-    for column in ("code", "kind", "count", "from", "message", "hint"):
-        table.add_column(column, overflow="fold")
-    for first, count in _firsts(report.findings):
-        v = first.violation
-        message = v.message
-        if v.frame:
-            message += f"\nframe (line {first.line}): {v.frame[: _FRAME_CHARS // 5]}"
-        # Text, not markup: a frame may hold brackets.
-        table.add_row(str(v.code), v.kind, str(count), v.sender, Text(message), Text(v.hint))
-    if not report.findings:
-        table.add_row("-", "none", "0", "", "no violation", "")
-    return table
-
-
-def _firsts(findings: list[Finding]) -> list[tuple[Finding, int]]:
-    """The first finding of each (code, kind, field), with how often it occurred."""
-    counts = Counter(_key(f) for f in findings)
-    firsts: dict[tuple[int, str, str], Finding] = {}
-    for finding in findings:
-        firsts.setdefault(_key(finding), finding)
-    return [(first, counts[key]) for key, first in firsts.items()]
-
-
-def _key(finding: Finding) -> tuple[int, str, str]:
-    v = finding.violation
-    return v.code, v.kind, v.path or ""
-
-
-def _measures_table(report: CallReport) -> Any:
-    from rich.table import Table
-
-    table = Table(title="Timing", expand=False)
-    table.add_column("measure")
-    table.add_column("value", justify="right")
-
-    def ms(value: float | None) -> str:
-        return "-" if value is None else f"{value:,.0f} ms"
-
-    table.add_row("duration (ended by " + report.ended_by + ")", ms(report.duration_ms))
-    table.add_row("time to first audio", ms(report.time_to_first_audio_ms))
-    for number, turn in enumerate(report.turns, start=1):
-        table.add_row(f"turn {number}: reply latency", ms(turn.latency_ms))
-    for number, barge in enumerate(report.barge_ins, start=1):
-        name = f"barge-in {number} at {barge.onset_ms:,} ms"
-        table.add_row(f"{name}: clear reaction", ms(barge.clear_reaction_ms))
-        table.add_row(
-            f"{name}: reply heard / discarded", f"{ms(barge.heard_ms)} / {ms(barge.discarded_ms)}"
-        )
-        table.add_row(f"{name}: audio sent after clear", ms(barge.audio_after_clear_ms))
-    table.add_row(
-        "marks sent / echoed / by clear",
-        f"{report.marks_sent} / {report.marks_echoed} / {report.marks_echoed_by_clear}",
-    )
-    table.add_row("clears", str(report.clears))
-    stall = ms(report.stall_max_ms)
-    if report.stall_at_ms is not None:
-        stall += f" at {report.stall_at_ms:,} ms"
-    table.add_row("replies", str(len(report.replies)))
-    table.add_row("longest stall inside a reply", stall)
-    table.add_row("longest pause between replies", ms(report.pause_max_ms))
-    table.add_row("most audio buffered ahead", ms(report.max_buffered_ms))
-    table.add_row(
-        "audio received / played", f"{ms(report.audio_received_ms)} / {ms(report.audio_played_ms)}"
-    )
-    table.add_row("audio discarded by clear", ms(report.discarded_by_clear_ms))
-    table.add_row("wall time", f"{report.wall_s:.3f} s")
-    return table
-
-
-def summarize(reports: list[CallReport]) -> dict[str, Any]:
-    """Figures over many calls (a load test): how many went wrong, and timing percentiles."""
-    first_audio = sorted(
-        r.time_to_first_audio_ms for r in reports if r.time_to_first_audio_ms is not None
-    )
-    latencies = sorted(t.latency_ms for r in reports for t in r.turns if t.latency_ms is not None)
-    codes = Counter(f.violation.code for r in reports for f in r.findings)
-    return {
-        "calls": len(reports),
-        "placed": sum(r.placed for r in reports),
-        "with_violations": sum(bool(r.violations) for r in reports),
-        "exit_code": max((r.exit_code for r in reports), default=0),
-        "time_to_first_audio_ms": _spread(first_audio),
-        "turn_latency_ms": _spread(latencies),
-        "by_code": dict(sorted(codes.items())),
-    }
-
-
-def _spread(ordered: list[float]) -> dict[str, float | None]:
-    if not ordered:
-        return {"p50": None, "p95": None, "max": None}
-    return {
-        "p50": _round(_percentile(ordered, 50)),
-        "p95": _round(_percentile(ordered, 95)),
-        "max": _round(ordered[-1]),
-    }
-
-
-def render_summary(summary: dict[str, Any]) -> Any:
-    """:func:`summarize`'s figures as a rich table."""
-    from rich.table import Table
-
-    table = Table(title=f"{summary['calls']} calls", expand=False)
-    table.add_column("measure")
-    table.add_column("value", justify="right")
-    table.add_row("placed", str(summary["placed"]))
-    table.add_row("with violations", str(summary["with_violations"]))
-    for name in ("time_to_first_audio_ms", "turn_latency_ms"):
-        spread = summary[name]
-        text = " / ".join("-" if v is None else f"{v:,.0f}" for v in spread.values())
-        table.add_row(f"{name.removesuffix('_ms').replace('_', ' ')} p50 / p95 / max (ms)", text)
-    codes = ", ".join(f"{code} x{count}" for code, count in summary["by_code"].items())
-    table.add_row("codes", codes or "none")
-    return table

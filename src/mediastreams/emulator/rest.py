@@ -16,11 +16,9 @@ Point the ``twilio`` library at it with ``client.api.base_url = server.url``, an
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import hmac
-import json
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -30,11 +28,12 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from .. import twiml
-from ..diagnostics import Finding, Violation
-from ..exceptions import EmulatorError
-from .call import TRACKS_BY_ATTRIBUTE, StreamPlan, StreamSummary
+from ..diagnostics import Violation
 from .interpreter import Fetch, Inline, Interpreter, Source
+from .jsonhttp import JSONServer, Request
 from .line import Line
+from .streams import TRACKS_BY_ATTRIBUTE, StreamPlan, StreamSummary
+from .webhook import NO_CODE
 
 __all__ = ["RestRequest", "RestServer"]
 
@@ -42,8 +41,6 @@ _API = r"/2010-04-01/Accounts/(?P<account>[^/]+)/Calls/(?P<call>[^/]+)"
 _CALL = re.compile(_API + r"\.json")
 _STREAMS = re.compile(_API + r"/Streams\.json")
 _STREAM = re.compile(_API + r"/Streams/(?P<stream>[^/]+)\.json")
-_MAX_HEAD_BYTES = 64 * 1024
-_MAX_BODY_BYTES = 1024 * 1024
 _MAX_PARAMETERS = 99  # Parameter1.Name ... Parameter99.Name (the Stream resource)
 _SUBRESOURCES = (
     "Notifications",
@@ -89,23 +86,6 @@ class RestRequest:
         }
 
 
-class _BadRequest(Exception):
-    """A request this server cannot read; answered with ``status`` and the connection closed."""
-
-    def __init__(self, status: HTTPStatus) -> None:
-        super().__init__(status.phrase)
-        self.status = status
-
-
-@dataclass
-class _Request:
-    method: str
-    target: str
-    headers: dict[str, str]
-    body: bytes
-    keep_alive: bool
-
-
 class RestServer:
     """Twilio's REST call control for one emulated call, on 127.0.0.1.
 
@@ -133,17 +113,20 @@ class RestServer:
         self._account_sid = parameters["AccountSid"]
         self._call_sid = parameters["CallSid"]
         self._auth_token = auth_token
-        self._port = port
-        self._server: asyncio.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
-        self._connections: set[asyncio.Task[Any]] = set()
+        self._http = JSONServer(
+            self._handle,
+            port=port,
+            what="the REST stand-in",
+            port_option="--rest-port, rest_port=",
+            headers={HTTPStatus.UNAUTHORIZED: ['WWW-Authenticate: Basic realm="Twilio API"']},
+        )
         self._created = datetime.now(UTC)
         self._ended: datetime | None = None
 
     @property
     def url(self) -> str:
         """The base URL apps use instead of ``https://api.twilio.com``."""
-        return f"http://127.0.0.1:{self._port}"
+        return self._http.url
 
     async def start(self) -> None:
         """Listen on 127.0.0.1.
@@ -151,58 +134,13 @@ class RestServer:
         Raises:
             EmulatorError: the port cannot be used.
         """
-        try:
-            self._server = await asyncio.start_server(
-                self._serve, "127.0.0.1", self._port, limit=_MAX_HEAD_BYTES
-            )
-        except OSError as error:
-            raise EmulatorError(
-                f"cannot serve the REST stand-in on 127.0.0.1 port {self._port}: "
-                f"{error.strerror or error}; choose another port (--rest-port, rest_port=)"
-            ) from None
-        self._port = self._server.sockets[0].getsockname()[1]
+        await self._http.start()
 
     async def close(self) -> None:
         """Stop listening and close every connection."""
-        if self._server is None:
-            return
-        self._server.close()
-        for writer in list(self._writers):
-            writer.close()
-        if self._connections:  # each ends once its socket is closed
-            await asyncio.wait(set(self._connections))
-        await self._server.wait_closed()
+        await self._http.close()
 
-    # --- HTTP ------------------------------------------------------------------------------
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._writers.add(writer)
-        task = asyncio.current_task()
-        if task is not None:
-            self._connections.add(task)
-        try:
-            while True:
-                try:
-                    request = await _read_request(reader)
-                except _BadRequest as bad:
-                    writer.write(_response(bad.status, {"message": bad.status.phrase}, False))
-                    break
-                if request is None:
-                    break
-                status, answer = await self._handle(request)
-                writer.write(_response(status, answer, request.keep_alive))
-                await writer.drain()
-                if not request.keep_alive:
-                    break
-        except ConnectionError:
-            pass  # the client went away: nothing to answer
-        finally:
-            self._writers.discard(writer)
-            if task is not None:
-                self._connections.discard(task)
-            writer.close()
-
-    async def _handle(self, request: _Request) -> tuple[HTTPStatus, dict[str, Any]]:
+    async def _handle(self, request: Request) -> tuple[HTTPStatus, dict[str, Any]]:
         path, _, query = request.target.partition("?")
         form = request.body.decode("utf-8", "replace") if request.method == "POST" else query
         params = dict(parse_qsl(form, keep_blank_values=True))
@@ -338,17 +276,13 @@ class RestServer:
         resolved = twiml.resolve_stream_url(url, self.interpreter.document_url)
         problems = twiml.check_stream_url(resolved, allow_insecure_loopback=True)
         for problem in problems:
-            self.line.report.findings.append(
-                Finding(
-                    Violation(
-                        problem.code or 0,
-                        kind="rest-stream-url",
-                        sender="app",
-                        message=problem.message,
-                        hint=problem.hint,
-                    ),
-                    None,
-                    None,
+            self.line.report.tally.found(
+                Violation(
+                    problem.code or NO_CODE,
+                    kind="rest-stream-url",
+                    sender="app",
+                    message=problem.message,
+                    hint=problem.hint,
                 )
             )
         refused = next((p for p in problems if p.code is not None), None)
@@ -451,48 +385,6 @@ class RestServer:
             "date_updated": _rfc2822(datetime.now(UTC)),
             "uri": f"{base}/Streams/{summary.stream_sid}.json",
         }
-
-
-async def _read_request(reader: asyncio.StreamReader) -> _Request | None:
-    """One HTTP/1.1 request (``Content-Length`` bodies only), or ``None`` at the end."""
-    try:
-        line = await reader.readline()
-        if not line:
-            return None
-        method, target, version = line.decode("latin-1").rstrip("\r\n").split(" ")
-        headers: dict[str, str] = {}
-        while (header := await reader.readline()) not in (b"\r\n", b"\n", b""):
-            name, colon, value = header.decode("latin-1").partition(":")
-            if not colon or len(headers) > 100:
-                raise _BadRequest(HTTPStatus.BAD_REQUEST)
-            headers[name.strip().lower()] = value.strip()
-        length = int(headers.get("content-length", "0"))
-    except (ValueError, asyncio.LimitOverrunError):
-        raise _BadRequest(HTTPStatus.BAD_REQUEST) from None
-    if "transfer-encoding" in headers:
-        raise _BadRequest(HTTPStatus.LENGTH_REQUIRED)
-    if not 0 <= length <= _MAX_BODY_BYTES:
-        raise _BadRequest(HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
-    try:
-        body = await reader.readexactly(length)
-    except asyncio.IncompleteReadError:
-        return None
-    connection = headers.get("connection", "").lower()
-    keep_alive = connection != "close" and (version == "HTTP/1.1" or connection == "keep-alive")
-    return _Request(method.upper(), target, headers, body, keep_alive)
-
-
-def _response(status: HTTPStatus, answer: dict[str, Any], keep_alive: bool) -> bytes:
-    body = json.dumps(answer).encode()
-    head = [
-        f"HTTP/1.1 {status.value} {status.phrase}",
-        "Content-Type: application/json; charset=utf-8",
-        f"Content-Length: {len(body)}",
-        f"Connection: {'keep-alive' if keep_alive else 'close'}",
-    ]
-    if status is HTTPStatus.UNAUTHORIZED:
-        head.append('WWW-Authenticate: Basic realm="Twilio API"')
-    return ("\r\n".join(head) + "\r\n\r\n").encode() + body
 
 
 def _error(

@@ -19,7 +19,8 @@ doing (a timed :class:`Audio` holds the sequence while it plays). Inbound audio 
 8000 Hz; silence is ``0xFF``, as Twilio sends it.
 
 The caller's speech is cut into utterances on silence, whatever the steps: an utterance
-ends after :data:`UTTERANCE_END_QUIET_MS` of frames below the speech level (about -40 dBFS).
+ends after :data:`UTTERANCE_END_QUIET_MS` of frames below the speech level (about -40 dBFS,
+:mod:`mediastreams.emulator.loudness`).
 """
 
 from __future__ import annotations
@@ -30,13 +31,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeAlias
 
-import numpy as np
-
-from ..audio import SILENCE_BYTE, mulaw, to_mulaw
+from ..audio import SILENCE_BYTE, to_mulaw
+from ..audio.frames import FRAME_BYTES, FRAME_MS
+from ..protocol import BYTES_PER_MS
+from .loudness import voiced_frames
 
 __all__ = [
-    "FRAME_BYTES",
-    "FRAME_MS",
     "UTTERANCE_END_QUIET_MS",
     "Audio",
     "CallerScript",
@@ -47,26 +47,18 @@ __all__ = [
     "Utterance",
     "WaitForQuiet",
     "WaitForReply",
-    "audible_extent",
     "cli_steps",
     "default_steps",
-    "is_audible",
     "parse_audio_option",
     "parse_dtmf_option",
 ]
 
-FRAME_MS = 20
-"""Twilio sends the caller's audio in 20 ms frames."""
-FRAME_BYTES = 160
-"""One 20 ms frame of mu-law/8000."""
 DIGIT_MS = 100
 """How long a key press takes in the sequence (the caller hears silence)."""
 UTTERANCE_END_QUIET_MS = 300
 """The caller's utterance ends after this much silence (frames below the speech level)."""
 _REPLY_QUIET_MS = 500  # the app's audio, quiet this long, ends the stretch WaitForReply times
 _SILENCE_FRAME = bytes([SILENCE_BYTE]) * FRAME_BYTES
-# A frame is speech when its level is above about -40 dBFS (RMS of 16-bit PCM).
-_SPEECH_RMS = 328.0
 
 
 @dataclass(frozen=True)
@@ -259,6 +251,8 @@ class CallerScript:
         self._reply_started_ms: int | None = None  # when the app's current reply was first heard
         self._heard_quiet_ms = 0
         self._utterances = _Utterances()
+        self.key_presses_ms: list[int] = []
+        """When the caller pressed keys (the tick's time), in order."""
         self.done = False
 
     @property
@@ -283,7 +277,7 @@ class CallerScript:
     def total_audio_ms(self) -> int:
         """Milliseconds of audio the script's :class:`Audio` steps hold."""
         loaded = self._steps + self._timed_audio.pending
-        return sum(len(s.mulaw) for s in loaded) // 8
+        return sum(len(s.mulaw) for s in loaded) // BYTES_PER_MS
 
     def tick(self, now_ms: int, *, quiet_ms: int, app_spoke: bool) -> tuple[bytes, str, bool]:
         """The caller's frame for the 20 ms starting at ``now_ms``.
@@ -299,13 +293,18 @@ class CallerScript:
         """
         # The app's reply as the caller hears it (for WaitForReply): it starts with audible
         # audio after at least 500 ms of quiet, and ends once the app has been quiet that long.
-        # (Nothing has played before the first tick, whatever ``app_spoke`` says.)
-        if app_spoke and now_ms > 0:
+        if app_spoke:
             if self._reply_started_ms is None or self._heard_quiet_ms >= _REPLY_QUIET_MS:
                 self._reply_started_ms = now_ms - FRAME_MS
         elif quiet_ms >= _REPLY_QUIET_MS:
             self._reply_started_ms = None
         self._heard_quiet_ms = quiet_ms
+        frame, digits, hang_up = self._tick(now_ms, quiet_ms, app_spoke)
+        if digits and not hang_up:
+            self.key_presses_ms.append(now_ms)
+        return frame, digits, hang_up
+
+    def _tick(self, now_ms: int, quiet_ms: int, app_spoke: bool) -> tuple[bytes, str, bool]:
         digits = "".join(d for at, d in self._timed_digits if now_ms <= at < now_ms + FRAME_MS)
         if self.hangup_at_ms is not None and now_ms >= self.hangup_at_ms:
             return _SILENCE_FRAME, digits, True
@@ -388,33 +387,7 @@ def _load_audio(step: Audio) -> _Loaded:
         mulaw = to_mulaw(step.source)
     padding = -len(mulaw) % FRAME_BYTES
     mulaw += bytes([SILENCE_BYTE]) * padding
-    return _Loaded(step, mulaw, _voiced_frames(mulaw))
-
-
-def _voiced_frames(mulaw: bytes) -> list[bool]:
-    if not mulaw:
-        return []
-    codes = np.frombuffer(mulaw, dtype=np.uint8).reshape(-1, FRAME_BYTES)
-    rms = np.sqrt(_SQUARES[codes].mean(axis=1))
-    return [bool(v) for v in rms > _SPEECH_RMS]
-
-
-def is_audible(mulaw: bytes) -> bool:
-    """Whether a stretch of mu-law is louder than about -40 dBFS (not silence or hiss)."""
-    if not mulaw or not mulaw.translate(None, _QUIET_CODES):
-        return False  # empty, or nothing but codes too quiet to matter: no numpy call
-    codes = np.frombuffer(mulaw, dtype=np.uint8)
-    return bool(_SQUARES.take(codes).sum() > _SPEECH_RMS * _SPEECH_RMS * len(mulaw))
-
-
-def audible_extent(mulaw: bytes) -> int:
-    """How far into ``mulaw`` its last sample above the speech level is (0: none is)."""
-    return len(mulaw.rstrip(_QUIET_CODES))
-
-
-_SQUARES = np.frombuffer(mulaw.decode(bytes(range(256))), dtype="<i2").astype(np.float64) ** 2
-# Codes whose sample alone is below the speech level: a frame of only these is quiet.
-_QUIET_CODES = bytes(code for code in range(256) if _SQUARES[code] <= _SPEECH_RMS**2)
+    return _Loaded(step, mulaw, voiced_frames(mulaw))
 
 
 def _seconds_ms(text: str, whole: str, form: str) -> int:

@@ -1,40 +1,39 @@
-"""How the emulator reaches the app: a real WebSocket, or an ASGI app in the same process.
+"""How the emulator reaches the app: what a connection is, and a real WebSocket.
 
+:class:`AppConnection` is what Twilio's side holds to the app. It has two forms: a real
+WebSocket (:class:`WebSocketTransport`, here) and an ASGI app in the same process
+(:class:`~mediastreams.emulator.asgi.ASGITransport`, in :mod:`mediastreams.emulator.asgi`).
 Both open the socket the way Twilio does (https://www.twilio.com/docs/voice/media-streams):
 ``User-Agent: Twilio.TmeWs/1.0``, no ``Origin``, and ``X-Twilio-Signature`` (lowercase on
 the upgrade) computed over the ``wss://`` URL without parameters. A refused or failed connect
-becomes :class:`ConnectFailed` carrying Twilio's code (31901, 31902, 31904, 31910, 31920).
+becomes :class:`ConnectFailed` carrying Twilio's code (31901, 31902, 31904, 31910, 31920);
+this module also words where a connection went, and the hints for a tunnel or a public URL.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ipaddress
-import secrets
 import socket
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeAlias
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import websockets
 from websockets.asyncio.client import ClientConnection
 
 from ..diagnostics import Violation
-from ..exceptions import ConnectFailed, EmulatorError
+from ..exceptions import ConnectFailed
 
 __all__ = [
     "IN_PROCESS_BASE_URL",
     "USER_AGENT",
-    "ASGIApp",
-    "ASGITransport",
     "AppConnection",
     "Closed",
     "ConnectFailed",
     "WebSocketTransport",
-    "asgi_lifespan",
+    "connect_failed",
     "connect_to_hint",
     "describe_target",
     "is_loopback",
@@ -48,12 +47,6 @@ and stream URLs use this host, and the signatures cover them."""
 
 USER_AGENT = "Twilio.TmeWs/1.0"
 """The User-Agent of Twilio's Media Streams client, as seen on real upgrades."""
-
-Scope: TypeAlias = MutableMapping[str, Any]
-Message: TypeAlias = MutableMapping[str, Any]
-Receive: TypeAlias = Callable[[], Awaitable[Message]]
-Send: TypeAlias = Callable[[Message], Awaitable[None]]
-ASGIApp: TypeAlias = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 def public_url_hint(url: str) -> str:
@@ -71,7 +64,8 @@ def public_url_hint(url: str) -> str:
     )
 
 
-def _failure(code: int, kind: str, message: str, hint: str) -> ConnectFailed:
+def connect_failed(code: int, kind: str, message: str, hint: str) -> ConnectFailed:
+    """A failed connect, as Twilio's code (the app is at fault: ``sender`` is the app)."""
     return ConnectFailed(Violation(code, kind=kind, sender="app", message=message, hint=hint))
 
 
@@ -88,9 +82,10 @@ class AppConnection(Protocol):
     """One open WebSocket to the app, as Twilio's side holds it: text frames out, the app's
     text (and, wrongly, binary) frames in.
 
-    :class:`WebSocketTransport` (a real socket) and :class:`ASGITransport` (an app in this
-    process) are the two. Not to be confused with :class:`mediastreams.session.Transport`,
-    the app's side of the socket that adapters provide.
+    :class:`WebSocketTransport` (a real socket) and
+    :class:`~mediastreams.emulator.asgi.ASGITransport` (an app in this process) are the two.
+    Not to be confused with :class:`mediastreams.session.Transport`, the app's side of the
+    socket that adapters provide.
     """
 
     closed: Closed | None
@@ -278,7 +273,7 @@ def _connect_error(
     tunnel = connect_to_hint(url, connect_to)
     if isinstance(error, websockets.InvalidStatus):
         status = error.response.status_code
-        return _failure(
+        return connect_failed(
             31920,
             "handshake-refused",
             f"the upgrade to {target} was answered with HTTP {status}, not 101",
@@ -286,14 +281,14 @@ def _connect_error(
             "X-Twilio-Signature, the auth token and the public URL it rebuilds.",
         )
     if isinstance(error, ConnectionRefusedError):
-        return _failure(
+        return connect_failed(
             31902,
             "connection-refused",
             f"connection refused: {target}",
             "Is the server running, on this port?" + tunnel,
         )
     if isinstance(error, TimeoutError | asyncio.TimeoutError):
-        return _failure(
+        return connect_failed(
             31901,
             "connection-timeout",
             f"no answer to the WebSocket upgrade: {target}",
@@ -301,246 +296,20 @@ def _connect_error(
             "unreachable: check the host, the port and any tunnel or firewall." + tunnel,
         )
     if isinstance(error, socket.gaierror):
-        return _failure(
+        return connect_failed(
             31904, "host-unreachable", f"cannot resolve the host of {target}", "Check the host."
         )
     if isinstance(error, ssl.SSLError):
-        return _failure(
+        return connect_failed(
             31910,
             "tls-error",
             f"TLS failed: {target}: {error}",
             "Is the port serving TLS?" + (tunnel or " A local plain-ws server takes ws://."),
         )
     if isinstance(error, websockets.InvalidHandshake | websockets.InvalidURI):
-        return _failure(
+        return connect_failed(
             31920, "handshake-error", f"WebSocket handshake failed: {target}: {error}", ""
         )
     if isinstance(error, OSError):
-        return _failure(31903, "connection-broken", f"{target}: {error}", tunnel.strip())
+        return connect_failed(31903, "connection-broken", f"{target}: {error}", tunnel.strip())
     raise error
-
-
-# --- an ASGI app in the same process -----------------------------------------------------
-
-
-class ASGITransport:
-    """The app's ASGI WebSocket endpoint, driven through in-memory queues (no sockets)."""
-
-    def __init__(self, app: ASGIApp, scope: Scope) -> None:
-        self._to_app: asyncio.Queue[Message] = asyncio.Queue()
-        self._from_app: asyncio.Queue[Message] = asyncio.Queue()
-        self._unread_bytes = 0
-        self._task = asyncio.create_task(_run_app(app, scope, self._to_app, self._from_app, self))
-        self.closed: Closed | None = None
-        self.crash: str | None = None
-
-    @classmethod
-    async def open(
-        cls,
-        app: ASGIApp,
-        url: str,
-        *,
-        signature: str | None = None,
-        open_timeout_s: float = 10.0,
-    ) -> ASGITransport:
-        """Run the app's WebSocket endpoint for ``url``'s path and wait for it to accept.
-
-        Raises:
-            ConnectFailed: the app closed or answered with HTTP before accepting (31920), or
-                never answered (31901).
-        """
-        transport = cls(app, _websocket_scope(url, signature))
-        await transport._to_app.put({"type": "websocket.connect"})
-        try:
-            await transport._await_accept(url, open_timeout_s)
-        except (ConnectFailed, asyncio.CancelledError):
-            # Given up (or the call was cancelled meanwhile): the handler must not linger.
-            await transport._end_app()
-            raise
-        return transport
-
-    async def _end_app(self) -> None:
-        # The socket is gone: the handler gets a disconnect, and a stuck one is cancelled.
-        await self._to_app.put({"type": "websocket.disconnect", "code": 1000})
-        try:
-            async with asyncio.timeout(5.0):
-                await asyncio.wait([self._task])
-        except TimeoutError:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    async def _await_accept(self, url: str, open_timeout_s: float) -> None:
-        try:
-            async with asyncio.timeout(open_timeout_s):
-                message = await self._from_app.get()
-        except TimeoutError:
-            raise _failure(
-                31901,
-                "connection-timeout",
-                f"the app did not accept the WebSocket at {url} within {open_timeout_s:g} s",
-                "Accept the WebSocket (await websocket.accept()) before doing slow work.",
-            ) from None
-        kind = message["type"]
-        if kind == "websocket.accept":
-            return
-        status = 500
-        if kind == "websocket.http.response.start":
-            status = int(message.get("status", 500))
-        elif kind == "websocket.close":
-            status = 403  # ASGI: a close before accept is an HTTP 403
-        raise _failure(
-            31920,
-            "handshake-refused",
-            f"the upgrade to {url} was answered with HTTP {status}, not 101",
-            "Check the route's path and, if it checks X-Twilio-Signature, the auth token "
-            "and the public URL it rebuilds." + public_url_hint(url),
-        )
-
-    def backlog_bytes(self) -> int:
-        """Bytes of text frames the handler has not received yet."""
-        return self._unread_bytes
-
-    async def send_text(self, text: str) -> None:
-        """Hand one text frame to the handler's ``receive()``."""
-        if self.closed is None:
-            self._unread_bytes += len(text)
-            await self._to_app.put({"type": "websocket.receive", "text": text})
-
-    async def receive(self) -> str | bytes | None:
-        """What the handler sent next, or ``None`` once it closed or ended."""
-        if self.closed is not None:
-            return None
-        message = await self._from_app.get()
-        kind = message["type"]
-        if kind == "websocket.send":
-            text = message.get("text")
-            return text if text is not None else bytes(message.get("bytes") or b"")
-        if self.closed is not None:  # Twilio's side hung up meanwhile
-            return None
-        if kind == "websocket.close":
-            code = int(message.get("code", 1000))
-            self.closed = Closed(by_app=True, code=code, reason=str(message.get("reason") or ""))
-        else:
-            # The handler returned without closing: a server closes normally (1000); it
-            # raised: a server closes with 1011 (internal error), as uvicorn does.
-            self.crash = message.get("error")
-            code = 1000 if self.crash is None else 1011
-            self.closed = Closed(by_app=True, code=code, reason=self.crash or "")
-        return None
-
-    async def close(self) -> None:
-        """Send the handler a disconnect and wait for it to end (cancel it after 5 s)."""
-        if self.closed is None:
-            self.closed = Closed(by_app=False, code=1000)
-        await self._end_app()
-
-
-async def _run_app(
-    app: ASGIApp,
-    scope: Scope,
-    to_app: asyncio.Queue[Message],
-    from_app: asyncio.Queue[Message],
-    transport: ASGITransport,
-) -> None:
-    async def receive() -> Message:
-        message = await to_app.get()
-        transport._unread_bytes -= len(message.get("text") or "")
-        return message
-
-    async def send(message: Message) -> None:
-        await from_app.put(message)
-
-    try:
-        await app(scope, receive, send)
-    except Exception as error:
-        # The socket drops, as when a server's handler crashes; the call reports the error.
-        await from_app.put({"type": "emulator.ended", "error": _describe(error)})
-        return
-    await from_app.put({"type": "emulator.ended"})
-
-
-def _describe(error: BaseException) -> str:
-    import traceback
-
-    frames = traceback.extract_tb(error.__traceback__)
-    where = f" at {frames[-1].filename}:{frames[-1].lineno}" if frames else ""
-    return f"{type(error).__name__}: {error}{where}"
-
-
-def _websocket_scope(url: str, signature: str | None) -> Scope:
-    parts = urlsplit(url)
-    secure = parts.scheme in ("wss", "https")
-    port = parts.port or (443 if secure else 80)
-    host = parts.hostname or "localhost"
-    host_header = parts.netloc.rpartition("@")[2]
-    headers = [
-        (b"host", host_header.encode()),
-        (b"upgrade", b"websocket"),
-        (b"connection", b"Upgrade"),
-        (b"sec-websocket-key", secrets.token_urlsafe(16).encode()),
-        (b"sec-websocket-version", b"13"),
-    ]
-    headers += [
-        (name.lower().encode(), value.encode()) for name, value in upgrade_headers(signature)
-    ]
-    return {
-        "type": "websocket",
-        "asgi": {"version": "3.0", "spec_version": "2.4"},
-        "http_version": "1.1",
-        "scheme": "wss" if secure else "ws",
-        "server": (host, port),
-        "client": ("127.0.0.1", 50000),
-        "root_path": "",
-        "path": parts.path or "/",
-        "raw_path": (parts.path or "/").encode(),
-        "query_string": b"",
-        "headers": headers,
-        "subprotocols": [],
-        "state": {},
-        "extensions": {"websocket.http.response": {}},
-    }
-
-
-@contextlib.asynccontextmanager
-async def asgi_lifespan(app: ASGIApp) -> AsyncIterator[None]:
-    """Run the app's lifespan startup before the call and its shutdown after.
-
-    An app that does not speak the lifespan protocol (it raises) is used as it is.
-
-    Raises:
-        EmulatorError: the app reported that its startup failed.
-    """
-    to_app: asyncio.Queue[Message] = asyncio.Queue()
-    from_app: asyncio.Queue[Message] = asyncio.Queue()
-    scope: Scope = {"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}
-    task = asyncio.create_task(_run_lifespan(app, scope, to_app, from_app))
-    await to_app.put({"type": "lifespan.startup"})
-    answer = await from_app.get()
-    if answer["type"] == "lifespan.startup.failed":
-        raise EmulatorError(f"the app's startup failed: {answer.get('message', '')}")
-    supported = answer["type"] == "lifespan.startup.complete"
-    try:
-        yield
-    finally:
-        if supported:
-            await to_app.put({"type": "lifespan.shutdown"})
-            await from_app.get()
-        await task
-
-
-async def _run_lifespan(
-    app: ASGIApp, scope: Scope, to_app: asyncio.Queue[Message], from_app: asyncio.Queue[Message]
-) -> None:
-    async def receive() -> Message:
-        return await to_app.get()
-
-    async def send(message: Message) -> None:
-        await from_app.put(message)
-
-    try:
-        await app(scope, receive, send)
-    except Exception:  # ASGI: an app without lifespan support raises here
-        await from_app.put({"type": "lifespan.unsupported"})
-        return
-    await from_app.put({"type": "lifespan.ended"})

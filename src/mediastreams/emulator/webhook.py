@@ -21,7 +21,7 @@ from ..diagnostics import Violation
 from ..exceptions import WebhookFailed
 from ..messages import new_sid
 from ..security import compute_signature
-from .call import StreamPlan
+from .streams import StreamPlan
 from .transport import connect_to_hint, describe_target, public_url_hint
 
 __all__ = [

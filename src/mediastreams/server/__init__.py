@@ -9,8 +9,7 @@
 The same :class:`ServerConfig` runs on three backends: :func:`create_app` gives a Starlette
 app (served by uvicorn, or mounted in your own app); :func:`serve` also runs it on the
 ``websockets`` server or on picows, which carry more calls per core (picows about twice
-as many: ``docs/server.md``). Those two answer only ``GET`` webhooks: set the number's
-webhook method to HTTP GET when using them.
+as many: ``docs/server.md``). Every backend answers ``GET`` and ``POST`` webhooks.
 
 The package's seams: ``config`` (what the server does), ``routes`` (the one router every
 backend asks, without I/O: :func:`answer_webhook`, :func:`check_upgrade`), ``streams``
@@ -28,18 +27,20 @@ from .app import create_app
 from .base import bind, serve
 from .config import BACKENDS, TOKEN_PARAMETER, Backend, Handler, ServerConfig
 from .routes import Reply, answer_webhook, check_upgrade
-from .streams import echo_handler, play_handler, run_stream
+from .streams import CallLogFilter, context_of, echo_handler, play_handler, run_stream
 
 __all__ = [
     "BACKENDS",
     "TOKEN_PARAMETER",
     "Backend",
+    "CallLogFilter",
     "Handler",
     "Reply",
     "ServerConfig",
     "answer_webhook",
     "bind",
     "check_upgrade",
+    "context_of",
     "create_app",
     "echo_handler",
     "play_handler",

@@ -153,9 +153,7 @@ class Router:
         if path == "/healthz":
             return Reply(200, "application/json", self.health())
         if path == "/readyz":
-            if self.instance.draining:
-                return Reply(503, "application/json", b'{"status": "draining"}')
-            return Reply(200, "application/json", b'{"status": "ready"}')
+            return self.readiness()
         if path == "/metrics" and self.instance.metrics is not None:
             from ..metrics import CONTENT_TYPE
 
@@ -249,6 +247,16 @@ class Router:
             logger.exception("on_webhook failed; the webhook is answered with HTTP 500")
             return None
         return data
+
+    def readiness(self) -> Reply:
+        """``/readyz``: 200 while this instance can take new calls, 503 otherwise."""
+        if self.instance.draining:
+            return Reply(503, "application/json", b'{"status": "draining"}')
+        if not self.instance.state.available:
+            # A webhook would get 503: let the balancer send new calls elsewhere until the
+            # store answers again (checked at least every heartbeat, 2 s).
+            return Reply(503, "application/json", b'{"status": "shared state unavailable"}')
+        return Reply(200, "application/json", b'{"status": "ready"}')
 
     def health(self) -> bytes:
         """The body of ``/healthz``."""

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from ..exceptions import SignatureError, StreamClosed, StreamTimeout
+from ..exceptions import ProtocolError, SignatureError, StreamClosed, StreamTimeout
 from ..messages import Media
 from ..security import loggable
 from ..session import CLOSE_POLICY, MediaStream, Transport
@@ -24,12 +25,42 @@ from .config import TOKEN_PARAMETER, Handler, ServerConfig
 if TYPE_CHECKING:
     from .instance import Instance
 
-__all__ = ["Streams", "context_of", "echo_handler", "play_handler", "run_stream"]
+__all__ = [
+    "CallLogFilter",
+    "Streams",
+    "context_of",
+    "echo_handler",
+    "play_handler",
+    "run_stream",
+]
 
 # RFC 6455 7.4.1: the server met a condition that kept it from serving the stream.
 CLOSE_INTERNAL_ERROR = 1011
 
 logger = logging.getLogger("mediastreams.server")
+
+
+_CALL_SIDS: contextvars.ContextVar[Mapping[str, str] | None] = contextvars.ContextVar(
+    "mediastreams_call_sids", default=None
+)
+"""The SIDs of the call whose handler runs in this context (and in the tasks it starts)."""
+
+
+class CallLogFilter(logging.Filter):
+    """Adds ``stream_sid`` and ``call_sid`` to every record logged for a call.
+
+    Records logged while a handler runs (by the app's own loggers too, and in the tasks the
+    handler starts) get the SIDs of its call, unless they carry their own; ``serve`` puts
+    this filter on its log handler, so every line about a call says which one.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        sids = _CALL_SIDS.get()
+        if sids is not None:
+            for key, value in sids.items():
+                if not hasattr(record, key):
+                    setattr(record, key, value)
+        return True
 
 
 class Streams:
@@ -131,7 +162,6 @@ async def run_stream(
 
 async def _run_handler(instance: Instance, stream: MediaStream, client: str) -> str:
     """Run the handler; what became of the call (the ``outcome`` label of the metrics)."""
-    config = instance.config
     try:
         await stream.open()
     except (StreamTimeout, StreamClosed) as error:
@@ -140,6 +170,16 @@ async def _run_handler(instance: Instance, stream: MediaStream, client: str) -> 
     # SIDs come from the wire: escaped before they reach a log line.
     stream_sid, call_sid = loggable(stream.stream_sid), loggable(stream.call_sid)
     extra = {"stream_sid": stream_sid, "call_sid": call_sid}
+    sids = _CALL_SIDS.set(extra)
+    try:
+        return await _run_started(instance, stream, client, extra)
+    finally:
+        _CALL_SIDS.reset(sids)
+
+
+async def _run_started(
+    instance: Instance, stream: MediaStream, client: str, extra: dict[str, str]
+) -> str:
     refused = await _admit(instance, stream, client, extra)
     if refused is not None:
         return refused
@@ -148,7 +188,7 @@ async def _run_handler(instance: Instance, stream: MediaStream, client: str) -> 
     instance.calls.add(stream)
     try:
         await _join_registry(instance, stream, extra)
-        return await _handle(config, stream, extra)
+        return await _handle(instance, stream, extra)
     finally:
         instance.calls.remove(stream)
         await _leave_registry(instance, stream, extra)
@@ -209,9 +249,9 @@ async def _leave_registry(instance: Instance, stream: MediaStream, extra: dict[s
         )
 
 
-async def _handle(config: ServerConfig, stream: MediaStream, extra: dict[str, str]) -> str:
+async def _handle(instance: Instance, stream: MediaStream, extra: dict[str, str]) -> str:
     try:
-        await config.handler(stream)
+        await instance.config.handler(stream)
     except Exception as error:
         if isinstance(error, StreamClosed) and stream.ended:
             # The caller hung up while the handler was still using the stream: no crash.
@@ -222,6 +262,8 @@ async def _handle(config: ServerConfig, stream: MediaStream, extra: dict[str, st
                 extra=extra,
             )
             return "completed"
+        if isinstance(error, ProtocolError) and instance.metrics is not None:
+            instance.metrics.violation(error.violation)
         logger.exception(
             "the handler failed on stream %s (call %s)",
             extra["stream_sid"],

@@ -125,9 +125,12 @@ class SharedState(ABC):
 
     Attributes:
         instance: this instance's id in the registry.
+        available: whether the store answered its latest request (a store in the process
+            always does); ``/readyz`` answers 503 while it is ``False``.
     """
 
     instance: str
+    available: bool = True
 
     async def start(self, on_command: CommandHandler | None = None) -> None:  # noqa: B027
         """Connect, and take the commands sent to this instance's calls."""

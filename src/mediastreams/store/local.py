@@ -88,4 +88,4 @@ class LocalState(SharedState):
         await self.lookup(call_sid)
         if self._on_command is None:
             raise CallNotFound("this server takes no commands")
-        return await self._on_command(command)
+        return await self._on_command({**command, "call_sid": call_sid})

@@ -208,6 +208,9 @@ class RedisState(SharedState):
         context_ttl_s: float = 3600.0,
     ) -> None:
         import redis.asyncio
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
+        from redis.exceptions import ConnectionError as RedisConnectionError
 
         settings = tokens if isinstance(tokens, StreamTokens) else StreamTokens()
         self.url = url
@@ -224,11 +227,16 @@ class RedisState(SharedState):
             settings.max_pending,
         ]
         self._ns = namespace
+        self.available = False  # until Redis answered
         self._client = redis.asyncio.Redis.from_url(
             url,
             socket_timeout=timeout_s,
             socket_connect_timeout=timeout_s,
             decode_responses=True,
+            # A pooled connection that Redis closed (a restart, a failover) fails once, at
+            # its next use: that use reconnects and tries again. Not on a timeout, after
+            # which the command may have run.
+            retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
         )
         scripts = {
             "mint": _MINT,
@@ -257,16 +265,20 @@ class RedisState(SharedState):
     # --- life ---------------------------------------------------------------------------------
 
     async def start(self, on_command: CommandHandler | None = None) -> None:
-        """Check that Redis answers, then refresh this instance's calls and take commands.
+        """Refresh this instance's calls and take commands; check that Redis answers.
 
         Raises:
-            StateUnavailable: Redis does not answer.
+            StateUnavailable: Redis does not answer (yet: the listener and the heartbeat
+                keep trying until :meth:`close`).
         """
         self._on_command = on_command
+        if not self._tasks:
+            # Started first: if Redis does not answer yet, both retry until it does (and
+            # the heartbeat then makes this instance available again).
+            for work in (self._listen(), self._beat()):
+                task = asyncio.create_task(work)
+                self._tasks.add(task)
         await self._call(self._client.ping())
-        for work in (self._listen(), self._beat()):
-            task = asyncio.create_task(work)
-            self._tasks.add(task)
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self.timeout_s):
                 await self._listening.wait()
@@ -286,12 +298,15 @@ class RedisState(SharedState):
 
         try:
             async with asyncio.timeout(self.timeout_s):
-                return await work
+                result = await work
         except (redis.exceptions.RedisError, OSError, TimeoutError) as error:
+            self.available = False
             detail = str(error) or type(error).__name__
             raise StateUnavailable(
                 f"Redis at {self.where} did not answer: {loggable(detail)}"
             ) from None
+        self.available = True
+        return result
 
     async def _run(self, name: str, keys: list[str], args: list[Any]) -> Any:
         return await self._call(self._scripts[name](keys=keys, args=args))
@@ -388,6 +403,7 @@ class RedisState(SharedState):
         raise CallNotFound(f"no live call {_sid(call_sid)}")
 
     async def _beat(self) -> None:
+        # Also with no call to refresh: it tells whether Redis answers (``available``).
         ttl_ms = int(self.call_ttl_s * 1000)
         while True:
             await asyncio.sleep(self.heartbeat_s)

@@ -1,0 +1,61 @@
+"""Start-up: how long `mediastreams --help`, `call --help` and `serve --help` take to answer.
+
+Each command runs as a fresh process, `runs` times, taking turns with `python -c pass` (the
+interpreter's own start-up, the baseline: no command can come back faster). The figure is
+the median wall time from start to exit; the ratio says how many times the bare interpreter's
+time each command takes (shown as "x better", so below 1). Target: under 300 ms for `call
+--help` and `serve --help`, on a loaded 2-core machine too; `python -X importtime -m
+mediastreams call --help` says where the time goes.
+
+Run: ``uv run python -m benchmarks.startup`` (``--runs N``, default 15).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+
+from benchmarks.harness import Row, print_table, time_commands
+
+BASELINE = "python -c pass"
+COMMANDS = {
+    BASELINE: [sys.executable, "-c", "pass"],
+    "mediastreams --help": [sys.executable, "-m", "mediastreams", "--help"],
+    "mediastreams call --help": [sys.executable, "-m", "mediastreams", "call", "--help"],
+    "mediastreams serve --help": [sys.executable, "-m", "mediastreams", "serve", "--help"],
+}
+TARGETS = {"mediastreams call --help": "< 300 ms", "mediastreams serve --help": "< 300 ms"}
+
+
+def measure(runs: int) -> list[Row]:
+    """One row per command: its median start-up time beside the interpreter's."""
+    seconds = time_commands(COMMANDS, runs=runs)
+    baseline_ms = statistics.median(seconds[BASELINE]) * 1000
+    return [
+        Row(
+            name,
+            statistics.median(times) * 1000,
+            baseline_ms,
+            "ms",
+            BASELINE,
+            target=TARGETS.get(name, ""),
+        )
+        for name, times in seconds.items()
+        if name != BASELINE
+    ]
+
+
+def main(argv: list[str] | None = None) -> list[Row]:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.startup", description=__doc__)
+    parser.add_argument("--runs", type=int, default=15, help="runs of each command (median)")
+    args = parser.parse_args(argv)
+    if args.runs < 1:
+        parser.error("--runs must be at least 1")
+    rows = measure(args.runs)
+    print_table(f"Start-up, median of {args.runs} runs, each a fresh process", rows)
+    return rows
+
+
+if __name__ == "__main__":
+    main()
