@@ -22,12 +22,12 @@ from websockets.sync.client import ClientConnection, connect
 
 from emulator_apps import TONE_MULAW, mark, media, plays, sends, stream_app
 from mediastreams.audio import FRAME_BYTES, SILENCE_BYTE, resample_int16
-from mediastreams.diagnostics import Finding, Violation
-from mediastreams.emulator.transport import ASGIApp
+from mediastreams.emulator.asgi import ASGIApp
 from mediastreams.phone import LiveCaller, LiveTimeline, Phone, run_phone
 from mediastreams.phone.caller import INBOUND_MAX_BYTES, INBOUND_PREFILL_BYTES
 from mediastreams.phone.resampler import LiveResampler
 from mediastreams.server import ServerConfig, create_app, echo_handler
+from mediastreams.violations import Finding, Violation
 from phone_harness import best_correlation, mediastreams, prompt_pcm
 
 SILENCE = bytes([SILENCE_BYTE]) * FRAME_BYTES
@@ -218,6 +218,38 @@ def test_turns_and_barge_ins_as_they_happen() -> None:
     assert cleared["heard_ms"] + cleared["discarded_ms"] == 1000
 
 
+def test_a_key_pressed_while_nothing_plays_starts_a_new_reply() -> None:
+    """As the report counts replies: what a clear says was heard is of the reply after the
+    key, not of the one before it (however short the pause between them)."""
+    events = Recorded()
+    caller = LiveCaller(16_000)
+    timeline = LiveTimeline(events, caller)
+    timeline.frame(0.0, "app", media("MZ1", TONE_MULAW[:1600]))  # a 200 ms prompt
+    for n in range(20):  # it plays out; 200 ms of quiet follow
+        timeline.tick(20 * n, SILENCE, SILENCE)
+    key = {"track": "inbound_track", "digit": "5"}
+    dtmf = {"event": "dtmf", "streamSid": "MZ1", "sequenceNumber": "30", "dtmf": key}
+    timeline.frame(0.4, "twilio", json.dumps(dtmf))
+    assert [e["digit"] for e in events.of("dtmf")] == ["5"]
+    timeline.frame(0.42, "app", media("MZ1", TONE_MULAW[:1600]))  # the answer to the key
+    for n in range(21, 26):  # 100 ms of it play
+        timeline.tick(20 * n, SILENCE, SILENCE)
+    timeline.frame(0.52, "app", json.dumps({"event": "clear", "streamSid": "MZ1"}))
+    [clear] = events.of("clear")
+    assert clear["heard_ms"] == 100.0 and clear["discarded_ms"] == 100.0
+    # Without the key, the same pause is a stall inside one reply.
+    events = Recorded()
+    timeline = LiveTimeline(events, LiveCaller(16_000))
+    timeline.frame(0.0, "app", media("MZ1", TONE_MULAW[:1600]))
+    for n in range(20):
+        timeline.tick(20 * n, SILENCE, SILENCE)
+    timeline.frame(0.42, "app", media("MZ1", TONE_MULAW[:1600]))
+    for n in range(21, 26):
+        timeline.tick(20 * n, SILENCE, SILENCE)
+    timeline.frame(0.52, "app", json.dumps({"event": "clear", "streamSid": "MZ1"}))
+    assert events.of("clear")[0]["heard_ms"] == 300.0
+
+
 def test_violations_come_with_code_and_hint() -> None:
     events = Recorded()
     timeline = LiveTimeline(events, LiveCaller(16_000))
@@ -318,7 +350,7 @@ def test_a_call_from_the_page_to_the_echo_server(tmp_path: Path) -> None:
         assert events_until(page, "state")[-1]["state"] == "ended"
         files = {f["name"]: httpx.get(url + f["url"], timeout=10) for f in messages[-1]["files"]}
     report = messages[-1]["report"]
-    assert report["ended_by"] == "caller" and report["violations"] == []
+    assert report["ended_by"] == "caller" and report["groups"] == []
     assert "call placed" in messages[-1]["text"] and "Timing" in messages[-1]["text"]
     assert [e["digit"] for e in messages if isinstance(e, dict) and e["type"] == "dtmf"] == ["9"]
     # What the caller heard came back as the page's audio: the echo of the words.
@@ -338,7 +370,7 @@ def test_live_violations_reach_the_page(tmp_path: Path) -> None:
         page.send(json.dumps({"type": "hangup"}))
         report = events_until(page, "report")[-1]["report"]
     assert violation["code"] == 31951 and violation["sender"] == "app" and violation["hint"]
-    assert report["exit_code"] == 1 and report["violations"][0]["code"] == 31951
+    assert report["exit_code"] == 1 and report["groups"][0]["code"] == 31951
 
 
 def test_the_app_playing_shows_on_the_timeline_and_mute_silences_the_caller(

@@ -131,7 +131,7 @@ def test_talking_to_the_echo_server(tmp_path: Path, speech: tuple[Path, Samples]
     folder = out / "call-1"
     assert downloads["call-stereo.wav"].content == (folder / "call-stereo.wav").read_bytes()
     assert json.loads(downloads["report.json"].content)["ended_by"] == report["ended_by"]
-    assert report["ended_by"] == "caller" and report["violations"] == []
+    assert report["ended_by"] == "caller" and report["groups"] == []
 
     # The app got the caller's speech: the frames sent on its socket (the stereo
     # recording's left channel) hold the microphone's file.
@@ -219,7 +219,7 @@ def test_a_barge_in_on_the_demo_shows_its_clear(
     assert settings["echoCancellation"] is True  # the default: the app does not hear itself
     assert shot.stat().st_size > 10_000
     assert "clear:" in clear_line and "discarded" in clear_line
-    assert report["violations"] == [] and report["clears"] == 1
+    assert report["groups"] == [] and report["clears"] == 1
     # The story, cut (on a busy machine the caller may also talk over the goodbye: the demo
     # lets it play).
     [barge_in] = [b for b in report["barge_ins"] if b["clear_ms"] is not None]

@@ -19,7 +19,9 @@ from typing import Any
 
 import click
 
-from .call import _host_port, _parameters
+from .call import _host_port
+from .failure import CommandFailed
+from .options import parse_parameters
 
 __all__ = ["phone_command"]
 
@@ -114,7 +116,7 @@ def phone_command(
         "auth_token": auth_token,
         "connect_to": _host_port(connect_to),
         "account_sid": account_sid,
-        "parameters": _parameters(params),
+        "parameters": parse_parameters(params),
         "max_duration_s": max_duration,
         "trace_payloads": trace_payloads,
         "trace_parameters": trace_parameters,
@@ -127,7 +129,7 @@ def phone_command(
         try:
             out_dir.mkdir(parents=True, exist_ok=True)
         except OSError as error:
-            raise _Failure(f"--out {out_dir}: {error.strerror}") from None
+            raise CommandFailed(f"--out {out_dir}: {error.strerror}") from None
     try:
         return asyncio.run(_main(target, options, port, not no_browser, out_dir))
     except (KeyboardInterrupt, asyncio.CancelledError):  # a second Ctrl-C
@@ -145,7 +147,7 @@ async def _main(
     try:
         sock = bind("127.0.0.1", port)
     except OSError as error:
-        raise _Failure(
+        raise CommandFailed(
             f"cannot listen on 127.0.0.1:{port}: {error.strerror}; try --port 0"
         ) from None
     try:
@@ -162,7 +164,7 @@ async def _main(
             await run_phone(phone, sock)
             return phone.last_exit_code
     except EmulatorError as error:
-        raise _Failure(str(error)) from None
+        raise CommandFailed(str(error)) from None
     finally:
         sock.close()
 
@@ -183,7 +185,7 @@ async def _app_running(app: Any) -> AsyncIterator[None]:
     if isinstance(app, str):
         yield
         return
-    from ..emulator.transport import asgi_lifespan
+    from ..emulator.asgi import asgi_lifespan
 
     async with asgi_lifespan(app):
         yield
@@ -202,7 +204,7 @@ async def _folder(out_dir: Path | None) -> AsyncIterator[Path]:
 def _show(result: Any, folder: Path, *, kept: bool) -> None:
     from rich.console import Console
 
-    from ..emulator.report import render_text
+    from ..emulator.render import render_text
 
     console = Console(highlight=False, soft_wrap=True)
     console.print(render_text(result.report))
@@ -210,12 +212,5 @@ def _show(result: Any, folder: Path, *, kept: bool) -> None:
         console.print(f"written: {folder}")
 
 
-class _Failure(click.ClickException):
-    exit_code = 2
-
-    def show(self, file: object = None) -> None:
-        click.echo(f"mediastreams phone: {self.message}", err=True)
-
-
-class _Interrupted(_Failure):
+class _Interrupted(CommandFailed):
     exit_code = 130  # 128 + SIGINT, as shells report an interrupted command

@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..audio import FRAME_BYTES, MULAW_SAMPLE_RATE, SILENCE_BYTE, mulaw
-from ..emulator.script import Utterance, UtteranceCutter, is_audible
+from ..audio import MULAW_SAMPLE_RATE, mulaw
+from ..emulator.loudness import is_audible
+from ..emulator.script import Utterance, UtteranceCutter
+from ..wireformat import FRAME_BYTES, SILENCE_FRAME
 from .resampler import LiveResampler
 
 __all__ = [
@@ -42,16 +44,16 @@ TRIM_MARGIN_BYTES = 80
 DTMF_KEYS = "0123456789*#"
 """The keys of the page's keypad (a phone's twelve)."""
 
-_SILENCE_FRAME = bytes([SILENCE_BYTE]) * FRAME_BYTES
 _TRIM_WINDOW_TICKS = 50  # one second of ticks
 
 
 class LiveCaller:
     """A caller driven in real time from outside the emulator (the page).
 
-    It gives the emulator's line what a caller script gives: :meth:`tick` every 20 ms,
-    :attr:`speech` (the caller's utterances, cut on silence as for a script) and
-    :meth:`finish`.
+    It is a :class:`~mediastreams.emulator.script.Caller`, given to
+    :func:`~mediastreams.emulator.place_call_async` as ``caller=``: the line asks it for
+    :meth:`tick` every 20 ms, and the report reads :attr:`speech` (the caller's utterances,
+    cut on silence as for a script) and :attr:`key_presses_ms`.
 
     Args:
         sample_rate: the rate of the PCM given to :meth:`feed`, in Hz.
@@ -78,6 +80,8 @@ class LiveCaller:
         """How many times the buffer ran dry while the caller's audio was going out."""
         self.dropped_ms = 0.0
         """Audio dropped because the buffer held more than :data:`INBOUND_MAX_BYTES`."""
+        self.key_presses_ms: list[int] = []
+        """When the caller's keys went out (the tick's time), in order."""
 
     # --- what the page does ----------------------------------------------------------------
 
@@ -132,7 +136,9 @@ class LiveCaller:
         """
         digits, self._digits = self._digits, ""
         if self._hang_up and not digits:  # keys pressed just before go out first
-            return _SILENCE_FRAME, digits, True
+            return SILENCE_FRAME, digits, True
+        if digits:
+            self.key_presses_ms.append(now_ms)
         frame = self._next_frame()
         self._cutter.add(now_ms, is_audible(frame))
         return frame, digits, False
@@ -141,13 +147,13 @@ class LiveCaller:
         buffered = len(self._inbound)
         if not self._sending:
             if buffered < FRAME_BYTES + INBOUND_PREFILL_BYTES:
-                return _SILENCE_FRAME
+                return SILENCE_FRAME
             self._sending = True
         if buffered < FRAME_BYTES:
             self._sending = False
             self.underruns += 1
             self._lowest, self._window_ticks, self._excess = INBOUND_MAX_BYTES, 0, 0
-            return _SILENCE_FRAME
+            return SILENCE_FRAME
         frame = bytes(self._inbound[:FRAME_BYTES])
         del self._inbound[:FRAME_BYTES]
         self._trim(quiet=not is_audible(frame))

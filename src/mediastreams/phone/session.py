@@ -25,8 +25,8 @@ import numpy as np
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from ..audio import MULAW_SAMPLE_RATE, mulaw
+from ..emulator.asgi import ASGIApp
 from ..emulator.runner import CallResult, place_call_async
-from ..emulator.transport import ASGIApp
 from ..exceptions import AudioError, EmulatorError
 from .caller import DTMF_KEYS, LiveCaller
 from .resampler import LiveResampler
@@ -255,7 +255,7 @@ class PageSession:
         self._finish(result, number, folder)
 
     def _finish(self, result: CallResult, number: int, folder: Path) -> None:
-        from ..emulator.report import render_text
+        from ..emulator.render import render_text
 
         report = result.report
         self._phone.last_exit_code = report.exit_code

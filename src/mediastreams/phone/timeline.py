@@ -9,9 +9,11 @@ The live figures follow the report's definitions where they can be known at once
 latency is from the end of the caller's utterance (300 ms of quiet after it) to the app's
 next ``media`` frame; a ``clear`` throws away what Twilio had queued. Twilio's queue is
 mirrored frame by frame (each tick plays up to 20 ms of it), so what a ``clear`` discarded is
-exact. A barge-in is shown when the caller starts to speak while the app's audio is queued
-or playing; the report after the hang-up, which sees the whole call, is the reference (the
-page redraws the barge-ins from it).
+exact; a reply ends as in the report (:mod:`mediastreams.emulator.measures`): after a long
+idle stretch, or where the caller spoke or pressed a key while nothing was queued. A barge-in
+is shown when the caller starts to speak while the app's audio is queued or playing; the
+report after the hang-up, which sees the whole call, is the reference (the page redraws the
+barge-ins from it).
 """
 
 from __future__ import annotations
@@ -22,12 +24,12 @@ from typing import Any
 
 import numpy as np
 
-from ..audio import FRAME_BYTES, mulaw
-from ..diagnostics import Finding
+from ..audio import mulaw
 from ..emulator.measures import REPLY_IDLE_MS
-from ..emulator.script import FRAME_MS
 from ..exceptions import ProtocolError
 from ..messages import DTMF, Clear, Mark, Media, Start, Stop, parse
+from ..violations import Finding
+from ..wireformat import FRAME_BYTES, FRAME_MS
 from .caller import LiveCaller
 
 __all__ = ["ENVELOPE_POINTS", "Event", "LiveTimeline"]
@@ -75,6 +77,12 @@ class _Playout:
             if self.idle_ms >= REPLY_IDLE_MS or caller_speaking:
                 self.reply_over = True
         return played
+
+    def key_pressed(self) -> None:
+        """A key ends the caller's turn: pressed while nothing is queued, what the app plays
+        next is a new reply (as the report counts replies)."""
+        if not self.queued_bytes:
+            self.reply_over = True
 
     def clear(self) -> int:
         discarded, self.queued_bytes = self.queued_bytes, 0
@@ -163,6 +171,7 @@ class LiveTimeline:
                 }
             )
         elif isinstance(message, DTMF):
+            self._playout.key_pressed()
             self._emit({"type": "dtmf", "t": t, "digit": message.digit})
         elif isinstance(message, Mark):
             self._marks_echoed += 1

@@ -252,8 +252,11 @@ export class Timeline {
     }
   }
 
+  // The turns row is shared: each turn's path and label, then each barge-in's label, take
+  // their stretch of it, and a barge-in's label goes where it crosses none.
   drawTurns(g, x, visible) {
     g.textAlign = "center";
+    this.taken = [];
     for (const turn of this.turns) {
       if (!visible(turn.speech_end_ms) && !visible(turn.first_reply_ms)) continue;
       const a = x(turn.speech_end_ms);
@@ -266,7 +269,10 @@ export class Timeline {
       g.lineTo(b, ROWS.heardTop);
       g.stroke();
       g.fillStyle = COLORS.ink;
-      g.fillText(`reply ${ms(turn.latency_ms)}`, (a + b) / 2, ROWS.middle - 8);
+      const text = `reply ${ms(turn.latency_ms)}`;
+      const half = g.measureText(text).width / 2;
+      g.fillText(text, (a + b) / 2, ROWS.middle - 8);
+      this.taken.push([Math.min(a, (a + b) / 2 - half), Math.max(b, (a + b) / 2 + half)]);
     }
   }
 
@@ -285,7 +291,8 @@ export class Timeline {
       triangle(g, at, ROWS.middle + 8, 6, 1);
       const heard = barge.heard_ms !== null ? `heard ${ms(barge.heard_ms)}` : "not cleared";
       const reaction = barge.clear_reaction_ms !== null ? `, clear +${ms(barge.clear_reaction_ms)}` : "";
-      label(g, `barge-in: ${heard}${reaction}`, at, ROWS.middle + 8, 8);
+      const text = `barge-in: ${heard}${reaction}`;
+      this.taken.push(freeLabel(g, text, at, ROWS.middle + 8, 8, this.taken));
     }
   }
 
@@ -312,6 +319,26 @@ function label(g, text, x, y, gap) {
   const width = g.measureText(text).width;
   g.textAlign = x + gap + width <= room ? "left" : "right";
   g.fillText(text, g.textAlign === "left" ? x + gap : x - gap, y);
+}
+
+// Text beside x where it overlaps none of the `taken` stretches [left, right] (on the right
+// first, then the left); where both would, on the right over a white ground. Its stretch.
+function freeLabel(g, text, x, y, gap, taken) {
+  const width = g.measureText(text).width;
+  const room = g.canvas.clientWidth - 4;
+  const free = ([left, right]) =>
+    left >= GUTTER && right <= room && taken.every(([a, b]) => right < a - 2 || left > b + 2);
+  const right = [x + gap, x + gap + width];
+  const left = [x - gap - width, x - gap];
+  const chosen = free(right) ? right : free(left) ? left : right[1] <= room ? right : left;
+  if (!free(chosen)) {
+    g.fillStyle = "rgba(255, 255, 255, 0.9)";
+    g.fillRect(chosen[0] - 2, y - 7, width + 4, 14);
+  }
+  g.fillStyle = COLORS.barge;
+  g.textAlign = "left";
+  g.fillText(text, chosen[0], y);
+  return chosen;
 }
 
 // The index of the first tick at or after time t (ticks are in order of time).
