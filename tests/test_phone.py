@@ -24,7 +24,11 @@ from emulator_apps import TONE_MULAW, mark, media, plays, sends, stream_app
 from mediastreams.audio import FRAME_BYTES, SILENCE_BYTE, resample_int16
 from mediastreams.emulator.asgi import ASGIApp
 from mediastreams.phone import LiveCaller, LiveTimeline, Phone, run_phone
-from mediastreams.phone.caller import INBOUND_MAX_BYTES, INBOUND_PREFILL_BYTES
+from mediastreams.phone.caller import (
+    INBOUND_HEADROOM_BYTES,
+    INBOUND_PREFILL_BYTES,
+    INBOUND_PREFILL_MAX_BYTES,
+)
 from mediastreams.phone.resampler import LiveResampler
 from mediastreams.server import ServerConfig, create_app, echo_handler
 from mediastreams.violations import Finding, Violation
@@ -104,7 +108,24 @@ def test_the_caller_drops_what_lags_too_far_behind() -> None:
     caller = LiveCaller(16_000)
     caller.feed(tone(500))
     assert caller.dropped_ms == pytest.approx(500 - 10 - (FRAME_BYTES + INBOUND_PREFILL_BYTES) / 8)
-    assert len(caller._inbound) <= INBOUND_MAX_BYTES
+    assert len(caller._inbound) <= INBOUND_PREFILL_BYTES + INBOUND_HEADROOM_BYTES
+
+
+def test_running_dry_grows_the_prefill_and_ten_steady_seconds_shrink_it() -> None:
+    caller = LiveCaller(16_000)
+    for n in range(40):  # chunks come late: the buffer runs dry again and again
+        caller.feed(tone(40))
+        run_ticks(caller, 60 * n, 3)
+    steps = (INBOUND_PREFILL_MAX_BYTES - INBOUND_PREFILL_BYTES) // 80
+    assert caller.underruns >= steps and caller.prefill_bytes == INBOUND_PREFILL_MAX_BYTES
+    sent = []
+    caller.feed(tone(100))
+    for n in range(1100):  # then 22 s of a steady flow
+        caller.feed(tone(20))
+        sent.append(run_ticks(caller, 20 * n, 1)[0][0])
+    assert caller.prefill_bytes == INBOUND_PREFILL_MAX_BYTES - 2 * 80
+    underruns = caller.underruns
+    assert all(frame != SILENCE for frame in sent[-1000:]) and caller.underruns == underruns
 
 
 def test_the_caller_trims_delay_that_lasts_at_a_quiet_frame() -> None:

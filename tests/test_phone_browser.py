@@ -119,6 +119,7 @@ def test_talking_to_the_echo_server(tmp_path: Path, speech: tuple[Path, Samples]
         links = page.locator("#downloads a").evaluate_all("links => links.map(a => a.href)")
         downloads = {link.rsplit("/", 1)[1]: httpx.get(link, timeout=30) for link in links}
         report = page.evaluate("window.phone.report")
+        print("the speaker's jitter buffer:", page.evaluate("window.phone.speaker"))
         assert errors == []
     assert process.popen.returncode == 0, process.output()
 
@@ -137,10 +138,12 @@ def test_talking_to_the_echo_server(tmp_path: Path, speech: tuple[Path, Samples]
     # recording's left channel) hold the microphone's file.
     stereo, _ = read_wav(folder / "call-stereo.wav")
     to_app = speech_correlations(stereo[:, 0].copy(), spoken)
-    assert len(to_app) >= 5 and sorted(to_app)[1] >= 0.9, to_app
+    print("correlations, 500 ms segments: to the app", to_app)
+    assert len(to_app) >= 5 and min(to_app) >= 0.9, to_app
     # The page played the echo back through its speaker.
     from_app = speech_correlations(heard_by_speaker, spoken)
-    assert sorted(from_app)[1] >= 0.8, from_app
+    print("correlations, 500 ms segments: from the speaker", from_app)
+    assert len(from_app) >= 5 and min(from_app) >= 0.8, from_app
 
     # The key went to the app as a dtmf frame.
     dtmf = [e for e in twilio_events(folder / "trace.jsonl") if e["event"] == "dtmf"]

@@ -6,13 +6,18 @@ The page sends its microphone as 16-bit PCM at its own sample rate, in chunks of
 in a small jitter buffer; the emulator's line asks it for one 160-byte frame per 20 ms tick,
 as it asks a scripted caller
 (:class:`~mediastreams.emulator.script.CallerScript`). The page's audio clock and the
-line's clock drift apart, and chunks arrive in bursts: the buffer starts sending after
-:data:`INBOUND_PREFILL_BYTES` more than a frame are in, sends silence when it runs dry (and
-fills up again), and drops its oldest audio past :data:`INBOUND_MAX_BYTES`, so the caller's
-voice never lags behind by more than that. Below that cap, delay gained once (a burst) would
-stay for the rest of the call: when for a whole second the buffer never went below the
-prefill by more than :data:`TRIM_MARGIN_BYTES`, the excess is dropped with the next quiet
-frame.
+line's clock drift apart, and chunks arrive in bursts: the buffer starts sending after a
+prefill more than a frame is in (:data:`INBOUND_PREFILL_BYTES` at first), sends silence when
+it runs dry (and fills up again), and drops its oldest audio past the prefill and
+:data:`INBOUND_HEADROOM_BYTES`, so the caller's voice never lags behind by more than that.
+Below that cap, delay gained once (a burst) would stay for the rest of the call: when for a
+whole second the buffer never went below the prefill by more than :data:`TRIM_MARGIN_BYTES`,
+the excess is dropped with the next quiet frame.
+
+Running dry means the chunks came late (a busy machine): each time, the prefill grows by
+10 ms, up to :data:`INBOUND_PREFILL_MAX_BYTES`, and after every 10 s without running dry it
+shrinks back by 10 ms. An idle machine keeps the small delay; a busy one trades some delay
+for speech without holes.
 """
 
 from __future__ import annotations
@@ -27,24 +32,30 @@ from .resampler import LiveResampler
 
 __all__ = [
     "DTMF_KEYS",
-    "INBOUND_MAX_BYTES",
+    "INBOUND_HEADROOM_BYTES",
     "INBOUND_PREFILL_BYTES",
+    "INBOUND_PREFILL_MAX_BYTES",
     "TRIM_MARGIN_BYTES",
     "LiveCaller",
 ]
 
 INBOUND_PREFILL_BYTES = 80
-"""10 ms of mu-law: after running dry, the caller's audio goes out again once a frame and
-this much more are buffered, so that the next chunk's jitter does not empty it at once."""
-INBOUND_MAX_BYTES = 640
-"""80 ms: more buffered than this (the page's clock runs fast, or a burst came) and the
-oldest audio is dropped down to a frame plus the prefill."""
+"""10 ms of mu-law, the prefill at first: after running dry, the caller's audio goes out
+again once a frame and the prefill are buffered, so that the next chunk's jitter does not
+empty it at once."""
+INBOUND_PREFILL_MAX_BYTES = 480
+"""60 ms: the most the prefill grows to on a busy machine."""
+INBOUND_HEADROOM_BYTES = 560
+"""70 ms: more buffered than this past the prefill (the page's clock runs fast, or a burst
+came) and the oldest audio is dropped down to a frame plus the prefill."""
 TRIM_MARGIN_BYTES = 80
 """10 ms: a lasting excess of buffered audio smaller than this is left alone."""
 DTMF_KEYS = "0123456789*#"
 """The keys of the page's keypad (a phone's twelve)."""
 
 _TRIM_WINDOW_TICKS = 50  # one second of ticks
+_PREFILL_STEP_BYTES = 80  # 10 ms
+_SETTLE_TICKS = 500  # 10 s without running dry: the prefill shrinks by a step
 
 
 class LiveCaller:
@@ -68,7 +79,10 @@ class LiveCaller:
         self._resampler = LiveResampler(sample_rate, MULAW_SAMPLE_RATE)
         self._inbound = bytearray()
         self._sending = False
-        self._lowest = INBOUND_MAX_BYTES  # the least left after a tick, in this trim window
+        self.prefill_bytes = INBOUND_PREFILL_BYTES
+        """The prefill now: it grows when the buffer runs dry, and shrinks back."""
+        self._steady_ticks = 0  # since the buffer last ran dry, or the prefill last moved
+        self._lowest = self._most  # the least left after a tick, in this trim window
         self._window_ticks = 0
         self._excess = 0
         self._digits = ""
@@ -79,7 +93,8 @@ class LiveCaller:
         self.underruns = 0
         """How many times the buffer ran dry while the caller's audio was going out."""
         self.dropped_ms = 0.0
-        """Audio dropped because the buffer held more than :data:`INBOUND_MAX_BYTES`."""
+        """Audio dropped: more was buffered than the prefill and the headroom, or delay
+        lasted."""
         self.key_presses_ms: list[int] = []
         """When the caller's keys went out (the tick's time), in order."""
 
@@ -98,8 +113,8 @@ class LiveCaller:
         if self.muted or not samples.size:
             return
         self._inbound += mulaw.encode_array(samples).tobytes()
-        if len(self._inbound) > INBOUND_MAX_BYTES:
-            keep = FRAME_BYTES + INBOUND_PREFILL_BYTES
+        if len(self._inbound) > self._most:
+            keep = FRAME_BYTES + self.prefill_bytes
             dropped = len(self._inbound) - keep
             del self._inbound[:dropped]
             self.dropped_ms += dropped / 8
@@ -143,29 +158,43 @@ class LiveCaller:
         self._cutter.add(now_ms, is_audible(frame))
         return frame, digits, False
 
+    @property
+    def _most(self) -> int:
+        """More buffered than this and the oldest audio is dropped."""
+        return self.prefill_bytes + INBOUND_HEADROOM_BYTES
+
     def _next_frame(self) -> bytes:
         buffered = len(self._inbound)
         if not self._sending:
-            if buffered < FRAME_BYTES + INBOUND_PREFILL_BYTES:
+            if buffered < FRAME_BYTES + self.prefill_bytes:
                 return SILENCE_FRAME
             self._sending = True
         if buffered < FRAME_BYTES:
             self._sending = False
             self.underruns += 1
-            self._lowest, self._window_ticks, self._excess = INBOUND_MAX_BYTES, 0, 0
+            self._adapt(_PREFILL_STEP_BYTES)
+            self._lowest, self._window_ticks, self._excess = self._most, 0, 0
             return SILENCE_FRAME
+        self._steady_ticks += 1
+        if self._steady_ticks >= _SETTLE_TICKS and self.prefill_bytes > INBOUND_PREFILL_BYTES:
+            self._adapt(-_PREFILL_STEP_BYTES)
         frame = bytes(self._inbound[:FRAME_BYTES])
         del self._inbound[:FRAME_BYTES]
         self._trim(quiet=not is_audible(frame))
         return frame
 
+    def _adapt(self, step_bytes: int) -> None:
+        prefill = self.prefill_bytes + step_bytes
+        self.prefill_bytes = max(INBOUND_PREFILL_BYTES, min(INBOUND_PREFILL_MAX_BYTES, prefill))
+        self._steady_ticks = 0
+
     def _trim(self, *, quiet: bool) -> None:
         self._lowest = min(self._lowest, len(self._inbound))
         self._window_ticks += 1
         if self._window_ticks == _TRIM_WINDOW_TICKS:
-            excess = self._lowest - INBOUND_PREFILL_BYTES
+            excess = self._lowest - self.prefill_bytes
             self._excess = excess if excess > TRIM_MARGIN_BYTES else 0
-            self._lowest, self._window_ticks = INBOUND_MAX_BYTES, 0
+            self._lowest, self._window_ticks = self._most, 0
         if self._excess and quiet:
             dropped = min(self._excess, len(self._inbound))
             del self._inbound[:dropped]

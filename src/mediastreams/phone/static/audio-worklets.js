@@ -7,7 +7,11 @@
 // and fills up again when it runs dry, and drops its oldest audio past `maxSamples`. Audio that
 // came in a burst (the local process caught up after a pause) would stay as added delay for
 // the rest of the call: when the buffer never went below `prefillSamples` less one 20 ms frame
-// in a whole second, the excess is dropped, at a quiet moment.
+// in a whole second, the excess is dropped, at a quiet moment. The process sends 20 ms every
+// tick, silence included, so running dry is always jitter (a busy machine, a late tick): each
+// time it does, the prefill grows by a frame (up to PREFILL_MAX_S), and it shrinks back by a
+// frame after every SETTLE_S without running dry. An idle machine keeps the small delay; a
+// busy one trades some delay for audio without holes.
 //
 // The link worker's port comes as {link: MessagePort} on the node's own port, which carries
 // the rest to the page: the audio time now and then (to map it to the wall clock), and the
@@ -23,6 +27,9 @@ const STATUS_EVERY_S = 0.25;
 const TRIM_WINDOW_S = 1;
 const TRIM_MARGIN_S = 0.01; // excess below this is left alone
 const QUIET_OUTPUT = 0.02; // a block this quiet can lose some samples unheard
+const PREFILL_STEP_S = 0.02;
+const PREFILL_MAX_S = 0.2;
+const SETTLE_S = 10;
 
 class OnsetProbe {
   constructor() {
@@ -86,8 +93,11 @@ class Playback extends AudioWorkletProcessor {
   constructor(options) {
     super();
     const { prefillSamples, maxSamples, tap, probe } = options.processorOptions;
+    this.basePrefill = prefillSamples;
     this.prefill = prefillSamples;
+    this.headroom = maxSamples - prefillSamples; // kept above the prefill as it moves
     this.max = maxSamples;
+    this.settledAt = 0; // when the prefill last moved, or the buffer last ran dry
     this.chunks = [];
     this.offset = 0; // into chunks[0]
     this.buffered = 0;
@@ -118,6 +128,7 @@ class Playback extends AudioWorkletProcessor {
     } else if (data.reset) {
       this.drop(this.buffered);
       this.playing = false;
+      this.adapt(-PREFILL_MAX_S); // a new call starts from the small delay
     }
   }
 
@@ -156,6 +167,9 @@ class Playback extends AudioWorkletProcessor {
       if (written < out.length) {
         this.playing = false; // ran dry: fill up again before playing on
         this.underruns++;
+        this.adapt(PREFILL_STEP_S);
+      } else if (currentTime - this.settledAt >= SETTLE_S && this.prefill > this.basePrefill) {
+        this.adapt(-PREFILL_STEP_S);
       }
     }
     out.fill(0, written);
@@ -163,6 +177,14 @@ class Playback extends AudioWorkletProcessor {
     this.trim(out);
     this.report(out);
     return true;
+  }
+
+  adapt(stepS) {
+    const most = PREFILL_MAX_S * sampleRate;
+    const prefill = this.prefill + Math.round(stepS * sampleRate);
+    this.prefill = Math.max(this.basePrefill, Math.min(most, prefill));
+    this.max = this.prefill + this.headroom;
+    this.settledAt = currentTime;
   }
 
   trim(out) {
@@ -204,6 +226,7 @@ class Playback extends AudioWorkletProcessor {
       this.port.postMessage({
         time: currentTime,
         bufferedMs: (1000 * this.buffered) / sampleRate,
+        prefillMs: (1000 * this.prefill) / sampleRate,
         underruns: this.underruns,
         droppedMs: (1000 * this.droppedSamples) / sampleRate,
       });

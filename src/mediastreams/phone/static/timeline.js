@@ -49,9 +49,11 @@ export class Timeline {
     this.violations = [];
     this.nowMs = 0;
     this.ended = false;
+    this.dirty = true; // something to draw
   }
 
   add(event) {
+    this.dirty = true;
     switch (event.type) {
       case "tick":
         this.ticks.push([event.t, event.caller, event.heard]);
@@ -97,6 +99,7 @@ export class Timeline {
 
   // After the hang-up: the report's figures are the reference.
   finish(report) {
+    this.dirty = true;
     this.ended = true;
     this.nowMs = Math.max(this.nowMs, report.duration_ms || 0);
     this.speaking = null;
@@ -112,6 +115,7 @@ export class Timeline {
   }
 
   draw() {
+    this.dirty = false;
     const canvas = this.canvas;
     const ratio = window.devicePixelRatio || 1;
     const width = canvas.clientWidth;
@@ -169,7 +173,7 @@ export class Timeline {
   drawSpeech(g, x, to) {
     g.fillStyle = COLORS.speech;
     const spans = this.speech.map((s) => [s.onset_ms, s.end_ms]);
-    if (this.speaking !== null) spans.push([this.speaking, to]);
+    if (this.speaking !== null) spans.push([this.speaking, Math.min(to, this.nowMs)]); // so far
     for (const [onset, end] of spans) {
       g.fillRect(x(onset), ROWS.callerTop, Math.max(1, x(end) - x(onset)), ROWS.callerBottom - ROWS.callerTop);
     }
