@@ -27,7 +27,6 @@ from mediastreams.phone import LiveCaller, LiveTimeline, Phone, run_phone
 from mediastreams.phone.caller import (
     INBOUND_HEADROOM_BYTES,
     INBOUND_PREFILL_BYTES,
-    INBOUND_PREFILL_MAX_BYTES,
 )
 from mediastreams.phone.resampler import LiveResampler
 from mediastreams.server import ServerConfig, create_app, echo_handler
@@ -106,26 +105,30 @@ def test_the_caller_fills_up_again_after_running_dry() -> None:
 
 def test_the_caller_drops_what_lags_too_far_behind() -> None:
     caller = LiveCaller(16_000)
-    caller.feed(tone(500))
-    assert caller.dropped_ms == pytest.approx(500 - 10 - (FRAME_BYTES + INBOUND_PREFILL_BYTES) / 8)
+    caller.feed(tone(800))
+    assert caller.dropped_ms == pytest.approx(800 - 10 - (FRAME_BYTES + INBOUND_PREFILL_BYTES) / 8)
     assert len(caller._inbound) <= INBOUND_PREFILL_BYTES + INBOUND_HEADROOM_BYTES
 
 
-def test_running_dry_grows_the_prefill_and_ten_steady_seconds_shrink_it() -> None:
+def test_running_dry_grows_the_prefill_to_the_dry_spell_and_steady_seconds_shrink_it() -> None:
     caller = LiveCaller(16_000)
-    for n in range(40):  # chunks come late: the buffer runs dry again and again
-        caller.feed(tone(40))
-        run_ticks(caller, 60 * n, 3)
-    steps = (INBOUND_PREFILL_MAX_BYTES - INBOUND_PREFILL_BYTES) // 80
-    assert caller.underruns >= steps and caller.prefill_bytes == INBOUND_PREFILL_MAX_BYTES
-    sent = []
-    caller.feed(tone(100))
-    for n in range(1100):  # then 22 s of a steady flow
+    caller.feed(tone(50))
+    run_ticks(caller, 0, 2)  # 40 ms out, 10 ms wait in the buffer
+    assert caller.underruns == 0
+    run_ticks(caller, 40, 6)  # runs dry for 6 ticks (120 ms) before audio comes again
+    caller.feed(tone(20))
+    assert caller.underruns == 1 and caller.prefill_bytes == 7 * FRAME_BYTES  # and a frame
+    for n in range(20):  # a short dry spell: a frame more at least
         caller.feed(tone(20))
-        sent.append(run_ticks(caller, 20 * n, 1)[0][0])
-    assert caller.prefill_bytes == INBOUND_PREFILL_MAX_BYTES - 2 * 80
-    underruns = caller.underruns
-    assert all(frame != SILENCE for frame in sent[-1000:]) and caller.underruns == underruns
+        run_ticks(caller, 200 + 40 * n, 2)
+    assert caller.prefill_bytes >= 8 * FRAME_BYTES
+    caller.feed(tone(400))
+    grown, sent = caller.prefill_bytes, []
+    for n in range(600):  # then 12 s of a steady flow: two steps back
+        caller.feed(tone(20))
+        sent.append(run_ticks(caller, 1000 + 20 * n, 1)[0][0])
+    assert caller.prefill_bytes == grown - 2 * FRAME_BYTES
+    assert all(frame != SILENCE for frame in sent[50:])
 
 
 def test_the_caller_trims_delay_that_lasts_at_a_quiet_frame() -> None:
@@ -215,21 +218,21 @@ def test_turns_and_barge_ins_as_they_happen() -> None:
     caller = LiveCaller(16_000)
     timeline = LiveTimeline(events, caller)
 
-    def tick(now_ms: int) -> None:
+    def tick(now_ms: int, speaking: bool) -> None:
+        # The page's microphone sends all the time: speech, or silence.
+        caller.feed(tone(20, level=0.5) if speaking else bytes(640))
         frame, _, _ = caller.tick(now_ms, quiet_ms=0, app_spoke=False)
         timeline.tick(now_ms, frame, SILENCE)
 
-    caller.feed(tone(300, level=0.5))
     for n in range(40):  # the caller speaks, then is quiet: an utterance
-        tick(20 * n)
+        tick(20 * n, speaking=n < 15)
     [speech] = events.of("speech")
     timeline.frame(0.9, "app", media("MZ1", TONE_MULAW))  # the app answers: 1 s of audio
     [turn] = events.of("turn")
     assert turn["speech_end_ms"] == speech["end_ms"]
     assert turn["latency_ms"] == pytest.approx(900 - speech["end_ms"])
-    caller.feed(tone(200, level=0.5))  # the caller talks over the answer
-    for n in range(45, 55):
-        tick(20 * n)
+    for n in range(45, 55):  # the caller talks over the answer
+        tick(20 * n, speaking=True)
     [barge] = events.of("barge-in")
     assert barge["clear_ms"] is None and barge["heard_before_ms"] > 0
     timeline.frame(1.1, "app", json.dumps({"event": "clear", "streamSid": "MZ1"}))

@@ -345,6 +345,10 @@ class Line:
             delay = self.t0 + now_ms / 1000 - self._loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)
+            elif delay < -FRAME_MS / 1000:
+                # A tick late (a busy machine): the ticks that catch up let the loop run
+                # between them, so what came meanwhile (a live caller's audio) is read first.
+                await asyncio.sleep(0)
             if self._reap(now_ms):
                 await asyncio.sleep(0)  # let the TwiML go on, or end the call, first
             if self.end_requested.is_set():

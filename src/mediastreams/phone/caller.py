@@ -14,10 +14,11 @@ Below that cap, delay gained once (a burst) would stay for the rest of the call:
 whole second the buffer never went below the prefill by more than :data:`TRIM_MARGIN_BYTES`,
 the excess is dropped with the next quiet frame.
 
-Running dry means the chunks came late (a busy machine): each time, the prefill grows by
-10 ms, up to :data:`INBOUND_PREFILL_MAX_BYTES`, and after every 10 s without running dry it
-shrinks back by 10 ms. An idle machine keeps the small delay; a busy one trades some delay
-for speech without holes.
+Running dry means the chunks came late (a busy machine): each time, the prefill grows to
+cover the dry spell (the ticks until audio came again) and a frame more, by a frame at least,
+up to :data:`INBOUND_PREFILL_MAX_BYTES`; after every 5 s without running dry it shrinks back
+by a frame. An idle machine keeps the small delay; a busy one trades some delay for speech
+without holes.
 """
 
 from __future__ import annotations
@@ -43,19 +44,20 @@ INBOUND_PREFILL_BYTES = 80
 """10 ms of mu-law, the prefill at first: after running dry, the caller's audio goes out
 again once a frame and the prefill are buffered, so that the next chunk's jitter does not
 empty it at once."""
-INBOUND_PREFILL_MAX_BYTES = 480
-"""60 ms: the most the prefill grows to on a busy machine."""
-INBOUND_HEADROOM_BYTES = 560
-"""70 ms: more buffered than this past the prefill (the page's clock runs fast, or a burst
-came) and the oldest audio is dropped down to a frame plus the prefill."""
+INBOUND_PREFILL_MAX_BYTES = 2400
+"""300 ms: the most the prefill grows to on a busy machine."""
+INBOUND_HEADROOM_BYTES = 4000
+"""500 ms: more buffered than this past the prefill (the page's clock runs fast, or a long
+burst came) and the oldest audio is dropped down to a frame plus the prefill. A shorter burst
+is kept whole, and its delay trimmed at the next quiet moment."""
 TRIM_MARGIN_BYTES = 80
 """10 ms: a lasting excess of buffered audio smaller than this is left alone."""
 DTMF_KEYS = "0123456789*#"
 """The keys of the page's keypad (a phone's twelve)."""
 
 _TRIM_WINDOW_TICKS = 50  # one second of ticks
-_PREFILL_STEP_BYTES = 80  # 10 ms
-_SETTLE_TICKS = 500  # 10 s without running dry: the prefill shrinks by a step
+_PREFILL_STEP_BYTES = FRAME_BYTES
+_SETTLE_TICKS = 250  # 5 s without running dry: the prefill shrinks by a step
 
 
 class LiveCaller:
@@ -82,6 +84,7 @@ class LiveCaller:
         self.prefill_bytes = INBOUND_PREFILL_BYTES
         """The prefill now: it grows when the buffer runs dry, and shrinks back."""
         self._steady_ticks = 0  # since the buffer last ran dry, or the prefill last moved
+        self._dry_ticks: int | None = None  # silent ticks since it ran dry, until audio comes
         self._lowest = self._most  # the least left after a tick, in this trim window
         self._window_ticks = 0
         self._excess = 0
@@ -112,6 +115,10 @@ class LiveCaller:
         samples = self._resampler.process(np.frombuffer(pcm16, dtype="<i2"))
         if self.muted or not samples.size:
             return
+        if self._dry_ticks is not None:  # next time, cover a dry spell this long
+            wanted = (self._dry_ticks + 1) * FRAME_BYTES
+            self._adapt(max(_PREFILL_STEP_BYTES, wanted - self.prefill_bytes))
+            self._dry_ticks = None
         self._inbound += mulaw.encode_array(samples).tobytes()
         if len(self._inbound) > self._most:
             keep = FRAME_BYTES + self.prefill_bytes
@@ -136,6 +143,7 @@ class LiveCaller:
         if muted:
             self._inbound.clear()
             self._sending = False
+            self._dry_ticks = None  # silence on purpose: no jitter to cover
 
     def hang_up(self) -> None:
         """The caller hangs up at the next tick."""
@@ -164,6 +172,8 @@ class LiveCaller:
         return self.prefill_bytes + INBOUND_HEADROOM_BYTES
 
     def _next_frame(self) -> bytes:
+        if self._dry_ticks is not None:
+            self._dry_ticks += 1
         buffered = len(self._inbound)
         if not self._sending:
             if buffered < FRAME_BYTES + self.prefill_bytes:
@@ -172,7 +182,7 @@ class LiveCaller:
         if buffered < FRAME_BYTES:
             self._sending = False
             self.underruns += 1
-            self._adapt(_PREFILL_STEP_BYTES)
+            self._dry_ticks = 1  # this tick is silent: the first of the dry spell
             self._lowest, self._window_ticks, self._excess = self._most, 0, 0
             return SILENCE_FRAME
         self._steady_ticks += 1

@@ -9,9 +9,10 @@
 // the rest of the call: when the buffer never went below `prefillSamples` less one 20 ms frame
 // in a whole second, the excess is dropped, at a quiet moment. The process sends 20 ms every
 // tick, silence included, so running dry is always jitter (a busy machine, a late tick): each
-// time it does, the prefill grows by a frame (up to PREFILL_MAX_S), and it shrinks back by a
-// frame after every SETTLE_S without running dry. An idle machine keeps the small delay; a
-// busy one trades some delay for audio without holes.
+// time it does, the prefill grows to cover the dry spell (how long until audio came again),
+// by a frame at least, up to PREFILL_MAX_S; it shrinks back by a frame after every SETTLE_S
+// without running dry. An idle machine keeps the small delay; a busy one trades some delay
+// for audio without holes.
 //
 // The link worker's port comes as {link: MessagePort} on the node's own port, which carries
 // the rest to the page: the audio time now and then (to map it to the wall clock), and the
@@ -28,8 +29,8 @@ const TRIM_WINDOW_S = 1;
 const TRIM_MARGIN_S = 0.01; // excess below this is left alone
 const QUIET_OUTPUT = 0.02; // a block this quiet can lose some samples unheard
 const PREFILL_STEP_S = 0.02;
-const PREFILL_MAX_S = 0.2;
-const SETTLE_S = 10;
+const PREFILL_MAX_S = 0.3;
+const SETTLE_S = 5;
 
 class OnsetProbe {
   constructor() {
@@ -98,6 +99,7 @@ class Playback extends AudioWorkletProcessor {
     this.headroom = maxSamples - prefillSamples; // kept above the prefill as it moves
     this.max = maxSamples;
     this.settledAt = 0; // when the prefill last moved, or the buffer last ran dry
+    this.dryAt = null; // when the buffer ran dry, until audio comes again
     this.chunks = [];
     this.offset = 0; // into chunks[0]
     this.buffered = 0;
@@ -120,6 +122,12 @@ class Playback extends AudioWorkletProcessor {
   receive(data) {
     if (data.pcm) {
       const pcm = new Int16Array(data.pcm);
+      if (this.dryAt !== null) {
+        // Next time, cover a dry spell as long as this one, and a frame more.
+        const wantedS = currentTime - this.dryAt + PREFILL_STEP_S;
+        this.adapt(Math.max(PREFILL_STEP_S, wantedS - this.prefill / sampleRate));
+        this.dryAt = null;
+      }
       const samples = new Float32Array(pcm.length);
       for (let i = 0; i < pcm.length; i++) samples[i] = pcm[i] / 32768;
       this.chunks.push(samples);
@@ -129,6 +137,7 @@ class Playback extends AudioWorkletProcessor {
       this.drop(this.buffered);
       this.playing = false;
       this.adapt(-PREFILL_MAX_S); // a new call starts from the small delay
+      this.dryAt = null;
     }
   }
 
@@ -167,7 +176,7 @@ class Playback extends AudioWorkletProcessor {
       if (written < out.length) {
         this.playing = false; // ran dry: fill up again before playing on
         this.underruns++;
-        this.adapt(PREFILL_STEP_S);
+        this.dryAt = currentTime;
       } else if (currentTime - this.settledAt >= SETTLE_S && this.prefill > this.basePrefill) {
         this.adapt(-PREFILL_STEP_S);
       }

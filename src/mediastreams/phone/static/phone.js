@@ -9,7 +9,9 @@ import { Timeline, ms } from "./timeline.js";
 
 const CHUNK_MS = 10; // microphone chunks sent to the local process
 const PREFILL_MS = 40; // the speaker's jitter buffer: starts once this much is in
-const MAX_BUFFER_MS = 200; // ... and drops its oldest audio past this
+// ... and drops its oldest audio past this: a burst after a stall (a busy machine) is kept
+// whole, and the delay it adds is trimmed at the next quiet moment.
+const MAX_BUFFER_MS = 600;
 // The timeline is redrawn at most this often, and only when it changed: drawing takes the
 // CPU the audio needs on a busy machine, and 20 frames a second follow a call well enough.
 const DRAW_EVERY_MS = 50;
