@@ -345,12 +345,6 @@ class Line:
             delay = self.t0 + now_ms / 1000 - self._loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)
-            elif delay < 0:  # (virtual time is never late: it waits for the ticks)
-                # Late (a busy machine): the loop runs first, so that what came meanwhile (a
-                # live caller's audio) is in before this tick, and ticks that catch up do not
-                # hold the loop. Two turns: one polls and runs what is due, then this goes on.
-                await asyncio.sleep(0)
-                await asyncio.sleep(0)
             if self._reap(now_ms):
                 await asyncio.sleep(0)  # let the TwiML go on, or end the call, first
             if self.end_requested.is_set():
