@@ -158,7 +158,8 @@ def test_slow_work_in_the_loops_executor_is_noticed_once_per_function() -> None:
         2,
         2,
     )
-    assert doubt.longest_ms >= 300
+    # time.sleep(0.3) measured from outside the thread can read a fraction of a ms short.
+    assert doubt.longest_ms >= 290
     note = clock_note([doubt])
     assert "executor (time.sleep) took up to" in note and "2 job(s) over 200 ms" in note
 

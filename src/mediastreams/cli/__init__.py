@@ -35,6 +35,11 @@ _COMMANDS: dict[str, tuple[str, str, str]] = {
         "load_command",
         "Place many calls at once (a load test): live line, distributions, pictures.",
     ),
+    "phone": (
+        "mediastreams.cli.phone",
+        "phone_command",
+        "Talk to your app from the browser, through the emulator, with a live timeline.",
+    ),
     "serve": (
         "mediastreams.cli.serve",
         "serve_command",

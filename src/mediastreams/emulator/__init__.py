@@ -27,6 +27,7 @@ from .runner import (
 )
 from .script import (
     Audio,
+    Caller,
     CallerScript,
     Hangup,
     Press,
@@ -42,6 +43,7 @@ __all__ = [
     "BargeIn",
     "CallReport",
     "CallResult",
+    "Caller",
     "CallerScript",
     "ClockName",
     "Finding",

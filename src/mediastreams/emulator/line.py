@@ -26,8 +26,8 @@ from .call import StreamRun
 from .clock import watch_time
 from .loudness import is_audible
 from .recorder import Recorder
-from .script import CallerScript
-from .streams import EndedBy, FrameObserver, StreamPlan, StreamSummary
+from .script import Caller
+from .streams import EndedBy, FrameObserver, StreamPlan, StreamSummary, TickObserver
 from .talkback import Talkback
 from .transport import AppConnection
 from .webhook import NO_CODE, StreamEvents, TwilioRequests
@@ -51,7 +51,8 @@ class Line:
     """One call's shared clock, caller, audio, recording and streams.
 
     Args:
-        script: what the caller does; its time 0 is the call's first ``start``.
+        script: what the caller does (a script, or a live caller); its time 0 is the
+            call's first ``start``.
         recorder: what the caller heard and said.
         report: where findings and notes go.
         opener: opens a stream's WebSocket.
@@ -59,11 +60,12 @@ class Line:
         call_sid, account_sid: the call's SIDs.
         max_duration_ms: the caller hangs up at this time whatever the script says.
         trace, on_frame: given to the call's first bidirectional stream.
+        on_tick: called after every tick with what the caller said and heard.
     """
 
     def __init__(
         self,
-        script: CallerScript,
+        script: Caller,
         recorder: Recorder,
         report: CallReport,
         opener: Opener,
@@ -74,6 +76,7 @@ class Line:
         max_duration_ms: int,
         trace: TraceWriter | None = None,
         on_frame: FrameObserver | None = None,
+        on_tick: TickObserver | None = None,
     ) -> None:
         self.script = script
         self.recorder = recorder
@@ -94,6 +97,7 @@ class Line:
         self._max_duration_ms = max_duration_ms
         self._trace = trace
         self._on_frame = on_frame
+        self._on_tick = on_tick
         self._loop = asyncio.get_running_loop()
         self._talking: StreamRun | None = None
         self._forks: list[StreamRun] = []
@@ -377,6 +381,8 @@ class Line:
         for fork in self._forks:
             fork.copy(frame, heard, now_ms)
         self.recorder.add(frame, heard)
+        if self._on_tick is not None:
+            self._on_tick(now_ms, frame, heard.ljust(FRAME_BYTES, _SILENCE_FRAME[:1]))
         return audible
 
     def _reap(self, now_ms: int) -> bool:

@@ -23,8 +23,8 @@ from .line import Line, Opener
 from .recorder import Recorder
 from .report import CallReport
 from .rest import RestServer
-from .script import CallerScript
-from .streams import FrameObserver, StreamPlan
+from .script import Caller
+from .streams import FrameObserver, StreamPlan, TickObserver
 from .transport import WebSocketTransport
 from .webhook import RoutedTransport, TwilioRequests, call_parameters
 
@@ -45,6 +45,7 @@ class Options:
     max_duration_ms: int
     hang_up_on_cancel: bool
     on_frame: FrameObserver | None
+    on_tick: TickObserver | None
 
 
 class Placement:
@@ -54,7 +55,7 @@ class Placement:
         self,
         report: CallReport,
         recorder: Recorder,
-        script: CallerScript,
+        script: Caller,
         trace: TraceWriter | None,
         options: Options,
     ) -> None:
@@ -139,6 +140,7 @@ class Placement:
             max_duration_ms=self.options.max_duration_ms,
             trace=self.trace,
             on_frame=self.options.on_frame,
+            on_tick=self.options.on_tick,
         )
         interpreter = Interpreter(line, requests, self.report)
         rest = None

@@ -27,15 +27,17 @@ from pathlib import Path
 from typing import Any
 
 from ..exceptions import EmulatorError
+from ..tally import Tally
 from ..trace import TraceWriter
+from ..violations import Finding, Violation
 from .asgi import ASGIApp
 from .asgi import asgi_lifespan as _lifespan
 from .clock import ClockName, VirtualEventLoop, run_in_loop
 from .placement import Options, Placement
 from .recorder import Recorder
 from .report import CallReport
-from .script import CallerScript, Step
-from .streams import FrameObserver
+from .script import Caller, CallerScript, Step
+from .streams import FindingObserver, FrameObserver, TickObserver
 from .target import app_name, base_url, choose_clock, is_url, load_app
 from .transport import IN_PROCESS_BASE_URL
 
@@ -96,9 +98,10 @@ def place_call(
     Args:
         target: a webhook URL, a stream URL, an ASGI app or ``"module:app"``.
         steps: the caller's script.
-        clock: ``"virtual"`` (the default for an in-process app without ``rest_port``) or
-            ``"real"`` (the default, and the only choice, for a URL). The REST stand-in
-            listens on a real socket, which virtual time cannot follow.
+        clock: ``"virtual"`` (the default for an in-process app without ``rest_port`` or
+            ``caller``) or ``"real"`` (the default, and the only choice, for a URL or a live
+            caller). The REST stand-in listens on a real socket, and a live caller speaks in
+            real time: virtual time can follow neither.
     """
     chosen = choose_clock(target, clock, options)
     return run_in_loop(lambda: place_call_async(target, steps, **options), clock=chosen)
@@ -125,7 +128,10 @@ async def place_call_async(
     open_timeout_s: float = 10.0,
     hang_up_on_cancel: bool = False,
     lifespan: bool = True,
+    caller: Caller | None = None,
     on_frame: FrameObserver | None = None,
+    on_tick: TickObserver | None = None,
+    on_finding: FindingObserver | None = None,
 ) -> CallResult:
     """Place a call in the running event loop.
 
@@ -172,14 +178,34 @@ async def place_call_async(
             the report says so (``placed`` false, ``ended_by`` ``"interrupted"``).
         lifespan: for an ASGI app, run its lifespan startup before the call and its shutdown
             after (``False`` when it is already running).
+        caller: a live caller instead of ``steps`` (a microphone, a page: see
+            :class:`~mediastreams.emulator.script.Caller`): it gives each tick's frame and
+            keys, and hangs up when it chooses (``end_quiet_ms`` does not apply). It speaks
+            in real time, so the call must run on the real clock.
         on_frame: called with ``(seconds since the call's first start, sender, frame)`` for
             every frame of the traced stream, both ways, as it goes.
+        on_tick: called every 20 ms tick with ``(ms since the call's first start, the
+            caller's frame, the frame the caller heard)``, mu-law.
+        on_finding: called with each violation as it is found (every occurrence; the
+            report keeps the first of each kind).
+
+    The observers run in the call's event loop and must return at once; unset, they cost
+    nothing.
 
     Raises:
         AudioError: an audio file of the script cannot be read.
-        EmulatorError: the target or an option cannot be used.
+        EmulatorError: the target or an option cannot be used (a live caller with steps, or
+            in virtual time).
     """
     started = time.perf_counter()
+    virtual = isinstance(asyncio.get_running_loop(), VirtualEventLoop)
+    if caller is not None and steps:
+        raise EmulatorError("give the caller's steps or a live caller, not both")
+    if caller is not None and virtual:
+        raise EmulatorError(
+            "a live caller speaks in real time, which virtual time cannot follow: place the "
+            "call with clock='real' (or in a loop that is not a VirtualEventLoop)"
+        )
     if account_sid is not None and not _ACCOUNT_SID.fullmatch(account_sid):
         raise EmulatorError(f"account_sid {account_sid!r}: expected AC and 32 hex digits")
     if rest_port is not None and not auth_token:
@@ -187,7 +213,7 @@ async def place_call_async(
             "the REST stand-in checks requests as Twilio does, with the auth token as "
             "password: give auth_token (--auth-token) with rest_port (--rest-port)"
         )
-    script = CallerScript(steps, end_quiet_ms=end_quiet_ms)
+    script = caller if caller is not None else CallerScript(steps, end_quiet_ms=end_quiet_ms)
     app = load_app(target) if isinstance(target, str) and not is_url(target) else target
     if public_url is not None and isinstance(app, str):
         raise EmulatorError(
@@ -196,8 +222,8 @@ async def place_call_async(
         )
     app_url = IN_PROCESS_BASE_URL if public_url is None else base_url(public_url)
     label = target if isinstance(target, str) else app_name(app)
-    virtual = isinstance(asyncio.get_running_loop(), VirtualEventLoop)
-    report = CallReport(target=label, clock="virtual" if virtual else "real")
+    tally = Tally() if on_finding is None else _ObservedTally(on_finding)
+    report = CallReport(target=label, clock="virtual" if virtual else "real", tally=tally)
     recorder = Recorder()
     writer = (
         TraceWriter(Path(trace), payloads=trace_payloads, parameters=trace_parameters)
@@ -220,6 +246,7 @@ async def place_call_async(
             max_duration_ms=int(max_duration_s * 1000),
             hang_up_on_cancel=hang_up_on_cancel,  # Ctrl-C in the CLI
             on_frame=on_frame,
+            on_tick=on_tick,
         ),
     )
     try:
@@ -309,6 +336,8 @@ async def place_calls_async(
         raise EmulatorError("calls must be at least 1")
     if options.get("trace"):
         raise EmulatorError("a trace records one call; place the calls without trace=")
+    if options.get("caller") is not None and calls > 1:
+        raise EmulatorError("a live caller is on one call; place the calls with steps")
     if options.get("rest_port") and calls > 1:
         raise EmulatorError("a REST port serves one call; use rest_port=0 for many calls")
     app = load_app(target) if isinstance(target, str) and not is_url(target) else target
@@ -332,6 +361,20 @@ async def _all_of(calls: list[Coroutine[Any, Any, CallResult]]) -> list[CallResu
             raise
         task.uncancel()
         return [t.result() for t in tasks]
+
+
+class _ObservedTally(Tally):
+    """The call's tally, which also shows each violation to an observer as it is found."""
+
+    def __init__(self, on_finding: FindingObserver) -> None:
+        super().__init__()
+        self._on_finding = on_finding
+
+    def found(
+        self, violation: Violation, *, line: int | None = None, t: float | None = None
+    ) -> None:
+        super().found(violation, line=line, t=t)
+        self._on_finding(Finding(violation, line, t))
 
 
 def write_outputs(

@@ -29,7 +29,7 @@ import math
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TypeAlias
+from typing import Protocol, TypeAlias
 
 from ..audio import SILENCE_BYTE, to_mulaw
 from ..audio.frames import FRAME_BYTES, FRAME_MS
@@ -39,12 +39,14 @@ from .loudness import voiced_frames
 __all__ = [
     "UTTERANCE_END_QUIET_MS",
     "Audio",
+    "Caller",
     "CallerScript",
     "Hangup",
     "Press",
     "Silence",
     "Step",
     "Utterance",
+    "UtteranceCutter",
     "WaitForQuiet",
     "WaitForReply",
     "cli_steps",
@@ -163,8 +165,12 @@ class _Loaded:
     ends_script: bool = False  # the automatic wait for quiet before the final hang-up
 
 
-class _Utterances:
-    """Cuts the frames the caller sends into utterances on 300 ms of quiet."""
+class UtteranceCutter:
+    """Cuts the frames the caller sends into utterances on 300 ms of quiet.
+
+    Feed it every tick's frame with :meth:`add` (``voiced``: :func:`~.loudness.is_audible`);
+    :attr:`found` holds the utterances ended so far, :attr:`onset_ms` the one in progress.
+    """
 
     _END_FRAMES = math.ceil(UTTERANCE_END_QUIET_MS / FRAME_MS)
 
@@ -174,7 +180,13 @@ class _Utterances:
         self._end = 0
         self._quiet_frames = 0
 
+    @property
+    def onset_ms(self) -> int | None:
+        """The onset of the utterance in progress (``None``: the caller is quiet)."""
+        return self._onset
+
     def add(self, now_ms: int, voiced: bool) -> None:
+        """The caller's frame for the tick at ``now_ms``: speech or not."""
         if voiced:
             if self._onset is None:
                 self._onset = now_ms
@@ -186,6 +198,7 @@ class _Utterances:
                 self.close()
 
     def close(self) -> None:
+        """End the utterance in progress, if any (the call has ended)."""
         if self._onset is not None:
             self.found.append(Utterance(self._onset, self._end))
         self._onset = None
@@ -221,6 +234,34 @@ def _at_ms(loaded: _Loaded) -> int:
     return loaded.step.at_ms
 
 
+class Caller(Protocol):
+    """What the line asks of the caller: one frame per 20 ms tick, and what was said.
+
+    A :class:`CallerScript` is one; a live source (a microphone, a page:
+    :class:`mediastreams.phone.LiveCaller`) is another, given to
+    :func:`~mediastreams.emulator.place_call_async` as ``caller=``. The line calls
+    :meth:`tick` from the event loop every 20 ms of the call's clock, so it must return at
+    once (hand over what is buffered, silence if nothing is).
+    """
+
+    key_presses_ms: list[int]
+    """When the caller pressed keys (the tick's time), in order."""
+
+    @property
+    def speech(self) -> list[Utterance]:
+        """The caller's utterances so far, in order (cut with an :class:`UtteranceCutter`)."""
+        ...
+
+    def tick(self, now_ms: int, *, quiet_ms: int, app_spoke: bool) -> tuple[bytes, str, bool]:
+        """The caller's frame for the 20 ms starting at ``now_ms`` (see
+        :meth:`CallerScript.tick`): ``(frame, digits, hang_up)``."""
+        ...
+
+    def finish(self) -> None:
+        """The call has ended: close the utterance in progress, if any."""
+        ...
+
+
 class CallerScript:
     """A script, loaded and ready to give one frame per 20 ms tick.
 
@@ -250,7 +291,7 @@ class CallerScript:
         self._spoken = False
         self._reply_started_ms: int | None = None  # when the app's current reply was first heard
         self._heard_quiet_ms = 0
-        self._utterances = _Utterances()
+        self._utterances = UtteranceCutter()
         self.key_presses_ms: list[int] = []
         """When the caller pressed keys (the tick's time), in order."""
         self.done = False

@@ -13,17 +13,28 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias
 
 from ..messages import Sender, new_sid
+from ..violations import Finding
 
 __all__ = [
     "TRACKS_BY_ATTRIBUTE",
     "EndedBy",
+    "FindingObserver",
     "FrameObserver",
     "StreamPlan",
     "StreamSummary",
+    "TickObserver",
 ]
 
 FrameObserver = Callable[[float, Sender, "str | bytes"], None]
 """Sees each frame as it goes: seconds since ``start``, who sent it, the frame."""
+
+TickObserver = Callable[[int, bytes, bytes], None]
+"""Sees each 20 ms tick of the call: its time (ms since ``start``), the caller's frame (what
+the caller said) and the frame the caller heard, 160 bytes of mu-law each."""
+
+FindingObserver = Callable[[Finding], None]
+"""Sees each violation of the call as it is found (every one, not only the report's
+examples)."""
 
 EndedBy: TypeAlias = Literal[
     "caller",

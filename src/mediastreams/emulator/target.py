@@ -79,16 +79,23 @@ def choose_clock(
     target: str | ASGIApp, clock: ClockName | None, options: Mapping[str, Any]
 ) -> ClockName:
     """The clock a call to ``target`` runs on: ``clock`` if given and possible, else the
-    default (virtual for an in-process app without a REST port, real otherwise).
+    default (virtual for an in-process app without a REST port or a live caller, real
+    otherwise).
 
     Raises:
-        EmulatorError: virtual time asked for a URL.
+        EmulatorError: virtual time asked for a URL or a live caller.
     """
     app_target = not is_url(target)
-    default: ClockName = "virtual" if app_target and options.get("rest_port") is None else "real"
+    live = options.get("caller") is not None
+    virtual_ok = app_target and not live
+    default: ClockName = "virtual" if virtual_ok and options.get("rest_port") is None else "real"
     chosen: ClockName = clock or default
     if chosen == "virtual" and not app_target:
         raise EmulatorError("virtual time needs an in-process ASGI app; use clock='real'")
+    if chosen == "virtual" and live:
+        raise EmulatorError(
+            "a live caller speaks in real time, which virtual time cannot follow; use clock='real'"
+        )
     return chosen
 
 
