@@ -270,6 +270,7 @@ def test_barge_in_after_and_timed_audio(tmp_path: Path, capsys: pytest.CaptureFi
         (["--connect-to", "nowhere"], "HOST:PORT"),
         (["--connect-to", "127.0.0.1:99999"], "HOST:PORT"),
         (["--connect-to", "127.0.0.1:0"], "HOST:PORT"),
+        (["--param", "novalue"], "mediastreams call: --param 'novalue': write it as name=value"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(

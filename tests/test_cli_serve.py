@@ -48,7 +48,14 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
         (("--app", "os:getcwd"), "async def"),
         (("--echo", "--param", "novalue"), "name=value"),
         (("--echo", "--public-url", "abc.example"), "--public-url"),
-        (("--echo", "--param", "tenant=" + "x" * 500), "Error: --param: <Parameter name='tenant'>"),
+        (
+            ("--echo", "--param", "tenant=" + "x" * 500),
+            "mediastreams serve: --param: <Parameter name='tenant'>",
+        ),
+        (
+            ("--echo", "--redis", "http://127.0.0.1:6379"),
+            "mediastreams serve: --redis: the Redis URL must start with redis://",
+        ),
         (("--echo", "--hangup-after-play"), "goes with --play"),
         (("--echo", "--log-level", "loud"), "--log-level"),
     ],
@@ -76,7 +83,7 @@ def test_a_port_in_use_suggests_another(
         port = str(taken.getsockname()[1])
         code, err = run(capsys, "--echo", "--port", port, "--workers", workers)
     assert code == 2
-    assert err.startswith(f"Error: cannot listen on 127.0.0.1:{port}: ")
+    assert err.startswith(f"mediastreams serve: cannot listen on 127.0.0.1:{port}: ")
     assert err.rstrip().endswith("; choose another --port")
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
 
@@ -88,7 +95,7 @@ def test_a_port_in_use_suggests_another(
 def test_a_bad_public_url_is_one_line(capsys: pytest.CaptureFixture[str], url: str) -> None:
     code, err = run(capsys, "--echo", "--public-url", url)
     assert code == 2
-    assert err.startswith("Error: --public-url: public")
+    assert err.startswith("mediastreams serve: --public-url: public")
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
@@ -209,7 +216,7 @@ def test_play_a_file_that_is_not_audio(tmp_path: Path, capsys: pytest.CaptureFix
     text.write_text("not audio at all")
     code, err = run(capsys, "--play", str(text))
     assert code == 2
-    assert err.startswith(f"Error: --play {text}: ")
+    assert err.startswith(f"mediastreams serve: --play {text}: ")
     assert err.count(str(text)) == 1  # the path once, then what is wrong with it
     assert "unknown audio format" in err
 
@@ -254,12 +261,12 @@ def test_max_connections_caps_a_real_server(tmp_path: Path) -> None:
 
 
 def test_the_log_line_escapes_the_sids_a_peer_sent() -> None:
-    from mediastreams.cli.serve import _SidFormatter
+    from mediastreams.cli.logs import SidFormatter
 
     record = logging.LogRecord("mediastreams", logging.INFO, "", 0, "stream ended", (), None)
     record.stream_sid = "MZ1"
     record.call_sid = "CA1\n2025-01-01 00:00:00 INFO forged"
-    line = _SidFormatter("%(levelname)s %(message)s").format(record)
+    line = SidFormatter("%(levelname)s %(message)s").format(record)
     assert line == "INFO stream ended stream_sid=MZ1 call_sid=CA1\\n2025-01-01 00:00:00 INFO forged"
 
 
@@ -325,12 +332,12 @@ async def test_json_logs_carry_the_sids_and_never_a_payload_or_a_token(tmp_path:
 
 
 def test_log_level_applies_to_the_apps_own_loggers() -> None:
-    from mediastreams.cli.serve import _configure_logging
+    from mediastreams.cli.logs import configure_logging
 
     app = logging.getLogger("someapp.module")
-    _configure_logging("warning")
+    configure_logging("warning")
     assert not app.isEnabledFor(logging.INFO) and app.isEnabledFor(logging.WARNING)
     assert not logging.getLogger("mediastreams.server").isEnabledFor(logging.INFO)
-    _configure_logging("debug")
+    configure_logging("debug")
     assert app.isEnabledFor(logging.DEBUG)
     assert logging.getLogger("mediastreams.session").isEnabledFor(logging.DEBUG)

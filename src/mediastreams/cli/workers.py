@@ -25,9 +25,10 @@ from typing import Any
 
 import click
 
-from ..server import ServerConfig
+from ..server import ServerConfig, bind
+from .failure import CommandFailed
 
-__all__ = ["RESTARTS_PER_WINDOW", "RESTART_WINDOW_S", "bind_reuse_port", "run_workers"]
+__all__ = ["RESTARTS_PER_WINDOW", "RESTART_WINDOW_S", "run_workers"]
 
 logger = logging.getLogger("mediastreams.workers")
 
@@ -37,27 +38,6 @@ _SECRET_OPTIONS = {
     "control_token": "MEDIASTREAMS_CONTROL_TOKEN",
     "redis_url": "MEDIASTREAMS_REDIS",
 }
-
-
-def bind_reuse_port(host: str, port: int, *, listen: bool = True) -> socket.socket:
-    """A TCP socket bound with ``SO_REUSEPORT``: several processes may listen on the port.
-
-    Raises:
-        OSError: the address cannot be bound.
-    """
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        sock.bind((host, port))
-        if listen:
-            sock.listen(2048)
-        sock.setblocking(False)
-    except OSError:
-        sock.close()
-        raise
-    return sock
 
 
 def run_workers(
@@ -76,24 +56,23 @@ def run_workers(
     Returns:
         0 once the workers stopped on a signal; the worst exit code of a worker otherwise.
     """
-    from .serve import BadInput
 
     if not sys.platform.startswith("linux") or not hasattr(socket, "SO_REUSEPORT"):
-        raise BadInput(
+        raise CommandFailed(
             "--workers needs SO_REUSEPORT as Linux has it (the kernel spreads connections); "
             "here run one serve per port behind your load balancer"
         )
     if port and _listening(host, port):
         # SO_REUSEPORT would let these workers join another server's port, sharing its calls.
-        raise BadInput(
+        raise CommandFailed(
             f"cannot listen on {host}:{port}: a server already listens there; choose another --port"
         )
     try:
         # Bound, not listening: it holds the port (and picks it for --port 0) for the
         # workers; the kernel hands connections to listening sockets only.
-        holder = bind_reuse_port(host, port, listen=False)
+        holder = bind(host, port, reuse_port=True, listen=False)
     except OSError as error:
-        raise BadInput(
+        raise CommandFailed(
             f"cannot listen on {host}:{port}: {error.strerror or error}; choose another --port"
         ) from None
     port = holder.getsockname()[1]
