@@ -33,6 +33,7 @@ import msgspec
 
 from .containers import container_format
 from .exceptions import LocalProtocolError, RemoteProtocolError
+from .wireformat import Sender
 from .wireshapes import (
     _APP_DECODER,
     _APP_WIRES,
@@ -71,9 +72,6 @@ __all__ = [
     "parse",
     "serialize",
 ]
-
-Sender: TypeAlias = Literal["twilio", "app"]
-"""Who sent a frame: Twilio (to the app) or the app (to Twilio)."""
 
 
 # Messages that can hold no reference cycle (all but Start and UnknownMessage, which hold
