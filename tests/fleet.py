@@ -13,45 +13,13 @@ import signal
 import socket
 import subprocess
 import sys
-import time
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 
 import httpx
 import pytest
 
-DEADLINE_S = 30.0
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def wait_for(predicate: Callable[[], bool], what: str, deadline_s: float = DEADLINE_S) -> None:
-    """Poll until ``predicate()`` holds; fail after ``deadline_s``."""
-    give_up = time.monotonic() + deadline_s
-    while not predicate():
-        if time.monotonic() > give_up:
-            raise AssertionError(f"timed out after {deadline_s} s waiting for {what}")
-        time.sleep(0.05)
-
-
-async def await_for(
-    predicate: Callable[[], object], what: str, deadline_s: float = DEADLINE_S
-) -> None:
-    give_up = time.monotonic() + deadline_s
-    while not await _maybe(predicate()):
-        if time.monotonic() > give_up:
-            raise AssertionError(f"timed out after {deadline_s} s waiting for {what}")
-        await asyncio.sleep(0.05)
-
-
-async def _maybe(value: object) -> bool:
-    if asyncio.iscoroutine(value):
-        value = await value
-    return bool(value)
+from waiting import free_port, wait_for
 
 
 class RedisServer:

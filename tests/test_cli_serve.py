@@ -15,8 +15,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from fleet import Instance, wait_for
+from fleet import Instance
 from mediastreams.cli import main
+from waiting import free_port, wait_for
 
 
 @pytest.fixture(autouse=True)
@@ -133,12 +134,6 @@ def test_the_workers_banner_prints_the_same_urls(tmp_path: Path) -> None:
     line = banner_of(tmp_path, "--echo", "--workers", "2", "--public-url", "https://x/twilio")
     assert "2 workers on 127.0.0.1:" in line
     assert "webhook https://x/twilio/incoming-call, stream wss://x/twilio/media-stream" in line
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.mark.parametrize("backend", ["uvicorn", "picows"])

@@ -14,8 +14,9 @@ import httpx
 import numpy as np
 import pytest
 
-from fleet import RedisServer, await_for, instances, redis_server, round_robin
+from fleet import RedisServer, instances, redis_server, round_robin
 from mediastreams.emulator import Silence, place_call_async
+from waiting import await_for
 
 pytestmark = pytest.mark.anyio
 

@@ -11,10 +11,11 @@ import httpx
 import numpy as np
 import pytest
 
-from fleet import Instance, await_for
+from fleet import Instance
 from mediastreams.audio import wav_bytes
 from mediastreams.emulator import Silence, place_call_async
 from mediastreams.server import BACKENDS
+from waiting import await_for
 
 pytestmark = pytest.mark.anyio
 

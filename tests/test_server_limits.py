@@ -23,7 +23,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -38,40 +38,17 @@ from mediastreams.server import (
     BACKENDS,
     TOKEN_PARAMETER,
     ServerConfig,
-    bind,
     echo_handler,
     play_handler,
-    serve,
 )
 from mediastreams.twiml import parse_twiml
+from serving import running
+from waiting import DEADLINE_S
 
 pytestmark = pytest.mark.anyio
 
 AUTH_TOKEN = "test-auth-token"
-DEADLINE_S = 15.0  # generous: every wait below ends on a condition long before this
 OP_TEXT, OP_CLOSE, OP_PING, OP_PONG = 0x1, 0x8, 0x9, 0xA
-
-
-@contextlib.asynccontextmanager
-async def running(config: ServerConfig, backend: str) -> AsyncIterator[int]:
-    """A server on a free loopback port, stopped (and every stream closed) on exit."""
-    sock = bind("127.0.0.1", 0)
-    port = sock.getsockname()[1]
-    stop = asyncio.Event()
-    server = asyncio.create_task(serve(config, sock, backend=backend, stop=stop))  # type: ignore[arg-type]
-    try:
-        async with asyncio.timeout(DEADLINE_S):
-            while True:
-                with contextlib.suppress(httpx.HTTPError):
-                    async with httpx.AsyncClient() as client:
-                        await client.get(f"http://127.0.0.1:{port}/healthz")
-                        break
-                await asyncio.sleep(0.02)
-        yield port
-    finally:
-        stop.set()
-        await asyncio.wait_for(server, DEADLINE_S)
-        sock.close()
 
 
 class RawClient:

@@ -16,7 +16,8 @@ import httpx
 import pytest
 
 from fake_twilio import TwilioClient
-from fleet import Supervisor, await_for, supervisor, wait_for
+from fleet import Supervisor, supervisor
+from waiting import await_for, wait_for
 
 pytestmark = pytest.mark.anyio
 
