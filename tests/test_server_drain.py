@@ -57,7 +57,7 @@ async def test_sigterm_lets_the_call_play_to_its_end(tmp_path: Path, backend: st
         )
         await await_for(lambda: streams_on(instance), "the stream to start")
         instance.signal(signal.SIGTERM)
-        await await_for(lambda: _is(readyz(instance), 503), "/readyz to answer 503", 5)
+        await await_for(lambda: _is(readyz(instance), 503), "/readyz to answer 503")
         result = await asyncio.wait_for(call, 30)
         assert result.report.ok, result.report.findings
         assert result.report.audio_played_ms >= 2900
@@ -112,7 +112,7 @@ async def test_a_second_sigterm_stops_at_once_with_1001(tmp_path: Path, backend:
         )
         await await_for(lambda: streams_on(instance), "the stream to start")
         instance.signal(signal.SIGTERM)
-        await await_for(lambda: _is(readyz(instance), 503), "/readyz to answer 503", 5)
+        await await_for(lambda: _is(readyz(instance), 503), "/readyz to answer 503")
         assert instance.process.poll() is None  # draining: the call goes on
         instance.signal(signal.SIGTERM)
         assert await wait_exit(instance) == 0

@@ -27,7 +27,7 @@ import errno
 import logging
 import time
 from asyncio import constants as asyncio_constants
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, cast
@@ -67,6 +67,8 @@ _OUT_OF_DESCRIPTORS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 # After a failed accept() asyncio pauses the listener this long, with one timer per failed
 # attempt; each timer touches the listening socket when it fires.
 _ACCEPT_RETRY_S = asyncio_constants.ACCEPT_RETRY_DELAY + 0.1
+# How often ConnectionGuard.released() looks again: it runs once, as a server stops.
+_RELEASE_POLL_S = 0.01
 
 
 def max_connections_for(limits: Limits) -> int:
@@ -219,6 +221,22 @@ class ConnectionGuard:
         deadline = self._open.pop(transport, None) if transport is not None else None
         if deadline is not None:
             deadline.cancel()
+
+    async def released(
+        self, transports: Iterable[asyncio.BaseTransport], max_wait_s: float
+    ) -> None:
+        """Wait (at most ``max_wait_s``) until each of ``transports`` is gone (released).
+
+        A backend whose close returns before the close frame is written (picows flushes in
+        the background) waits here before it stops, so that a stream that ended a moment
+        before the server stops still sends its close frame.
+        """
+        loop = asyncio.get_running_loop()
+        give_up_at = loop.time() + max_wait_s
+        waiting = [transport for transport in transports if transport in self._open]
+        while waiting and loop.time() < give_up_at:
+            await asyncio.sleep(_RELEASE_POLL_S)
+            waiting = [transport for transport in waiting if transport in self._open]
 
     @contextmanager
     def quiet_accept_errors(self) -> Iterator[None]:

@@ -438,4 +438,6 @@ async def _run(config: ServerConfig, sock: Any, backend: Any, *, workers: int = 
 
     loop.add_signal_handler(signal.SIGINT, stop.set)
     loop.add_signal_handler(signal.SIGTERM, on_term)
+    # A worker starts with both blocked (see cli.workers): the ones sent meanwhile come now.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, (signal.SIGINT, signal.SIGTERM))
     await serve(config, sock, backend=backend, stop=stop, drain=drain, workers=workers)
