@@ -47,19 +47,26 @@ def time_call(fn: Callable[[], object], *, repeats: int = 7, min_seconds: float 
 
 
 def time_commands(
-    commands: Mapping[str, Sequence[str]], *, runs: int = 15, warmups: int = 2
+    commands: Mapping[str, Sequence[str]],
+    *,
+    runs: int = 15,
+    warmups: int = 2,
+    env: Mapping[str, str] | None = None,
 ) -> dict[str, list[float]]:
     """Wall seconds of each command from start to exit, ``runs`` times each.
 
     The commands take turns (one run of each, then the next round), so that a busy minute of
     a shared machine weighs on all of them alike; the first ``warmups`` rounds fill the file
-    cache and are not kept. Output is discarded; a command that fails raises.
+    cache (and a bytecode cache, if ``env`` lets Python write one) and are not kept. Output
+    is discarded; a command that fails raises. ``env`` replaces the environment.
     """
     seconds: dict[str, list[float]] = {name: [] for name in commands}
     for round_number in range(warmups + runs):
         for name, argv in commands.items():
             started = time.perf_counter()
-            subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+            subprocess.run(
+                argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True, env=env
+            )
             if round_number >= warmups:
                 seconds[name].append(time.perf_counter() - started)
     return seconds

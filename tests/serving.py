@@ -28,7 +28,7 @@ async def running(config: ServerConfig, backend: str = "uvicorn") -> AsyncIterat
         async with asyncio.timeout(DEADLINE_S):
             while True:  # wait until it answers
                 with contextlib.suppress(httpx.HTTPError):
-                    async with httpx.AsyncClient() as client:
+                    async with httpx.AsyncClient(timeout=DEADLINE_S) as client:
                         await client.get(f"http://127.0.0.1:{port}/healthz")
                         break
                 await asyncio.sleep(0.02)

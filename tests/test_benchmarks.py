@@ -431,7 +431,16 @@ def test_startup_rows_stand_beside_the_bare_interpreter(capsys: pytest.CaptureFi
         "mediastreams serve --help",
     ]
     assert all(r.baseline_name == "python -c pass" and r.baseline and r.unit == "ms" for r in rows)
-    assert "| mediastreams serve --help |" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "| mediastreams serve --help |" in out and "(bytecode cached)" in out
+
+
+def test_startup_without_bytecode_says_so(capsys: pytest.CaptureFixture[str]) -> None:
+    from benchmarks import startup
+
+    rows = startup.main(["--runs", "1", "--no-bytecode"])
+    assert len(rows) == 3 and all(r.value > 0 for r in rows)
+    assert "(no bytecode cache)" in capsys.readouterr().out
 
 
 def test_startup_refuses_zero_runs() -> None:

@@ -200,7 +200,7 @@ async def test_serve_play_a_wav_file_end_to_end(tmp_path: Path) -> None:
         async with asyncio.timeout(DEADLINE_S):
             while True:
                 try:
-                    async with httpx.AsyncClient() as client:
+                    async with httpx.AsyncClient(timeout=DEADLINE_S) as client:
                         await client.get(f"http://127.0.0.1:{port}/healthz")
                     break
                 except httpx.HTTPError:
@@ -258,7 +258,10 @@ def test_max_connections_caps_a_real_server(tmp_path: Path) -> None:
         while status != 503 and len(held) < 4:  # the probe above may hold a slot a moment
             held.append(socket.create_connection(("127.0.0.1", port), timeout=5))
             headers = {"Connection": "close"}
-            status = httpx.get(f"http://127.0.0.1:{port}/healthz", headers=headers).status_code
+            reply = httpx.get(
+                f"http://127.0.0.1:{port}/healthz", headers=headers, timeout=DEADLINE_S
+            )
+            status = reply.status_code
         assert status == 503
     finally:
         for sock in held:

@@ -31,7 +31,7 @@ SOURCE = bytes(range(256)) * 20  # 5120 bytes = 640 ms of mu-law
 
 
 async def health(port: int) -> dict[str, Any]:
-    async with httpx.AsyncClient() as client:
+    async with httpx.AsyncClient(timeout=DEADLINE_S) as client:
         reply = await client.get(f"http://127.0.0.1:{port}/healthz")
     assert reply.status_code == 200
     return reply.json()  # type: ignore[no-any-return]
@@ -197,7 +197,7 @@ async def test_no_start_in_time_closes_the_socket() -> None:
 
 async def test_webhook_twiml_from_the_request() -> None:
     config = ServerConfig(handler=echo_handler, parameters={"tenant": "a&b"})
-    async with running(config) as port, httpx.AsyncClient() as client:
+    async with running(config) as port, httpx.AsyncClient(timeout=DEADLINE_S) as client:
         for method in ("GET", "POST"):
             reply = await client.request(method, f"http://127.0.0.1:{port}/incoming-call")
             assert reply.status_code == 200
@@ -233,7 +233,7 @@ async def test_signatures_on_both_routes(backend: str, caplog: pytest.LogCapture
         auth_token=TOKEN,
     )
     webhook = "https://abc.example/incoming-call"
-    async with running(config, backend) as port, httpx.AsyncClient() as client:
+    async with running(config, backend) as port, httpx.AsyncClient(timeout=DEADLINE_S) as client:
         local = f"http://127.0.0.1:{port}/incoming-call"
         assert (await client.get(local)).status_code == 403
         bad = {"X-Twilio-Signature": "bm9wZQ=="}
@@ -270,7 +270,7 @@ def test_check_upgrade_without_token_accepts() -> None:
 async def test_healthz_and_unknown_paths() -> None:
     async with running(ServerConfig(handler=echo_handler), "picows") as port:
         assert await health(port) == {"status": "ok", "streams": 0}
-        async with httpx.AsyncClient() as client:
+        async with httpx.AsyncClient(timeout=DEADLINE_S) as client:
             assert (await client.get(f"http://127.0.0.1:{port}/nope")).status_code == 404
 
 
@@ -309,7 +309,7 @@ async def test_one_time_stream_tokens() -> None:
         handler=play_handler(b"\x01" * 160, hangup_after_play=True),
         stream_tokens=StreamTokens(),
     )
-    async with running(config) as port, httpx.AsyncClient() as client:
+    async with running(config) as port, httpx.AsyncClient(timeout=DEADLINE_S) as client:
         webhook = f"http://127.0.0.1:{port}/incoming-call"
         assert (await client.post(webhook)).status_code == 400  # no CallSid
         reply = await client.post(webhook, data={"CallSid": "CA1"})

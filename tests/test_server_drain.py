@@ -15,7 +15,7 @@ from fleet import Instance
 from mediastreams.audio import wav_bytes
 from mediastreams.emulator import Silence, place_call_async
 from mediastreams.server import BACKENDS
-from waiting import await_for
+from waiting import DEADLINE_S, await_for
 
 pytestmark = pytest.mark.anyio
 
@@ -28,12 +28,12 @@ def tone_wav(path: Path, seconds: float) -> Path:
 
 
 async def streams_on(instance: Instance) -> int:
-    async with httpx.AsyncClient() as client:
+    async with httpx.AsyncClient(timeout=DEADLINE_S) as client:
         return int((await client.get(f"{instance.url}/healthz")).json()["streams"])
 
 
 async def readyz(instance: Instance) -> int:
-    async with httpx.AsyncClient() as client:
+    async with httpx.AsyncClient(timeout=DEADLINE_S) as client:
         return (await client.get(f"{instance.url}/readyz")).status_code
 
 

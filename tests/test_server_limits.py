@@ -159,7 +159,7 @@ async def test_an_idle_socket_is_closed_after_the_header_timeout(
             await asyncio.gather(*(client.wait_closed() for client in idle))
         for client in idle:
             client.close()
-        async with httpx.AsyncClient() as http:  # and the server still answers
+        async with httpx.AsyncClient(timeout=DEADLINE_S) as http:  # and the server still answers
             assert (await http.get(f"http://127.0.0.1:{port}/healthz")).status_code == 200
     assert lines(caplog, "no complete request within 1 s")
     assert len(lines(caplog, "no complete request")) <= 5  # 20 sockets, a line a second
@@ -212,7 +212,7 @@ async def test_the_connection_cap_answers_503(
 ) -> None:
     started = time.monotonic()
     config = ServerConfig(handler=echo_handler, limits=Limits(max_connections=2))
-    async with running(config, backend) as port, httpx.AsyncClient() as http:
+    async with running(config, backend) as port, httpx.AsyncClient(timeout=DEADLINE_S) as http:
         url = f"http://127.0.0.1:{port}/healthz"
         held: list[RawClient] = []
         refused = None
@@ -318,7 +318,7 @@ async def test_two_signature_headers_get_403(
     )
     webhook_signature = sign("https://abc.example/incoming-call?CallSid=CA1")
     upgrade_signature = sign("wss://abc.example/media-stream")
-    async with running(config, backend) as port, httpx.AsyncClient() as http:
+    async with running(config, backend) as port, httpx.AsyncClient(timeout=DEADLINE_S) as http:
         url = f"http://127.0.0.1:{port}/incoming-call?CallSid=CA1"
         one = [("X-Twilio-Signature", webhook_signature)]
         assert (await http.get(url, headers=one)).status_code == 200
@@ -401,7 +401,7 @@ async def test_a_newline_in_a_call_sid_is_escaped_in_the_log(
     clock = FakeClock()
     config = ServerConfig(handler=echo_handler, stream_tokens=StreamTokens(clock=clock))
     forged = "CA1\n2025-01-01 00:00:00 INFO mediastreams.server all good"
-    async with running(config, backend) as port, httpx.AsyncClient() as http:
+    async with running(config, backend) as port, httpx.AsyncClient(timeout=DEADLINE_S) as http:
         webhook = f"http://127.0.0.1:{port}/incoming-call?CallSid={quote(forged)}"
         assert (await http.get(webhook)).status_code == 200
         clock.now += 3600  # the token expired unused: the replay is refused and logged
