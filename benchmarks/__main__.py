@@ -27,7 +27,7 @@ from pathlib import Path
 from benchmarks.harness import Row, print_table
 
 # Modules that serve the benchmarks rather than measure something of their own.
-_SKIP = {"harness", "floor", "hotspots", "load", "rounds", "stacks"}
+_SKIP = {"harness", "floor", "hotspots", "load", "lockstep", "rounds", "stacks"}
 # The server benchmark's default here: 500 calls, the floor, the fastest backend and plain
 # Starlette, interleaved, twice (about 30 s); --full adds every backend, the curve and knees.
 QUICK_SERVER = [

@@ -26,6 +26,7 @@ import signal
 import socket
 import sys
 from collections.abc import Callable
+from typing import cast
 
 try:  # a C loop over the bytes; picows and websockets unmask in C too
     from websockets.speedups import apply_mask as _c_apply_mask
@@ -93,9 +94,9 @@ class FloorProtocol(asyncio.Protocol):
         self.up = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        sock = transport.get_extra_info("socket")
+        # Not an isinstance() check: uvloop's transports do not derive from asyncio's.
+        self.transport = cast(asyncio.Transport, transport)
+        sock = self.transport.get_extra_info("socket")
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 

@@ -124,9 +124,20 @@ def measure(
                 log.seek(0)
                 raise RuntimeError(f"{stack} did not start: {log.read()[-300:].decode()}")
             pid = server.pid if profiler is None else _server_pid(serve)
-            return _load(port, calls, secs, pid)
+            try:
+                return _load(port, calls, secs, pid)
+            except RuntimeError as error:
+                # The client sees only a reset; the cause is in the server's own log.
+                log.seek(0)
+                said = _last_line(log.read().decode(errors="replace"))
+                raise RuntimeError(f"{error}; {stack} said: {said or 'nothing'}") from None
         finally:
             _stop(server, profiler is not None)
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else ""
 
 
 def _load(port: int, calls: int, secs: float, pid: int) -> dict[str, Any]:
@@ -135,7 +146,7 @@ def _load(port: int, calls: int, secs: float, pid: int) -> dict[str, Any]:
         load, preexec_fn=lambda: pin(1), capture_output=True, text=True, timeout=secs + 120
     )
     if result.returncode != 0:
-        raise RuntimeError(result.stderr[-800:])
+        raise RuntimeError(f"the load client failed: {_last_line(result.stderr) or 'no message'}")
     return dict(json.loads(result.stdout.strip().splitlines()[-1]))
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -46,7 +47,7 @@ from benchmarks.rounds import (
     run_rounds,
     summarize,
 )
-from benchmarks.stacks import FASTEST, FLOOR, STACKS
+from benchmarks.stacks import FASTEST, FLOOR, LOOP_VARIABLE, STACKS
 
 TARGET_CPU_TO_FLOOR = 1.2  # server CPU per frame pair, at most this multiple of the floor's
 TARGET_KNEE_TO_FLOOR = 0.8  # the knee, at least this share of the floor's
@@ -76,7 +77,11 @@ def print_points(
     rounds: int,
 ) -> None:
     """One row per stack and N: each figure, and its ratio to the floor (this / floor)."""
-    print(f"\n### Echo calls on one core ({secs:g} s a point, {rounds} round(s), medians)\n")
+    loop = os.environ.get(LOOP_VARIABLE, "asyncio")
+    print(
+        f"\n### Echo calls on one core ({secs:g} s a point, {rounds} round(s), medians; "
+        f"{loop}'s event loop)\n"
+    )
     print(
         "Each figure is followed by its ratio to the floor measured in the same round (this "
         "stack's figure / the floor's; the median over rounds). Server CPU: % of one core, and "
@@ -98,8 +103,8 @@ def print_points(
             summary = summaries[stack, calls]
             name = f"{stack} (floor)" if stack == FLOOR else stack
             if not summary.rounds:
-                error = summary.errors[0][:80] if summary.errors else "no result"
-                print(f"| {calls} | {name} | failed: {error} ||||||| ")
+                error = summary.errors[0].replace("|", "/") if summary.errors else "no result"
+                print(f"| {calls} | {name} | failed: {error} |||||||")
                 continue
             cells = [_cell(summary, key, unit, stack == FLOOR) for key, unit in keys]
             notes = []
@@ -192,7 +197,7 @@ def _rows(
                         unit,
                         FLOOR_NAME,
                         better,
-                        target=_target(stack, key),
+                        target=_target(stack, key, summary),
                         paired_ratio=summary.better.get(key),
                     )
                 )
@@ -223,9 +228,13 @@ def _rows(
     return rows
 
 
-def _target(stack: str, key: str) -> str:
+def _target(stack: str, key: str, summary: Summary) -> str:
     if stack != FASTEST:
         return ""
+    if key == "us_per_frame_pair" and not passes(summary.figures):
+        # The target holds below saturation: a server that fell behind reads several frames
+        # per wake-up, which makes each one cheaper, so its ratio here flatters it.
+        return f"<= {TARGET_CPU_TO_FLOOR}x floor below saturation; this point fell behind"
     return {
         "us_per_frame_pair": f">= {1 / TARGET_CPU_TO_FLOOR:.2f} (<= {TARGET_CPU_TO_FLOOR}x floor)",
         "delay_p50_ms": f"<= {KNEE_P50_MS:g} ms",
@@ -251,6 +260,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--knee", action="store_true", help="also search the two knees")
     parser.add_argument("--knee-secs", type=float, default=3.0, help="seconds a knee point")
     parser.add_argument("--knee-budget", type=float, default=300.0, help="seconds, at most")
+    parser.add_argument(
+        "--loop",
+        default="asyncio",
+        choices=["asyncio", "uvloop"],
+        help="every server's event loop, the floor's too (uvloop: uv run --with uvloop)",
+    )
     parser.add_argument("--profile", type=Path, help="run each server under py-spy; write here")
     parser.add_argument(
         "--profile-format", default="raw", choices=["raw", "flamegraph", "speedscope"]
@@ -288,6 +303,12 @@ def main(argv: list[str] | None = None) -> list[Row]:
         profiler = Profiler(
             args.profile, args.profile_format, args.profile_rate, args.profile_native
         )
+    if args.loop == "uvloop":
+        try:
+            import uvloop  # noqa: F401
+        except ImportError:
+            parser.error("--loop uvloop needs uvloop: uv run --with uvloop python -m ...")
+    os.environ[LOOP_VARIABLE] = args.loop  # read by each server process
     stacks = [FLOOR, *(s for s in stacks if s != FLOOR)]
     measure_point = functools.partial(point, profiler=profiler)
     results = run_rounds(stacks, levels, args.secs, args.rounds, measure_point)

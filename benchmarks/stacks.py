@@ -7,7 +7,9 @@
   sends a hand-built dict back (no session, no marks): what an app written without
   mediastreams would do.
 
-Run one: ``uv run python -m benchmarks.stacks STACK PORT [CPU]`` (until SIGTERM).
+Run one: ``uv run python -m benchmarks.stacks STACK PORT [CPU]`` (until SIGTERM). With
+``BENCH_LOOP=uvloop`` in the environment every stack runs on uvloop's event loop instead of
+asyncio's (``uv run --with uvloop``; ``benchmarks.server --loop uvloop`` sets it).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import sys
 
 from benchmarks.load import HOST
 
+LOOP_VARIABLE = "BENCH_LOOP"  # "uvloop": every stack on uvloop
 FLOOR = "raw-asyncio"
 FASTEST = "mediastreams-picows"  # the backend the targets are for
 PLAIN = "plain-starlette"
@@ -39,6 +42,16 @@ def pin(cpu: int | None) -> None:
     cpus = os.sched_getaffinity(0)
     if cpu in cpus and len(cpus) > 1:
         os.sched_setaffinity(0, {cpu})
+
+
+def use_loop(name: str) -> None:
+    """Run what follows on event loop ``name``: ``asyncio`` (the default) or ``uvloop``."""
+    if name == "uvloop":
+        import uvloop
+
+        uvloop.install()
+    elif name != "asyncio":
+        raise SystemExit(f"unknown event loop {name!r}; use asyncio or uvloop")
 
 
 def run_server(stack: str, port: int) -> None:
@@ -109,4 +122,5 @@ if __name__ == "__main__":
     if len(sys.argv) not in (3, 4):
         sys.exit("usage: python -m benchmarks.stacks STACK PORT [CPU]")
     pin(int(sys.argv[3]) if len(sys.argv) == 4 else None)
+    use_loop(os.environ.get(LOOP_VARIABLE, "asyncio"))
     run_server(sys.argv[1], int(sys.argv[2]))

@@ -14,8 +14,19 @@ MARKER = "kill-the-reader"
 
 
 def kill_reader_on_marker(transport_class: type, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Make ``transport_class.receive`` raise, as a parser bug would, on a marked frame."""
+    """Make reading a marked frame raise, as a parser bug would: ``transport_class.receive``,
+    and the protocol's ``receive()`` (which reads frames a push transport hands over)."""
+    from mediastreams.protocol import AppProtocol
+
     receive = transport_class.receive
+    read = AppProtocol.receive
+
+    def read_or_die(self: AppProtocol, frame: str | bytes) -> Any:
+        if isinstance(frame, str) and MARKER in frame:
+            raise RecursionError("maximum recursion depth exceeded while decoding")
+        return read(self, frame)
+
+    monkeypatch.setattr(AppProtocol, "receive", read_or_die)
 
     async def receive_or_die(self: Any) -> str | bytes | None:
         frame = await receive(self)

@@ -11,6 +11,7 @@ from picows import ws_create_server
 
 from fake_twilio import DroppedCall, call_and_drop, call_and_listen
 from mediastreams.adapters.picows import PicowsTransport
+from mediastreams.exceptions import StreamClosed
 from mediastreams.limits import Limits
 from mediastreams.session import MediaStream, Outcome
 from stream_failures import (
@@ -168,4 +169,51 @@ async def test_outbound_past_the_bound_waits_for_the_peer() -> None:
             for _ in range(1000):
                 assert await client.recv() == frame
             await sending
+        await client.close()
+
+
+async def test_pushed_frames_come_after_the_queued_ones_in_order() -> None:
+    server, transport, client = await connected(Limits())
+    async with server:
+        for i in range(3):
+            await client.send(f"queued {i}")
+        async with asyncio.timeout(30):
+            while len(transport._frames) < 3:
+                await asyncio.sleep(0.005)
+        pushed: list[str | bytes | None] = []
+        transport.set_receiver(pushed.append)  # the queued three first, at once
+        assert pushed == ["queued 0", "queued 1", "queued 2"]
+        await client.send("live")
+        await client.send(b"binary")
+        async with asyncio.timeout(30):
+            while len(pushed) < 5:
+                await asyncio.sleep(0.005)
+        assert pushed[3:] == ["live", b"binary"]
+        await client.close()
+        async with asyncio.timeout(30):
+            while pushed[-1] is not None:
+                await asyncio.sleep(0.005)
+        assert pushed.count(None) == 1  # the end, once
+        with pytest.raises(StreamClosed):
+            transport.send_now(b"{}")
+
+
+async def test_send_now_refuses_while_the_peer_does_not_read() -> None:
+    frame = ("z" * 32 * 1024).encode()
+    server, transport, client = await connected(Limits(max_outbound_bytes=64 * 1024))
+    async with server:
+        client.transport.pause_reading()
+        written = 0
+        async with asyncio.timeout(30):
+            while transport.send_now(frame):  # written at once, until the buffer is full
+                written += 1
+                await asyncio.sleep(0)
+        assert written < 1000
+        assert not transport.send_now(frame)  # nothing written while full
+        client.transport.resume_reading()
+        async with asyncio.timeout(30):
+            for _ in range(written):
+                assert await client.recv() == frame.decode()
+            while not transport.send_now(frame):  # room again
+                await asyncio.sleep(0.005)
         await client.close()

@@ -312,12 +312,41 @@ def test_rows_put_each_stack_beside_the_floor_with_the_knee_and_the_client() -> 
     assert knee.ratio == pytest.approx(900 / 1300)
 
 
+def test_the_cpu_target_is_not_claimed_where_the_server_fell_behind() -> None:
+    def figures(stack: str, n: int, index: int) -> dict[str, Any]:
+        behind = stack == FASTEST
+        return {
+            "us_per_frame_pair": 16.0,
+            "delay_p50_ms": 400.0 if behind else 3.0,
+            "echoed_pct": 82.0 if behind else 100.0,
+        }
+
+    summaries = rounds.summarize(rounds.run_rounds([FASTEST], [500], 1.0, 1, _fake(figures)))
+    rows = server._rows(summaries, [FLOOR, FASTEST], [500])
+    per_pair = next(r for r in rows if r.name.endswith("server CPU per frame pair"))
+    assert per_pair.ratio == pytest.approx(1.0)  # as cheap as the floor, but only because
+    assert per_pair.target.endswith("this point fell behind")  # it read frames in batches
+
+
 def test_the_points_table_prints_ratios_to_the_floor(capsys: pytest.CaptureFixture[str]) -> None:
     server.print_points(_summaries(), [FLOOR, FASTEST, PLAIN], [500], 2.0, 2)
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| 500")]
     assert lines[0].startswith(f"| 500 | {FLOOR} (floor) | 20.0% | 16.0 µs |")
     assert "| 30.0% · 1.50x | 24.0 µs · 1.50x |" in lines[1]
     assert "| 40.0 µs · 2.50x |" in lines[2]
+
+
+def test_a_failed_point_is_one_row_with_its_cause(capsys: pytest.CaptureFixture[str]) -> None:
+    def figures(stack: str, n: int, index: int) -> dict[str, Any]:
+        if stack == FASTEST:
+            return {"error": "the load client failed: reset; it said: a | b"}
+        return {"us_per_frame_pair": 10.0, "server_cpu_pct": 20.0}
+
+    summaries = rounds.summarize(rounds.run_rounds([FASTEST], [100], 1.0, 1, _fake(figures)))
+    server.print_points(summaries, [FLOOR, FASTEST], [100], 1.0, 1)
+    (row,) = [line for line in capsys.readouterr().out.splitlines() if FASTEST in line]
+    assert row.startswith(f"| 100 | {FASTEST} | failed: the load client failed: reset; it said")
+    assert row.count("|") == 10 and row.endswith("a / b |||||||")  # nine cells, as the header
 
 
 def test_the_knee_table_names_its_bounds(capsys: pytest.CaptureFixture[str]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import queue
 import signal
 import subprocess
@@ -228,6 +229,22 @@ def test_audio_and_dtmf_options(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert json.loads(out)["turns"]
 
 
+def test_a_key_without_a_time_is_pressed_once_the_app_has_had_its_say(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    trace = tmp_path / "call.jsonl"
+    code, out, _ = run(capsys, f"{APPS}:good", "--dtmf", "9", "--json", "--trace", str(trace))
+    assert code == 0
+    (played,) = json.loads(out)["replies"]  # the app's one second of tone
+    pressed = [
+        json.loads(line)["t"]
+        for line in trace.read_text().splitlines()
+        if '"from": "twilio"' in line and '\\"dtmf\\"' in line
+    ]
+    # After the reply and a second of quiet (WaitForQuiet), as an --audio turn would be.
+    assert len(pressed) == 1 and pressed[0] * 1000 >= played["end_ms"] + 1000
+
+
 def test_barge_in_after_and_timed_audio(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     speech = tmp_path / "speech.wav"
     speech.write_bytes(wav_bytes(mulaw.decode(TONE_MULAW[:4000]), encoding="pcm"))
@@ -404,13 +421,93 @@ def test_ctrl_c_hangs_up_and_still_writes_the_report_and_recording(tmp_path: Pat
         assert heard.getnframes() == report["duration_ms"] * 8
 
 
-def test_ctrl_c_before_the_call_is_placed_is_one_line_and_exit_130(
+SLOW_IMPORT_APP = (
+    "import os, sys, time\n"
+    "print('importing the app', file=sys.stderr, flush=True)\n"
+    "deadline = time.monotonic() + 60\n"
+    "while not os.path.exists('go') and time.monotonic() < deadline:  # a slow import\n"
+    "    time.sleep(0.01)\n"
+) + QUIET_APP
+
+
+def assert_interrupted_before_placing(report: dict[str, Any]) -> None:
+    assert (report["placed"], report["ended_by"], report["exit_code"]) == (
+        False,
+        "interrupted",
+        130,
+    )
+    assert report["call_sid"] is None and report["frames"] == {"twilio": 0, "app": 0}
+    assert report["notes"] == [
+        "interrupted (Ctrl-C) before the call was placed: no request reached the app"
+    ]
+
+
+def test_ctrl_c_while_the_app_is_imported_gives_the_report_and_recordings(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "slow_import_app.py").write_text(SLOW_IMPORT_APP)
+    recording, report_file = tmp_path / "heard.wav", tmp_path / "report.json"
+    process = call_process(
+        tmp_path,
+        "slow_import_app:app",
+        "--json",
+        "--record",
+        str(recording),
+        "--json-out",
+        str(report_file),
+    )
+    stderr = Lines(process.stderr)
+    stderr.wait_for("importing the app")
+    process.send_signal(signal.SIGINT)
+    (tmp_path / "go").touch()  # the import ends; the call is not placed
+    with process:  # closes the pipes
+        assert process.stdout is not None
+        out = process.stdout.read()  # stderr is the reader thread's
+        code = process.wait(timeout=60)
+        err = stderr.rest()
+    assert code == 130, err
+    report = json.loads(out)
+    assert_interrupted_before_placing(report)
+    assert json.loads(report_file.read_text()) == report
+    with wave.open(str(recording)) as heard:
+        assert heard.getnframes() == 0  # the caller heard nothing: an empty recording
+    assert "mediastreams call: interrupted before the call was placed" in err
+    assert "call placed:" not in err and "Traceback" not in err
+
+
+def test_ctrl_c_while_the_command_loads_gives_the_report(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # Ctrl-C while the app's module is imported (as when imports take seconds).
-    (tmp_path / "slow_import_app.py").write_text("raise KeyboardInterrupt\n")
+    # Ctrl-C while the command itself is still loading (the emulator's imports take a second
+    # or more on a busy machine): it is held until they are done, then the report comes.
+    import mediastreams.cli.call as command
+
+    loading = command._steps
+
+    def interrupted_while_loading(*args: Any) -> Any:
+        os.kill(os.getpid(), signal.SIGINT)
+        return loading(*args)
+
+    monkeypatch.setattr(command, "_steps", interrupted_while_loading)
+    recording = tmp_path / "heard.wav"
+    code, out, err = run(capsys, f"{APPS}:good", "--json", "--record", str(recording))
+    assert code == 130
+    report = json.loads(out)
+    assert_interrupted_before_placing(report)
+    assert report["clock"] == "virtual"
+    assert err == "mediastreams call: interrupted before the call was placed\n"
+    with wave.open(str(recording)) as heard:
+        assert heard.getnframes() == 0
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back
+
+
+def test_a_keyboard_interrupt_that_escapes_is_one_line_and_exit_130(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Not Ctrl-C, which cancels the call: a KeyboardInterrupt raised by the app's import.
+    (tmp_path / "raising_app.py").write_text("raise KeyboardInterrupt\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    code, out, err = run(capsys, "slow_import_app:app", "--json")
+    code, out, err = run(capsys, "raising_app:app", "--json")
     assert code == 130 and out == ""
     assert err == "mediastreams call: interrupted before the call was placed: no report\n"
 

@@ -222,6 +222,21 @@ def test_the_app_crashing_is_reported_with_its_error() -> None:
     assert "RuntimeError: boom" in finding.violation.message
 
 
+def test_an_app_crashing_before_it_accepts_is_31920_with_its_error() -> None:
+    # A server answers the upgrade with 500 (Twilio: 31920); the error is in the finding.
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        raise RuntimeError("no database")
+
+    result = call(app)
+    assert kinds(result) == [(31920, "handshake-refused")]
+    violation = result.report.findings[0].violation
+    assert "HTTP 500" in violation.message
+    assert "the handler raised RuntimeError: no database" in violation.message
+    assert "Fix the error in the WebSocket handler" in violation.hint
+    assert result.report.exit_code == 2
+
+
 def test_an_app_that_never_accepts_times_out_as_31901() -> None:
     async def app(scope: Any, receive: Any, send: Any) -> None:
         await asyncio.sleep(3600)

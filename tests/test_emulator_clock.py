@@ -13,7 +13,14 @@ from typing import Any
 import anyio.to_thread
 import pytest
 
-from mediastreams.emulator.clock import TimeDoubt, VirtualEventLoop, run_in_loop, time_doubts
+from mediastreams.emulator.clock import (
+    ExecutorWork,
+    TimeDoubt,
+    VirtualEventLoop,
+    clock_note,
+    run_in_loop,
+    time_doubts,
+)
 
 
 def test_an_hour_of_sleep_takes_no_time() -> None:
@@ -131,6 +138,29 @@ def test_the_loops_own_executor_is_no_doubt() -> None:
 
     # (A loop iteration held up by a busy machine would be a "blocked" doubt: not looked at.)
     assert [d for d in doubts_of(main) if d.cause != "blocked"] == []
+
+
+def test_slow_work_in_the_loops_executor_is_noticed_once_per_function() -> None:
+    # The clock stands still while the executor works: a job of 300 ms of real time makes
+    # what the app does after it come 300 ms too early. (Quick jobs are no doubt: above.)
+    async def main(loop: asyncio.AbstractEventLoop) -> None:
+        ticker = asyncio.create_task(asyncio.sleep(3600))
+        await asyncio.sleep(2)
+        await asyncio.to_thread(time.sleep, 0.3)
+        await loop.run_in_executor(None, time.sleep, 0.25)
+        ticker.cancel()
+
+    (doubt,) = [d for d in doubts_of(main) if d.cause != "blocked"]
+    assert isinstance(doubt, ExecutorWork)
+    assert (doubt.cause, doubt.detail, doubt.count, doubt.first_s) == (
+        "executor",
+        "time.sleep",
+        2,
+        2,
+    )
+    assert doubt.longest_ms >= 300
+    note = clock_note([doubt])
+    assert "executor (time.sleep) took up to" in note and "2 job(s) over 200 ms" in note
 
 
 def test_a_callback_that_blocks_the_loop_is_noticed() -> None:

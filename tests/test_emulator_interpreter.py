@@ -319,6 +319,41 @@ def test_status_callbacks_in_order_with_twilios_parameters() -> None:
     assert agent_frames[events.index(started)] >= 2  # after connected and start
 
 
+def test_a_crashing_app_gets_stream_error_with_31921_and_its_exception() -> None:
+    events: list[dict[str, str]] = []
+
+    async def crashes(websocket: WebSocket, start: dict[str, Any]) -> bool:
+        await says_tone(websocket, start)
+        raise RuntimeError("boom")
+
+    async def record(request: Request) -> Response:
+        events.append(dict(parse_qsl((await request.body()).decode())))
+        return Response("")
+
+    agent = Socket(crashes)
+    requests = Requests(
+        {
+            "/incoming-call": (
+                '<Response><Connect><Stream url="/agent" statusCallback="/events"/></Connect>'
+                "</Response>"
+            )
+        }
+    )
+    app = app_with(requests, agent=agent)
+    app.router.routes.append(Route("/events", record, methods=["POST"]))
+    result = place_call(app, [Hangup(at_ms=3000)], webhook_path="/incoming-call")
+    (finding,) = result.report.findings
+    assert (finding.violation.code, finding.violation.kind) == (31921, "close-error")
+    assert "RuntimeError: boom" in finding.violation.message
+    assert [form["StreamEvent"] for form in events] == ["stream-started", "stream-error"]
+    error = events[1]["StreamError"]
+    assert error.startswith("31921") and "RuntimeError: boom" in error
+    assert events[1]["StreamSid"] == agent.frames[1]["streamSid"]
+    (stream,) = result.report.to_dict()["streams"]
+    assert (stream["ended_by"], stream["close_code"]) == ("app", 1011)
+    assert result.report.exit_code == 1
+
+
 def test_one_way_streams_get_no_dtmf_and_the_caller_script_runs_once() -> None:
     fork = Socket()
     document = '<Response><Start><Stream url="/fork"/></Start><Pause length="2"/></Response>'

@@ -57,7 +57,10 @@ def test_a_pause_inside_queued_audio_is_a_barge_in() -> None:
     # played at the onset.
     pause_app = agent_app([TONE_MULAW * 2 + SILENCE_MULAW[:2400] + TONE_MULAW * 2])
     steps: list[Step] = [Silence(2060), Audio(TONE_MULAW, raw_mulaw=True), Hangup(at_ms=5000)]
-    report = place_call(pause_app, steps).report
+    result = place_call(pause_app, steps)
+    report = result.report
+    # The onset is in the pause: the caller had heard silence for 40 ms.
+    assert set(result.heard_mulaw[2020 * 8 : 2060 * 8]) == {0xFF}
     assert report.clears == 1
     (barge,) = report.barge_ins
     assert barge.onset_ms == 2060
@@ -69,6 +72,63 @@ def test_a_pause_inside_queued_audio_is_a_barge_in() -> None:
     assert barge.discarded_ms == 4300 - barge.heard_ms
     assert report.discarded_by_clear_ms == barge.discarded_ms
     assert report.to_dict()["audio"]["discarded_by_clear_ms"] == barge.discarded_ms
+
+
+def test_a_pause_inside_queued_audio_talked_over_is_a_barge_in_without_clear() -> None:
+    pause_app = agent_app([TONE_MULAW * 2 + SILENCE_MULAW[:2400] + TONE_MULAW * 2], clears=False)
+    steps: list[Step] = [Silence(2060), Audio(TONE_MULAW, raw_mulaw=True), Hangup(at_ms=5000)]
+    report = place_call(pause_app, steps).report
+    (barge,) = report.barge_ins
+    assert (barge.onset_ms, barge.clear_ms, barge.heard_ms) == (2060, None, None)
+    assert any("at 2060 ms and the app never sent clear" in note for note in report.notes)
+    # Only silence left in the queue at the onset: the caller talks over nothing.
+    tail_app = agent_app([TONE_MULAW * 2 + SILENCE_MULAW * 2], clears=False)
+    steps = [Silence(2200), Audio(TONE_MULAW, raw_mulaw=True), Hangup(at_ms=5000)]
+    assert place_call(tail_app, steps).report.barge_ins == []
+
+
+def inline_greeting(greeting: bytes) -> Any:
+    """An app that sends ``greeting`` from its own receive loop the moment ``start`` comes:
+    the audio is queued before the call's first tick, and plays in it."""
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "websocket":
+            return
+        await receive()
+        await send({"type": "websocket.accept"})
+        while (message := await receive())["type"] != "websocket.disconnect":
+            frame = json.loads(message["text"])
+            if frame["event"] == "start":
+                await send({"type": "websocket.send", "text": media(frame["streamSid"], greeting)})
+
+    return app
+
+
+@pytest.mark.parametrize("frames", [1, 50])
+@pytest.mark.parametrize(
+    ("wait", "onset_after_reply"),
+    [
+        # Quiet for 200 ms after the greeting: not the 5 s of the timeout.
+        (WaitForQuiet(quiet_ms=200, timeout_ms=5000), lambda reply: reply.end_ms + 200),
+        # The reply started in the first tick; the caller's next frame is the earliest.
+        (WaitForReply(after_ms=0, timeout_ms=5000), lambda reply: 20),
+        (WaitForReply(after_ms=100, timeout_ms=5000), lambda reply: 100),
+    ],
+    ids=["quiet", "reply", "reply-100"],
+)
+def test_audio_queued_before_the_first_tick_is_the_app_speaking(
+    frames: int, wait: Step, onset_after_reply: Any
+) -> None:
+    greeting = TONE_MULAW[: frames * 160]
+    steps: list[Step] = [wait, Audio(TONE_MULAW[:1600], raw_mulaw=True), Hangup(at_ms=6000)]
+    result = place_call(inline_greeting(greeting), steps)
+    report = result.report
+    (reply, *_) = report.replies
+    assert report.time_to_first_audio_ms == 0
+    assert (reply.start_ms, reply.end_ms) == (0, frames * 20)  # played from the first tick
+    assert result.heard_mulaw[: len(greeting)] == greeting
+    (utterance,) = report.utterances
+    assert utterance.onset_ms == onset_after_reply(reply)
 
 
 def test_two_utterances_in_one_step_are_two_turns_and_two_barge_ins() -> None:
@@ -298,11 +358,26 @@ async def anyio_sleeper(websocket: WebSocket, start: dict[str, Any]) -> None:
     await websocket.send_text(media(start["streamSid"], TONE_MULAW))
 
 
-@pytest.mark.parametrize("behaviour", [thread_sleeper, anyio_sleeper])
-def test_an_app_that_works_in_threads_gets_the_virtual_time_note(behaviour: Any) -> None:
+async def executor_sleeper(websocket: WebSocket, start: dict[str, Any]) -> None:
+    """``asyncio.to_thread``: the loop's executor, waited for with the clock stopped."""
+    await asyncio.to_thread(time.sleep, 0.5)
+    await websocket.send_text(media(start["streamSid"], TONE_MULAW))
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "cause"),
+    [
+        (thread_sleeper, "thread(s) of the app's own"),
+        (anyio_sleeper, "thread(s) of the app's own"),
+        (executor_sleeper, "a thread of the loop's executor (time.sleep) took up to"),
+    ],
+)
+def test_an_app_that_works_in_threads_gets_the_virtual_time_note(
+    behaviour: Any, cause: str
+) -> None:
     report = place_call(stream_app(behaviour), [Hangup(at_ms=3000)]).report
     (note,) = [n for n in report.notes if "virtual time" in n]
-    assert "thread" in note and "--clock real" in note
+    assert cause in note and "--clock real" in note
     assert report.violations == []
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +15,8 @@ import pytest
 
 from emulator_apps import correlation, plays, stream_app
 from mediastreams.audio import to_mulaw, wav_bytes
-from mediastreams.emulator import Hangup, load_app, place_call, place_call_async
-from mediastreams.exceptions import EmulatorError
+from mediastreams.emulator import Hangup, load_app, place_call, place_call_async, place_calls_async
+from mediastreams.exceptions import EmulatorError, ViolationsFound
 
 
 def chirp_wav(path: Path, sample_rate: int = 16000, seconds: float = 2.0) -> Path:
@@ -243,6 +245,73 @@ def test_ctrl_c_during_the_streams_hangs_up_each_and_keeps_the_recording() -> No
     assert 0 < report.duration_ms < 60_000
     assert len(result.heard_mulaw) == report.duration_ms * 8
     assert [s["ended_by"] for s in report.to_dict()["streams"]] == ["interrupted"] * 2
+
+
+def stuck_in_startup() -> tuple[Any, asyncio.Event]:
+    """An app whose lifespan startup never ends, and the event set once it has begun."""
+    from starlette.applications import Starlette
+
+    begun = asyncio.Event()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Any) -> AsyncIterator[None]:
+        begun.set()
+        await asyncio.Event().wait()
+        yield
+
+    return Starlette(routes=stream_app(plays(b"\x10" * 800)).routes, lifespan=lifespan), begun
+
+
+@pytest.mark.parametrize("hang_up", [True, False])
+def test_ctrl_c_before_the_call_is_placed(hang_up: bool) -> None:
+    async def run() -> Any:
+        app, begun = stuck_in_startup()
+        call = asyncio.create_task(
+            place_call_async(app, [Hangup(at_ms=1000)], hang_up_on_cancel=hang_up)
+        )
+        await asyncio.wait_for(begun.wait(), 30)
+        call.cancel()
+        return await call
+
+    if not hang_up:
+        with pytest.raises(asyncio.CancelledError):
+            asyncio.run(run())
+        return
+    result = asyncio.run(run())
+    report = result.report
+    assert (report.placed, report.ended_by, report.exit_code) == (False, "interrupted", 130)
+    assert report.stream_sid is None and result.heard_mulaw == b""
+    assert report.notes == [
+        "interrupted (Ctrl-C) before the call was placed: no request reached the app"
+    ]
+    with pytest.raises(ViolationsFound, match="interrupted before it was placed"):
+        result.raise_for_violations()
+
+
+def test_ctrl_c_during_many_calls_hangs_up_each_and_keeps_every_report() -> None:
+    phases = Phases('<Response><Connect><Stream url="/agent"/></Connect></Response>')
+
+    async def run() -> list[Any]:
+        calls = asyncio.create_task(
+            place_calls_async(
+                phases.app(),
+                [Hangup(at_ms=60_000)],
+                calls=3,
+                webhook_path="/incoming-call",
+                hang_up_on_cancel=True,
+            )
+        )
+        deadline = time.monotonic() + 30
+        while phases.frames["agent"].count("start") < 3:  # the three calls all stream
+            assert time.monotonic() < deadline and not calls.done()
+            await asyncio.sleep(0.01)
+        calls.cancel()
+        return await calls
+
+    results = asyncio.run(run())
+    assert [r.report.ended_by for r in results] == ["interrupted"] * 3
+    assert all(0 < r.report.duration_ms < 60_000 for r in results)
+    assert phases.frames["agent"].count("stop") == 3
 
 
 def test_without_hang_up_on_cancel_the_cancellation_goes_through() -> None:

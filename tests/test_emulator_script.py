@@ -117,6 +117,22 @@ def test_cli_script_takes_turns() -> None:
     ]
 
 
+def test_cli_keys_without_a_time_are_turns_after_the_files() -> None:
+    # As the Python script [..., Audio(...), WaitForQuiet(), Press("9")]: the caller presses
+    # once the app has answered, not the moment the file ends.
+    steps = cli_steps([Audio("a.wav")], [], [Press("9"), Press("5", at_ms=3000), Press("#")])
+    assert steps == [
+        WaitForQuiet(timeout_ms=2000),
+        Audio("a.wav"),
+        WaitForQuiet(timeout_ms=10_000),
+        Press("9"),
+        Press("5", at_ms=3000),
+        WaitForQuiet(timeout_ms=10_000),
+        Press("#"),
+    ]
+    assert cli_steps([], [], [Press("1")]) == [WaitForQuiet(timeout_ms=2000), Press("1")]
+
+
 def test_the_earliest_timed_hang_up_wins() -> None:
     script = CallerScript([Hangup(at_ms=0), Hangup(at_ms=500)], end_quiet_ms=None)
     assert script.hangup_at_ms == 0

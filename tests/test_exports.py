@@ -77,6 +77,7 @@ SESSION = [
     "MAX_CLOSE_REASON_BYTES",
     "MAX_FRAME_BYTES",
     "MAX_GAP_FILL_MS",
+    "AudioFeed",
     "AudioInput",
     "Event",
     "MarkHandle",
@@ -84,6 +85,7 @@ SESSION = [
     "Outcome",
     "Pacer",
     "PlayHandle",
+    "PushTransport",
     "Transport",
     "close_reason",
 ]

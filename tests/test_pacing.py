@@ -334,3 +334,76 @@ def test_every_play_and_mark_resolves_once_and_the_lead_holds(
     assert sorted(play_ids) == plays  # each play exactly once
     assert sorted(r.mark_id for r in resolved if isinstance(r, MarkResolved)) == added_marks
     assert all(r.outcome is not Outcome.PENDING for r in resolved)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    steps=st.lists(
+        st.one_of(
+            st.sampled_from([160, 160, 160, 80, 320]).map(lambda n: ("audio", n)),
+            st.just(("echo", 0)),
+            st.just(("clear", 0)),
+        ),
+        max_size=120,
+    ),
+    lead_ms=st.sampled_from([200, 400, 1000]),
+)
+def test_pass_through_sends_what_add_audio_would(
+    steps: list[tuple[str, int]], lead_ms: int
+) -> None:
+    """A relay's frames sent as they are (pass_through) or queued (add_audio, then
+    frames_to_send) come out the same: the same payloads, marks, counts and outcomes."""
+    plain, fast = Pacer(lead_ms=lead_ms), Pacer(lead_ms=lead_ms)
+    out: dict[int, list[object]] = {0: [], 1: []}
+    passed = 0
+    play_id = 1
+    for pacer in (plain, fast):
+        pacer.add_play(play_id)
+    for index, (kind, size) in enumerate(steps):
+        if kind == "audio":
+            chunk = bytes([index % 251]) * size
+            plain.add_audio(play_id, chunk)
+            out[0] += plain.frames_to_send()
+            if fast.pass_through(play_id, chunk):
+                passed += 1
+                out[1].append(chunk)
+            else:
+                fast.add_audio(play_id, chunk)
+                out[1] += fast.frames_to_send()
+        elif kind == "echo":
+            for side, pacer in ((0, plain), (1, fast)):
+                sent = marks(out[side])
+                if sent:
+                    pacer.on_echo(sent[0])
+                    out[side].remove(sent[0])
+                out[side] += pacer.frames_to_send()
+        else:
+            for pacer in (plain, fast):
+                pacer.clear()
+                pacer.add_play(play_id + 1)
+            play_id += 1
+    for pacer in (plain, fast):
+        pacer.end_source(play_id)
+    out[0] += plain.frames_to_send()
+    out[1] += fast.frames_to_send()
+    assert media(out[0]) == media(out[1])
+    assert marks(out[0]) == marks(out[1])
+    assert (plain.sent_bytes, plain.confirmed_bytes) == (fast.sent_bytes, fast.confirmed_bytes)
+    assert plain.resolved() == fast.resolved()
+    assert passed <= sum(1 for kind, size in steps if kind == "audio" and size == 160)
+
+
+def test_pass_through_refuses_what_it_cannot_send_whole() -> None:
+    pacer = Pacer(lead_ms=200, mark_interval_ms=200)
+    pacer.add_play(1)
+    assert pacer.pass_through(1, b"\x01" * 160)
+    assert not pacer.pass_through(1, b"\x01" * 80)  # not one frame
+    assert not pacer.pass_through(1, bytearray(160))  # not bytes: it could change later
+    assert not pacer.pass_through(2, b"\x01" * 160)  # no such play
+    for _ in range(8):
+        assert pacer.pass_through(1, b"\x01" * 160)
+    assert not pacer.pass_through(1, b"\x01" * 160)  # the 10th frame: its mark falls due
+    pacer.add_audio(1, b"\x01" * 160)
+    assert marks(pacer.frames_to_send()) == ["_ms:1:200"]
+    assert not pacer.pass_through(1, b"\x01" * 160)  # the lead is full
+    assert pacer.sent_bytes == 1600

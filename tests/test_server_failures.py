@@ -136,14 +136,14 @@ async def test_a_crashing_handler_closes_with_1011_and_logs_once(
 async def test_a_reader_that_dies_ends_the_stream(
     backend: str, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    receive_text = AppProtocol.receive_text
+    receive = AppProtocol.receive
 
-    def parse_or_die(self: AppProtocol, text: str | bytes) -> Any:
-        if isinstance(text, str) and MARKER in text:
+    def parse_or_die(self: AppProtocol, frame: str | bytes) -> Any:
+        if isinstance(frame, str) and MARKER in frame:
             raise RecursionError("maximum recursion depth exceeded while decoding")
-        return receive_text(self, text)
+        return receive(self, frame)
 
-    monkeypatch.setattr(AppProtocol, "receive_text", parse_or_die)
+    monkeypatch.setattr(AppProtocol, "receive", parse_or_die)
     caplog.set_level(logging.ERROR)
     # A long play, then `async for`: the handler waits on the stream the whole call.
     config = ServerConfig(handler=play_handler(b"\x01" * 80_000))

@@ -11,19 +11,20 @@ from pathlib import Path
 import pytest
 
 from fake_twilio import FakeTwilio, settle
-from mediastreams.adapters.memory import MemoryTransport
+from mediastreams.adapters.memory import MemoryTransport, PushMemoryTransport
 from mediastreams.exceptions import LocalProtocolError, StreamClosed, StreamTimeout
 from mediastreams.limits import Limits
 from mediastreams.messages import DTMF, Media, Stop, UnknownMessage
 from mediastreams.protocol import AppProtocol
-from mediastreams.session import MediaStream, Outcome, Pacer
+from mediastreams.session import AudioFeed, MediaStream, Outcome, Pacer
 
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def transport() -> MemoryTransport:
-    return MemoryTransport()
+@pytest.fixture(params=["read", "push"])
+def transport(request: pytest.FixtureRequest) -> MemoryTransport:
+    """Every test on both paths: frames read by a task, and frames pushed by the transport."""
+    return MemoryTransport() if request.param == "read" else PushMemoryTransport()
 
 
 SOURCE = bytes(range(256)) * 25  # 6400 bytes = 800 ms of mu-law
@@ -150,6 +151,103 @@ async def test_bad_frames_are_logged_once_and_ignored(
     assert len(warnings) == 3  # once per kind: not JSON, binary, wrong streamSid
     assert "31950" in caplog.text
     assert "differs" in caplog.text
+    # Counted by Twilio code, every one: three not JSON and the wrong streamSid, one binary.
+    assert dict(stream.violations_by_code) == {31951: 4, 31950: 1}
+    await stream.close()
+    assert dict(stream.violations_by_code) == {31951: 4, 31950: 1}
+
+
+async def test_violations_by_code_is_read_only_and_empty_for_a_clean_stream(
+    transport: MemoryTransport,
+) -> None:
+    twilio, stream = await opened(transport)
+    twilio.protocol.send_media(b"\xff" * 160)
+    twilio.flush()
+    event = await anext(aiter(stream))
+    assert isinstance(event, Media)
+    assert dict(stream.violations_by_code) == {}
+    with pytest.raises(TypeError):
+        stream.violations_by_code[31951] = 1  # type: ignore[index]
+    await stream.close()
+
+
+async def test_on_media_takes_media_from_the_iterator_and_audio_readers_keep_theirs(
+    transport: MemoryTransport,
+) -> None:
+    twilio, stream = await opened(transport)
+    pcm = stream.audio()
+    taken: list[bytes] = []
+    stream.on_media(lambda media: taken.append(media.payload))
+    twilio.protocol.send_media(b"\x01" * 160)
+    twilio.protocol.send_dtmf("5")
+    twilio.flush()
+    event = await anext(aiter(stream))
+    assert isinstance(event, DTMF)  # the media frame went to the callback, not here
+    assert taken == [b"\x01" * 160]
+    assert len(await anext(pcm)) == 320  # audio() readers still get every frame
+    stream.on_media(None)
+    twilio.protocol.send_media(b"\x02" * 160)
+    twilio.flush()
+    event = await anext(aiter(stream))
+    assert isinstance(event, Media) and event.payload == b"\x02" * 160
+    assert taken == [b"\x01" * 160]
+    await stream.close()
+
+
+async def test_a_media_callback_that_raises_ends_the_stream_with_1011(
+    transport: MemoryTransport, caplog: pytest.LogCaptureFixture
+) -> None:
+    twilio, stream = await opened(transport)
+
+    def boom(media: Media) -> None:
+        raise RuntimeError("callback failed")
+
+    stream.on_media(boom)
+    with caplog.at_level(logging.ERROR, "mediastreams.session"):
+        twilio.protocol.send_media(b"\x01" * 160)
+        twilio.flush()
+        async with asyncio.timeout(30):
+            await stream.wait_closed()
+    assert (stream.end_reason, stream.close_code) == ("error", 1011)
+    assert transport.close_code == 1011
+    assert "callback failed" in caplog.text
+    await stream.close()
+    assert_no_tasks_left(stream)
+
+
+async def test_an_audio_feed_plays_what_is_written_in_order(transport: MemoryTransport) -> None:
+    twilio, stream = await opened(transport)
+    feed = AudioFeed()
+    feed.write(b"\x01" * 100)  # before the play: kept for it
+    handle = stream.play(feed)
+    for value in (2, 3):
+        feed.write(bytes([value]) * 160)
+    await settle()
+    feed.end()
+    feed.end()  # twice is fine
+    await twilio.play_all(handle)
+    assert handle.outcome is Outcome.PLAYED
+    assert handle.sent_ms == handle.played_ms == 420 / 8
+    assert bytes(twilio.heard) == b"\x01" * 100 + b"\x02" * 160 + b"\x03" * 160
+    with pytest.raises(ValueError, match="already playing"):
+        stream.play(feed)
+    feed.write(b"\x04" * 160)  # after the play resolved: dropped
+    await stream.close()
+
+
+async def test_an_audio_feed_is_interrupted_by_clear_and_later_writes_are_dropped(
+    transport: MemoryTransport,
+) -> None:
+    _twilio, stream = await opened(transport)
+    feed = AudioFeed()
+    handle = stream.play(feed)
+    feed.write(b"\x01" * 1600)
+    await settle()
+    assert stream.clear() == [handle]
+    feed.write(b"\x02" * 1600)
+    await settle()
+    assert handle.outcome is Outcome.INTERRUPTED
+    assert handle.sent_ms == 200
     await stream.close()
 
 

@@ -8,12 +8,12 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
 from fake_twilio import FakeTwilio, settle
-from mediastreams.adapters.memory import MemoryTransport
+from mediastreams.adapters.memory import MemoryTransport, PushMemoryTransport
 from mediastreams.limits import Limits
 from mediastreams.messages import DTMF
 from mediastreams.session import (
@@ -22,6 +22,7 @@ from mediastreams.session import (
     Outcome,
     close_reason,
 )
+from mediastreams.websocket import Receiver
 
 pytestmark = pytest.mark.anyio
 
@@ -58,8 +59,54 @@ class Recording(MemoryTransport):
         await super().close(code, reason)
 
 
+class _Unreadable(str):
+    """A frame whose reading raises, as a parser bug would."""
+
+    def __len__(self) -> int:
+        raise RecursionError("maximum recursion depth exceeded")
+
+
+class PushRecording(PushMemoryTransport, Recording):
+    """:class:`Recording` as a transport that pushes frames to the session."""
+
+    def set_receiver(self, receiver: Receiver | None) -> None:
+        if receiver is None:
+            super().set_receiver(None)
+            return
+
+        def receive(frame: str | bytes | None) -> None:
+            marker = self.fail_receive_on
+            if marker is not None and isinstance(frame, str) and marker in frame:
+                frame = _Unreadable(frame)
+            receiver(frame)
+
+        super().set_receiver(receive)
+
+    def send_now(self, data: bytes) -> bool:
+        if self.fail_send is not None:
+            raise self.fail_send
+        if self.block_sends:
+            return False
+        return super().send_now(data)
+
+
+TRANSPORTS = {"read": Recording, "push": PushRecording}
+
+
+@pytest.fixture(params=list(TRANSPORTS), autouse=True)
+def transport_class(request: pytest.FixtureRequest) -> Iterator[type[Recording]]:
+    """Every test on both paths: frames read by a task, and frames pushed by the transport."""
+    global Transport
+    Transport = TRANSPORTS[request.param]
+    yield Transport
+    Transport = Recording
+
+
+Transport: type[Recording] = Recording
+
+
 async def opened(limits: Limits | None = None, **options: object) -> tuple[FakeTwilio, MediaStream]:
-    transport = Recording()
+    transport = Transport()
     twilio = FakeTwilio(transport)
     twilio.open()
     stream = MediaStream(transport, limits=limits, **options)  # type: ignore[arg-type]
@@ -158,7 +205,7 @@ async def test_a_reader_that_raises_before_start_is_a_stream_closed(
 ) -> None:
     from mediastreams.exceptions import StreamClosed
 
-    transport = Recording()
+    transport = Transport()
     transport.fail_receive_on = MARKER
     transport.peer.send('{"event":"' + MARKER + '"}')
     with caplog.at_level(logging.ERROR, "mediastreams.session"), pytest.raises(StreamClosed):
@@ -273,7 +320,7 @@ async def test_an_audio_iterator_nobody_reads_is_bounded() -> None:
         twilio.protocol.send_media(b"\xff" * 160)
     twilio.flush()
     await settle()
-    queue = stream._inbound.queues[-1]
+    queue = stream._inbound._audio_queues[-1]
     assert len(queue._media) + len(queue._others) <= 20
     assert queue.dropped_media >= 480
     await stream.close()

@@ -1,16 +1,23 @@
 """The inbound half of a session: frames read from the socket, checked, fanned out to readers.
 
-:class:`Inbound` runs the session's reader task, the I/O boundary for inbound frames: each
-frame goes through :class:`~mediastreams.protocol.AppProtocol`; one Twilio's side should not
-have sent is logged (once per kind and stream, as Twilio logs 31951 once) and ignored; the end
-of the socket, or a frame over ``max_frame_bytes``, ends the stream.
+:class:`Inbound` takes the stream's inbound frames, the I/O boundary for them: each frame
+goes through :meth:`AppProtocol.receive() <mediastreams.protocol.AppProtocol.receive>`, the
+one place the reading rule lives; one Twilio's side should not have sent is counted by its
+Twilio error code (:attr:`Inbound.violations_by_code`), logged (once per kind and stream, as
+Twilio logs 31951 once) and ignored; the end of the socket, or a frame over
+``max_frame_bytes``, ends the stream. Frames come either from a reader task that awaits the
+transport's ``receive()``, or, on a transport that pushes them
+(:class:`~mediastreams.websocket.PushTransport`, picows), straight from its callback into
+:meth:`Inbound.on_frame`, with no task between the socket and the app.
 
 A stream's events go to every reader: the stream's own iterator (``async for event in
 stream``) and each :meth:`~mediastreams.session.MediaStream.audio` iterator, each with its
-own bounded queue, so a slow reader loses its own oldest media and nobody else's. Key presses
-are the exception, by design: while a :meth:`~mediastreams.session.MediaStream.collect_digits`
+own bounded queue, so a slow reader loses its own oldest media and nobody else's. Two
+exceptions, by design: while a :meth:`~mediastreams.session.MediaStream.collect_digits`
 waits, every ``DTMF`` goes to it alone, so the digits of a PIN never come round again as menu
-keys in the main loop (:meth:`Inbound.publish` says the rule exactly).
+keys in the main loop; while a media callback is set
+(:meth:`~mediastreams.session.MediaStream.on_media`), every ``Media`` goes to it instead of
+the stream's own iterator (:meth:`Inbound.publish` says the rules exactly).
 
 Part of :mod:`mediastreams.session`: what that module exports is public, the rest of this
 module may change.
@@ -22,25 +29,25 @@ import asyncio
 import contextlib
 import itertools
 import logging
-from collections import Counter, deque
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from types import MappingProxyType
 from typing import TYPE_CHECKING, TypeAlias
 
-from .exceptions import ProtocolError
 from .limits import Limits
 from .messages import DTMF, Mark, Media, Stop, TwilioMessage, UnknownMessage
-from .pacing import BYTES_PER_MS
 from .protocol import AppProtocol
 from .websocket import CLOSE_NORMAL, CLOSE_TOO_BIG
+from .wireformat import BYTES_PER_MS, SILENCE_BYTE
 
 if TYPE_CHECKING:
     from .audio import MulawDecoder
+    from .violations import Violation
 
-__all__ = ["MAX_GAP_FILL_MS", "SILENCE", "Event", "EventQueue", "Inbound"]
+__all__ = ["MAX_GAP_FILL_MS", "Event", "EventQueue", "Inbound"]
 
 logger = logging.getLogger("mediastreams.session")
 
-SILENCE = b"\xff"  # mu-law silence is 0xFF, not 0x00
 
 MAX_GAP_FILL_MS = 60_000
 """A gap in inbound timestamps is filled with at most this much silence."""
@@ -56,8 +63,7 @@ class EventQueue:
     the next event and dropping the oldest media are both O(1) while the order holds.
     """
 
-    def __init__(self, accepts: Callable[[Event], bool], limits: Limits) -> None:
-        self.accepts = accepts
+    def __init__(self, limits: Limits) -> None:
         self._max_events = limits.max_queued_frames
         self._max_bytes = limits.max_queued_bytes
         self._media: deque[tuple[int, Event, int]] = deque()
@@ -77,10 +83,19 @@ class EventQueue:
         """
         if self._ended:
             return False
-        dropped = self.dropped_media + self.dropped_events
         queue = self._media if type(event) is Media else self._others
         queue.append((next(self._count), event, size))
         self._bytes += size
+        if self._waiter is not None:
+            self._wake()
+        if len(self._media) + len(self._others) <= self._max_events and (
+            self._bytes <= self._max_bytes
+        ):
+            return False
+        return self._drop()
+
+    def _drop(self) -> bool:
+        dropped = self.dropped_media + self.dropped_events
         while len(self._media) + len(self._others) > self._max_events or (
             self._bytes > self._max_bytes and len(self._media) + len(self._others) > 1
         ):
@@ -93,7 +108,6 @@ class EventQueue:
             else:
                 self._bytes -= self._others.popleft()[2]
                 self.dropped_events += 1
-        self._wake()
         return not dropped and self.dropped_media + self.dropped_events > 0
 
     def end(self) -> None:
@@ -147,7 +161,8 @@ class _DigitCollector:
 
 
 class Inbound:
-    """One stream's frames in: the reader task, and every reader of its events.
+    """One stream's frames in: the reader (a task, or the transport's callback), and every
+    reader of its events.
 
     Args:
         receive: reads the next frame from the socket (``None`` once closed).
@@ -157,6 +172,7 @@ class Inbound:
         on_echo: told of each mark echo; returns whether it was the session's own mark
             (which no reader sees).
         on_end: the stream is to end, as ``on_end(reason, close_code)``.
+        on_crash: handling a pushed frame raised (the stream ends with 1011).
     """
 
     def __init__(
@@ -168,17 +184,24 @@ class Inbound:
         *,
         on_echo: Callable[[str], bool],
         on_end: Callable[[str, int], None],
+        on_crash: Callable[[BaseException], None],
     ) -> None:
         self._receive = receive
         self._protocol = protocol
         self._limits = limits
+        self._max_frame_bytes = limits.max_frame_bytes
         self._log_extra = log_extra
         self._on_echo = on_echo
         self._on_end = on_end
+        self._on_crash = on_crash
         self._reported: set[str] = set()
-        self.violations: Counter[int] = Counter()  # frames refused, by Twilio error code
-        self.events = EventQueue(lambda event: True, limits)  # the stream's own iterator
-        self.queues: list[EventQueue] = [self.events]
+        self._violations: dict[int, int] = {}
+        self.violations_by_code: Mapping[int, int] = MappingProxyType(self._violations)
+        """Frames ignored, by Twilio error code (``{31951: 2}``); see
+        :attr:`mediastreams.session.MediaStream.violations_by_code`."""
+        self.events = EventQueue(limits)  # the stream's own iterator
+        self._audio_queues: list[EventQueue] = []  # audio() readers: media only
+        self._on_media: Callable[[Media], object] | None = None
         self._collectors: deque[_DigitCollector] = deque()
         self._ended = False
         self.frames_in = 0  # the watchdog's view of the peer: counted, not timed, per frame
@@ -186,33 +209,60 @@ class Inbound:
     # --- frames in ----------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """The reader task: reads, checks and dispatches frames until the stream ends."""
-        max_frame_bytes = self._limits.max_frame_bytes
+        """The reader task, for a transport that is read: frames until the stream ends."""
+        on_frame = self.on_frame
         while not self._ended:
-            data = await self._receive()
-            self.frames_in += 1
+            on_frame(await self._receive())
+
+    def on_frame(self, data: str | bytes | None) -> None:
+        """Read one frame (``None``: the socket closed): check it, give it to its readers.
+
+        Called by the reader task, or by a push transport in its own callback. Never raises:
+        a failure ends the stream with 1011, whichever called.
+        """
+        if self._ended:
+            return
+        # The hot path, 50 times a second per stream: kept flat, as few calls as it can.
+        self.frames_in += 1
+        try:
             if data is None:
                 self._on_end("dropped", CLOSE_NORMAL)
-                break
-            if len(data) > max_frame_bytes:
-                self._report("too-big", f"a {len(data)}-byte frame (limit {max_frame_bytes})")
+                return
+            size = len(data)
+            if size > self._max_frame_bytes:
+                limit = self._max_frame_bytes
+                self._report("too-big", f"a {size}-byte frame (limit {limit})")
                 self._on_end("too-big", CLOSE_TOO_BIG)
-                break
-            message = self.check(data)
-            if message is not None:
-                self._dispatch(message, len(data))
+                return
+            received = self._protocol.receive(data)
+            message = received.message
+            if received.violations:
+                self._count(received.violations)
+            if type(message) is Media:
+                callback = self._on_media
+                if callback is not None:
+                    callback(message)
+                elif self.events.push(message, size):
+                    self._report_unread(self.events)
+                if self._audio_queues:
+                    self._to_audio_readers(message, size)
+            elif message is not None:
+                self._dispatch(message, size)
+        except Exception as error:
+            self._on_crash(error)
 
     def check(self, data: str | bytes) -> TwilioMessage | None:
-        """The message a frame carries, or ``None`` for a bad frame (logged, ignored)."""
-        try:
-            if isinstance(data, bytes):
-                self._protocol.receive_bytes(data)  # always raises: Twilio sends text only
-            return self._protocol.receive_text(data)
-        except ProtocolError as error:
-            violation = error.violation
-            self.violations[violation.code] += 1
-            self._report(violation.kind, violation.describe())
-            return None
+        """The message a frame carries, or ``None`` for a bad frame (counted, logged, ignored)."""
+        received = self._protocol.receive(data)
+        if received.violations:
+            self._count(received.violations)
+        return received.message
+
+    def _count(self, violations: tuple[Violation, ...]) -> None:
+        counts = self._violations
+        for violation in violations:
+            counts[violation.code] = counts.get(violation.code, 0) + 1
+        self._report(violations[0].kind, violations[0].describe())
 
     def _report(self, kind: str, text: str) -> None:
         # Once per kind and stream, as Twilio logs its own 31950/31951 warnings. Kinds are a
@@ -232,31 +282,54 @@ class Inbound:
             self.publish(message, size)  # type: ignore[arg-type]
             self._on_end("stop", CLOSE_NORMAL)
             return
-        if kind is Media or kind is DTMF or kind is Mark or kind is UnknownMessage:
+        if kind is DTMF or kind is Mark or kind is UnknownMessage:
             self.publish(message, size)  # type: ignore[arg-type]
 
     # --- fan-out ------------------------------------------------------------------------------
+
+    def on_media(self, callback: Callable[[Media], object] | None) -> None:
+        """Give every ``Media`` to ``callback`` instead of the stream's own iterator."""
+        self._on_media = callback
 
     def publish(self, event: Event, size: int) -> None:
         """Give an event that arrived as a ``size``-byte frame to its readers.
 
         While a :meth:`collect_digits` waits, a ``DTMF`` goes to it alone (to the oldest of
-        them when several wait), until it has its ``count`` digits or a ``finish_on`` key;
-        every other event goes to every reader that accepts it, as when nothing collects.
+        them when several wait), until it has its ``count`` digits or a ``finish_on`` key.
+        While a media callback is set (:meth:`on_media`), a ``Media`` goes to it, and to each
+        :meth:`audio` reader, but not to the stream's own iterator. Every other event goes
+        to the stream's own iterator.
         """
+        if type(event) is Media:
+            self._publish_media(event, size)
+            return
         collectors = self._collectors
         if collectors and type(event) is DTMF:
             if collectors[0].take(event.digit):
                 collectors.popleft()
             return
-        for queue in self.queues:
-            if queue.accepts(event) and queue.push(event, size):
+        if self.events.push(event, size):
+            self._report_unread(self.events)
+
+    def _publish_media(self, media: Media, size: int) -> None:
+        callback = self._on_media
+        if callback is not None:
+            callback(media)
+        elif self.events.push(media, size):
+            self._report_unread(self.events)
+        self._to_audio_readers(media, size)
+
+    def _to_audio_readers(self, media: Media, size: int) -> None:
+        for queue in self._audio_queues:
+            if queue.push(media, size):
                 self._report_unread(queue)
 
     def end(self) -> None:
         """The stream ended: the reader task stops; readers get what is queued, then the end."""
         self._ended = True
-        for queue in self.queues:
+        self._on_media = None
+        self.events.end()
+        for queue in self._audio_queues:
             queue.end()
         for collector in self._collectors:
             collector._finish()
@@ -282,10 +355,10 @@ class Inbound:
         from .audio import MulawDecoder
 
         decoder = MulawDecoder(sample_rate)
-        queue = EventQueue(lambda event: type(event) is Media, self._limits)
+        queue = EventQueue(self._limits)
         if self._ended:
             queue.end()
-        self.queues.append(queue)
+        self._audio_queues.append(queue)
         return self._pcm(decoder, queue)
 
     async def _pcm(self, decoder: MulawDecoder, queue: EventQueue) -> AsyncIterator[bytes]:
@@ -297,7 +370,7 @@ class Inbound:
                 if event.timestamp is not None:
                     if expected_ms is not None and event.timestamp > expected_ms:
                         gap_ms = min(event.timestamp - expected_ms, MAX_GAP_FILL_MS)
-                        payload = SILENCE * (gap_ms * BYTES_PER_MS) + payload
+                        payload = bytes([SILENCE_BYTE]) * (gap_ms * BYTES_PER_MS) + payload
                     expected_ms = event.timestamp + len(event.payload) // BYTES_PER_MS
                 pcm = decoder.decode(payload)
                 if pcm:
@@ -306,7 +379,7 @@ class Inbound:
             if tail:
                 yield tail
         finally:
-            self.queues.remove(queue)
+            self._audio_queues.remove(queue)
 
     async def collect_digits(
         self, count: int, *, timeout_ms: int | None, finish_on: str | None

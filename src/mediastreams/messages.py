@@ -332,6 +332,18 @@ def parse(text: str | bytes, *, sender: Sender = "twilio") -> Message:
                         timestamp=int(timestamp),
                         sequence_number=int(sequence),
                     )
+            elif type(wire) is _MarkWire:
+                # Mark echoes, a few a second: names may hold colons (the session's own do), so
+                # the colon count cannot vouch for them; the length can, as for media. The
+                # name's length in characters is a lower bound of its length in the frame.
+                sid, name, sequence = wire.stream_sid, wire.mark.name, wire.sequence_number
+                if (
+                    sid
+                    and sequence.isascii()
+                    and sequence.isdigit()
+                    and len(text) < _TWILIO_MARK_ROOM + len(sid) + len(name) + len(sequence)
+                ):
+                    return Mark(stream_sid=sid, name=name, sequence_number=int(sequence))
             message: Message = _from_twilio_wire(wire)
         else:
             wire = _APP_DECODER.decode(text)
@@ -386,6 +398,9 @@ _TWILIO_MEDIA_ROOM = _SMALLEST_MEMBER + len(
     '{"event":"media","sequenceNumber":"","streamSid":"",'
     '"media":{"track":"","chunk":"","timestamp":"","payload":""}}'
 )
+_TWILIO_MARK_ROOM = _SMALLEST_MEMBER + len(
+    '{"event":"mark","sequenceNumber":"","streamSid":"","mark":{"name":""}}'
+)
 _APP_MEDIA_ROOM = _SMALLEST_MEMBER + len('{"event":"media","streamSid":"","media":{"payload":""}}')
 
 
@@ -439,14 +454,17 @@ def _b64(payload: bytes) -> str:
     return binascii.b2a_base64(payload, newline=False).decode("ascii")
 
 
-def _json_str(value: str) -> str:
+def json_string(value: str) -> str:
+    """``value`` as a JSON string, as :func:`serialize` writes it (a hot-path helper)."""
+    if value.isascii() and value.isprintable() and '"' not in value and "\\" not in value:
+        return '"' + value + '"'  # nothing to escape: the pacer's marks, SIDs
     return json.dumps(value, ensure_ascii=False)
 
 
 @functools.lru_cache(maxsize=1024)
 def media_frame_prefix(stream_sid: str) -> str:
     """The fixed start of every outbound ``media`` frame for a stream (a hot-path helper)."""
-    return '{"event":"media","streamSid":' + _json_str(stream_sid) + ',"media":{"payload":"'
+    return '{"event":"media","streamSid":' + json_string(stream_sid) + ',"media":{"payload":"'
 
 
 def serialize(message: Message) -> str:

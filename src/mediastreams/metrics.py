@@ -205,7 +205,7 @@ class MeteredTransport:
         if self.stream is None:
             return
         # The session counts the frames it refused: add what is new since the last time.
-        for code, count in self.stream.violations.items():
+        for code, count in self.stream.violations_by_code.items():
             new = count - self._violations_counted.get(code, 0)
             if new > 0:
                 self.metrics.violations.labels(str(code), "twilio").inc(new)

@@ -27,10 +27,11 @@ import enum
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TypeAlias
+from typing import Final, TypeAlias
+
+from .wireformat import BYTES_PER_MS, FRAME_MS
 
 __all__ = [
-    "BYTES_PER_MS",
     "DEFAULT_FRAME_MS",
     "DEFAULT_LEAD_MS",
     "DEFAULT_MARK_INTERVAL_MS",
@@ -43,9 +44,7 @@ __all__ = [
     "Resolved",
 ]
 
-BYTES_PER_MS = 8  # mu-law 8000 Hz: one byte per sample
-
-DEFAULT_FRAME_MS = 20
+DEFAULT_FRAME_MS: Final = FRAME_MS  # the frames Twilio sends; it plays other sizes too
 DEFAULT_LEAD_MS = 1000
 DEFAULT_MARK_INTERVAL_MS = 200
 
@@ -107,12 +106,19 @@ class MarkResolved:
 
 
 class _Play:
+    """A play's audio not yet sent: the chunks as its source gave them, taken frame by frame.
+
+    A chunk of exactly one frame (an echo, a relay) goes out as the same ``bytes`` object,
+    with no copy; a frame cut from a longer chunk is one slice.
+    """
+
     __slots__ = (
-        "buffer",
+        "available",
+        "chunks",
+        "head",
         "id",
         "last_mark",
         "max_backlog",
-        "offset",
         "progress",
         "resolved",
         "source_done",
@@ -121,31 +127,60 @@ class _Play:
     def __init__(self, play_id: int, max_backlog_ms: int | None) -> None:
         self.id = play_id
         self.progress = PlayProgress()
-        self.buffer = bytearray()
-        self.offset = 0  # bytes of `buffer` already sent
+        self.chunks: deque[bytes] = deque()
+        self.head = 0  # bytes of chunks[0] already sent
+        self.available = 0  # bytes not yet sent
         self.source_done = False
         self.resolved = False  # failed while queued: skipped, never sent
         self.last_mark = 0  # play bytes at the last mark sent
         self.max_backlog = None if max_backlog_ms is None else max_backlog_ms * BYTES_PER_MS
 
-    @property
-    def available(self) -> int:
-        return len(self.buffer) - self.offset
-
     def append(self, mulaw: bytes) -> None:
         """Add audio from the source; past ``max_backlog`` unsent, the oldest is dropped."""
-        self.buffer += mulaw
+        if not mulaw:
+            return
+        self.chunks.append(mulaw if type(mulaw) is bytes else bytes(mulaw))
+        self.available += len(mulaw)
         if self.max_backlog is not None and self.available > self.max_backlog:
-            excess = self.available - self.max_backlog
-            self.offset += excess
-            self.progress.dropped_bytes += excess
-            self.compact()
+            self._drop(self.available - self.max_backlog)
 
-    def compact(self) -> None:
-        """Drop the sent part of the buffer, now and then (not per frame)."""
-        if self.offset >= 1 << 16:
-            del self.buffer[: self.offset]
-            self.offset = 0
+    def _drop(self, excess: int) -> None:
+        self.available -= excess
+        self.progress.dropped_bytes += excess
+        chunks = self.chunks
+        while excess:
+            left = len(chunks[0]) - self.head
+            if left > excess:
+                self.head += excess
+                return
+            chunks.popleft()
+            self.head = 0
+            excess -= left
+
+    def take(self, size: int) -> bytes:
+        """The next ``size`` bytes (at most :attr:`available`)."""
+        self.available -= size
+        chunks, head = self.chunks, self.head
+        first = chunks[0]
+        left = len(first) - head
+        if left > size:
+            self.head = head + size
+            return first[head : head + size]
+        chunks.popleft()
+        self.head = 0
+        if left == size:
+            return first if head == 0 else first[head:]
+        parts = [first[head:]]  # a frame across chunks: rare with a source of whole frames
+        size -= left
+        while size:
+            chunk = chunks[0]
+            if len(chunk) > size:
+                parts.append(chunk[:size])
+                self.head = size
+                break
+            parts.append(chunks.popleft())
+            size -= len(chunk)
+        return b"".join(parts)
 
 
 class _Mark:
@@ -241,6 +276,36 @@ class Pacer:
         play = self._plays.get(play_id)
         if play is not None:
             play.append(mulaw)
+
+    def pass_through(self, play_id: int, mulaw: bytes) -> bool:
+        """Send ``mulaw`` as it is, if it can go out now as one whole frame of the play.
+
+        The relay's case, 50 times a second: the play is the one sending, has nothing
+        buffered, this is exactly one frame, the lead has room and no mark falls due after it.
+        Then it counts as sent and this returns ``True``: the caller sends it as one media
+        frame's payload. Otherwise nothing changes and this returns ``False``: give it to
+        :meth:`add_audio`.
+        """
+        play = self._plays.get(play_id)
+        size = self._frame_bytes
+        if (
+            play is None
+            or len(mulaw) != size
+            or type(mulaw) is not bytes
+            or play.available
+            or play.source_done
+            or self._out
+            or not self._queue
+            or self._queue[0] is not play
+            or self.sent_bytes + size - self.confirmed_bytes > self._lead_bytes
+        ):
+            return False
+        progress = play.progress
+        if progress.sent_bytes + size - play.last_mark >= self._mark_bytes:
+            return False  # a mark falls due after it
+        self.sent_bytes += size
+        progress.sent_bytes += size
+        return True
 
     def end_source(self, play_id: int) -> None:
         """A play's source has no more audio: its last frame and final mark may go out.
@@ -370,30 +435,32 @@ class Pacer:
             self._finish_sending(item)
 
     def _send_frames(self, play: _Play) -> None:
-        # The hot path: one pass per frame, on locals, with one allocation (the chunk).
+        # The hot path: one pass per frame, on locals; a frame is taken from the play's chunks
+        # with no copy when the source gave it whole.
         frame_bytes, mark_bytes = self._frame_bytes, self._mark_bytes
         room = self._lead_bytes - (self.sent_bytes - self.confirmed_bytes)
-        progress, out, buffer = play.progress, self._out, play.buffer
-        offset, source_done = play.offset, play.source_done
-        end = len(buffer)
+        progress, out = play.progress, self._out
+        source_done = play.source_done
         sent = 0
-        while room > 0 and (end - offset >= frame_bytes or (source_done and end > offset)):
-            chunk = bytes(buffer[offset : offset + frame_bytes])
-            size = len(chunk)
-            offset += size
+        while room > 0:
+            available = play.available
+            if available >= frame_bytes:
+                size = frame_bytes
+            elif source_done and available:
+                size = available  # the last frame is not padded
+            else:
+                break
+            out.append(play.take(size))
             room -= size
             sent += size
-            out.append(chunk)
-            if (not source_done or offset < end) and (
+            if (not source_done or play.available) and (
                 progress.sent_bytes + sent - play.last_mark >= mark_bytes
             ):
-                play.offset = offset
                 self._commit(play, sent)
                 sent = 0
                 self._send_mark(play, final=False)
-        play.offset = offset
-        self._commit(play, sent)
-        play.compact()
+        if sent:
+            self._commit(play, sent)
 
     def _commit(self, play: _Play, n_bytes: int) -> None:
         self.sent_bytes += n_bytes

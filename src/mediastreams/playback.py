@@ -3,9 +3,15 @@
 :class:`Playback` owns what :meth:`MediaStream.play`, :meth:`~MediaStream.send_mark` and
 :meth:`~MediaStream.clear` start: the handles the app awaits (:class:`PlayHandle`,
 :class:`MarkHandle`), a task per audio source that feeds its mu-law to the loop-free
-:class:`~mediastreams.pacing.Pacer`, and the writer that sends what the pacer allows through
+:class:`~mediastreams.pacing.Pacer` (or an :class:`AudioFeed` the app writes to, with no
+task), and the writer that sends what the pacer allows through
 :class:`~mediastreams.protocol.AppProtocol`. The pacer decides; this module maps its play and
 mark ids to handles and resolves them.
+
+On a transport that writes at once (:class:`~mediastreams.websocket.PushTransport`), frames
+go out in the call that made them due (a play queued, audio fed, a mark echoed) with no task
+switch; the writer task takes over only while the peer reads too slowly. On any other
+transport the writer task sends them.
 
 Part of :mod:`mediastreams.session`: what that module exports is public, the rest of this
 module may change.
@@ -18,10 +24,9 @@ import itertools
 from collections.abc import Awaitable, Callable, Coroutine, Generator
 from typing import Any, TypeAlias
 
-from .diagnostics import container_format, local_violation
+from .containers import container_format
 from .exceptions import LocalProtocolError, StreamClosed
 from .pacing import (
-    BYTES_PER_MS,
     MARK_PREFIX,
     MarkResolved,
     Outcome,
@@ -29,8 +34,10 @@ from .pacing import (
     PlayProgress,
 )
 from .protocol import AppProtocol
+from .violations import local_violation
+from .wireformat import BYTES_PER_MS
 
-__all__ = ["AudioInput", "MarkHandle", "PlayHandle", "Playback"]
+__all__ = ["AudioFeed", "AudioInput", "MarkHandle", "PlayHandle", "Playback"]
 
 AudioInput: TypeAlias = Any
 """A path, bytes, a numpy array or an async iterable of chunks; see :meth:`MediaStream.play`."""
@@ -142,6 +149,63 @@ class MarkHandle(_Handle):
         return self
 
 
+class AudioFeed:
+    """Live audio the app writes as it comes: headerless mu-law/8000, played in order.
+
+    Give it to :meth:`MediaStream.play` (``handle = stream.play(feed)``), then call
+    :meth:`write` with each piece of audio, from a callback or a task, and :meth:`end` when
+    there is no more. Each :meth:`write` queues the audio and sends what the pacing allows at
+    once, with no task between: the cheapest way to relay audio (an echo, a bridge to another
+    call, a TTS engine that calls back). Audio written before :meth:`MediaStream.play` waits
+    for it; audio written after :meth:`end`, or after the play resolved (a ``clear``, the
+    stream's end), is dropped.
+
+    Example::
+
+        feed = AudioFeed()
+        handle = stream.play(feed, max_backlog_ms=2000)
+        stream.on_media(lambda media: feed.write(media.payload))  # an echo
+    """
+
+    __slots__ = ("_early", "_ended", "_play_id", "_playback")
+
+    def __init__(self) -> None:
+        self._playback: Playback | None = None
+        self._play_id = 0
+        self._early: list[bytes] = []
+        self._ended = False
+
+    def write(self, mulaw: bytes) -> None:
+        """Queue audio (headerless mu-law at 8000 Hz) and send what is due."""
+        if self._ended:
+            return
+        playback = self._playback
+        if playback is None:
+            self._early.append(bytes(mulaw))
+            return
+        playback.feed(self._play_id, mulaw)
+
+    def end(self) -> None:
+        """No more audio: the play resolves once what was written has played."""
+        if self._ended:
+            return
+        self._ended = True
+        if self._playback is not None:
+            self._playback.end_feed(self._play_id)
+
+    def _attach(self, playback: Playback, play_id: int) -> None:
+        if self._playback is not None:
+            raise ValueError("this AudioFeed is already playing; make one per play")
+        self._playback, self._play_id = playback, play_id
+        early, self._early = self._early, []
+        for mulaw in early:
+            playback.pacer.add_audio(play_id, mulaw)
+        if self._ended:
+            playback.end_feed(play_id)
+        else:
+            playback.pump()
+
+
 class Playback:
     """Plays and marks for one stream: handles, source feeders, and the frame writer.
 
@@ -149,6 +213,8 @@ class Playback:
         protocol: the stream's protocol; frames are queued on it, then sent.
         send: sends one text frame on the socket.
         pacer: decides what goes out when.
+        send_now: writes one frame's bytes at once if the socket can take it (a
+            :class:`~mediastreams.websocket.PushTransport`'s ``send_now``), or ``None``.
         spawn: starts a task the stream awaits at its end.
         on_dropped: a send found the socket gone.
         on_crash: a send raised something else.
@@ -160,6 +226,7 @@ class Playback:
         send: Callable[[str], Awaitable[None]],
         pacer: Pacer,
         *,
+        send_now: Callable[[bytes], bool] | None = None,
         spawn: Callable[[Coroutine[Any, Any, None]], asyncio.Task[None]],
         on_dropped: Callable[[], None],
         on_crash: Callable[[BaseException], None],
@@ -167,6 +234,8 @@ class Playback:
         self.protocol = protocol
         self.pacer = pacer
         self._send = send
+        self._send_now = send_now
+        self._held: list[bytes] = []  # frames made, waiting for the writer task to send
         self._spawn = spawn
         self._on_dropped = on_dropped
         self._on_crash = on_crash
@@ -192,6 +261,11 @@ class Playback:
             )
         play_id = next(self._ids)
         progress = self.pacer.add_play(play_id, max_backlog_ms=max_backlog_ms)
+        if isinstance(source, AudioFeed):
+            handle = PlayHandle(play_id, "an AudioFeed", progress)
+            self._plays[play_id] = handle
+            source._attach(self, play_id)
+            return handle
         if isinstance(source, bytes | bytearray | memoryview):
             data = bytes(source)
             handle = PlayHandle(play_id, f"{len(data)} bytes", progress)
@@ -200,7 +274,7 @@ class Playback:
                 # Headerless mu-law: sent as it is, with no task and no audio import.
                 self.pacer.add_audio(play_id, data)
                 self.pacer.end_source(play_id)
-                self._wake.set()
+                self.pump()
                 return handle
         else:
             # mediastreams.audio (numpy, soxr, miniaudio) is imported only when a source
@@ -228,7 +302,7 @@ class Playback:
         mark_id = next(self._ids)
         self._marks[mark_id] = handle
         self.pacer.add_mark(mark_id, name)
-        self._wake.set()
+        self.pump()
         return handle
 
     def clear(self) -> list[PlayHandle]:
@@ -242,7 +316,7 @@ class Playback:
             feeder = self._feeders.get(handle.id)
             if feeder is not None and feeder is not current:
                 feeder.cancel()  # stop pulling from a TTS stream nobody will hear
-        self._wake.set()
+        self.pump()
         return interrupted
 
     # --- what the stream tells it -------------------------------------------------------------
@@ -252,8 +326,39 @@ class Playback:
         own = self.pacer.on_echo(name)
         self._apply()
         if own:
-            self._wake.set()  # room for more audio
+            self.pump()  # room for more audio
         return own
+
+    def feed(self, play_id: int, mulaw: bytes) -> None:
+        """More audio for an :class:`AudioFeed`'s play; sent as the pacing allows."""
+        send_now = self._send_now
+        if (
+            send_now is not None
+            and not self.sending
+            and not self._held
+            and not self._ended
+            and self.pacer.pass_through(play_id, mulaw)
+        ):
+            # A relay's frame, whole and due now (the hot path): straight out, no queue.
+            try:
+                frame = self.protocol.encode_media(mulaw)
+                if send_now(frame):
+                    self.frames_out += 1
+                else:
+                    self._held.append(frame)  # the peer reads too slowly: the writer waits
+                    self._wake.set()
+            except StreamClosed:
+                self._on_dropped()
+            except Exception as error:
+                self._on_crash(error)
+            return
+        self.pacer.add_audio(play_id, mulaw)
+        self.pump()
+
+    def end_feed(self, play_id: int) -> None:
+        """An :class:`AudioFeed` has ended."""
+        self.pacer.end_source(play_id)
+        self.pump()
 
     def end(self) -> None:
         """The stream ended: every handle resolves, every source stops, the writer returns."""
@@ -297,7 +402,10 @@ class Playback:
                 if handle.done():
                     return  # interrupted: stop pulling from the source
                 self.pacer.add_audio(handle.id, chunk)
-                await self.flush()
+                if self._send_now is None:
+                    await self.flush()  # from this task: saves a switch to the writer's
+                else:
+                    self.pump()
         except Exception as error:
             # Not swallowed: the error goes to whoever awaits the handle, or to the log when
             # the stream is closed and nothing did.
@@ -308,7 +416,7 @@ class Playback:
             self._apply()
         finally:
             self.pacer.end_source(handle.id)
-            self._wake.set()
+            self.pump()
 
     async def run(self) -> None:
         """The writer task: sends what synchronous calls (play, send_mark, clear, echoes) queued."""
@@ -316,6 +424,58 @@ class Playback:
             await self._wake.wait()
             self._wake.clear()
             await self.flush()
+
+    def pump(self) -> None:
+        """Make the frames due now and send them: at once on a transport that writes at once,
+        else by the writer task. Called after each change (a play, audio, a mark, an echo, a
+        clear)."""
+        if self._ended:
+            return
+        send_now = self._send_now
+        if send_now is None or self.sending or self._held:
+            # The writer task sends, in order; the frames are made now, so the pacing (and a
+            # live play's backlog) sees them sent as soon as the lead allows.
+            self._make_frames()
+            self._wake.set()
+            return
+        self.sending = True
+        try:
+            # One pass: sending calls nothing back, so nothing new is due after it.
+            protocol = self.protocol
+            for item in self.pacer.frames_to_send():
+                if type(item) is bytes:
+                    protocol.send_media(item)
+                else:  # a mark's name: now and then, not per frame
+                    assert isinstance(item, str)
+                    protocol.send_mark(item)
+            self._apply()
+            frames = protocol.encoded_to_send()
+            sent = 0
+            for frame in frames:
+                if not send_now(frame):
+                    # The peer reads too slowly: the writer task waits for room.
+                    self._held = frames[sent:]
+                    self._wake.set()
+                    break
+                sent += 1
+            self.frames_out += sent
+        except StreamClosed:
+            self._on_dropped()  # the reader sees the socket gone and finishes
+        except Exception as error:
+            self._on_crash(error)
+        finally:
+            self.sending = False
+
+    def _make_frames(self) -> None:
+        """Queue on the protocol the frames and marks the pacer lets go now."""
+        protocol = self.protocol
+        for item in self.pacer.frames_to_send():
+            if type(item) is bytes:
+                protocol.send_media(item)
+            else:  # a mark's name: now and then, not per frame
+                assert isinstance(item, str)
+                protocol.send_mark(item)
+        self._apply()  # a play with no audio resolves when its turn comes
 
     async def flush(self) -> None:
         """Send what the pacer allows now, from the calling task.
@@ -328,25 +488,25 @@ class Playback:
         if self.sending:
             return
         self.sending = True
-        protocol, pacer = self.protocol, self.pacer
+        protocol = self.protocol
         try:
             while not self._ended:
-                for item in pacer.frames_to_send():
-                    if type(item) is bytes:
-                        protocol.send_media(item)
-                    else:  # a mark's name: now and then, not per frame
-                        assert isinstance(item, str)
-                        protocol.send_mark(item)
-                self._apply()  # a play with no audio resolves when its turn comes
-                frames = protocol.data_to_send()
+                frames, self._held = self._held, []
+                if not frames:
+                    self._make_frames()
+                    frames = protocol.encoded_to_send()
                 if not frames:
                     break
                 for frame in frames:
-                    await self._send(frame)
+                    await self._send(frame.decode())
                     self.frames_out += 1
+                if self._send_now is not None:
+                    break  # room again: pump() sends the rest at once
         except StreamClosed:
             self._on_dropped()  # the reader sees the socket gone and finishes
         except Exception as error:
             self._on_crash(error)
         finally:
             self.sending = False
+        if self._send_now is not None and not self._ended:
+            self.pump()

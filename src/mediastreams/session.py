@@ -15,13 +15,20 @@ What "played" means and how audio is paced: see :mod:`mediastreams.pacing`.
 This module is the stream's life (open, close, the end, whatever causes it) and its public
 face; each other job of the session has its own module, which this one wires together:
 
-- :mod:`mediastreams.inbound`: the reader task (frames in, checked by the protocol, bad ones
-  logged once per kind and ignored) and the fan-out of events to their readers;
-- :mod:`mediastreams.playback`: plays and marks, their handles, the sources feeding them and
-  the writer task, paced by the loop-free :class:`~mediastreams.pacing.Pacer`; turning a
-  source into mu-law is :mod:`mediastreams.audio.source`'s;
+- :mod:`mediastreams.inbound`: frames in (from a reader task, or pushed by the transport),
+  checked by the protocol's ``receive()``, bad ones counted by Twilio code, logged once per
+  kind and ignored; and the fan-out of events to their readers;
+- :mod:`mediastreams.playback`: plays and marks, their handles, the sources feeding them
+  (an :class:`AudioFeed` is written to by the app) and the writer, paced by the loop-free
+  :class:`~mediastreams.pacing.Pacer`; turning a source into mu-law is
+  :mod:`mediastreams.audio.source`'s;
 - :mod:`mediastreams.watchdog`: the idle and send deadlines;
 - :mod:`mediastreams.websocket`: the adapter interface, close codes and close reasons.
+
+On a transport that pushes frames and writes at once (:class:`PushTransport`: picows), a
+media frame goes from the socket's callback through the protocol to the app's media callback
+(:meth:`MediaStream.on_media`) and an :class:`AudioFeed`'s frame back to the socket in one
+call, with no task woken: what lets one core carry the most calls.
 
 A frame over ``max_frame_bytes``, a lost socket, a silent peer, a peer that does not read,
 and any exception in a task of the session end the stream. Every bound comes from one
@@ -42,7 +49,7 @@ from typing import Any
 from .exceptions import StreamClosed, StreamTimeout
 from .inbound import MAX_GAP_FILL_MS, Event, Inbound
 from .limits import DEFAULT_LIMITS, Limits
-from .messages import Start
+from .messages import Media, Start
 from .pacing import (
     DEFAULT_FRAME_MS,
     DEFAULT_LEAD_MS,
@@ -50,7 +57,7 @@ from .pacing import (
     Outcome,
     Pacer,
 )
-from .playback import AudioInput, MarkHandle, Playback, PlayHandle
+from .playback import AudioFeed, AudioInput, MarkHandle, Playback, PlayHandle
 from .protocol import STREAMING, AppProtocol
 from .watchdog import Watchdog
 from .websocket import (
@@ -58,9 +65,11 @@ from .websocket import (
     CLOSE_NORMAL,
     CLOSE_TOO_BIG,
     MAX_CLOSE_REASON_BYTES,
+    PushTransport,
     Transport,
     close_reason,
     close_transport,
+    push_transport,
 )
 from .websocket import (
     CLOSE_POLICY as CLOSE_POLICY,  # re-exported for the server
@@ -75,6 +84,7 @@ __all__ = [
     "MAX_CLOSE_REASON_BYTES",
     "MAX_FRAME_BYTES",
     "MAX_GAP_FILL_MS",
+    "AudioFeed",
     "AudioInput",
     "Event",
     "MarkHandle",
@@ -82,6 +92,7 @@ __all__ = [
     "Outcome",
     "Pacer",
     "PlayHandle",
+    "PushTransport",
     "Transport",
     "close_reason",
 ]
@@ -159,10 +170,12 @@ class MediaStream:
         self._ended = asyncio.Event()
         self._closing: asyncio.Task[None] | None = None
         self._log_extra: dict[str, str] = {}  # filled in at start, shared with the halves
+        self._push = push_transport(transport)
         self._playback = Playback(
             self.protocol,
             transport.send,
             self.pacer,
+            send_now=None if self._push is None else self._push.send_now,
             spawn=self._spawn,
             on_dropped=lambda: self._end("dropped"),
             on_crash=self._crash,
@@ -174,6 +187,7 @@ class MediaStream:
             self._log_extra,
             on_echo=self._playback.on_echo,
             on_end=self._end,
+            on_crash=self._crash,
         )
         self._watchdog = Watchdog(self.limits, self._progress, self._time_out)
 
@@ -206,11 +220,6 @@ class MediaStream:
     def custom_parameters(self) -> dict[str, str]:
         """What the TwiML's ``<Parameter>`` elements set."""
         return self.start.custom_parameters
-
-    @property
-    def violations(self) -> Mapping[int, int]:
-        """Frames from Twilio's side refused so far (logged once per kind), by Twilio code."""
-        return self._inbound.violations
 
     @property
     def ended(self) -> bool:
@@ -253,9 +262,13 @@ class MediaStream:
             start.call_sid,
             extra=self._log_extra,
         )
-        self._spawn(self._guard(self._inbound.run))
         self._spawn(self._guard(self._playback.run))
         self._watchdog.start()
+        if self._push is None:
+            self._spawn(self._guard(self._inbound.run))
+        else:
+            # Last: the frames that came in since start are read now, and may end the stream.
+            self._push.set_receiver(self._inbound.on_frame)
         return self
 
     async def _receive_opening(self) -> None:
@@ -365,6 +378,8 @@ class MediaStream:
         self.protocol.close()
         self._playback.end()
         self._inbound.end()
+        if self._push is not None:
+            self._push.set_receiver(None)
         self._ended.set()
         self._start_closing()
         if self._log_extra:
@@ -432,6 +447,34 @@ class MediaStream:
         """
         return self._inbound.iterate()
 
+    def on_media(self, callback: Callable[[Media], object] | None) -> None:
+        """Give every inbound ``Media`` to ``callback`` as it arrives, instead of to
+        ``async for event in stream``; ``None`` gives them back to the iterator.
+
+        The callback runs synchronously, in the call that read the frame (on picows, the
+        socket's own callback): keep it short and never block; what it raises ends the stream
+        with 1011. :meth:`audio` readers still get every frame. With an :class:`AudioFeed`
+        this relays audio with no task woken per frame::
+
+            feed = AudioFeed()
+            stream.play(feed)
+            stream.on_media(lambda media: feed.write(media.payload))
+            async for event in stream:  # marks, DTMF, stop; media go to the callback
+                ...
+        """
+        self._inbound.on_media(callback)
+
+    @property
+    def violations_by_code(self) -> Mapping[int, int]:
+        """Frames from Twilio that were ignored, counted by Twilio error code.
+
+        For example ``{31951: 2, 31950: 1}``: two frames Twilio's side should not have sent
+        (bad JSON, out of order, a wrong ``streamSid``...) and one binary frame. Each was
+        logged (once per kind) and ignored; the stream went on. A read-only view, kept up to
+        date while the stream runs and final once it has ended, for metrics.
+        """
+        return self._inbound.violations_by_code
+
     def audio(self, sample_rate: int = 8000) -> AsyncIterator[bytes]:
         """The caller's audio as 16-bit little-endian mono PCM at ``sample_rate``.
 
@@ -492,6 +535,8 @@ class MediaStream:
                 - a path, or ``bytes`` of a WAV/MP3/FLAC/Ogg file: converted with
                   :func:`mediastreams.audio.to_mulaw`;
                 - a numpy array of samples, with ``sample_rate``;
+                - an :class:`AudioFeed` the app writes mu-law to as it comes (a relay, an
+                  echo): sent with no task, at once when the pacing allows;
                 - an async iterable of ``bytes`` chunks (a TTS stream): raw samples of
                   ``format``, or a stream starting with a WAV header, or mu-law/8000 when
                   ``format`` is ``None`` and there is no header. Chunks are converted and

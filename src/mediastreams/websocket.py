@@ -1,8 +1,10 @@
 """The WebSocket as the session sees it: the adapter interface, close codes, close reasons.
 
 :class:`Transport` is what an adapter (:mod:`mediastreams.adapters`) wraps a library's
-WebSocket in; :func:`close_reason` is how a failure is told to the peer. All three are also
-importable from :mod:`mediastreams.session`, where they are documented.
+WebSocket in, and :class:`PushTransport` what an adapter of a callback library (picows) can
+offer besides, so that frames go from the socket to the app with no task between;
+:func:`close_reason` is how a failure is told to the peer. They are also importable from
+:mod:`mediastreams.session`, where they are documented.
 
 Part of :mod:`mediastreams.session`: what that module exports is public, the rest of this
 module may change.
@@ -12,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Protocol
 
 __all__ = [
@@ -21,9 +23,12 @@ __all__ = [
     "CLOSE_POLICY",
     "CLOSE_TOO_BIG",
     "MAX_CLOSE_REASON_BYTES",
+    "PushTransport",
+    "Receiver",
     "Transport",
     "close_reason",
     "close_transport",
+    "push_transport",
 ]
 
 logger = logging.getLogger("mediastreams.session")
@@ -59,6 +64,53 @@ class Transport(Protocol):
     async def close(self, code: int = CLOSE_NORMAL, reason: str = "") -> None:
         """Close the socket; safe to call more than once or after the peer closed."""
         ...
+
+
+Receiver = Callable[[str | bytes | None], None]
+"""Takes each frame a :class:`PushTransport` pushes (``None`` once the socket closed)."""
+
+
+class PushTransport(Transport, Protocol):
+    """A :class:`Transport` that can also hand frames over as they arrive and write at once.
+
+    Libraries built on callbacks (picows) call the adapter for each frame and write without
+    waiting; through these two methods the session reads and writes in those callbacks, with
+    no task woken per frame. The session still reads with :meth:`Transport.receive` until
+    Twilio's ``start``, and waits in :meth:`Transport.send` while the peer reads too slowly.
+    """
+
+    def set_receiver(self, receiver: Receiver | None) -> None:
+        """From now on, push each frame to ``receiver``, in order, from the library's callback.
+
+        Frames already received and not yet read go first, before this returns; ``None`` as
+        the frame means the socket closed (pushed once). ``receive()`` is not called after
+        this. ``None`` as the receiver stops the pushing.
+        """
+        ...
+
+    def send_now(self, data: bytes) -> bool:
+        """Write one text frame, given as its UTF-8 bytes, if the socket can take it now.
+
+        Returns:
+            ``True`` when written; ``False``, having written nothing, while ``send()`` would
+            wait for the peer to read.
+
+        Raises:
+            StreamClosed: the socket is gone.
+        """
+        ...
+
+
+def push_transport(transport: Transport) -> PushTransport | None:
+    """``transport`` if its class implements :class:`PushTransport`, else ``None``.
+
+    The class is asked, not the object: a wrapper that forwards unknown attributes to the
+    transport it wraps (to count frames, say) must see every frame, so it is read from.
+    """
+    kind = type(transport)
+    if callable(getattr(kind, "set_receiver", None)) and callable(getattr(kind, "send_now", None)):
+        return transport  # type: ignore[return-value]
+    return None
 
 
 def close_reason(error: BaseException) -> str:

@@ -11,6 +11,10 @@ end, which a test drives by hand or through :class:`~mediastreams.protocol.Twili
     transport.peer.send_all(twilio.data_to_send())
     async with MediaStream(transport) as stream:
         ...
+
+:class:`PushMemoryTransport` is the same pair with the app's end a
+:class:`~mediastreams.websocket.PushTransport`, as picows' adapter is: what the peer sends
+reaches the session in the peer's own call.
 """
 
 from __future__ import annotations
@@ -19,8 +23,9 @@ import asyncio
 from collections.abc import Iterable
 
 from ..exceptions import StreamClosed
+from ..websocket import Receiver
 
-__all__ = ["MemoryPeer", "MemoryTransport"]
+__all__ = ["MemoryPeer", "MemoryTransport", "PushMemoryTransport"]
 
 
 class _Inbox:
@@ -71,8 +76,71 @@ class MemoryTransport:
         """Close from the app's side (idempotent)."""
         if self.close_code is None:
             self.close_code = code
-            self._inbox.put(None)
+            self._deliver(None)
             self.peer._inbox.put(None)
+
+    def _deliver(self, item: str | bytes | None) -> None:
+        self._inbox.put(item)
+
+
+class PushMemoryTransport(MemoryTransport):
+    """A :class:`MemoryTransport` that pushes frames to the session and writes at once.
+
+    Attributes:
+        writable: while ``False``, :meth:`send_now` writes nothing and :meth:`send` waits
+            (a peer that does not read); set it back with :meth:`set_writable`.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._receiver: Receiver | None = None
+        self._pushed_end = False
+        self._room = asyncio.Event()
+        self._room.set()
+
+    @property
+    def writable(self) -> bool:
+        return self._room.is_set()
+
+    def set_writable(self, writable: bool) -> None:
+        """Let the app's writes through, or hold them as a peer that stopped reading does."""
+        if writable:
+            self._room.set()
+        else:
+            self._room.clear()
+
+    def set_receiver(self, receiver: Receiver | None) -> None:
+        """Push frames to ``receiver`` from now on, those waiting first."""
+        self._receiver = receiver
+        queue = self._inbox.queue
+        while receiver is not None and self._receiver is receiver and not queue.empty():
+            self._push(queue.get_nowait())
+
+    def send_now(self, data: bytes) -> bool:
+        """Hand a text frame's bytes to the peer, unless it is not reading."""
+        if self.close_code is not None or self.peer.dropped:
+            raise StreamClosed("the in-memory WebSocket is closed")
+        if not self._room.is_set():
+            return False
+        self.peer._inbox.put(data.decode())
+        return True
+
+    async def send(self, text: str) -> None:
+        """Hand a text frame to the peer, once it reads."""
+        await self._room.wait()
+        await super().send(text)
+
+    def _deliver(self, item: str | bytes | None) -> None:
+        if self._receiver is None:
+            self._inbox.put(item)
+        else:
+            self._push(item)
+
+    def _push(self, item: str | bytes | None) -> None:
+        if self._pushed_end or self._receiver is None:
+            return
+        self._pushed_end = item is None
+        self._receiver(item)
 
 
 class MemoryPeer:
@@ -85,7 +153,7 @@ class MemoryPeer:
 
     def send(self, frame: str | bytes) -> None:
         """Send the app a frame (text as ``str``, binary as ``bytes``)."""
-        self._transport._inbox.put(frame)
+        self._transport._deliver(frame)
 
     def send_all(self, frames: Iterable[str | bytes]) -> None:
         """Send the app several frames, in order."""
@@ -113,7 +181,7 @@ class MemoryPeer:
     def drop(self) -> None:
         """The socket drops (no close handshake): both ends see it closed."""
         self.dropped = True
-        self._transport._inbox.put(None)
+        self._transport._deliver(None)
         self._inbox.put(None)
 
     @property

@@ -1,7 +1,11 @@
 """The session over picows, the fastest WebSocket server measured (the ``picows`` extra).
 
 picows calls a listener per connection instead of offering a coroutine to await frames;
-:class:`PicowsTransport` is that listener and queues the frames for the session. picows
+:class:`PicowsTransport` is that listener. It is a
+:class:`~mediastreams.websocket.PushTransport`: once the stream has started, each frame goes
+from picows' callback straight into the session, and the session's frames straight to
+picows' send, with no task between (before that, and for code that reads it as a plain
+:class:`~mediastreams.websocket.Transport`, it queues frames for ``receive()``). picows
 answers only GET requests, so a server on it answers a webhook configured as HTTP GET.
 
 Example::
@@ -26,8 +30,11 @@ from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport
 from ..connections import peer_of
 from ..exceptions import StreamClosed
 from ..limits import DEFAULT_LIMITS, Limits
+from ..websocket import Receiver
 
 __all__ = ["PicowsTransport"]
+
+_TEXT = WSMsgType.TEXT
 
 logger = logging.getLogger("mediastreams.adapters.picows")
 
@@ -38,7 +45,9 @@ class PicowsTransport(WSListener):
     picows hands over frames as they arrive and writes at once, so both directions are
     bounded here, by ``limits``:
 
-    - inbound: past ``max_queued_frames`` frames or ``max_queued_bytes`` bytes waiting for
+    - inbound, while frames are queued for ``receive()`` (they are pushed to the session
+      once it started, and its own queues are bounded by the same limits): past
+      ``max_queued_frames`` frames or ``max_queued_bytes`` bytes waiting for
       the session, the socket stops being read (TCP backpressure, as python-websockets does
       past ``max_queue``) until half of it is taken. Dropping frames instead would lose a
       ``stop`` or a mark echo; a peer that sends faster than the app reads is slowed down,
@@ -65,6 +74,7 @@ class PicowsTransport(WSListener):
         self._limits = limits
         self._transport: WSTransport | None = None
         self._frames: deque[str | bytes | None] = deque()
+        self._receiver: Receiver | None = None
         self._queued_bytes = 0
         self._reading_paused = False
         self._waiter: asyncio.Future[None] | None = None
@@ -87,9 +97,9 @@ class PicowsTransport(WSListener):
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         kind = frame.msg_type
-        if kind == WSMsgType.TEXT:
+        if kind == _TEXT:
             try:
-                self._put(frame.get_payload_as_utf8_text())
+                text = frame.get_payload_as_utf8_text()
             except UnicodeDecodeError:
                 # RFC 6455 7.4.1: 1007, data inconsistent with the message type; the other
                 # backends close the same way.
@@ -98,6 +108,12 @@ class PicowsTransport(WSListener):
                 )
                 transport.send_close(WSCloseCode.INVALID_TEXT, b"text frame is not UTF-8")
                 transport.disconnect()
+                return
+            receiver = self._receiver
+            if receiver is not None:
+                receiver(text)
+            else:
+                self._put(text)
         elif kind == WSMsgType.BINARY:
             self._put(frame.get_payload_as_bytes())
         elif kind == WSMsgType.CLOSE:
@@ -119,6 +135,9 @@ class PicowsTransport(WSListener):
             self._writable.set()
 
     def _put(self, item: str | bytes | None) -> None:
+        if self._receiver is not None:
+            self._push(item)
+            return
         self._frames.append(item)
         if item is not None:
             self._queued_bytes += len(item)
@@ -144,6 +163,13 @@ class PicowsTransport(WSListener):
         else:
             underlying.resume_reading()
 
+    def _push(self, item: str | bytes | None) -> None:
+        receiver = self._receiver
+        assert receiver is not None
+        if item is None:
+            self._receiver = None  # the end is pushed once
+        receiver(item)
+
     # --- Transport ----------------------------------------------------------------------------
 
     async def receive(self) -> str | bytes | None:
@@ -162,6 +188,32 @@ class PicowsTransport(WSListener):
         if self._reading_paused and not self._over(0.5):
             self._pause_reading(False)
         return item
+
+    def set_receiver(self, receiver: Receiver | None) -> None:
+        """Push each frame to ``receiver`` from picows' callback (see
+        :class:`~mediastreams.websocket.PushTransport`); the frames queued go first."""
+        self._receiver = receiver
+        while receiver is not None and self._receiver is receiver and self._frames:
+            item = self._frames.popleft()
+            if item is not None:
+                self._queued_bytes -= len(item)
+            self._push(item)
+        if self._reading_paused:
+            self._pause_reading(False)
+
+    def send_now(self, data: bytes) -> bool:
+        """Send a text frame's bytes, unless ``max_outbound_bytes`` are still unwritten.
+
+        Raises:
+            StreamClosed: the socket is gone.
+        """
+        if self._closed or self._transport is None:
+            raise StreamClosed("the WebSocket is closed")
+        writable = self._writable
+        if writable is not None and not writable.is_set():
+            return False
+        self._transport.send(_TEXT, data)
+        return True
 
     async def send(self, text: str) -> None:
         """Send a text frame; waits while ``max_outbound_bytes`` are still unwritten.

@@ -9,9 +9,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import sys
+import threading
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import click
 
@@ -83,8 +85,9 @@ def _check_writable(option: str, path: str | None) -> None:
     "--dtmf",
     "dtmf",
     multiple=True,
-    metavar="DIGITS@SECONDS",
-    help="Keys pressed at a time since the stream started, e.g. 12#@3.5 (repeatable).",
+    metavar="DIGITS[@SECONDS]",
+    help="Keys pressed at a time since the stream started, e.g. 12#@3.5; without a time, "
+    "a turn after the --audio files, once the app has had its say (repeatable).",
 )
 @click.option(
     "--hangup-after",
@@ -235,10 +238,24 @@ def call_command(
         if "://" not in target and "" not in sys.path:
             sys.path.insert(0, "")  # import module:app from the current directory, as uvicorn does
         outputs = _Outputs(record, record_stereo, trace, trace_payloads, trace_parameters)
+        with _DeferredInterrupt() as interrupt:
+            # The emulator takes a second or more to import on a busy machine: Ctrl-C meanwhile
+            # still gives a report, of a call interrupted before it was placed.
+            from ..emulator import runner
+            from ..emulator.clock import ClockName
+            from ..emulator.target import choose_clock
+
+            steps = _steps(audio, barge_ms, dtmf, hangup_after)
+            chosen = choose_clock(target, cast("ClockName | None", clock), {"rest_port": rest_port})
+        if interrupt.caught:
+            results = [runner.interrupted_result(target, chosen) for _ in range(calls)]
+            if calls == 1:
+                runner.write_outputs(results[0], record=record, record_stereo=record_stereo)
+            return _report(results, as_json, json_out)
         with _stdout_to_stderr() if as_json else contextlib.nullcontext():
             results = _place(
                 target,
-                _steps(audio, barge_ms, dtmf, hangup_after),
+                steps,
                 {
                     "clock": clock,
                     "auth_token": auth_token,
@@ -261,7 +278,14 @@ def call_command(
     except KeyboardInterrupt:
         when = "before the call was placed" if not placed.seen else "while the call was placed"
         raise _Interrupted(f"interrupted {when}: no report") from None
-    if calls > 1:
+    return _report(results, as_json, json_out)
+
+
+def _report(results: list[Any], as_json: bool, json_out: str | None) -> int:
+    """Show the calls' report (or summary); the exit code."""
+    if any(r.report.ended_by == "interrupted" and not r.report.placed for r in results):
+        click.echo("mediastreams call: interrupted before the call was placed", err=True)
+    if len(results) > 1:
         return _many(results, as_json, json_out)
     _show(results[0].report, as_json, json_out)
     return int(results[0].report.exit_code)
@@ -296,8 +320,11 @@ def _steps(
     from ..emulator.script import Hangup, Step, cli_steps, parse_audio_option, parse_dtmf_option
 
     try:
-        steps: list[Step] = cli_steps([parse_audio_option(text) for text in audio], barge_ms)
-        steps += [parse_dtmf_option(text) for text in dtmf]
+        steps: list[Step] = cli_steps(
+            [parse_audio_option(text) for text in audio],
+            barge_ms,
+            [parse_dtmf_option(text) for text in dtmf],
+        )
     except ValueError as error:
         raise CommandFailed(str(error)) from None
     if hangup_after is not None:
@@ -361,6 +388,30 @@ class _Placed:
             click.echo(
                 f"mediastreams call: {self._what}: {self._target} (Ctrl-C hangs up)", err=True
             )
+
+
+class _DeferredInterrupt:
+    """Ctrl-C inside is noted (``caught``), not raised: what runs inside cannot be left half
+    done, and the command then reports the call as interrupted before it was placed."""
+
+    def __init__(self) -> None:
+        self.caught = False
+        self._installed = False
+
+    def __enter__(self) -> _DeferredInterrupt:
+        # Only where Ctrl-C has its default handler (the main thread of the command).
+        main = threading.current_thread() is threading.main_thread()
+        if main and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            signal.signal(signal.SIGINT, self._catch)
+            self._installed = True
+        return self
+
+    def _catch(self, signum: int, frame: object) -> None:
+        self.caught = True
+
+    def __exit__(self, *exc: object) -> None:
+        if self._installed:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @contextlib.contextmanager

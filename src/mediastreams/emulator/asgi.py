@@ -175,13 +175,17 @@ class ASGITransport:
             status = event.status
         elif isinstance(event, Closing):
             status = 403  # ASGI: a close before accept is an HTTP 403
-        raise connect_failed(
-            31920,
-            "handshake-refused",
-            f"the upgrade to {url} was answered with HTTP {status}, not 101",
+        message = f"the upgrade to {url} was answered with HTTP {status}, not 101"
+        hint = (
             "Check the route's path and, if it checks X-Twilio-Signature, the auth token "
-            "and the public URL it rebuilds." + public_url_hint(url),
+            "and the public URL it rebuilds." + public_url_hint(url)
         )
+        if isinstance(event, Ended) and event.error is not None:
+            # A server answers 500 to a handler that crashed before accepting; Twilio sees
+            # only that, but here the error is known.
+            message += f": the handler raised {event.error} before accepting"
+            hint = "Fix the error in the WebSocket handler; a server logs its traceback."
+        raise connect_failed(31920, "handshake-refused", message, hint)
 
     def backlog_bytes(self) -> int:
         """Bytes of text frames the handler has not received yet."""

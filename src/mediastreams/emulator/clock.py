@@ -9,31 +9,36 @@ takes as long as the work it does, not a minute. The app's own ``asyncio.sleep``
 virtual too, so an app that paces its audio at real-time speed is measured as it would run.
 
 Work in the loop's executor (``asyncio.to_thread``, ``loop.run_in_executor``) is waited for
-with the clock stopped, like any other work. What virtual time cannot see is other work
-outside the loop: threads of their own (anyio's worker threads, behind Starlette's
-``run_in_threadpool``) or a real socket. The loop picks up their results, but jumps ahead
-meanwhile whenever a timer is due, so to that work time runs fast. Nor can it see a
-callback that blocks the loop: real time passes while the virtual clock stands still.
+with the clock stopped, like any other work: its results come in order, but the real time it
+took is not on the clock, so a reply that waited 500 ms on a thread comes at once. What
+virtual time cannot see at all is other work outside the loop: threads of their own (anyio's
+worker threads, behind Starlette's ``run_in_threadpool``) or a real socket. The loop picks up
+their results, but jumps ahead meanwhile whenever a timer is due, so to that work time runs
+fast. Nor can it see a callback that blocks the loop: real time passes while the virtual
+clock stands still.
 
 Nor can it change the wall clock: an app that paces itself by ``time.monotonic()`` while it
 sleeps with ``asyncio.sleep`` (pipecat does) sees its sleeps last no wall time at all, and
 falls behind or runs ahead of the call.
 
-The loop notices all four as they happen and keeps them as :class:`TimeDoubt` records: a
+The loop notices all five as they happen and keeps them as :class:`TimeDoubt` records: a
 thread alive that is neither the loop's nor its executor's (:class:`ForeignThread`), or a file
 descriptor the loop did not open waited on (:class:`ForeignSocket`), at the moment the clock
 jumps; a loop iteration that ran for more than :data:`BLOCKED_MS` of real time
-(:class:`BlockedLoop`); and a read of ``time.monotonic``, ``time.perf_counter`` or
-``time.time`` (or their ``_ns`` forms) from the loop's thread by code that is neither the
-standard library nor mediastreams (:class:`WallClockRead`). They are recorded while a call's
-streams run (:func:`watch_time`): what happens before, the emulator's own setup included, is
-not the call's. :func:`clock_note` says in one sentence what was seen.
+(:class:`BlockedLoop`), or an executor job that did (:class:`ExecutorWork`); and a read of
+``time.monotonic``, ``time.perf_counter`` or ``time.time`` (or their ``_ns`` forms) from the
+loop's thread by code that is neither the standard library nor mediastreams
+(:class:`WallClockRead`). They are recorded while a call's streams run (:func:`watch_time`):
+what happens before, the emulator's own setup included, is not the call's. :func:`clock_note`
+says in one sentence what was seen.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextvars
+import functools
 import selectors
 import socket
 import threading
@@ -49,6 +54,7 @@ __all__ = [
     "BLOCKED_MS",
     "BlockedLoop",
     "ClockName",
+    "ExecutorWork",
     "ForeignSocket",
     "ForeignThread",
     "TimeDoubt",
@@ -68,8 +74,9 @@ Ts = TypeVarTuple("Ts")
 
 
 BLOCKED_MS = 200
-"""A loop iteration that runs longer than this in real time blocked the loop: in real time,
-the frames due meanwhile would have been late."""
+"""A loop iteration (or an executor job) that runs longer than this in real time held up the
+call: in real time, the frames due meanwhile would have been late (or the app's answer would
+have come that much later)."""
 
 _EXECUTOR_THREADS = "mediastreams-virtual-executor"
 
@@ -78,8 +85,8 @@ _EXECUTOR_THREADS = "mediastreams-virtual-executor"
 class TimeDoubt:
     """Something that ran in real time beside virtual time, which may make the figures wrong.
 
-    One of :class:`BlockedLoop`, :class:`ForeignThread`, :class:`ForeignSocket` and
-    :class:`WallClockRead`.
+    One of :class:`BlockedLoop`, :class:`ExecutorWork`, :class:`ForeignThread`,
+    :class:`ForeignSocket` and :class:`WallClockRead`.
 
     Attributes:
         detail: what it was: the thread's name, the socket's address, the time blocked, the
@@ -87,7 +94,8 @@ class TimeDoubt:
         first_s: the loop's (virtual) time when it was first seen.
         last_s: the loop's time when it was last seen.
         count: how many times it was seen.
-        cause: ``"blocked"``, ``"thread"``, ``"socket"`` or ``"wall-clock"`` (one per class).
+        cause: ``"blocked"``, ``"executor"``, ``"thread"``, ``"socket"`` or ``"wall-clock"``
+            (one per class).
     """
 
     detail: str
@@ -118,6 +126,28 @@ class BlockedLoop(TimeDoubt):
             f"a callback blocked the event loop {len(doubts)} time(s), for up to "
             f"{longest.blocked_ms:,.0f} ms of real time (at {longest.first_s:.2f} s) while "
             "virtual time stood still"
+        )
+
+
+@dataclass
+class ExecutorWork(TimeDoubt):
+    """Work handed to the loop's executor (``asyncio.to_thread``) ran for more than
+    :data:`BLOCKED_MS` of real time while virtual time stood still: one per function."""
+
+    longest_ms: float = 0.0
+    cause: ClassVar[str] = "executor"
+
+    @classmethod
+    def reason(cls, doubts: list[TimeDoubt]) -> str:
+        jobs = sum(d.count for d in doubts)
+        longest = max(doubts, key=lambda d: d.longest_ms if isinstance(d, ExecutorWork) else 0)
+        assert isinstance(longest, ExecutorWork)
+        where = ", ".join(d.detail for d in doubts[:3])
+        return (
+            f"work handed to a thread of the loop's executor ({where}) took up to "
+            f"{longest.longest_ms:,.0f} ms of real time ({jobs} job(s) over {BLOCKED_MS} ms, "
+            f"the longest at {longest.first_s:.2f} s) while virtual time stood still: what "
+            "the app did after it came that much too early"
         )
 
 
@@ -157,7 +187,13 @@ class WallClockRead(TimeDoubt):
         )
 
 
-_KINDS: tuple[type[TimeDoubt], ...] = (BlockedLoop, ForeignThread, ForeignSocket, WallClockRead)
+_KINDS: tuple[type[TimeDoubt], ...] = (
+    BlockedLoop,
+    ExecutorWork,
+    ForeignThread,
+    ForeignSocket,
+    WallClockRead,
+)
 
 
 def clock_note(doubts: list[TimeDoubt]) -> str:
@@ -264,6 +300,15 @@ class _VirtualSelector(selectors.BaseSelector):
             found.count += 1
         return found
 
+    def executor_job_done(self, name: str, real_ms: float) -> None:
+        """An executor job (``name``: what it ran) took ``real_ms`` of real time, during which
+        the clock could not move."""
+        if real_ms <= BLOCKED_MS:
+            return
+        doubt = self._doubt(ExecutorWork, name)
+        if isinstance(doubt, ExecutorWork):
+            doubt.longest_ms = max(doubt.longest_ms, real_ms)
+
     def wall_clock_read(self, clock: str, frame: FrameType) -> None:
         """``time.<clock>()`` was called from ``frame``, in the loop's thread."""
         if frame.f_code.co_filename.startswith("<string") and frame.f_back is not None:
@@ -291,6 +336,18 @@ class _VirtualSelector(selectors.BaseSelector):
 
 
 _perf_counter = time.perf_counter  # the real one, even while the app's reads are watched
+
+
+def _job_name(func: Callable[..., Any]) -> str:
+    """What an executor job runs, as ``module.function``."""
+    if isinstance(func, functools.partial):
+        if isinstance(getattr(func.func, "__self__", None), contextvars.Context) and func.args:
+            func = func.args[0]  # asyncio.to_thread runs partial(context.run, func, ...)
+        else:
+            func = func.func
+    name = getattr(func, "__qualname__", None) or type(func).__qualname__
+    module = getattr(func, "__module__", None)
+    return f"{module}.{name}" if module else str(name)
 
 
 def _describe_fd(fileobj: Any, fd: int) -> str:
@@ -342,15 +399,17 @@ class VirtualEventLoop(asyncio.SelectorEventLoop):
         else:
             future = super().run_in_executor(executor, func, *args)
         self._virtual.outside_work += 1
-        future.add_done_callback(self._outside_work_done)
+        done = functools.partial(self._outside_work_done, _job_name(func), _perf_counter())
+        future.add_done_callback(done)
         return future
 
     def _accounted(self, func: Callable[[*Ts], T], *args: *Ts) -> T:
         self._virtual.known_threads.add(threading.get_ident())
         return func(*args)
 
-    def _outside_work_done(self, _: object) -> None:
+    def _outside_work_done(self, name: str, started: float, _: object) -> None:
         self._virtual.outside_work -= 1
+        self._virtual.executor_job_done(name, (_perf_counter() - started) * 1000)
 
     def time_doubts(self, since_s: float = 0.0, until_s: float = float("inf")) -> list[TimeDoubt]:
         """What ran in real time beside virtual time between two of the loop's times.

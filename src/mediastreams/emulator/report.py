@@ -116,9 +116,10 @@ class CallReport:
 
     @property
     def exit_code(self) -> int:
-        """0: no mistake; 1: the app made one; 2: the call could not be placed."""
+        """0: no mistake; 1: the app made one; 2: the call could not be placed; 130: it was
+        interrupted (Ctrl-C) before it was placed."""
         if not self.placed:
-            return 2
+            return 130 if self.ended_by == "interrupted" else 2
         return 1 if self.violation_count else 0
 
     def raise_for_violations(self) -> None:
@@ -136,7 +137,9 @@ class CallReport:
 
     def _verdict(self) -> str:
         head = f"{self.target}: "
-        if not self.placed:
+        if not self.placed and self.ended_by == "interrupted":
+            head += "the call was interrupted before it was placed"
+        elif not self.placed:
             head += "the call could not be placed"
         else:
             kinds = len(self.violations)

@@ -21,7 +21,7 @@ import contextlib
 import os
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,6 +41,7 @@ from .transport import IN_PROCESS_BASE_URL
 
 __all__ = [
     "CallResult",
+    "interrupted_result",
     "load_app",
     "place_call",
     "place_call_async",
@@ -166,7 +167,9 @@ async def place_call_async(
             (``None``: only a timed hang-up, the TwiML or the app end the call).
         open_timeout_s: how long a WebSocket may take to open, and a webhook to answer.
         hang_up_on_cancel: if the call is cancelled (Ctrl-C under ``asyncio.run``) at any
-            moment, hang up and return the report so far instead of raising.
+            moment, hang up and return the report so far instead of raising; cancelled
+            before the call was placed (while the app was imported or its lifespan started),
+            the report says so (``placed`` false, ``ended_by`` ``"interrupted"``).
         lifespan: for an ASGI app, run its lifespan startup before the call and its shutdown
             after (``False`` when it is already running).
         on_frame: called with ``(seconds since the call's first start, sender, frame)`` for
@@ -220,16 +223,55 @@ async def place_call_async(
         ),
     )
     try:
+        if hang_up_on_cancel and _cancelled():
+            # Ctrl-C while the app was imported (or the audio read): no call to place. The
+            # cancel is delivered at the next await.
+            await asyncio.sleep(0)
         if isinstance(app, str):
             await call.over_network(app)
         else:
             async with _lifespan(app) if lifespan else contextlib.nullcontext():
                 await call.in_process(app, app_url, webhook_path, stream_path)
+    except asyncio.CancelledError:
+        # Once the call runs, the placement hangs up on a cancel and returns; a cancel that
+        # gets here came before (or after, in the app's lifespan shutdown).
+        task = asyncio.current_task()
+        if not hang_up_on_cancel or task is None:
+            raise
+        task.uncancel()
+        if report.call_sid is None:
+            _interrupted_before_placing(report)
     finally:
         if writer is not None:
             writer.close()
     report.wall_s = time.perf_counter() - started
     return CallResult(report, recorder)
+
+
+def _cancelled() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
+def _interrupted_before_placing(report: CallReport) -> None:
+    report.placed = False
+    report.ended_by = "interrupted"
+    report.notes.append(
+        "interrupted (Ctrl-C) before the call was placed: no request reached the app"
+    )
+
+
+def interrupted_result(target: str, clock: ClockName) -> CallResult:
+    """The result of a call interrupted before it was placed (Ctrl-C while the command was
+    still loading): nothing reached the app, nothing was heard.
+
+    Args:
+        target: what the call was to be placed to.
+        clock: the clock it would have run on.
+    """
+    report = CallReport(target=target, clock=clock)
+    _interrupted_before_placing(report)
+    return CallResult(report, Recorder())
 
 
 def place_calls(
@@ -271,11 +313,25 @@ async def place_calls_async(
         raise EmulatorError("a REST port serves one call; use rest_port=0 for many calls")
     app = load_app(target) if isinstance(target, str) and not is_url(target) else target
     if isinstance(app, str):
-        one = [place_call_async(app, steps, **options) for _ in range(calls)]
-        return list(await asyncio.gather(*one))
+        return await _all_of([place_call_async(app, steps, **options) for _ in range(calls)])
     async with _lifespan(app):
         many = [place_call_async(app, steps, lifespan=False, **options) for _ in range(calls)]
-        return list(await asyncio.gather(*many))
+        return await _all_of(many)
+
+
+async def _all_of(calls: list[Coroutine[Any, Any, CallResult]]) -> list[CallResult]:
+    """Run the calls at once; cancelled, each hangs up (if it was placed with
+    ``hang_up_on_cancel``) and its result still comes."""
+    tasks = [asyncio.create_task(one) for one in calls]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        # gather() passed the cancel on to every call and raises even if they returned.
+        if task is None or not all(t.done() and not t.cancelled() for t in tasks):
+            raise
+        task.uncancel()
+        return [t.result() for t in tasks]
 
 
 def write_outputs(

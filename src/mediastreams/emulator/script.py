@@ -440,13 +440,18 @@ def default_steps(audio: Sequence[str | os.PathLike[str]]) -> list[Step]:
     return cli_steps([Audio(path) for path in audio])
 
 
-def cli_steps(audio: Sequence[Audio], barge_in_after_ms: Sequence[int | None] = ()) -> list[Step]:
-    """The CLI's script from its ``--audio`` and ``--barge-in-after`` options, in order.
+def cli_steps(
+    audio: Sequence[Audio],
+    barge_in_after_ms: Sequence[int | None] = (),
+    keys: Sequence[Press] = (),
+) -> list[Step]:
+    """The CLI's script from its ``--audio``, ``--barge-in-after`` and ``--dtmf`` options.
 
     An untimed file is a turn: spoken once the app has had its say (the first waits at most
     2 s for a greeting, later ones up to 10 s for the answer to start, then for a second of
     quiet), or, with ``barge_in_after_ms[i]``, that long after the app's reply starts. A
-    timed file (``at_ms``) is spoken at its time whatever the app is doing.
+    timed file (``at_ms``) is spoken at its time whatever the app is doing. Keys without a
+    time are turns too, after the files: pressed once the app has had its say.
 
     Raises:
         ValueError: a barge-in is asked for a timed file.
@@ -467,4 +472,9 @@ def cli_steps(audio: Sequence[Audio], barge_in_after_ms: Sequence[int | None] = 
             steps.append(WaitForQuiet(timeout_ms=2000 if turns == 0 else 10_000))
         turns += step.at_ms is None
         steps.append(step)
+    for press in keys:
+        if press.at_ms is None:
+            steps.append(WaitForQuiet(timeout_ms=2000 if turns == 0 else 10_000))
+            turns += 1
+        steps.append(press)
     return steps

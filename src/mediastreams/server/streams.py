@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from ..exceptions import ProtocolError, SignatureError, StreamClosed, StreamTimeout
 from ..messages import Media
 from ..security import loggable
-from ..session import CLOSE_POLICY, MediaStream, Transport
+from ..session import CLOSE_POLICY, AudioFeed, MediaStream, Transport
 from ..store import CallContext, CallRecord, StateUnavailable
 from ..websocket import CLOSE_INTERNAL_ERROR
 from .config import TOKEN_PARAMETER, Handler, ServerConfig
@@ -325,14 +325,19 @@ async def echo_handler(stream: MediaStream) -> None:
     When playout falls behind (the caller's side does not confirm the audio as fast as it
     sends it), at most ``stream.limits.max_echo_backlog_ms`` of it waits; older audio is
     dropped, so the caller hears the present. What was dropped is logged at the end.
+
+    Each frame goes back in the call that read it (an :class:`AudioFeed` written from
+    :meth:`MediaStream.on_media`): no task wakes per frame.
     """
-
-    async def caller_audio() -> Any:
-        async for event in stream:
-            if type(event) is Media:
-                yield event.payload
-
-    handle = await stream.play(caller_audio(), max_backlog_ms=stream.limits.max_echo_backlog_ms)
+    feed = AudioFeed()
+    handle = stream.play(feed, max_backlog_ms=stream.limits.max_echo_backlog_ms)
+    write = feed.write
+    stream.on_media(lambda media: write(media.payload))
+    async for event in stream:  # marks, DTMF, stop, and media queued before on_media()
+        if type(event) is Media:
+            write(event.payload)
+    feed.end()
+    await handle
     if handle.dropped_ms:
         logger.warning(
             "echo: dropped %.0f ms of the caller's audio that playout fell behind on",
