@@ -475,6 +475,19 @@ def test_ctrl_c_while_the_app_is_imported_gives_the_report_and_recordings(
     assert "call placed:" not in err and "Traceback" not in err
 
 
+@pytest.fixture
+def ctrl_c_handled() -> Iterator[None]:
+    """SIGINT with Python's default handler, as in a terminal's foreground command: a suite
+    started in the background of a shell inherits it ignored, and a command leaves an
+    ignored Ctrl-C ignored."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@pytest.mark.usefixtures("ctrl_c_handled")
 def test_ctrl_c_while_the_command_loads_gives_the_report(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
