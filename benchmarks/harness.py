@@ -1,13 +1,14 @@
 """Timing and reporting shared by the benchmarks.
 
 ``time_call`` picks an inner loop long enough to time, repeats it and keeps the median;
-``time_commands`` times whole processes, interleaved; ``Row``/``print_table`` print figures
-next to their baseline with the ratio between them.
+``time_commands`` times whole processes (wall and CPU), interleaved; ``Row``/``print_table``
+print figures next to their baseline with the ratio between them.
 """
 
 from __future__ import annotations
 
 import importlib
+import resource
 import statistics
 import subprocess
 import time
@@ -15,6 +16,7 @@ import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import ModuleType
+from typing import NamedTuple
 
 
 def audioop_or_none() -> ModuleType | None:
@@ -46,23 +48,43 @@ def time_call(fn: Callable[[], object], *, repeats: int = 7, min_seconds: float 
     return statistics.median(samples)
 
 
+class Timing(NamedTuple):
+    """One run of a command: wall seconds from start to exit, and the CPU seconds it used."""
+
+    wall_s: float
+    cpu_s: float
+
+
 def time_commands(
-    commands: Mapping[str, Sequence[str]], *, runs: int = 15, warmups: int = 2
-) -> dict[str, list[float]]:
-    """Wall seconds of each command from start to exit, ``runs`` times each.
+    commands: Mapping[str, Sequence[str]],
+    *,
+    runs: int = 15,
+    warmups: int = 2,
+    env: Mapping[str, str] | None = None,
+) -> dict[str, list[Timing]]:
+    """The wall and CPU time of each command from start to exit, ``runs`` times each.
 
     The commands take turns (one run of each, then the next round), so that a busy minute of
     a shared machine weighs on all of them alike; the first ``warmups`` rounds fill the file
-    cache and are not kept. Output is discarded; a command that fails raises.
+    cache (and a bytecode cache, if ``env`` lets Python write one) and are not kept. Output
+    is discarded; a command that fails raises. ``env`` replaces the environment. The CPU
+    time (user and system, the command and its children) moves less than the wall time
+    with the load of a shared machine.
     """
-    seconds: dict[str, list[float]] = {name: [] for name in commands}
+    timings: dict[str, list[Timing]] = {name: [] for name in commands}
     for round_number in range(warmups + runs):
         for name, argv in commands.items():
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
             started = time.perf_counter()
-            subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+            subprocess.run(
+                argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True, env=env
+            )
+            wall_s = time.perf_counter() - started
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpu_s = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
             if round_number >= warmups:
-                seconds[name].append(time.perf_counter() - started)
-    return seconds
+                timings[name].append(Timing(wall_s, cpu_s))
+    return timings
 
 
 def cpu_time_call(fn: Callable[[], object], *, repeats: int = 5) -> float:

@@ -9,6 +9,7 @@ from typing import Any
 from mediastreams.adapters.memory import MemoryTransport
 from mediastreams.exceptions import RemoteProtocolError
 from mediastreams.protocol import TwilioProtocol
+from waiting import DEADLINE_S
 
 
 async def settle(timeout_s: float = 30.0) -> None:
@@ -111,14 +112,14 @@ class TwilioClient:
     async def __aenter__(self) -> TwilioClient:
         from websockets.asyncio.client import connect
 
-        self.ws = await connect(self.url, additional_headers=self.headers, open_timeout=5)
+        self.ws = await connect(self.url, additional_headers=self.headers, open_timeout=DEADLINE_S)
         self._reader = asyncio.create_task(self._read())
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.ws.close()
         if self._reader is not None:
-            await asyncio.wait_for(self._reader, 5)
+            await asyncio.wait_for(self._reader, DEADLINE_S)
 
     async def _read(self) -> None:
         from websockets.exceptions import ConnectionClosed
@@ -162,7 +163,7 @@ class TwilioClient:
         await self.flush()
         await asyncio.sleep(0.002)
 
-    async def run_until(self, done: object, *, timeout_s: float = 10.0) -> None:
+    async def run_until(self, done: object, *, timeout_s: float = DEADLINE_S) -> None:
         """Tick until ``done()`` is true or the app closed the socket (bounded in time)."""
         assert callable(done)
         async with asyncio.timeout(timeout_s):
@@ -170,7 +171,7 @@ class TwilioClient:
                 await self.tick()
 
 
-async def call_and_listen(url: str, *, timeout_s: float = 10.0) -> TwilioClient:
+async def call_and_listen(url: str, *, timeout_s: float = DEADLINE_S) -> TwilioClient:
     """Place a call to ``url``, play out whatever the app sends until it hangs up."""
     async with TwilioClient(url) as twilio:
         await twilio.open()
@@ -184,7 +185,7 @@ async def call_and_drop(url: str, *, after_bytes: int = 320) -> TwilioClient:
         await twilio.open()
         await twilio.run_until(lambda: len(twilio.heard) >= after_bytes)
         twilio.ws.transport.abort()
-        await asyncio.wait_for(twilio.closed.wait(), 5)
+        await asyncio.wait_for(twilio.closed.wait(), DEADLINE_S)
     return twilio
 
 

@@ -13,45 +13,14 @@ import signal
 import socket
 import subprocess
 import sys
-import time
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
-DEADLINE_S = 30.0
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def wait_for(predicate: Callable[[], bool], what: str, deadline_s: float = DEADLINE_S) -> None:
-    """Poll until ``predicate()`` holds; fail after ``deadline_s``."""
-    give_up = time.monotonic() + deadline_s
-    while not predicate():
-        if time.monotonic() > give_up:
-            raise AssertionError(f"timed out after {deadline_s} s waiting for {what}")
-        time.sleep(0.05)
-
-
-async def await_for(
-    predicate: Callable[[], object], what: str, deadline_s: float = DEADLINE_S
-) -> None:
-    give_up = time.monotonic() + deadline_s
-    while not await _maybe(predicate()):
-        if time.monotonic() > give_up:
-            raise AssertionError(f"timed out after {deadline_s} s waiting for {what}")
-        await asyncio.sleep(0.05)
-
-
-async def _maybe(value: object) -> bool:
-    if asyncio.iscoroutine(value):
-        value = await value
-    return bool(value)
+from waiting import DEADLINE_S, free_port, wait_for
 
 
 class RedisServer:
@@ -97,11 +66,23 @@ def redis_server() -> Iterator[RedisServer]:
         server.stop()
 
 
-class Instance:
-    """``mediastreams serve`` in its own process."""
+class _Serve:
+    """``mediastreams serve ARGS --port 0`` in its own process, its output in a log file.
 
-    def __init__(self, args: Sequence[str], cwd: Path, env: dict[str, str] | None = None) -> None:
-        self.log = cwd / f"serve-{len(list(cwd.glob('serve-*.log')))}.log"
+    ``banner`` is the pattern of the start-up line, its group the port the server took.
+    """
+
+    banner = re.compile(r"webhook http://127\.0\.0\.1:(\d+)/")
+
+    def __init__(
+        self,
+        name: str,
+        args: Sequence[str],
+        cwd: Path,
+        env: dict[str, str] | None = None,
+        **popen: Any,
+    ) -> None:
+        self.log = cwd / f"{name}-{len(list(cwd.glob(f'{name}-*.log')))}.log"
         self._out = self.log.open("wb")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "mediastreams", "serve", "--port", "0", *args],
@@ -109,25 +90,19 @@ class Instance:
             stdout=self._out,
             stderr=subprocess.STDOUT,
             env={**os.environ, **(env or {})},
+            **popen,
         )
         self.port = 0
-        wait_for(self._started, f"serve to start (log: {self.log})")
+        wait_for(self._started, f"{name} to start (log: {self.log})")
         self.url = f"http://127.0.0.1:{self.port}"
-        wait_for(self._healthy, "serve to answer /healthz")
 
     def _started(self) -> bool:
         if self.process.poll() is not None:
             raise AssertionError(f"serve exited {self.process.returncode}: {self.text()}")
-        found = re.search(r"webhook http://127\.0\.0\.1:(\d+)/", self.text())
+        found = self.banner.search(self.text())
         if found:
             self.port = int(found.group(1))
         return bool(found)
-
-    def _healthy(self) -> bool:
-        try:
-            return httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return False
 
     def text(self) -> str:
         return self.log.read_text(errors="replace")
@@ -136,43 +111,41 @@ class Instance:
         self.process.send_signal(signum)
 
     def stop(self) -> int:
+        """Ctrl-C, and wait for the exit (a kill past the deadline); the exit code."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGINT)
             try:
-                self.process.wait(15)
+                self.process.wait(DEADLINE_S)
             except subprocess.TimeoutExpired:
                 self.process.kill()
-                self.process.wait(5)
+                self.process.wait()
         self._out.close()
         return self.process.returncode
 
 
-class Supervisor:
-    """``mediastreams serve --workers N`` in its own process, and its workers."""
+class Instance(_Serve):
+    """``mediastreams serve`` in its own process, answering ``/healthz``."""
 
     def __init__(self, args: Sequence[str], cwd: Path, env: dict[str, str] | None = None) -> None:
-        self.log = cwd / f"workers-{len(list(cwd.glob('workers-*.log')))}.log"
-        self._out = self.log.open("wb")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "mediastreams", "serve", "--port", "0", *args],
-            cwd=cwd,
-            stdout=self._out,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, **(env or {})},
-            start_new_session=True,  # its own process group, as a service manager gives it
-        )
-        self.port = 0
-        self.seen: set[int] = set()  # every worker pid seen, to stop strays at the end
-        wait_for(self._started, f"the supervisor to start (log: {self.log})")
-        self.url = f"http://127.0.0.1:{self.port}"
+        super().__init__("serve", args, cwd, env)
+        wait_for(self._healthy, "serve to answer /healthz")
 
-    def _started(self) -> bool:
-        if self.process.poll() is not None:
-            raise AssertionError(f"serve exited {self.process.returncode}: {self.text()}")
-        found = re.search(r"workers on 127\.0\.0\.1:(\d+) ", self.text())
-        if found:
-            self.port = int(found.group(1))
-        return bool(found)
+    def _healthy(self) -> bool:
+        try:
+            return httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+
+class Supervisor(_Serve):
+    """``mediastreams serve --workers N`` in its own process, and its workers."""
+
+    banner = re.compile(r"workers on 127\.0\.0\.1:(\d+) ")
+
+    def __init__(self, args: Sequence[str], cwd: Path, env: dict[str, str] | None = None) -> None:
+        self.seen: set[int] = set()  # every worker pid seen, to stop strays at the end
+        # Its own process group, as a service manager gives it.
+        super().__init__("workers", args, cwd, env, start_new_session=True)
 
     def workers(self) -> list[int]:
         """The pids of the workers running now."""
@@ -191,23 +164,13 @@ class Supervisor:
         # Fields: sl, local address, remote address, state (0A: LISTEN)...
         return sum(1 for line in lines if wanted in line and line.split()[3] == "0A")
 
-    def text(self) -> str:
-        return self.log.read_text(errors="replace")
-
     def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
+        code = super().stop()
         for pid in self.seen:  # none left, unless the supervisor itself failed
             with contextlib.suppress(OSError):
                 if b"mediastreams" in Path(f"/proc/{pid}/cmdline").read_bytes():
                     os.kill(pid, signal.SIGKILL)
-        self._out.close()
-        return self.process.returncode
+        return code
 
 
 @contextlib.contextmanager

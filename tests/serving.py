@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 import httpx
 
 from mediastreams.server import ServerConfig, bind, serve
+from waiting import DEADLINE_S
 
 TOKEN = "test-auth-token"
 
@@ -24,17 +25,17 @@ async def running(config: ServerConfig, backend: str = "uvicorn") -> AsyncIterat
     stop = asyncio.Event()
     server = asyncio.create_task(serve(config, sock, backend=backend, stop=stop))  # type: ignore[arg-type]
     try:
-        async with asyncio.timeout(30):
+        async with asyncio.timeout(DEADLINE_S):
             while True:  # wait until it answers
                 with contextlib.suppress(httpx.HTTPError):
-                    async with httpx.AsyncClient() as client:
+                    async with httpx.AsyncClient(timeout=DEADLINE_S) as client:
                         await client.get(f"http://127.0.0.1:{port}/healthz")
                         break
                 await asyncio.sleep(0.02)
         yield port
     finally:
         stop.set()
-        await asyncio.wait_for(server, 10)
+        await asyncio.wait_for(server, DEADLINE_S)
         sock.close()
 
 

@@ -25,6 +25,7 @@ from stream_failures import (
     kill_reader_on_marker,
     tracebacks,
 )
+from waiting import DEADLINE_S
 
 pytestmark = pytest.mark.anyio
 
@@ -42,13 +43,13 @@ async def running(run: Callable[[MediaStream], Awaitable[None]]) -> AsyncIterato
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
-        async with asyncio.timeout(5):
+        async with asyncio.timeout(DEADLINE_S):
             while not server.started:
                 await asyncio.sleep(0.01)
         yield sock.getsockname()[1]
     finally:
         server.should_exit = True
-        await asyncio.wait_for(task, 10)
+        await asyncio.wait_for(task, DEADLINE_S)
         sock.close()
 
 
@@ -72,7 +73,7 @@ async def test_play_marks_and_dtmf() -> None:
             await twilio.run_until(lambda: not twilio.protocol.pending_marks)
             twilio.protocol.send_dtmf("7")
             await twilio.flush()
-            await asyncio.wait_for(twilio.closed.wait(), 5)
+            await asyncio.wait_for(twilio.closed.wait(), DEADLINE_S)
     assert bytes(twilio.heard) == SOURCE
     assert results == {"params": {"k": "v"}, "outcome": Outcome.PLAYED, "digit": "7"}
 

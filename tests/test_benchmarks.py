@@ -445,22 +445,32 @@ def test_hotspots_put_each_sample_in_its_innermost_named_bucket(tmp_path: Path) 
 def test_time_commands_takes_turns_and_drops_the_warmups() -> None:
     from benchmarks.harness import time_commands
 
-    seconds = time_commands({"a": [sys.executable, "-c", "pass"], "b": ["true"]}, runs=2)
-    assert {name: len(times) for name, times in seconds.items()} == {"a": 2, "b": 2}
-    assert all(t > 0 for times in seconds.values() for t in times)
+    timings = time_commands({"a": [sys.executable, "-c", "pass"], "b": ["true"]}, runs=2)
+    assert {name: len(times) for name, times in timings.items()} == {"a": 2, "b": 2}
+    assert all(t.wall_s > 0 and t.cpu_s >= 0 for times in timings.values() for t in times)
+    # An interpreter's start-up uses some CPU: the children's usage is counted.
+    assert all(t.cpu_s > 0 for t in timings["a"])
 
 
 def test_startup_rows_stand_beside_the_bare_interpreter(capsys: pytest.CaptureFixture[str]) -> None:
     from benchmarks import startup
 
     rows = startup.main(["--runs", "1"])
-    assert [r.name for r in rows] == [
-        "mediastreams --help",
-        "mediastreams call --help",
-        "mediastreams serve --help",
-    ]
-    assert all(r.baseline_name == "python -c pass" and r.baseline and r.unit == "ms" for r in rows)
-    assert "| mediastreams serve --help |" in capsys.readouterr().out
+    commands = ["mediastreams --help", "mediastreams call --help", "mediastreams serve --help"]
+    assert [r.name for r in rows] == [*commands, *(f"{c} (CPU)" for c in commands)]
+    assert [r.baseline_name for r in rows] == ["python -c pass"] * 3 + ["python -c pass (CPU)"] * 3
+    assert all(r.baseline and r.unit == "ms" for r in rows)
+    assert [r.target for r in rows] == ["", "< 300 ms", "< 300 ms", "", "", ""]
+    out = capsys.readouterr().out
+    assert "| mediastreams serve --help |" in out and "(bytecode cached)" in out
+
+
+def test_startup_without_bytecode_says_so(capsys: pytest.CaptureFixture[str]) -> None:
+    from benchmarks import startup
+
+    rows = startup.main(["--runs", "1", "--no-bytecode"])
+    assert len(rows) == 6 and all(r.value > 0 for r in rows)
+    assert "(no bytecode cache)" in capsys.readouterr().out
 
 
 def test_startup_refuses_zero_runs() -> None:

@@ -287,6 +287,7 @@ def test_barge_in_after_and_timed_audio(tmp_path: Path, capsys: pytest.CaptureFi
         (["--connect-to", "nowhere"], "HOST:PORT"),
         (["--connect-to", "127.0.0.1:99999"], "HOST:PORT"),
         (["--connect-to", "127.0.0.1:0"], "HOST:PORT"),
+        (["--param", "novalue"], "mediastreams call: --param 'novalue': write it as name=value"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(
@@ -376,10 +377,21 @@ class Lines:
 
 
 def call_process(tmp_path: Path, *args: str) -> subprocess.Popen[str]:
+    """``mediastreams call`` as a foreground command of a terminal: Ctrl-C reaches it.
+
+    A command started in the background of a shell (``pytest ... &``) inherits SIGINT
+    ignored, and passes that on to its children, which then ignore a Ctrl-C as they should;
+    so the child is started with SIGINT handled here (an exec resets a handled signal to its
+    default, while an ignored one stays ignored).
+    """
     command = [sys.executable, "-m", "mediastreams", "call", *args]
-    return subprocess.Popen(
-        command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+    handled = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        return subprocess.Popen(
+            command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+    finally:
+        signal.signal(signal.SIGINT, handled)
 
 
 def test_ctrl_c_hangs_up_and_still_writes_the_report_and_recording(tmp_path: Path) -> None:
@@ -403,7 +415,8 @@ def test_ctrl_c_hangs_up_and_still_writes_the_report_and_recording(tmp_path: Pat
     out, _ = process.communicate(timeout=60)
     assert process.returncode == 0, stderr.rest()
     report = json.loads(out)
-    assert report["ended_by"] == "interrupted" and report["duration_ms"] < 30_000
+    seen = {key: report[key] for key in ("ended_by", "duration_ms", "wall_s", "notes")}
+    assert report["ended_by"] == "interrupted" and report["duration_ms"] < 30_000, seen
     with wave.open(str(recording)) as heard:
         assert heard.getnframes() == report["duration_ms"] * 8
 
@@ -462,6 +475,19 @@ def test_ctrl_c_while_the_app_is_imported_gives_the_report_and_recordings(
     assert "call placed:" not in err and "Traceback" not in err
 
 
+@pytest.fixture
+def ctrl_c_handled() -> Iterator[None]:
+    """SIGINT with Python's default handler, as in a terminal's foreground command: a suite
+    started in the background of a shell inherits it ignored, and a command leaves an
+    ignored Ctrl-C ignored."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@pytest.mark.usefixtures("ctrl_c_handled")
 def test_ctrl_c_while_the_command_loads_gives_the_report(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -15,8 +15,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from fleet import Instance, wait_for
+from fleet import Instance
 from mediastreams.cli import main
+from waiting import DEADLINE_S, free_port, wait_for
 
 
 @pytest.fixture(autouse=True)
@@ -48,7 +49,14 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
         (("--app", "os:getcwd"), "async def"),
         (("--echo", "--param", "novalue"), "name=value"),
         (("--echo", "--public-url", "abc.example"), "--public-url"),
-        (("--echo", "--param", "tenant=" + "x" * 500), "Error: --param: <Parameter name='tenant'>"),
+        (
+            ("--echo", "--param", "tenant=" + "x" * 500),
+            "mediastreams serve: --param: <Parameter name='tenant'>",
+        ),
+        (
+            ("--echo", "--redis", "http://127.0.0.1:6379"),
+            "mediastreams serve: --redis: the Redis URL must start with redis://",
+        ),
         (("--echo", "--hangup-after-play"), "goes with --play"),
         (("--echo", "--log-level", "loud"), "--log-level"),
     ],
@@ -76,7 +84,7 @@ def test_a_port_in_use_suggests_another(
         port = str(taken.getsockname()[1])
         code, err = run(capsys, "--echo", "--port", port, "--workers", workers)
     assert code == 2
-    assert err.startswith(f"Error: cannot listen on 127.0.0.1:{port}: ")
+    assert err.startswith(f"mediastreams serve: cannot listen on 127.0.0.1:{port}: ")
     assert err.rstrip().endswith("; choose another --port")
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
 
@@ -88,7 +96,7 @@ def test_a_port_in_use_suggests_another(
 def test_a_bad_public_url_is_one_line(capsys: pytest.CaptureFixture[str], url: str) -> None:
     code, err = run(capsys, "--echo", "--public-url", url)
     assert code == 2
-    assert err.startswith("Error: --public-url: public")
+    assert err.startswith("mediastreams serve: --public-url: public")
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
@@ -106,7 +114,13 @@ def banner_of(tmp_path: Path, *argv: str) -> str:
             wait_for(lambda: "mediastreams serve (" in log.read_text(), "the banner")
         finally:
             server.send_signal(signal.SIGINT)
-            server.wait(30)
+            try:
+                server.wait(DEADLINE_S)
+            except subprocess.TimeoutExpired:
+                server.kill()  # no process outlives the test, even a failing one
+                server.wait()
+                raise
+    assert server.returncode == 0, log.read_text()
     (line,) = [line for line in log.read_text().splitlines() if "mediastreams serve (" in line]
     return line
 
@@ -122,16 +136,39 @@ def test_the_banner_prints_the_exact_urls_signatures_are_checked_on(tmp_path: Pa
     assert "secret" not in line
 
 
+def test_ctrl_c_right_after_the_workers_banner_stops_them_all_cleanly(tmp_path: Path) -> None:
+    # The signal reaches workers still starting: it waits until they handle it, so none dies
+    # with a traceback, none is left running, and the supervisor exits 0. Three tries: the
+    # moment varies.
+    for attempt in range(3):
+        line = banner_of(tmp_path, "--echo", "--workers", "2")
+        log = (tmp_path / "banner.log").read_text()
+        assert "Traceback" not in log and "Fatal Python error" not in log, (attempt, log)
+        assert "interrupted" not in log, (attempt, log)
+        port = line.split("workers on 127.0.0.1:")[1].split()[0]
+        assert workers_on(port) == [], (attempt, log)
+
+
+def workers_on(port: str) -> list[int]:
+    """The pids of the ``serve`` workers of the port still running (a worker's command line
+    names its port)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue  # gone meanwhile
+        if b"mediastreams" in argv and b"serve" in argv and port.encode() in argv:
+            found.append(int(entry.name))
+    return found
+
+
 def test_the_workers_banner_prints_the_same_urls(tmp_path: Path) -> None:
     line = banner_of(tmp_path, "--echo", "--workers", "2", "--public-url", "https://x/twilio")
     assert "2 workers on 127.0.0.1:" in line
     assert "webhook https://x/twilio/incoming-call, stream wss://x/twilio/media-stream" in line
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.mark.parametrize("backend", ["uvicorn", "picows"])
@@ -145,7 +182,7 @@ def test_a_real_server_answers_and_stops(tmp_path: Path, backend: str) -> None:
         command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
     try:
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + DEADLINE_S
         while True:
             try:
                 reply = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
@@ -159,7 +196,7 @@ def test_a_real_server_answers_and_stops(tmp_path: Path, backend: str) -> None:
         assert '<Parameter name="tenant" value="acme" />' in twiml
     finally:
         server.send_signal(signal.SIGTERM)
-        _, err = server.communicate(timeout=15)
+        _, err = server.communicate(timeout=DEADLINE_S)
     assert server.returncode == 0, err
     assert b"Traceback" not in err
 
@@ -179,10 +216,10 @@ async def test_serve_play_a_wav_file_end_to_end(tmp_path: Path) -> None:
     command += ["--hangup-after-play", "--port", str(port)]
     server = await asyncio.create_subprocess_exec(*command, stderr=asyncio.subprocess.PIPE)
     try:
-        async with asyncio.timeout(15):
+        async with asyncio.timeout(DEADLINE_S):
             while True:
                 try:
-                    async with httpx.AsyncClient() as client:
+                    async with httpx.AsyncClient(timeout=DEADLINE_S) as client:
                         await client.get(f"http://127.0.0.1:{port}/healthz")
                     break
                 except httpx.HTTPError:
@@ -190,7 +227,7 @@ async def test_serve_play_a_wav_file_end_to_end(tmp_path: Path) -> None:
         twilio = await call_and_listen(f"ws://127.0.0.1:{port}/media-stream")
     finally:
         server.send_signal(signal.SIGTERM)
-        _, err = await asyncio.wait_for(server.communicate(), 15)
+        _, err = await asyncio.wait_for(server.communicate(), DEADLINE_S)
     assert bytes(twilio.heard) == to_mulaw(path)
     assert server.returncode == 0, err
     assert b"played 256 ms of 256 ms (played)" in err
@@ -252,7 +289,7 @@ def test_play_a_file_that_is_not_audio(tmp_path: Path, capsys: pytest.CaptureFix
     text.write_text("not audio at all")
     code, err = run(capsys, "--play", str(text))
     assert code == 2
-    assert err.startswith(f"Error: --play {text}: ")
+    assert err.startswith(f"mediastreams serve: --play {text}: ")
     assert err.count(str(text)) == 1  # the path once, then what is wrong with it
     assert "unknown audio format" in err
 
@@ -271,7 +308,7 @@ def test_max_connections_caps_a_real_server(tmp_path: Path) -> None:
     server = subprocess.Popen(command, cwd=tmp_path, stderr=subprocess.PIPE)
     held: list[socket.socket] = []
     try:
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + DEADLINE_S
         while True:
             try:
                 httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
@@ -283,13 +320,16 @@ def test_max_connections_caps_a_real_server(tmp_path: Path) -> None:
         while status != 503 and len(held) < 4:  # the probe above may hold a slot a moment
             held.append(socket.create_connection(("127.0.0.1", port), timeout=5))
             headers = {"Connection": "close"}
-            status = httpx.get(f"http://127.0.0.1:{port}/healthz", headers=headers).status_code
+            reply = httpx.get(
+                f"http://127.0.0.1:{port}/healthz", headers=headers, timeout=DEADLINE_S
+            )
+            status = reply.status_code
         assert status == 503
     finally:
         for sock in held:
             sock.close()
         server.send_signal(signal.SIGTERM)
-        _, err = server.communicate(timeout=15)
+        _, err = server.communicate(timeout=DEADLINE_S)
     assert server.returncode == 0, err
     assert b"at most 2 connections" in err
     assert b"refused 1 connection with HTTP 503" in err
@@ -297,12 +337,12 @@ def test_max_connections_caps_a_real_server(tmp_path: Path) -> None:
 
 
 def test_the_log_line_escapes_the_sids_a_peer_sent() -> None:
-    from mediastreams.cli.serve import _SidFormatter
+    from mediastreams.cli.logs import SidFormatter
 
     record = logging.LogRecord("mediastreams", logging.INFO, "", 0, "stream ended", (), None)
     record.stream_sid = "MZ1"
     record.call_sid = "CA1\n2025-01-01 00:00:00 INFO forged"
-    line = _SidFormatter("%(levelname)s %(message)s").format(record)
+    line = SidFormatter("%(levelname)s %(message)s").format(record)
     assert line == "INFO stream ended stream_sid=MZ1 call_sid=CA1\\n2025-01-01 00:00:00 INFO forged"
 
 
@@ -368,12 +408,12 @@ async def test_json_logs_carry_the_sids_and_never_a_payload_or_a_token(tmp_path:
 
 
 def test_log_level_applies_to_the_apps_own_loggers() -> None:
-    from mediastreams.cli.serve import _configure_logging
+    from mediastreams.cli.logs import configure_logging
 
     app = logging.getLogger("someapp.module")
-    _configure_logging("warning")
+    configure_logging("warning")
     assert not app.isEnabledFor(logging.INFO) and app.isEnabledFor(logging.WARNING)
     assert not logging.getLogger("mediastreams.server").isEnabledFor(logging.INFO)
-    _configure_logging("debug")
+    configure_logging("debug")
     assert app.isEnabledFor(logging.DEBUG)
     assert logging.getLogger("mediastreams.session").isEnabledFor(logging.DEBUG)

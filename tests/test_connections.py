@@ -11,8 +11,15 @@ from typing import Any
 
 import pytest
 
-from mediastreams.connections import MIN_FREE_DESCRIPTORS, Throttle, max_connections_for, peer_of
+from mediastreams.connections import (
+    MIN_FREE_DESCRIPTORS,
+    ConnectionGuard,
+    Throttle,
+    max_connections_for,
+    peer_of,
+)
 from mediastreams.limits import Limits
+from waiting import DEADLINE_S
 
 
 class FakeClock:
@@ -82,3 +89,27 @@ class FakeTransport:
 )
 def test_peer_of(peername: Any, shown: str) -> None:
     assert peer_of(FakeTransport(peername)) == shown  # type: ignore[arg-type]
+
+
+@pytest.mark.anyio
+async def test_released_waits_until_each_connection_is_gone() -> None:
+    guard = ConnectionGuard(Limits(header_timeout_s=3600))
+    first, second = asyncio.Transport(), asyncio.Transport()
+    assert guard.admit(first) and guard.admit(second)
+    waiting = asyncio.create_task(guard.released([first, second], max_wait_s=3600))
+    guard.release(first)
+    done, _ = await asyncio.wait({waiting}, timeout=0.2)
+    assert not done  # the second connection is still open
+    guard.release(second)
+    await asyncio.wait_for(waiting, DEADLINE_S)
+    assert guard.open_connections == 0
+
+
+@pytest.mark.anyio
+async def test_released_gives_up_after_its_wait() -> None:
+    guard = ConnectionGuard(Limits(header_timeout_s=3600))
+    stuck = asyncio.Transport()
+    assert guard.admit(stuck)
+    await asyncio.wait_for(guard.released([stuck], max_wait_s=0.05), DEADLINE_S)
+    assert guard.open_connections == 1
+    guard.release(stuck)

@@ -6,7 +6,6 @@ import asyncio
 import base64
 import io
 import json
-import socket
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -25,18 +24,13 @@ from twilio.rest import Client
 from emulator_apps import TONE_MULAW, media
 from mediastreams.emulator import CallResult, Hangup, place_call
 from mediastreams.exceptions import EmulatorError
+from waiting import free_port
 
 ACCOUNT = "AC" + "0123456789abcdef" * 2
 TOKEN = "an auth token the app is configured with"
 
 Action = Callable[[Client, str], Any]
 """What the app does over REST, in a thread (the twilio library is synchronous)."""
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def client_for(port: int) -> Client:

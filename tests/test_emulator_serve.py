@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -28,6 +27,7 @@ from mediastreams.emulator import (
     place_call,
     place_call_async,
 )
+from waiting import free_port
 
 
 def chirp(path: Path, seconds: float = 2.0, sample_rate: int = 22050) -> Path:
@@ -87,12 +87,6 @@ def test_over_a_real_socket_on_127_0_0_1(tmp_path: Path) -> None:
     result = asyncio.run(run())
     assert result.report.findings == []
     assert correlation(result.heard_mulaw, source) >= 0.99
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_serve_behind_a_public_url_with_connect_to_end_to_end(

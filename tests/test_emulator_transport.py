@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -28,15 +27,10 @@ from mediastreams.security import (
     check_webhook_signature,
     public_url_for,
 )
+from waiting import free_port
 
 TOKEN = "12345678901234567890123456789012"
 PUBLIC_STREAM = "wss://abc.example/media-stream"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Checked:

@@ -14,8 +14,9 @@ import httpx
 import numpy as np
 import pytest
 
-from fleet import RedisServer, await_for, instances, redis_server, round_robin
+from fleet import RedisServer, instances, redis_server, round_robin
 from mediastreams.emulator import Silence, place_call_async
+from waiting import DEADLINE_S, await_for
 
 pytestmark = pytest.mark.anyio
 
@@ -74,7 +75,7 @@ def fleet_args(redis: RedisServer, backend: str) -> list[str]:
 
 
 async def calls_on(url: str) -> list[dict[str, object]]:
-    async with httpx.AsyncClient() as client:
+    async with httpx.AsyncClient(timeout=DEADLINE_S) as client:
         reply = await client.get(f"{url}/calls", headers=AUTH)
     assert reply.status_code == 200, reply.text
     return reply.json()["calls"]  # type: ignore[no-any-return]
@@ -137,7 +138,7 @@ async def test_two_sockets_racing_for_one_token_on_two_instances(
     with instances(specs, app_dir) as pair:
         for round_ in range(5):
             call_sid = f"CA{round_:032x}"
-            async with httpx.AsyncClient() as client:
+            async with httpx.AsyncClient(timeout=DEADLINE_S) as client:
                 reply = await client.post(
                     f"{pair[round_ % 2].url}/incoming-call", data={"CallSid": call_sid}
                 )

@@ -15,6 +15,7 @@ from fake_twilio import TwilioClient
 from mediastreams.server import BACKENDS, ServerConfig
 from mediastreams.session import MediaStream
 from serving import running
+from waiting import DEADLINE_S
 
 pytest.importorskip("prometheus_client")
 pytestmark = pytest.mark.anyio
@@ -40,7 +41,7 @@ def value(samples: Samples, name: str, **labels: str) -> float:
 
 
 async def scrape(port: int) -> Samples:
-    async with httpx.AsyncClient() as client:
+    async with httpx.AsyncClient(timeout=DEADLINE_S) as client:
         reply = await client.get(f"http://127.0.0.1:{port}/metrics")
     assert reply.status_code == 200, reply.text
     assert reply.headers["content-type"].startswith("text/plain")
@@ -65,7 +66,10 @@ async def handler(stream: MediaStream) -> None:
 
 
 async def test_metrics_off_is_a_404() -> None:
-    async with running(ServerConfig(handler=handler)) as port, httpx.AsyncClient() as client:
+    async with (
+        running(ServerConfig(handler=handler)) as port,
+        httpx.AsyncClient(timeout=DEADLINE_S) as client,
+    ):
         assert (await client.get(f"http://127.0.0.1:{port}/metrics")).status_code == 404
 
 
@@ -90,7 +94,8 @@ async def test_what_a_call_does_is_counted(backend: str) -> None:
             await twilio.run_until(lambda: len(twilio.heard) >= len(FIRST_PLAY) + 320)
             live = await scrape(port)
             assert value(live, "mediastreams_calls_live") == 1
-            async with httpx.AsyncClient() as client:  # loopback: no control token needed
+            # Loopback: no control token needed.
+            async with httpx.AsyncClient(timeout=DEADLINE_S) as client:
                 reply = await client.post(f"http://127.0.0.1:{port}/calls/{CALL_SID}/clear")
             assert reply.status_code == 200, reply.text
             await twilio.run_until(lambda: any('"clear"' in f for f in twilio.received))

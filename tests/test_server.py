@@ -23,6 +23,7 @@ from mediastreams.server import (
 )
 from mediastreams.session import MediaStream, Outcome, PlayHandle
 from serving import TOKEN, running, sign
+from waiting import DEADLINE_S
 
 pytestmark = pytest.mark.anyio
 
@@ -30,7 +31,7 @@ SOURCE = bytes(range(256)) * 20  # 5120 bytes = 640 ms of mu-law
 
 
 async def health(port: int) -> dict[str, Any]:
-    async with httpx.AsyncClient() as client:
+    async with httpx.AsyncClient(timeout=DEADLINE_S) as client:
         reply = await client.get(f"http://127.0.0.1:{port}/healthz")
     assert reply.status_code == 200
     return reply.json()  # type: ignore[no-any-return]
@@ -67,7 +68,7 @@ async def test_echo_plays_the_caller_back(backend: str) -> None:
             await twilio.run_until(lambda: len(twilio.heard) >= len(spoken) * 160)
             twilio.protocol.send_stop()
             await twilio.flush()
-            await asyncio.wait_for(twilio.closed.wait(), 5)
+            await asyncio.wait_for(twilio.closed.wait(), DEADLINE_S)
         assert bytes(twilio.heard) == b"".join(spoken)
 
 
@@ -88,14 +89,14 @@ async def test_clear_after_all_audio_was_sent_and_cleared_echoes() -> None:
     async with running(config) as port:
         async with TwilioClient(f"ws://127.0.0.1:{port}/media-stream") as twilio:
             await twilio.open()
-            async with asyncio.timeout(5):  # Twilio holds all of it, nothing played yet
+            async with asyncio.timeout(DEADLINE_S):  # Twilio holds all of it, nothing played yet
                 while twilio.protocol.buffered_bytes < len(SOURCE):
                     await asyncio.sleep(0.005)
             for _ in range(12):  # 240 ms heard: the 200 ms mark is echoed as played
                 await twilio.tick()
             twilio.protocol.send_dtmf("1")
             await twilio.flush()
-            async with asyncio.timeout(5):  # the caller hears nothing more until the clear
+            async with asyncio.timeout(DEADLINE_S):  # the caller hears nothing more until the clear
                 while not any('"event":"clear"' in f for f in twilio.received):
                     await asyncio.sleep(0.005)
             await twilio.flush()  # the echoes of the cleared marks
@@ -116,7 +117,7 @@ async def test_an_app_handler_that_raises_ends_only_its_stream(
     async with running(ServerConfig(handler=broken)) as port:
         async with TwilioClient(f"ws://127.0.0.1:{port}/media-stream") as twilio:
             await twilio.open()
-            await asyncio.wait_for(twilio.closed.wait(), 5)
+            await asyncio.wait_for(twilio.closed.wait(), DEADLINE_S)
         assert "the handler failed" in caplog.text
         assert (await health(port))["streams"] == 0
 
@@ -125,7 +126,7 @@ async def test_an_app_handler_that_raises_ends_only_its_stream(
 
 
 async def wait_streams_zero(port: int) -> None:
-    async with asyncio.timeout(5):
+    async with asyncio.timeout(DEADLINE_S):
         while (await health(port))["streams"]:
             await asyncio.sleep(0.02)
 
@@ -171,9 +172,9 @@ async def test_bad_input_never_crashes_the_server(backend: str, bad: str) -> Non
                 assert not twilio.closed.is_set()  # ignored, like Twilio ignores bad frames
                 twilio.protocol.send_stop()
                 await twilio.flush()
-            await asyncio.wait_for(twilio.closed.wait(), 5)
+            await asyncio.wait_for(twilio.closed.wait(), DEADLINE_S)
         await wait_streams_zero(port)
-        async with asyncio.timeout(5):  # every stream task ended
+        async with asyncio.timeout(DEADLINE_S):  # every stream task ended
             while len(asyncio.all_tasks()) > tasks_before:
                 await asyncio.sleep(0.02)
         # and the server still answers calls
@@ -187,7 +188,7 @@ async def test_no_start_in_time_closes_the_socket() -> None:
     config = ServerConfig(handler=echo_handler, limits=Limits(start_timeout_s=0.1))
     async with running(config) as port:
         async with TwilioClient(f"ws://127.0.0.1:{port}/media-stream") as twilio:
-            await asyncio.wait_for(twilio.closed.wait(), 5)
+            await asyncio.wait_for(twilio.closed.wait(), DEADLINE_S)
         assert twilio.ws.close_code == 1008
 
 
@@ -196,7 +197,7 @@ async def test_no_start_in_time_closes_the_socket() -> None:
 
 async def test_webhook_twiml_from_the_request() -> None:
     config = ServerConfig(handler=echo_handler, parameters={"tenant": "a&b"})
-    async with running(config) as port, httpx.AsyncClient() as client:
+    async with running(config) as port, httpx.AsyncClient(timeout=DEADLINE_S) as client:
         for method in ("GET", "POST"):
             reply = await client.request(method, f"http://127.0.0.1:{port}/incoming-call")
             assert reply.status_code == 200
@@ -232,7 +233,7 @@ async def test_signatures_on_both_routes(backend: str, caplog: pytest.LogCapture
         auth_token=TOKEN,
     )
     webhook = "https://abc.example/incoming-call"
-    async with running(config, backend) as port, httpx.AsyncClient() as client:
+    async with running(config, backend) as port, httpx.AsyncClient(timeout=DEADLINE_S) as client:
         local = f"http://127.0.0.1:{port}/incoming-call"
         assert (await client.get(local)).status_code == 403
         bad = {"X-Twilio-Signature": "bm9wZQ=="}
@@ -269,7 +270,7 @@ def test_check_upgrade_without_token_accepts() -> None:
 async def test_healthz_and_unknown_paths() -> None:
     async with running(ServerConfig(handler=echo_handler), "picows") as port:
         assert await health(port) == {"status": "ok", "streams": 0}
-        async with httpx.AsyncClient() as client:
+        async with httpx.AsyncClient(timeout=DEADLINE_S) as client:
             assert (await client.get(f"http://127.0.0.1:{port}/nope")).status_code == 404
 
 
@@ -308,7 +309,7 @@ async def test_one_time_stream_tokens() -> None:
         handler=play_handler(b"\x01" * 160, hangup_after_play=True),
         stream_tokens=StreamTokens(),
     )
-    async with running(config) as port, httpx.AsyncClient() as client:
+    async with running(config) as port, httpx.AsyncClient(timeout=DEADLINE_S) as client:
         webhook = f"http://127.0.0.1:{port}/incoming-call"
         assert (await client.post(webhook)).status_code == 400  # no CallSid
         reply = await client.post(webhook, data={"CallSid": "CA1"})
@@ -324,6 +325,6 @@ async def test_one_time_stream_tokens() -> None:
         for call_sid, custom in (("CA1", params), ("CA1", {}), ("CA2", params)):  # replayed
             async with TwilioClient(url, call_sid=call_sid, custom_parameters=custom) as twilio:
                 await twilio.open()
-                await asyncio.wait_for(twilio.closed.wait(), 5)
+                await asyncio.wait_for(twilio.closed.wait(), DEADLINE_S)
             assert twilio.ws.close_code == 1008
             assert not twilio.heard

@@ -11,10 +11,11 @@ import httpx
 import numpy as np
 import pytest
 
-from fleet import Instance, await_for
+from fleet import Instance
 from mediastreams.audio import wav_bytes
 from mediastreams.emulator import Silence, place_call_async
 from mediastreams.server import BACKENDS
+from waiting import DEADLINE_S, await_for
 
 pytestmark = pytest.mark.anyio
 
@@ -27,12 +28,12 @@ def tone_wav(path: Path, seconds: float) -> Path:
 
 
 async def streams_on(instance: Instance) -> int:
-    async with httpx.AsyncClient() as client:
+    async with httpx.AsyncClient(timeout=DEADLINE_S) as client:
         return int((await client.get(f"{instance.url}/healthz")).json()["streams"])
 
 
 async def readyz(instance: Instance) -> int:
-    async with httpx.AsyncClient() as client:
+    async with httpx.AsyncClient(timeout=DEADLINE_S) as client:
         return (await client.get(f"{instance.url}/readyz")).status_code
 
 
@@ -56,7 +57,7 @@ async def test_sigterm_lets_the_call_play_to_its_end(tmp_path: Path, backend: st
         )
         await await_for(lambda: streams_on(instance), "the stream to start")
         instance.signal(signal.SIGTERM)
-        await await_for(lambda: _is(readyz(instance), 503), "/readyz to answer 503", 5)
+        await await_for(lambda: _is(readyz(instance), 503), "/readyz to answer 503")
         result = await asyncio.wait_for(call, 30)
         assert result.report.ok, result.report.findings
         assert result.report.audio_played_ms >= 2900
@@ -111,7 +112,7 @@ async def test_a_second_sigterm_stops_at_once_with_1001(tmp_path: Path, backend:
         )
         await await_for(lambda: streams_on(instance), "the stream to start")
         instance.signal(signal.SIGTERM)
-        await await_for(lambda: _is(readyz(instance), 503), "/readyz to answer 503", 5)
+        await await_for(lambda: _is(readyz(instance), 503), "/readyz to answer 503")
         assert instance.process.poll() is None  # draining: the call goes on
         instance.signal(signal.SIGTERM)
         assert await wait_exit(instance) == 0

@@ -104,7 +104,7 @@ def test_serve_app_refuses_a_bad_handler_in_one_line(
 ) -> None:
     assert main(["serve", "--app", f"{handlers_module}:{name}"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"Error: --app {handlers_module}:{name}: the handler {name}")
+    assert err.startswith(f"mediastreams serve: --app {handlers_module}:{name}: the handler {name}")
     assert message in err and f"async def {name}(stream)" in err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
 

@@ -16,6 +16,7 @@ from mediastreams.server import BACKENDS, TOKEN_PARAMETER, ServerConfig, play_ha
 from mediastreams.server.config import check_public_url
 from mediastreams.twiml import parse_twiml
 from serving import TOKEN, running, sign
+from waiting import DEADLINE_S
 
 pytestmark = pytest.mark.anyio
 
@@ -40,7 +41,7 @@ def stream_url(twiml: str) -> str:
 async def test_a_signed_post_webhook_is_answered(backend: str) -> None:
     config = ServerConfig(handler=handler(), public_url=PUBLIC, auth_token=TOKEN)  # type: ignore[arg-type]
     webhook = f"{PUBLIC}/incoming-call"
-    async with running(config, backend) as port, httpx.AsyncClient() as client:
+    async with running(config, backend) as port, httpx.AsyncClient(timeout=DEADLINE_S) as client:
         local = f"http://127.0.0.1:{port}/incoming-call"
         signed = {"X-Twilio-Signature": sign(webhook, FORM)}
         reply = await client.post(local, data=FORM, headers=signed)
@@ -60,7 +61,7 @@ async def test_a_signed_post_webhook_is_answered(backend: str) -> None:
 @pytest.mark.parametrize("backend", BACKENDS)
 async def test_a_post_webhook_mints_the_stream_token_of_its_form_call_sid(backend: str) -> None:
     config = ServerConfig(handler=handler(), stream_tokens=StreamTokens())  # type: ignore[arg-type]
-    async with running(config, backend) as port, httpx.AsyncClient() as client:
+    async with running(config, backend) as port, httpx.AsyncClient(timeout=DEADLINE_S) as client:
         reply = await client.post(f"http://127.0.0.1:{port}/incoming-call", data=FORM)
         assert reply.status_code == 200, reply.text
         (connect,) = parse_twiml(reply.text).verbs
@@ -104,7 +105,7 @@ async def test_a_post_whose_body_comes_after_its_head(backend: str) -> None:
 async def test_a_post_too_large_for_a_webhook_is_refused(backend: str) -> None:
     config = ServerConfig(handler=handler())  # type: ignore[arg-type]
     too_big = config.limits.max_webhook_bytes + 1
-    async with running(config, backend) as port, httpx.AsyncClient() as client:
+    async with running(config, backend) as port, httpx.AsyncClient(timeout=DEADLINE_S) as client:
         reply = await client.post(
             f"http://127.0.0.1:{port}/incoming-call",
             content=b"a" * too_big,
@@ -126,7 +127,7 @@ async def test_forwarded_headers_count_only_from_listed_addresses(
     backend: str, allowed: tuple[str, ...], trusted: bool
 ) -> None:
     config = ServerConfig(handler=handler(), forwarded_allow_ips=allowed)  # type: ignore[arg-type]
-    async with running(config, backend) as port, httpx.AsyncClient() as client:
+    async with running(config, backend) as port, httpx.AsyncClient(timeout=DEADLINE_S) as client:
         reply = await client.get(f"http://127.0.0.1:{port}/incoming-call", headers=FORWARDED)
     assert reply.status_code == 200, reply.text
     expected = (
@@ -143,7 +144,7 @@ async def test_signatures_behind_a_trusted_proxy(backend: str) -> None:
         auth_token=TOKEN,
         forwarded_allow_ips=("127.0.0.1",),
     )
-    async with running(config, backend) as port, httpx.AsyncClient() as client:
+    async with running(config, backend) as port, httpx.AsyncClient(timeout=DEADLINE_S) as client:
         local = f"http://127.0.0.1:{port}/incoming-call"
         signed = {**FORWARDED, "X-Twilio-Signature": sign("https://proxy.example/incoming-call")}
         assert (await client.get(local, headers=signed)).status_code == 200
@@ -163,7 +164,7 @@ async def test_forwarded_headers_from_an_untrusted_peer_cannot_pass_a_signature(
 ) -> None:
     # Signed for the forged host: a peer not listed cannot make the server check that URL.
     config = ServerConfig(handler=handler(), auth_token=TOKEN)  # type: ignore[arg-type]
-    async with running(config, backend) as port, httpx.AsyncClient() as client:
+    async with running(config, backend) as port, httpx.AsyncClient(timeout=DEADLINE_S) as client:
         forged = {**FORWARDED, "X-Twilio-Signature": sign("https://proxy.example/incoming-call")}
         reply = await client.get(f"http://127.0.0.1:{port}/incoming-call", headers=forged)
     assert reply.status_code == 403
@@ -179,7 +180,7 @@ async def test_a_public_url_path_prefix_is_kept_once(backend: str) -> None:
         public_url="https://x.example/twilio/",
         auth_token=TOKEN,
     )
-    async with running(config, backend) as port, httpx.AsyncClient() as client:
+    async with running(config, backend) as port, httpx.AsyncClient(timeout=DEADLINE_S) as client:
         local = f"http://127.0.0.1:{port}/incoming-call"  # the proxy stripped /twilio
         signed = {"X-Twilio-Signature": sign("https://x.example/twilio/incoming-call", FORM)}
         reply = await client.post(local, data=FORM, headers=signed)

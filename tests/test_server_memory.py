@@ -28,6 +28,7 @@ from websockets.exceptions import ConnectionClosed
 
 from mediastreams.protocol import TwilioProtocol
 from mediastreams.server import BACKENDS
+from waiting import DEADLINE_S
 
 MAX_GROWTH_MIB = 150
 """The bound asserted on the server's peak RSS growth during the flood."""
@@ -131,7 +132,7 @@ async def drain(ws: Any) -> None:
 
 
 async def no_streams(port: int) -> None:
-    async with asyncio.timeout(30), httpx.AsyncClient() as client:
+    async with asyncio.timeout(30), httpx.AsyncClient(timeout=DEADLINE_S) as client:
         while (await client.get(f"http://127.0.0.1:{port}/healthz")).json()["streams"]:
             await asyncio.sleep(0.05)
 

@@ -16,7 +16,8 @@ import httpx
 import pytest
 
 from fake_twilio import TwilioClient
-from fleet import Supervisor, await_for, supervisor, wait_for
+from fleet import Supervisor, supervisor
+from waiting import DEADLINE_S, await_for, wait_for
 
 pytestmark = pytest.mark.anyio
 
@@ -173,7 +174,7 @@ async def _live_calls(sup: Supervisor, calls: list[TwilioClient]) -> bool:
     for twilio in calls:
         twilio.protocol.send_media(b"\xff" * 160)
         await twilio.flush()
-    async with httpx.AsyncClient() as client:
+    async with httpx.AsyncClient(timeout=DEADLINE_S) as client:
         text = (await client.get(f"{sup.url}/metrics")).text
     live = [line for line in text.splitlines() if line.startswith("mediastreams_calls_live ")]
     return bool(live) and float(live[0].split()[-1]) == len(calls)
@@ -196,7 +197,7 @@ async def test_metrics_of_two_workers_come_from_either(app_dir: Path) -> None:
         by_worker = {pid: sum(int(r.read_text()) == pid for r in records) for pid in pids}
         assert all(by_worker.values()), by_worker
         # Each worker saw only some of the calls; every answer counts them all.
-        async with httpx.AsyncClient() as client:
+        async with httpx.AsyncClient(timeout=DEADLINE_S) as client:
             for _ in range(10):  # new connections, spread over both workers
                 reply = await client.get(f"{sup.url}/metrics", headers={"Connection": "close"})
                 assert reply.status_code == 200

@@ -27,7 +27,7 @@ import errno
 import logging
 import time
 from asyncio import constants as asyncio_constants
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, cast
@@ -67,6 +67,8 @@ _OUT_OF_DESCRIPTORS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 # After a failed accept() asyncio pauses the listener this long, with one timer per failed
 # attempt; each timer touches the listening socket when it fires.
 _ACCEPT_RETRY_S = asyncio_constants.ACCEPT_RETRY_DELAY + 0.1
+# How often ConnectionGuard.released() looks again: it runs once, as a server stops.
+_RELEASE_POLL_S = 0.01
 
 
 def max_connections_for(limits: Limits) -> int:
@@ -220,6 +222,22 @@ class ConnectionGuard:
         if deadline is not None:
             deadline.cancel()
 
+    async def released(
+        self, transports: Iterable[asyncio.BaseTransport], max_wait_s: float
+    ) -> None:
+        """Wait (at most ``max_wait_s``) until each of ``transports`` is gone (released).
+
+        A backend whose close returns before the close frame is written (picows flushes in
+        the background) waits here before it stops, so that a stream that ended a moment
+        before the server stops still sends its close frame.
+        """
+        loop = asyncio.get_running_loop()
+        give_up_at = loop.time() + max_wait_s
+        waiting = [transport for transport in transports if transport in self._open]
+        while waiting and loop.time() < give_up_at:
+            await asyncio.sleep(_RELEASE_POLL_S)
+            waiting = [transport for transport in waiting if transport in self._open]
+
     @contextmanager
     def quiet_accept_errors(self) -> Iterator[None]:
         """While inside, out-of-descriptor errors of asyncio's accept loop are one line a second.
@@ -332,7 +350,33 @@ def end_request_deadline() -> None:
         guard.request_received(transport)
 
 
-class GuardedProtocol(asyncio.Protocol):
+class _Guarded:
+    """What both guarded protocols share: the connection's start and end pass the guard.
+
+    The backend's end-of-file and flow-control methods are bound once, so the event loop
+    calls them with no hop through this object.
+    """
+
+    def __init__(self, guard: ConnectionGuard, inner: asyncio.Protocol | asyncio.BufferedProtocol):
+        self._guard = guard
+        self._inner = inner
+        self._transport: asyncio.BaseTransport | None = None
+        self.eof_received = inner.eof_received
+        self.pause_writing = inner.pause_writing
+        self.resume_writing = inner.resume_writing
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self._guard.admit(transport):
+            self._transport = transport
+            self._inner.connection_made(transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._guard.release(self._transport)
+        if self._transport is not None:
+            self._inner.connection_lost(exc)
+
+
+class GuardedProtocol(_Guarded, asyncio.Protocol):
     """A backend's protocol behind a guard, which admits, times and releases the connection.
 
     Only the connection's start and end pass through here; the backend's own methods take
@@ -348,20 +392,11 @@ class GuardedProtocol(asyncio.Protocol):
     def __init__(
         self, guard: ConnectionGuard, inner: asyncio.Protocol, *, track_requests: bool = False
     ) -> None:
-        self._guard = guard
-        self._inner = inner
-        self._transport: asyncio.BaseTransport | None = None
+        super().__init__(guard, inner)
+        self._inner: asyncio.Protocol = inner
         # Bound once: the event loop calls the backend with no hop through this object.
         if not track_requests:
             self.data_received = inner.data_received  # type: ignore[method-assign]
-        self.eof_received = inner.eof_received  # type: ignore[method-assign]
-        self.pause_writing = inner.pause_writing  # type: ignore[method-assign]
-        self.resume_writing = inner.resume_writing  # type: ignore[method-assign]
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        if self._guard.admit(transport):
-            self._transport = transport
-            self._inner.connection_made(transport)
 
     def data_received(self, data: bytes) -> None:
         token = _READING.set((self._guard, self._transport) if self._transport else None)
@@ -370,13 +405,8 @@ class GuardedProtocol(asyncio.Protocol):
         finally:
             _READING.reset(token)
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._guard.release(self._transport)
-        if self._transport is not None:
-            self._inner.connection_lost(exc)
 
-
-class GuardedBufferedProtocol(asyncio.BufferedProtocol):
+class GuardedBufferedProtocol(_Guarded, asyncio.BufferedProtocol):
     """:class:`GuardedProtocol` for a protocol that reads into its own buffer (picows).
 
     While the request head comes in, it tells the guard which connection is being read
@@ -384,18 +414,9 @@ class GuardedBufferedProtocol(asyncio.BufferedProtocol):
     """
 
     def __init__(self, guard: ConnectionGuard, inner: asyncio.BufferedProtocol) -> None:
-        self._guard = guard
-        self._inner = inner
-        self._transport: asyncio.BaseTransport | None = None
+        super().__init__(guard, inner)
+        self._inner: asyncio.BufferedProtocol = inner
         self.get_buffer = inner.get_buffer  # type: ignore[method-assign]
-        self.eof_received = inner.eof_received  # type: ignore[method-assign]
-        self.pause_writing = inner.pause_writing  # type: ignore[method-assign]
-        self.resume_writing = inner.resume_writing  # type: ignore[method-assign]
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        if self._guard.admit(transport):
-            self._transport = transport
-            self._inner.connection_made(transport)
 
     def buffer_updated(self, nbytes: int) -> None:
         guard = self._guard
@@ -407,11 +428,6 @@ class GuardedBufferedProtocol(asyncio.BufferedProtocol):
         if guard._open.get(self._transport) is None:  # type: ignore[arg-type]
             # The head is in (or the connection is gone): bind the backend directly.
             self.buffer_updated = self._inner.buffer_updated  # type: ignore[method-assign]
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._guard.release(self._transport)
-        if self._transport is not None:
-            self._inner.connection_lost(exc)
 
 
 class _Refusal(asyncio.Protocol):

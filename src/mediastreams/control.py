@@ -37,6 +37,7 @@ from .exceptions import StreamClosed
 from .security import loggable
 from .session import MediaStream
 from .store import CallGone, CallNotFound, CallRecord, CommandTimeout, SharedState
+from .wireformat import SAMPLE_RATE
 
 __all__ = [
     "CallGone",
@@ -53,7 +54,6 @@ logger = logging.getLogger("mediastreams.control")
 COMMAND_TIMEOUT_S = 5.0
 #: The longest a ``wait=True`` play is waited for.
 MAX_PLAY_WAIT_S = 3600.0
-_MULAW_BYTES_PER_S = 8000
 
 
 @dataclass(frozen=True)
@@ -160,7 +160,8 @@ class Control:
         if timeout_s is None:
             timeout_s = COMMAND_TIMEOUT_S
             if wait:
-                timeout_s = min(MAX_PLAY_WAIT_S, len(mulaw) / _MULAW_BYTES_PER_S + 10.0)
+                # One byte a sample: the play's length in seconds, and a margin.
+                timeout_s = min(MAX_PLAY_WAIT_S, len(mulaw) / SAMPLE_RATE + 10.0)
         command = {"action": "play", "audio": base64.b64encode(mulaw).decode(), "wait": wait}
         answer = await self._send(call_sid, command, timeout_s)
         return PlayResult(

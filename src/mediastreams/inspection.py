@@ -16,10 +16,10 @@ from typing import Any
 
 from .diagnostics import Finding
 from .messages import Start, Stop
-from .protocol import BYTES_PER_MS
 from .tally import StreamReader, Tally
 from .trace import TraceEntry, TraceError, frame_text
 from .twilio_side import TwilioProtocol
+from .wireformat import BYTES_PER_MS
 
 __all__ = ["MAX_UNREADABLE_KEPT", "Inspection", "inspect_trace"]
 

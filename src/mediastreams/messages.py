@@ -13,6 +13,11 @@ snake_case. :func:`serialize` writes exactly Twilio's wire form back.
 Valid frames take a fast path (a typed msgspec decode). A frame that fails it is read again
 by :mod:`mediastreams.diagnostics`, which says what is wrong with Twilio's error code and a
 hint, so the cost of good error messages is paid only by bad frames.
+
+The module's seams, one reader's worth each: the frame classes; reading (:func:`parse`, its
+fast path and the wire structs of :mod:`mediastreams.wireshapes` turned into frames); writing
+(:func:`serialize` and the hot-path helpers that build outbound frames). Reading and writing
+share only the frame classes, so they can stand in two modules if either grows.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import msgspec
 
 from .containers import container_format
 from .exceptions import LocalProtocolError, RemoteProtocolError
+from .wireformat import Sender
 from .wireshapes import (
     _APP_DECODER,
     _APP_WIRES,
@@ -66,9 +72,6 @@ __all__ = [
     "parse",
     "serialize",
 ]
-
-Sender: TypeAlias = Literal["twilio", "app"]
-"""Who sent a frame: Twilio (to the app) or the app (to Twilio)."""
 
 
 # Messages that can hold no reference cycle (all but Start and UnknownMessage, which hold

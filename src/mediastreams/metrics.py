@@ -19,16 +19,14 @@ import time
 from typing import Any
 
 from .diagnostics import Violation
+from .server.streams import CallOutcome
 from .session import MediaStream, Transport
+from .wireformat import FRAME_MS, SAMPLE_RATE
 
 __all__ = ["CONTENT_TYPE", "MeteredTransport", "Metrics"]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
-# Twilio's inbound media frames are 20 ms each
-# (https://www.twilio.com/docs/voice/media-streams/websocket-messages#media-message).
-_INBOUND_FRAME_MS = 20
-_MULAW_BYTES_PER_S = 8000
 _FLUSH_EVERY_FRAMES = 50  # about a second of audio each way
 _LEAD_SAMPLE_EVERY_FRAMES = 25
 _MAX_MARKS_TIMED = 1000
@@ -147,11 +145,11 @@ class Metrics:
         """One protocol violation (a frame refused, or the app's mistake)."""
         self.violations.labels(str(violation.code), violation.sender).inc()
 
-    def call_ended(self, outcome: str, stream: MediaStream) -> None:
+    def call_ended(self, outcome: CallOutcome, stream: MediaStream) -> None:
         """A stream ended; ``outcome`` is what :func:`~mediastreams.server.run_stream` saw."""
-        if outcome in ("completed", "handler-error"):
-            self.calls_live.dec()
-        if outcome == "handler-error":
+        if outcome in (CallOutcome.COMPLETED, CallOutcome.HANDLER_ERROR):
+            self.calls_live.dec()  # those two were counted in by call_started()
+        if outcome is CallOutcome.HANDLER_ERROR:
             self.handler_errors.inc()
         self.calls_ended.labels(outcome).inc()
         transport = stream.transport
@@ -244,9 +242,9 @@ class MeteredTransport:
             return
         timestamp_ms = int(found.group(1))
         last, self._last_timestamp_ms = self._last_timestamp_ms, timestamp_ms
-        if last is not None and timestamp_ms - last > _INBOUND_FRAME_MS * 1.5:
+        if last is not None and timestamp_ms - last > FRAME_MS * 1.5:
             self.metrics.inbound_gaps.inc()
-            self.metrics.inbound_gap_seconds.inc((timestamp_ms - last - _INBOUND_FRAME_MS) / 1000)
+            self.metrics.inbound_gap_seconds.inc((timestamp_ms - last - FRAME_MS) / 1000)
 
     def _echo(self, text: str) -> None:
         now = time.monotonic()
@@ -277,7 +275,7 @@ class _Direction:
     def flush(self) -> None:
         if self._frames:
             self._frames_counter.inc(self._frames)
-            self._seconds_counter.inc(self._bytes / _MULAW_BYTES_PER_S)
+            self._seconds_counter.inc(self._bytes / SAMPLE_RATE)  # one byte a sample
             self._frames = self._bytes = 0
 
 

@@ -47,6 +47,9 @@ from .messages import (
     serialize,
 )
 
+# The emulator's modules import it from here; its one definition is wireformat's.
+from .wireformat import BYTES_PER_MS as BYTES_PER_MS
+
 __all__ = [
     "CONNECTED",
     "CONNECTING",
@@ -60,8 +63,6 @@ __all__ = [
     "TwilioProtocol",
 ]
 
-SAMPLE_RATE = 8000
-BYTES_PER_MS = SAMPLE_RATE // 1000  # mu-law: one byte per sample
 MAX_BUFFERED_MS = 10 * 60 * 1000
 """Twilio discards new media past 10 minutes of buffered audio (warning 31931)."""
 

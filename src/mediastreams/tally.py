@@ -20,9 +20,10 @@ from typing import Any
 
 from .diagnostics import Finding, Violation
 from .exceptions import LocalProtocolError
-from .messages import AppMessage, Clear, Mark, Media, Message, Sender, TwilioMessage
-from .protocol import BYTES_PER_MS, STREAMING, AfterStop, AppProtocol, Received
+from .messages import AppMessage, Clear, Mark, Media, Message, TwilioMessage
+from .protocol import STREAMING, AfterStop, AppProtocol, Received
 from .twilio_side import TwilioProtocol
+from .wireformat import BYTES_PER_MS, Sender
 
 __all__ = ["FRAME_CHARS_SHOWN", "MAX_GROUPS", "StreamReader", "Tally", "ViolationGroup"]
 

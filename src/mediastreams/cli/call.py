@@ -17,6 +17,9 @@ from typing import Any, cast
 
 import click
 
+from .failure import CommandFailed
+from .options import parse_parameters
+
 __all__ = ["call_command"]
 
 _ORDER = "mediastreams.call.order"  # ctx.meta: the options' names in command-line order
@@ -54,19 +57,9 @@ def _check_writable(option: str, path: str | None) -> None:
         return
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
-        raise _Failure(f"{option} {path}: there is no folder {folder}; create it first")
+        raise CommandFailed(f"{option} {path}: there is no folder {folder}; create it first")
     if not os.access(folder, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
-        raise _Failure(f"{option} {path}: cannot write there; choose another path")
-
-
-def _parameters(values: tuple[str, ...]) -> dict[str, str]:
-    parameters = {}
-    for value in values:
-        name, equals, text = value.partition("=")
-        if not equals or not name:
-            raise click.BadParameter(f"{value!r}: expected NAME=VALUE", param_hint="--param")
-        parameters[name] = text
-    return parameters
+        raise CommandFailed(f"{option} {path}: cannot write there; choose another path")
 
 
 @click.command("call", cls=_OrderedCommand)
@@ -232,7 +225,9 @@ def call_command(
         barge_ms = _barge_ins(click.get_current_context().meta.get(_ORDER, []), barge_in_after)
         if clock == "virtual" and "://" in target:
             # The library's own message speaks Python (clock='real').
-            raise _Failure("--clock virtual needs a module:app target; a URL runs in real time")
+            raise CommandFailed(
+                "--clock virtual needs a module:app target; a URL runs in real time"
+            )
         for option, path in (
             ("--record", record),
             ("--record-stereo", record_stereo),
@@ -267,7 +262,7 @@ def call_command(
                     "connect_to": _host_port(connect_to),
                     "rest_port": rest_port,
                     "account_sid": account_sid,
-                    "parameters": _parameters(params),
+                    "parameters": parse_parameters(params),
                     "webhook_path": webhook_path,
                     "webhook_method": webhook_method,
                     "stream_path": stream_path,
@@ -304,13 +299,15 @@ def _barge_ins(order: list[str], barge_in_after: tuple[int, ...]) -> list[int | 
     for name in order:
         if name == "barge_in_after":
             if waiting is not None:
-                raise _Failure("two --barge-in-after in a row: each applies to the next --audio")
+                raise CommandFailed(
+                    "two --barge-in-after in a row: each applies to the next --audio"
+                )
             waiting = next(values)
         else:
             per_audio.append(waiting)
             waiting = None
     if waiting is not None:
-        raise _Failure("--barge-in-after applies to the next --audio; add one after it")
+        raise CommandFailed("--barge-in-after applies to the next --audio; add one after it")
     return per_audio
 
 
@@ -329,7 +326,7 @@ def _steps(
             [parse_dtmf_option(text) for text in dtmf],
         )
     except ValueError as error:
-        raise _Failure(str(error)) from None
+        raise CommandFailed(str(error)) from None
     if hangup_after is not None:
         steps.append(Hangup(at_ms=round(hangup_after * 1000)))
     return steps
@@ -373,7 +370,7 @@ def _place(
         )
         write_outputs(result, record=out.record, record_stereo=out.record_stereo)
     except (AudioError, EmulatorError, ValueError, OSError) as error:
-        raise _Failure(str(error)) from None
+        raise CommandFailed(str(error)) from None
     return [result]
 
 
@@ -475,15 +472,8 @@ def _write_json(path: str, text: str) -> None:
         with open(path, "w", encoding="utf-8") as file:
             file.write(text + "\n")
     except OSError as error:
-        raise _Failure(f"--json-out {path}: {error.strerror}") from None
+        raise CommandFailed(f"--json-out {path}: {error.strerror}") from None
 
 
-class _Failure(click.ClickException):
-    exit_code = 2
-
-    def show(self, file: object = None) -> None:
-        click.echo(f"mediastreams call: {self.message}", err=True)
-
-
-class _Interrupted(_Failure):
+class _Interrupted(CommandFailed):
     exit_code = 130  # 128 + SIGINT, as shells report an interrupted command

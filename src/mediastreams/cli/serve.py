@@ -1,7 +1,9 @@
 """``mediastreams serve``: answer real calls on a ready server.
 
 Bad input (a missing file, a bad ``--app``, a port in use) gives one error line and exit
-code 2, never a traceback.
+code 2, never a traceback. Its log lines are :mod:`mediastreams.cli.logs`'; ``--workers``
+is :mod:`mediastreams.cli.workers`. Only click is imported before the options are read, so
+``serve --help`` and a usage error come back at once.
 """
 
 from __future__ import annotations
@@ -9,11 +11,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import importlib
-import json
-import logging
 import os
-import signal
-import socket
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -21,29 +19,15 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ..backends import BACKENDS
-from ..limits import DEFAULT_LIMITS, Limits
-from ..security import StreamTokens, loggable
+from .failure import CommandFailed
 
 if TYPE_CHECKING:  # the server (Starlette, asyncio...) is imported once the options are read
+    import socket
+
+    from ..limits import Limits
     from ..server import Handler, ServerConfig
 
 __all__ = ["serve_command"]
-
-
-class BadInput(click.ClickException):
-    """One clear line, exit code 2 (like a usage error)."""
-
-    exit_code = 2
-
-
-def _parameters(values: tuple[str, ...]) -> dict[str, str]:
-    parameters: dict[str, str] = {}
-    for item in values:
-        name, sep, value = item.partition("=")
-        if not sep or not name:
-            raise BadInput(f"--param {item!r}: write it as name=value")
-        parameters[name] = value
-    return parameters
 
 
 def _load_mulaw(path: str) -> bytes:
@@ -55,24 +39,24 @@ def _load_mulaw(path: str) -> bytes:
     except AudioError as error:
         # The message starts with the path and says what is wrong (missing, a directory,
         # an unknown format...).
-        raise BadInput(f"--play {error}") from None
+        raise CommandFailed(f"--play {error}") from None
 
 
 def _load_callable(option: str, spec: str) -> Any:
     module_name, sep, attribute = spec.partition(":")
     if not sep or not module_name or not attribute:
-        raise BadInput(f"{option} {spec!r}: write it as module:function")
+        raise CommandFailed(f"{option} {spec!r}: write it as module:function")
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())  # like uvicorn: modules in the current directory
     try:
         module = importlib.import_module(module_name)
     except Exception as error:
-        raise BadInput(f"{option} {spec}: cannot import {module_name}: {error}") from None
+        raise CommandFailed(f"{option} {spec}: cannot import {module_name}: {error}") from None
     found = getattr(module, attribute, None)
     if found is None:
-        raise BadInput(f"{option} {spec}: {module_name} has no {attribute!r}")
+        raise CommandFailed(f"{option} {spec}: {module_name} has no {attribute!r}")
     if not callable(found):
-        raise BadInput(f"{option} {spec}: {attribute} is not a function")
+        raise CommandFailed(f"{option} {spec}: {attribute} is not a function")
     return found
 
 
@@ -83,7 +67,7 @@ def _load_app(spec: str) -> Handler:
     try:
         ServerConfig.check_handler(handler)
     except TypeError as error:
-        raise BadInput(f"--app {spec}: {error}") from None
+        raise CommandFailed(f"--app {spec}: {error}") from None
     return handler  # type: ignore[no-any-return]
 
 
@@ -92,9 +76,9 @@ def _handler(play: str | None, echo: bool, app: str | None, hangup_after_play: b
 
     chosen = [name for name, on in (("--play", play), ("--echo", echo), ("--app", app)) if on]
     if len(chosen) != 1:
-        raise BadInput("choose one of --play FILE, --echo or --app module:function")
+        raise CommandFailed("choose one of --play FILE, --echo or --app module:function")
     if hangup_after_play and not play:
-        raise BadInput("--hangup-after-play goes with --play")
+        raise CommandFailed("--hangup-after-play goes with --play")
     if play:
         return play_handler(_load_mulaw(play), hangup_after_play=hangup_after_play)
     if echo:
@@ -122,76 +106,9 @@ def _check_backend(backend: str) -> None:
         try:
             importlib.import_module("picows")
         except ImportError:
-            raise BadInput(
+            raise CommandFailed(
                 "--backend picows needs the picows package: pip install 'mediastreams[picows]'"
             ) from None
-
-
-class _SidFormatter(logging.Formatter):
-    """``time level logger message stream_sid=... call_sid=...``: greppable per call.
-
-    The SIDs come from the peer's ``start`` frame, so they are escaped like every value from
-    the wire: a newline in one cannot forge a log line.
-    """
-
-    def format(self, record: logging.LogRecord) -> str:
-        line = super().format(record)
-        sids = [
-            f"{k}={loggable(getattr(record, k), max_chars=64)}"
-            for k in ("stream_sid", "call_sid")
-            if hasattr(record, k)
-        ]
-        return " ".join([line, *sids])
-
-
-class _JsonFormatter(logging.Formatter):
-    """One JSON object a line: time, level, logger, message, and the call's SIDs if any.
-
-    Messages never hold a payload or a token (the server logs neither), and JSON escapes
-    whatever a peer put in a SID.
-    """
-
-    def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, Any] = {
-            "time": self.formatTime(record),
-            "level": record.levelname,
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        for key in ("stream_sid", "call_sid"):
-            if hasattr(record, key):
-                entry[key] = str(getattr(record, key))
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry)
-
-
-# Libraries that log each connection at INFO: kept at WARNING unless --log-level debug.
-_CHATTY = ("websockets", "uvicorn", "picows", "redis", "asyncio")
-
-
-def _configure_logging(level: str, log_format: str = "text") -> None:
-    from ..server import CallLogFilter
-
-    numeric = logging.getLevelName(level.upper())
-    if not isinstance(numeric, int):
-        raise ValueError(level)
-    handler = logging.StreamHandler()
-    if log_format == "json":
-        handler.setFormatter(_JsonFormatter())
-    else:
-        handler.setFormatter(_SidFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
-    # Lines logged while a handler runs (the app's own too) carry its call's SIDs.
-    handler.addFilter(CallLogFilter())
-    # The root logger: the app's own loggers (--app) log at the same level, to the same place.
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(numeric)
-    ours = logging.getLogger("mediastreams")
-    ours.handlers[:] = []
-    ours.setLevel(numeric)
-    for name in _CHATTY:
-        logging.getLogger(name).setLevel(max(numeric, logging.WARNING))
 
 
 @click.command("serve")
@@ -324,18 +241,22 @@ def serve_command(**options: Any) -> None:
     """
     import asyncio
 
+    from .logs import configure_logging
+
     o = _Options(**options)
     _check_backend(o.backend)
     loop_factory = _loop_factory(o.loop)
     handler = _handler(o.play, o.echo, o.app, o.hangup_after_play)
     if o.mark_interval_ms > o.lead_ms:
-        raise BadInput("--mark-interval-ms must not exceed --lead-ms")
+        raise CommandFailed("--mark-interval-ms must not exceed --lead-ms")
     _check_shared_state(o)
     config = _config(o, handler)
     try:
-        _configure_logging(o.log_level, o.log_format)
+        configure_logging(o.log_level, o.log_format)
     except ValueError:
-        raise BadInput(f"--log-level {o.log_level!r}: use debug, info, warning or error") from None
+        raise CommandFailed(
+            f"--log-level {o.log_level!r}: use debug, info, warning or error"
+        ) from None
     if o.workers > 1 and _WORKER_ENV not in os.environ:
         from .workers import run_workers
 
@@ -407,7 +328,7 @@ def _check_shared_state(o: _Options) -> None:
             if on
         ]
         if needing:
-            raise BadInput(
+            raise CommandFailed(
                 f"{', '.join(needing)} with --workers {o.workers} needs state shared by the "
                 "workers: add --redis redis://host:6379/0 (or run one worker)"
             )
@@ -415,40 +336,46 @@ def _check_shared_state(o: _Options) -> None:
         try:
             importlib.import_module("redis")
         except ImportError:
-            raise BadInput(
+            raise CommandFailed(
                 "--redis needs the redis package: pip install 'mediastreams[redis]'"
             ) from None
     if o.metrics:
         try:
             importlib.import_module("prometheus_client")
         except ImportError:
-            raise BadInput(
+            raise CommandFailed(
                 "--metrics needs the prometheus-client package: pip install 'mediastreams[metrics]'"
             ) from None
 
 
 def _config(o: _Options, handler: Handler) -> ServerConfig:
+    from ..security import StreamTokens
     from ..server import ServerConfig
-    from ..server.config import check_public_url, trusted_network
+    from ..server.config import check_public_url, check_redis_url, trusted_network
+    from .options import parse_parameters
 
-    if o.public_url is not None:
-        # Checked apart from the config, whose errors could also be about a <Parameter>.
-        try:
-            check_public_url(o.public_url)
-        except ValueError as error:
-            raise BadInput(f"--public-url: {error}") from None
+    # Each option is checked apart from the config, whose errors are then a <Parameter>'s.
+    for option, value, check in (
+        ("--public-url", o.public_url, check_public_url),
+        ("--redis", o.redis_url, check_redis_url),
+    ):
+        if value:
+            try:
+                check(value)
+            except ValueError as error:
+                raise CommandFailed(f"{option}: {error}") from None
     allow = [a for a in o.forwarded_allow_ips.split(",") if a.strip()]
     for address in allow:
         try:
             trusted_network(address)
         except ValueError as error:
-            raise BadInput(f"--{error}") from None
+            raise CommandFailed(f"--{error}") from None
     on_webhook = _load_callable("--on-webhook", o.on_webhook) if o.on_webhook else None
     try:
         return ServerConfig(
             handler=handler,
             public_url=o.public_url,
-            parameters=_parameters(o.params),
+            parameters=parse_parameters(o.params),
             auth_token=o.auth_token or None,
             stream_options={"lead_ms": o.lead_ms, "mark_interval_ms": o.mark_interval_ms},
             stream_tokens=StreamTokens() if o.stream_token else None,
@@ -461,22 +388,16 @@ def _config(o: _Options, handler: Handler) -> ServerConfig:
             drain_timeout_s=o.drain_timeout,
         )
     except ValueError as error:
-        text = str(error)
-        option = "--redis" if "Redis" in text else "--param"
-        raise BadInput(f"{option}: {text}") from None
+        raise CommandFailed(f"--param: {error}") from None
 
 
 def _listen(host: str, port: int, *, reuse_port: bool) -> socket.socket:
     from ..server import bind
 
     try:
-        if reuse_port:
-            from .workers import bind_reuse_port
-
-            return bind_reuse_port(host, port)
-        return bind(host, port)
+        return bind(host, port, reuse_port=reuse_port)
     except OSError as error:
-        raise BadInput(
+        raise CommandFailed(
             f"cannot listen on {host}:{port}: {error.strerror or error}; choose another --port"
         ) from None
 
@@ -485,6 +406,7 @@ def _banner(o: _Options, config: ServerConfig, port: int) -> None:
     """The start-up line: the exact URLs to give Twilio (those signatures are checked on)."""
     from ..connections import max_connections_for
     from ..server.config import check_public_url
+    from .logs import announce
 
     if config.public_url is not None:
         origin = check_public_url(config.public_url)
@@ -506,15 +428,6 @@ def _banner(o: _Options, config: ServerConfig, port: int) -> None:
     )
 
 
-def announce(message: str, log_format: str) -> None:
-    """Print a start-up line whatever the log level: plain, or one JSON object (json)."""
-    if log_format == "json":
-        record = logging.LogRecord("mediastreams.serve", logging.INFO, "", 0, message, None, None)
-        click.echo(_JsonFormatter().format(record), err=True)
-    else:
-        click.echo(message, err=True)
-
-
 def _redis_where(url: str) -> str:
     from ..store.redis import _safe_url
 
@@ -522,6 +435,8 @@ def _redis_where(url: str) -> str:
 
 
 def _limits(max_connections: int | None) -> Limits:
+    from ..limits import DEFAULT_LIMITS
+
     if max_connections is None:
         return DEFAULT_LIMITS
     return dataclasses.replace(DEFAULT_LIMITS, max_connections=max_connections)
@@ -529,6 +444,7 @@ def _limits(max_connections: int | None) -> Limits:
 
 async def _run(config: ServerConfig, sock: Any, backend: Any, *, workers: int = 1) -> None:
     import asyncio
+    import signal
 
     from ..server import serve
 
@@ -550,4 +466,6 @@ async def _run(config: ServerConfig, sock: Any, backend: Any, *, workers: int = 
 
     loop.add_signal_handler(signal.SIGINT, stop.set)
     loop.add_signal_handler(signal.SIGTERM, on_term)
+    # A worker starts with both blocked (see cli.workers): the ones sent meanwhile come now.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, (signal.SIGINT, signal.SIGTERM))
     await serve(config, sock, backend=backend, stop=stop, drain=drain, workers=workers)

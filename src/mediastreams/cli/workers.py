@@ -10,6 +10,7 @@ dies is replaced (its calls are lost, the others' go on); a crash loop stops the
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -19,15 +20,16 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from types import FrameType
 from typing import Any
 
 import click
 
-from ..server import ServerConfig
+from ..server import ServerConfig, bind
+from .failure import CommandFailed
 
-__all__ = ["RESTARTS_PER_WINDOW", "RESTART_WINDOW_S", "bind_reuse_port", "run_workers"]
+__all__ = ["RESTARTS_PER_WINDOW", "RESTART_WINDOW_S", "run_workers"]
 
 logger = logging.getLogger("mediastreams.workers")
 
@@ -37,27 +39,6 @@ _SECRET_OPTIONS = {
     "control_token": "MEDIASTREAMS_CONTROL_TOKEN",
     "redis_url": "MEDIASTREAMS_REDIS",
 }
-
-
-def bind_reuse_port(host: str, port: int, *, listen: bool = True) -> socket.socket:
-    """A TCP socket bound with ``SO_REUSEPORT``: several processes may listen on the port.
-
-    Raises:
-        OSError: the address cannot be bound.
-    """
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        sock.bind((host, port))
-        if listen:
-            sock.listen(2048)
-        sock.setblocking(False)
-    except OSError:
-        sock.close()
-        raise
-    return sock
 
 
 def run_workers(
@@ -76,24 +57,23 @@ def run_workers(
     Returns:
         0 once the workers stopped on a signal; the worst exit code of a worker otherwise.
     """
-    from .serve import BadInput
 
     if not sys.platform.startswith("linux") or not hasattr(socket, "SO_REUSEPORT"):
-        raise BadInput(
+        raise CommandFailed(
             "--workers needs SO_REUSEPORT as Linux has it (the kernel spreads connections); "
             "here run one serve per port behind your load balancer"
         )
     if port and _listening(host, port):
         # SO_REUSEPORT would let these workers join another server's port, sharing its calls.
-        raise BadInput(
+        raise CommandFailed(
             f"cannot listen on {host}:{port}: a server already listens there; choose another --port"
         )
     try:
         # Bound, not listening: it holds the port (and picks it for --port 0) for the
         # workers; the kernel hands connections to listening sockets only.
-        holder = bind_reuse_port(host, port, listen=False)
+        holder = bind(host, port, reuse_port=True, listen=False)
     except OSError as error:
-        raise BadInput(
+        raise CommandFailed(
             f"cannot listen on {host}:{port}: {error.strerror or error}; choose another --port"
         ) from None
     port = holder.getsockname()[1]
@@ -111,12 +91,14 @@ def run_workers(
         "--port",
         str(port),
     ]
-    banner(port)
     supervisor = _Supervisor(lambda: subprocess.Popen(argv, env=env), workers, metrics_dir)
     try:
-        # The holder stays bound, so the port stays ours while workers start and restart.
-        supervisor.start()
-        return supervisor.run()
+        # From the banner on, a Ctrl-C or a SIGTERM stops the workers, however early it comes.
+        with supervisor.forwarding_signals():
+            banner(port)
+            # The holder stays bound, so the port stays ours while workers start and restart.
+            supervisor.start()
+            return supervisor.run()
     finally:
         holder.close()
         supervisor.kill()
@@ -140,6 +122,7 @@ RESTARTS_PER_WINDOW = 5
 RESTART_WINDOW_S = 60.0
 _POLL_S = 0.1
 _EXIT_BAD_INPUT = 2  # a worker refused its options: every restart would too
+_FORWARDED = (signal.SIGTERM, signal.SIGINT)
 
 
 class _Supervisor:
@@ -165,25 +148,31 @@ class _Supervisor:
         self._failed: int | None = None  # the exit code that made the supervisor give up
         self._restarts: list[float] = []
 
-    def start(self) -> None:
-        self.processes = [self._spawn() for _ in range(self._count)]
-
-    def run(self) -> int:
-        """Supervise until every worker exited after a signal; the exit code."""
-        signums = (signal.SIGTERM, signal.SIGINT)
-        previous = {s: signal.signal(s, self._forward) for s in signums}
+    @contextlib.contextmanager
+    def forwarding_signals(self) -> Iterator[None]:
+        """While inside, SIGTERM and SIGINT go to the workers (and stop the supervisor)."""
+        previous = {s: signal.signal(s, self._forward) for s in _FORWARDED}
         try:
-            while True:
-                for index, process in enumerate(self.processes):
-                    code = process.poll()
-                    if code is not None and self._stopping is None:
-                        self._died(index, process, code)
-                if self._stopping is not None and all(p.poll() is not None for p in self.processes):
-                    break
-                time.sleep(_POLL_S)
+            yield
         finally:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
+
+    def start(self) -> None:
+        self.processes = []
+        for _ in range(self._count):
+            self.processes.append(self._start_one())
+
+    def run(self) -> int:
+        """Supervise until every worker exited after a signal; the exit code."""
+        while True:
+            for index, process in enumerate(self.processes):
+                code = process.poll()
+                if code is not None and self._stopping is None:
+                    self._died(index, process, code)
+            if self._stopping is not None and all(p.poll() is not None for p in self.processes):
+                break
+            time.sleep(_POLL_S)
         if self._failed is not None:
             return self._failed
         codes = [p.returncode for p in self.processes]
@@ -226,9 +215,24 @@ class _Supervisor:
         logger.error(
             "%s: its calls are lost, the other workers' go on; starting a new worker", what
         )
-        self.processes[index] = self._spawn()
-        if self._stopping is not None:  # a signal came while it started: it goes too
-            self.processes[index].send_signal(self._stopping)
+        self.processes[index] = self._start_one()
+
+    def _start_one(self) -> subprocess.Popen[bytes]:
+        """A new worker, which takes SIGTERM and SIGINT only once its handlers are in place.
+
+        The signals are blocked while it is spawned, so it starts with them blocked (a blocked
+        signal stays blocked across exec): one sent while it imports waits, instead of killing
+        it with a traceback; ``serve`` unblocks them once it handles them. A signal that came
+        to the supervisor meanwhile is passed on to it.
+        """
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, _FORWARDED)
+        try:
+            process = self._spawn()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)  # the supervisor's own come now
+        if self._stopping is not None:
+            process.send_signal(self._stopping)
+        return process
 
 
 def _exit_text(code: int) -> str:

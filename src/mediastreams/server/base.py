@@ -56,8 +56,16 @@ class BackendServer(ABC):
         :meth:`Instance.run_until`); then close every stream and return."""
 
 
-def bind(host: str, port: int) -> socket.socket:
+def bind(host: str, port: int, *, reuse_port: bool = False, listen: bool = True) -> socket.socket:
     """A listening TCP socket, so a port in use is reported before any server starts.
+
+    Args:
+        host: the address to bind (IPv6 if it holds a ``:``).
+        port: the port; 0 picks a free one.
+        reuse_port: set ``SO_REUSEPORT``, so several processes listen on the port and the
+            kernel spreads connections over them (``serve --workers``, Linux).
+        listen: start listening; a socket bound and not listening holds the port without
+            being handed connections.
 
     Raises:
         OSError: the address cannot be bound (in use, not local, no permission).
@@ -66,8 +74,11 @@ def bind(host: str, port: int) -> socket.socket:
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind((host, port))
-        sock.listen(2048)
+        if listen:
+            sock.listen(2048)
         sock.setblocking(False)
     except OSError:
         sock.close()

@@ -104,13 +104,8 @@ class ServerConfig:
             trusted_network(address)
         if self.drain_timeout_s < 0:
             raise ValueError(f"drain_timeout_s must be 0 or more, not {self.drain_timeout_s!r}")
-        if self.redis_url is not None and not self.redis_url.startswith(
-            ("redis://", "rediss://", "unix://")
-        ):
-            raise ValueError(
-                f"the Redis URL must start with redis://, rediss:// or unix:// "
-                f"(redis://host:6379/0), not {self.redis_url.split(':')[0]!r}"
-            )
+        if self.redis_url is not None:
+            check_redis_url(self.redis_url)
         if self.on_webhook is not None and not callable(self.on_webhook):
             raise TypeError(f"on_webhook must be a function, not {self.on_webhook!r}")
         try:
@@ -186,6 +181,20 @@ def check_public_url(url: str) -> PublicURL:
     if "//" in origin.prefix:
         raise ValueError(f"public URL {url!r} has an empty path segment (//)")
     return origin
+
+
+def check_redis_url(url: str) -> str:
+    """The Redis URL, checked: ``redis://``, ``rediss://`` or ``unix://``.
+
+    Raises:
+        ValueError: another scheme, with how to write it.
+    """
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        raise ValueError(
+            f"the Redis URL must start with redis://, rediss:// or unix:// "
+            f"(redis://host:6379/0), not {url.split(':')[0]!r}"
+        )
+    return url
 
 
 def _is_loopback(host: str) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -24,6 +25,8 @@ class PicowsServer(BackendServer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._tasks: set[asyncio.Task[None]] = set()
+        # The connections upgraded to a WebSocket, to wait for their close frames at the end.
+        self._upgraded: weakref.WeakSet[asyncio.BaseTransport] = weakref.WeakSet()
 
     async def run(self, stop: asyncio.Event | None, drain: asyncio.Event | None) -> None:
         # picows only parses GET requests without a body and asks its router synchronously:
@@ -35,6 +38,9 @@ class PicowsServer(BackendServer):
         server = await loop.create_server(front, sock=self.sock)
         try:
             await self.instance.run_until(stop, drain)
+            # picows' close returns before the close frame is written: a stream that ended a
+            # moment ago (the drain's last call) would lose it to the loop's end.
+            await self.guard.released(list(self._upgraded), self.config.limits.close_timeout_s)
             await self.guard.settle()
         finally:
             server.close()
@@ -47,6 +53,8 @@ class PicowsServer(BackendServer):
         # The front checked the upgrade with the router before handing the connection over.
         connection = self.guard.reading  # picows calls this while reading that connection
         self.guard.request_received(connection)
+        if connection is not None:
+            self._upgraded.add(connection)
         return PicowsTransport(self._on_connected, limits=self.config.limits)
 
     def _on_connected(self, transport: PicowsTransport) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import enum
 import logging
 import weakref
 from collections.abc import Iterator, Mapping
@@ -20,6 +21,7 @@ from ..messages import Media
 from ..security import loggable
 from ..session import CLOSE_POLICY, AudioFeed, MediaStream, Transport
 from ..store import CallContext, CallRecord, StateUnavailable
+from ..websocket import CLOSE_INTERNAL_ERROR
 from .config import TOKEN_PARAMETER, Handler, ServerConfig
 
 if TYPE_CHECKING:
@@ -27,6 +29,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CallLogFilter",
+    "CallOutcome",
     "Streams",
     "context_of",
     "echo_handler",
@@ -34,10 +37,20 @@ __all__ = [
     "run_stream",
 ]
 
-# RFC 6455 7.4.1: the server met a condition that kept it from serving the stream.
-CLOSE_INTERNAL_ERROR = 1011
-
 logger = logging.getLogger("mediastreams.server")
+
+
+class CallOutcome(enum.StrEnum):
+    """What became of a stream the server accepted: the ``outcome`` label of the metrics."""
+
+    COMPLETED = "completed"
+    """The handler returned, or the caller hung up while it ran."""
+    HANDLER_ERROR = "handler-error"
+    """The handler raised: the stream closed with 1011."""
+    REFUSED = "refused"
+    """Its one-time token was refused, or could not be checked."""
+    NOT_STARTED = "not-started"
+    """No ``start`` came in time, or the socket closed before it."""
 
 
 _CALL_SIDS: contextvars.ContextVar[Mapping[str, str] | None] = contextvars.ContextVar(
@@ -149,7 +162,7 @@ async def run_stream(
     task = asyncio.current_task()
     if task is not None:
         _STREAM_OF_TASK[task] = stream
-    outcome = "not-started"
+    outcome = CallOutcome.NOT_STARTED
     try:
         outcome = await _run_handler(instance, stream, client)
     finally:
@@ -160,13 +173,13 @@ async def run_stream(
             metrics.call_ended(outcome, stream)
 
 
-async def _run_handler(instance: Instance, stream: MediaStream, client: str) -> str:
+async def _run_handler(instance: Instance, stream: MediaStream, client: str) -> CallOutcome:
     """Run the handler; what became of the call (the ``outcome`` label of the metrics)."""
     try:
         await stream.open()
     except (StreamTimeout, StreamClosed) as error:
         logger.warning("stream from %s did not start: %s", client, loggable(error))
-        return "not-started"
+        return CallOutcome.NOT_STARTED
     # SIDs come from the wire: escaped before they reach a log line.
     stream_sid, call_sid = loggable(stream.stream_sid), loggable(stream.call_sid)
     extra = {"stream_sid": stream_sid, "call_sid": call_sid}
@@ -179,7 +192,7 @@ async def _run_handler(instance: Instance, stream: MediaStream, client: str) -> 
 
 async def _run_started(
     instance: Instance, stream: MediaStream, client: str, extra: dict[str, str]
-) -> str:
+) -> CallOutcome:
     refused = await _admit(instance, stream, client, extra)
     if refused is not None:
         return refused
@@ -196,7 +209,7 @@ async def _run_started(
 
 async def _admit(
     instance: Instance, stream: MediaStream, client: str, extra: dict[str, str]
-) -> str | None:
+) -> CallOutcome | None:
     """Redeem the token and read the context; the outcome if the stream is refused."""
     config, state = instance.config, instance.state
     if config.stream_tokens is not None:
@@ -206,7 +219,7 @@ async def _admit(
         except SignatureError as error:
             logger.warning("refused the stream from %s: %s", client, loggable(error), extra=extra)
             await stream.close(CLOSE_POLICY)
-            return "refused"
+            return CallOutcome.REFUSED
         except StateUnavailable as error:
             logger.error(
                 "refused the stream from %s: its token cannot be checked: %s",
@@ -215,7 +228,7 @@ async def _admit(
                 extra=extra,
             )
             await stream.close(CLOSE_INTERNAL_ERROR, "shared state unavailable")
-            return "refused"
+            return CallOutcome.REFUSED
     context = None
     if instance.keeps_context:
         try:
@@ -249,7 +262,7 @@ async def _leave_registry(instance: Instance, stream: MediaStream, extra: dict[s
         )
 
 
-async def _handle(instance: Instance, stream: MediaStream, extra: dict[str, str]) -> str:
+async def _handle(instance: Instance, stream: MediaStream, extra: dict[str, str]) -> CallOutcome:
     try:
         await instance.config.handler(stream)
     except Exception as error:
@@ -261,7 +274,7 @@ async def _handle(instance: Instance, stream: MediaStream, extra: dict[str, str]
                 loggable(error),
                 extra=extra,
             )
-            return "completed"
+            return CallOutcome.COMPLETED
         if isinstance(error, ProtocolError) and instance.metrics is not None:
             instance.metrics.violation(error.violation)
         logger.exception(
@@ -271,8 +284,8 @@ async def _handle(instance: Instance, stream: MediaStream, extra: dict[str, str]
             extra=extra,
         )
         await stream.fail(error)
-        return "handler-error"
-    return "completed"
+        return CallOutcome.HANDLER_ERROR
+    return CallOutcome.COMPLETED
 
 
 def context_of(stream: MediaStream) -> CallContext | None:

@@ -11,6 +11,10 @@ Keys, under the namespace (``mediastreams`` by default): ``tokens`` and ``tokens
 (pending tokens and when they expire), ``spent`` and ``spent:forget`` (calls whose token was
 used or expired), ``calls`` and ``calls:live`` (the registry and each call's expiry),
 ``ended:<CallSid>``, ``context:<CallSid>``; channels ``control:<instance>``.
+
+The module's seams: the Lua scripts (each rule, atomic, at the top) and :class:`RedisState`,
+which runs them and keeps the instance alive in the registry (heartbeat, pub/sub listener,
+reconnection). A script is read beside the method that runs it, so they stay in one module.
 """
 
 from __future__ import annotations
