@@ -94,7 +94,7 @@ def _loop_factory(loop: str) -> Callable[[], Any] | None:
     try:
         uvloop = importlib.import_module("uvloop")
     except ImportError:
-        raise BadInput(
+        raise CommandFailed(
             "--loop uvloop needs the uvloop package: pip install 'mediastreams[uvloop]'"
         ) from None
     factory: Callable[[], Any] = uvloop.new_event_loop
