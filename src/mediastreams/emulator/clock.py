@@ -31,6 +31,10 @@ loop's thread by code that is neither the standard library nor mediastreams
 (:class:`WallClockRead`). They are recorded while a call's streams run (:func:`watch_time`):
 what happens before, the emulator's own setup included, is not the call's. :func:`clock_note`
 says in one sentence what was seen.
+
+The module's seams: the doubts and their sentence (:class:`TimeDoubt` to :func:`clock_note`);
+the virtual loop and its selector (:class:`VirtualEventLoop`, :func:`run_in_loop`); watching a
+call (:func:`watch_time`, :func:`time_doubts`).
 """
 
 from __future__ import annotations

@@ -21,6 +21,11 @@ doing (a timed :class:`Audio` holds the sequence while it plays). Inbound audio 
 The caller's speech is cut into utterances on silence, whatever the steps: an utterance
 ends after :data:`UTTERANCE_END_QUIET_MS` of frames below the speech level (about -40 dBFS,
 :mod:`mediastreams.emulator.loudness`).
+
+The module's seams, one reader's worth each: the steps (:class:`Audio` to :class:`Hangup`);
+cutting speech into utterances (:class:`UtteranceCutter`); the caller that runs the steps
+(:class:`CallerScript`, or any :class:`Caller`); and the command line's ``--audio`` and
+``--dtmf`` read into steps (:func:`cli_steps`).
 """
 
 from __future__ import annotations
