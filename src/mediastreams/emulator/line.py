@@ -451,6 +451,10 @@ class Line:
             self._stop(leg, ended_by)
         while self._background:
             await asyncio.gather(*self._background)
+            # A finished task leaves the set from its done callback, which needs a turn of the
+            # loop; since Python 3.12, gather() over finished tasks returns without one, and
+            # this loop would spin for ever.
+            await asyncio.sleep(0)
         await self._events.wait()
         self.script.finish()
         self.talkback.duration_ms = self.now_ms if self.t0 is not None else 0
