@@ -14,6 +14,14 @@ a server on the same event loop spends beyond this per frame pair is overhead a 
 could in principle remove; what this spends, it cannot (one read syscall and one callback per
 inbound frame, one write syscall per outbound frame).
 
+The parsed floor (``raw-asyncio-parsed``, :func:`serve` with ``parsed=True``) is the same
+protocol doing the one thing more that any server which reads Twilio's frames must do: each
+media frame read with :func:`mediastreams.messages.parse` (JSON decoded with msgspec, checked,
+the payload's base64 decoded) and the echo's payload encoded back to base64. Still no session,
+no marks, no pacing. What it costs beyond the floor is the work a validating server cannot
+leave out, whatever else it does better (the lockstep benchmark counts it:
+:mod:`benchmarks.lockstep`).
+
 Run alone: ``uv run python -m benchmarks.floor PORT`` (stops on SIGTERM or Ctrl-C).
 """
 
@@ -21,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import binascii
 import hashlib
 import signal
 import socket
@@ -85,13 +94,34 @@ def upgrade_response(head: bytes) -> bytes | None:
 _BAD_REQUEST = b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
 
 
+def parsed_reply() -> Callable[[bytes], bytes | None]:
+    """The parsed floor's echo of one frame: read, checked and decoded, then encoded back."""
+    # Imported here: the floor itself runs without the package loaded.
+    from mediastreams.exceptions import RemoteProtocolError
+    from mediastreams.messages import Media, parse
+
+    b2a_base64 = binascii.b2a_base64
+
+    def reply(frame: bytes) -> bytes | None:
+        try:
+            message = parse(frame)
+        except RemoteProtocolError:
+            return None  # ignored, as the session ignores a bad frame
+        if type(message) is not Media:
+            return None
+        return OUT_PRE + b2a_base64(message.payload, newline=False) + OUT_POST
+
+    return reply
+
+
 class FloorProtocol(asyncio.Protocol):
     """One connection: the handshake, then client frames in, an echo per media frame out."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, parsed: bool = False) -> None:
         self.transport: asyncio.Transport | None = None
         self.buffer = b""
         self.up = False
+        self.reply = parsed_reply() if parsed else None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # Not an isinstance() check: uvloop's transports do not derive from asyncio's.
@@ -130,6 +160,7 @@ class FloorProtocol(asyncio.Protocol):
         transport = self.transport
         assert transport is not None
         end, size = 0, len(data)
+        reply = self.reply
         while size - end >= 6:  # the shortest masked frame: 2 header bytes and the key
             first, second = data[end], data[end + 1]
             length, at = second & 0x7F, end + 2
@@ -144,7 +175,11 @@ class FloorProtocol(asyncio.Protocol):
             payload = apply_mask(data[at + 4 : at + 4 + length], data[at : at + 4])
             end = at + 4 + length
             opcode = first & 0x0F
-            if opcode == OP_TEXT:
+            if opcode == OP_TEXT and reply is not None:
+                body = reply(payload)
+                if body is not None:
+                    transport.write(server_frame(body))
+            elif opcode == OP_TEXT:
                 start = payload.rfind(PAYLOAD_KEY) if payload.startswith(MEDIA_PREFIX) else -1
                 if start >= 0:
                     start += len(PAYLOAD_KEY)
@@ -159,13 +194,17 @@ class FloorProtocol(asyncio.Protocol):
         return data[end:]
 
 
-async def serve(sock: socket.socket, stop: asyncio.Event) -> None:
-    """Serve on a listening socket until ``stop`` is set; then close every connection."""
+async def serve(sock: socket.socket, stop: asyncio.Event, *, parsed: bool = False) -> None:
+    """Serve on a listening socket until ``stop`` is set; then close every connection.
+
+    Args:
+        parsed: the parsed floor (see the module's docstring) instead of the floor.
+    """
     loop = asyncio.get_running_loop()
     connections: list[FloorProtocol] = []
 
     def connection() -> FloorProtocol:
-        protocol = FloorProtocol()
+        protocol = FloorProtocol(parsed=parsed)
         connections.append(protocol)  # a benchmark's connections: bounded, kept to the end
         return protocol
 

@@ -50,7 +50,12 @@ from typing import Any
 
 from benchmarks.load import HANDSHAKE, HOST, OPENING, _mask
 
-STACKS = ["raw-asyncio", "mediastreams-picows", "mediastreams-picows-aiofastnet"]
+STACKS = [
+    "raw-asyncio",
+    "mediastreams-picows",
+    "mediastreams-picows-aiofastnet",
+    "raw-asyncio-parsed",  # the floor plus reading each frame (see benchmarks.floor)
+]
 AIOFASTNET = "-aiofastnet"  # picows on aiofastnet's transports instead of asyncio's
 _FRAME = _mask(
     b'{"event":"media","sequenceNumber":"2","streamSid":"MZ18ad3ab5a668481ce02b83e7395059f0",'
@@ -224,10 +229,10 @@ class Meter:
 
 
 async def _serve(stack: str, sock: socket.socket, stop: asyncio.Event) -> None:
-    if stack == "raw-asyncio":
+    if stack.startswith("raw-asyncio"):
         from benchmarks.floor import serve
 
-        await serve(sock, stop)
+        await serve(sock, stop, parsed=stack == "raw-asyncio-parsed")
         return
     from mediastreams.limits import Limits
     from mediastreams.server import ServerConfig, echo_handler
@@ -364,6 +369,19 @@ def instructions(stack: str, calls: int, ticks: int, warmup: int) -> dict[str, A
     return result
 
 
+_FLOORS = {"raw-asyncio": "floor", "raw-asyncio-parsed": "parsed floor"}
+
+
+def _ratios(n: int, stack: str, counts: dict[str, int]) -> str:
+    """`` (1.67x floor, 1.20x parsed floor)``: ``n`` against the floors counted so far."""
+    ratios = [
+        f"{n / counts[floor]:.2f}x {name}"
+        for floor, name in _FLOORS.items()
+        if floor in counts and stack not in (floor, "raw-asyncio")
+    ]
+    return f" ({', '.join(ratios)})" if ratios else ""
+
+
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.lockstep", description=__doc__)
     parser.add_argument("--calls", type=int, default=100)
@@ -382,13 +400,11 @@ def main(argv: list[str]) -> None:
     stacks = [s for s in args.stacks.split(",") if s]
     if args.callgrind:
         print("| stack | instructions per pair | marks per pair |\n|---|---|---|")
-        floor = None
+        counts: dict[str, int] = {}
         for stack in stacks:
             result = instructions(stack, args.calls, args.ticks, args.warmup)
-            n = result["instructions_per_pair"]
-            floor = n if stack == "raw-asyncio" else floor
-            ratio = f" ({n / floor:.2f}x floor)" if floor and stack != "raw-asyncio" else ""
-            print(f"| {stack} | {n:,}{ratio} | {result['marks_per_pair']} |", flush=True)
+            n = counts[stack] = result["instructions_per_pair"]
+            print(f"| {stack} | {n:,}{_ratios(n, stack, counts)} | {result['marks_per_pair']} |")
     if args.cpu or not args.callgrind:
         cpu(stacks, args.calls, args.ticks, args.warmup, args.rounds)
 

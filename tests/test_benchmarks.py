@@ -31,14 +31,14 @@ from benchmarks.stacks import FASTEST, FLOOR, PLAIN  # noqa: E402
 DEADLINE_S = 30.0  # generous: these run under `taskset -c 0` beside a busy core
 
 
-@pytest.fixture
-async def floor_port() -> AsyncIterator[int]:
+@pytest.fixture(params=[False, True], ids=["floor", "parsed-floor"])
+async def floor_port(request: pytest.FixtureRequest) -> AsyncIterator[int]:
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     sock.listen(64)
     sock.setblocking(False)
     stop = asyncio.Event()
-    task = asyncio.create_task(floor.serve(sock, stop))
+    task = asyncio.create_task(floor.serve(sock, stop, parsed=request.param))
     try:
         yield int(sock.getsockname()[1])
     finally:
@@ -103,6 +103,19 @@ async def test_floor_echoes_only_media(floor_port: int) -> None:
             await ws.send(_media_text(b"second"))
             echo = json.loads(await ws.recv())  # the mark got no answer: this is the media
             assert base64.b64decode(echo["media"]["payload"]) == b"second"
+
+
+def test_the_parsed_floor_reads_every_frame_and_ignores_a_bad_one() -> None:
+    reply = floor.parsed_reply()
+    payload = os.urandom(160)
+    echo = reply(_media_text(payload).encode())
+    assert echo is not None
+    assert base64.b64decode(json.loads(echo)["media"]["payload"]) == payload
+    # The plain floor would echo these: only a reader of the frame sees what is wrong.
+    twice = _media_text(b"x").replace('"event":"media"', '"event":"media","event":"media"')
+    assert reply(twice.encode()) is None  # a key twice: 31951
+    assert reply(_media_text(b"x").replace('"chunk":"1"', '"chunk":"one"').encode()) is None
+    assert reply(b'{"event":"mark","streamSid":"MZ1","mark":{"name":"a"}}') is None
 
 
 @pytest.mark.anyio

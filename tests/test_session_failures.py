@@ -23,6 +23,7 @@ from mediastreams.session import (
     close_reason,
 )
 from mediastreams.websocket import Receiver
+from waiting import await_for
 
 pytestmark = pytest.mark.anyio
 
@@ -280,6 +281,8 @@ async def test_a_peer_that_does_not_read_ends_the_stream_after_the_send_timeout(
                 twilio.flush()
                 await asyncio.sleep(0.02)
     assert stream.end_reason == "send-timeout"
+    # The close goes out from its own task, which may not have run yet.
+    await await_for(lambda: transport.close_code is not None, "the close")
     assert transport.close_code == 1011
     assert "the peer read nothing for 0.2 s" in caplog.text
     assert (await play).outcome is Outcome.ENDED
