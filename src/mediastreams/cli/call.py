@@ -91,7 +91,7 @@ class _OrderedCommand(click.Command):
 )
 @param_option()
 @auth_token_option()
-@connect_to_option()
+@connect_to_option
 @click.option(
     "--rest-port",
     type=click.IntRange(0, 65535),
@@ -99,8 +99,8 @@ class _OrderedCommand(click.Command):
     help="Serve Twilio's REST call control (hang up, redirect, streams) on 127.0.0.1:PORT "
     "for the call; needs --auth-token. Point the app's Twilio client at it.",
 )
-@account_sid_option()
-@webhook_path_option()
+@account_sid_option
+@webhook_path_option
 @click.option(
     "--webhook-method",
     type=click.Choice(["POST", "GET"]),
@@ -108,7 +108,7 @@ class _OrderedCommand(click.Command):
     show_default=True,
     help="How the webhook is requested, as set on the phone number.",
 )
-@stream_path_option()
+@stream_path_option
 @click.option("--record", type=click.Path(dir_okay=False), help="WAV of what the caller heard.")
 @click.option(
     "--record-stereo",
@@ -116,8 +116,8 @@ class _OrderedCommand(click.Command):
     help="Stereo WAV: the caller left, the app's played audio right.",
 )
 @click.option("--trace", type=click.Path(dir_okay=False), help="JSON Lines trace of every frame.")
-@trace_payloads_option()
-@trace_parameters_option()
+@trace_payloads_option
+@trace_parameters_option
 @click.option(
     "--json",
     "as_json",

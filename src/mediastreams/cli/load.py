@@ -56,7 +56,7 @@ __all__ = ["load_command"]
 )
 @param_option(help="A custom parameter for start (when TARGET is a stream URL).")
 @auth_token_option()
-@account_sid_option()
+@account_sid_option
 @click.option(
     "--drain",
     type=click.FloatRange(min=0),

@@ -54,58 +54,54 @@ def auth_token_option(help: str = _SIGN_HELP) -> Callable[[F], F]:
     return click.option("--auth-token", envvar="TWILIO_AUTH_TOKEN", metavar="TOKEN", help=help)
 
 
-def account_sid_option() -> Callable[[F], F]:
-    """``--account-sid AC...``, from ``$TWILIO_ACCOUNT_SID`` when not given."""
-    return click.option(
-        "--account-sid",
-        envvar="TWILIO_ACCOUNT_SID",
-        metavar="AC...",
-        help="The call's AccountSid, as the app is configured (default: $TWILIO_ACCOUNT_SID, "
-        "else a fresh one).",
-    )
+def _host_port(
+    ctx: click.Context, param: click.Parameter, value: str | None
+) -> tuple[str, int] | None:
+    if value is None:
+        return None
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise click.BadParameter(f"{value!r}: expected HOST:PORT, such as 127.0.0.1:8000")
+    return host.strip("[]"), int(port)
 
 
-def connect_to_option() -> Callable[[F], F]:
-    """``--connect-to HOST:PORT``, as ``connect_to``: a ``(host, port)`` pair or ``None``."""
-    return click.option(
-        "--connect-to",
-        metavar="HOST:PORT",
-        callback=_host_port,
-        help="Send the requests for the public host (the webhook, and the WebSockets whatever "
-        "host the stream URLs name) to HOST:PORT, as a tunnel would.",
-    )
-
-
-def webhook_path_option() -> Callable[[F], F]:
-    """``--webhook-path PATH``: where an in-process app's call starts."""
-    return click.option(
-        "--webhook-path",
-        metavar="PATH",
-        help="For module:app: start with a POST to PATH (such as /incoming-call).",
-    )
-
-
-def stream_path_option() -> Callable[[F], F]:
-    """``--stream-path PATH``: an in-process app's stream, when there is no webhook."""
-    return click.option(
-        "--stream-path",
-        default="/media-stream",
-        show_default=True,
-        metavar="PATH",
-        help="For module:app without --webhook-path: the stream's path.",
-    )
-
-
-def trace_payloads_option() -> Callable[[F], F]:
-    """``--trace-payloads``: a flag."""
-    return click.option("--trace-payloads", is_flag=True, help="Keep media payloads in the trace.")
-
-
-def trace_parameters_option() -> Callable[[F], F]:
-    """``--trace-parameters``: a flag."""
-    return click.option(
-        "--trace-parameters", is_flag=True, help="Keep custom parameter values in the trace."
-    )
+# The options declared alike wherever a command takes them: decorators, as click's own.
+account_sid_option = click.option(
+    "--account-sid",
+    envvar="TWILIO_ACCOUNT_SID",
+    metavar="AC...",
+    help="The call's AccountSid, as the app is configured (default: $TWILIO_ACCOUNT_SID, "
+    "else a fresh one).",
+)
+"""``--account-sid AC...``, from ``$TWILIO_ACCOUNT_SID`` when not given."""
+connect_to_option = click.option(
+    "--connect-to",
+    metavar="HOST:PORT",
+    callback=_host_port,
+    help="Send the requests for the public host (the webhook, and the WebSockets whatever "
+    "host the stream URLs name) to HOST:PORT, as a tunnel would.",
+)
+"""``--connect-to HOST:PORT``, as ``connect_to``: a ``(host, port)`` pair or ``None``."""
+webhook_path_option = click.option(
+    "--webhook-path",
+    metavar="PATH",
+    help="For module:app: start with a POST to PATH (such as /incoming-call).",
+)
+"""``--webhook-path PATH``: where an in-process app's call starts."""
+stream_path_option = click.option(
+    "--stream-path",
+    default="/media-stream",
+    show_default=True,
+    metavar="PATH",
+    help="For module:app without --webhook-path: the stream's path.",
+)
+"""``--stream-path PATH``: an in-process app's stream, when there is no webhook."""
+trace_payloads_option = click.option(
+    "--trace-payloads", is_flag=True, help="Keep media payloads in the trace."
+)
+trace_parameters_option = click.option(
+    "--trace-parameters", is_flag=True, help="Keep custom parameter values in the trace."
+)
 
 
 def max_duration_option(*, default_s: float, min_s: float, help: str) -> Callable[[F], F]:
@@ -142,15 +138,6 @@ def parse_parameters(values: Iterable[str], option: str = "--param") -> dict[str
             raise CommandFailed(f"{option} {item!r}: write it as name=value")
         parameters[name] = value
     return parameters
-
-
-def _host_port(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
-    if value is None:
-        return None
-    host, _, port = value.rpartition(":")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise click.BadParameter(f"{value!r}: expected HOST:PORT, such as 127.0.0.1:8000")
-    return host.strip("[]"), int(port)
 
 
 def check_writable(option: str, path: str | None) -> None:

@@ -50,12 +50,12 @@ __all__ = ["phone_command"]
 )
 @param_option()
 @auth_token_option()
-@connect_to_option()
-@account_sid_option()
-@webhook_path_option()
-@stream_path_option()
-@trace_payloads_option()
-@trace_parameters_option()
+@connect_to_option
+@account_sid_option
+@webhook_path_option
+@stream_path_option
+@trace_payloads_option
+@trace_parameters_option
 @max_duration_option(
     default_s=3600.0, min_s=1, help="Hang up a call at this time whatever happens."
 )
