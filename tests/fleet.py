@@ -40,7 +40,15 @@ class RedisServer:
         self.process = subprocess.Popen(
             self._argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
-        wait_for(self.answers, "redis-server to answer")
+        wait_for(self._ours_answers, "redis-server to answer")
+
+    def _ours_answers(self) -> bool:
+        # Another process may take the free port first: then the answer would be its, and ours
+        # exits at once (it cannot bind).
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise AssertionError(f"redis-server exited {self.process.returncode}: port in use?")
+        return self.answers()
 
     def answers(self) -> bool:
         try:
@@ -93,7 +101,11 @@ class _Serve:
             **popen,
         )
         self.port = 0
-        wait_for(self._started, f"{name} to start (log: {self.log})")
+        try:
+            wait_for(self._started, f"{name} to start (log: {self.log})")
+        except BaseException:
+            self.stop()  # no process left running, and its log closed, for the next tests
+            raise
         self.url = f"http://127.0.0.1:{self.port}"
 
     def _started(self) -> bool:
@@ -128,7 +140,11 @@ class Instance(_Serve):
 
     def __init__(self, args: Sequence[str], cwd: Path, env: dict[str, str] | None = None) -> None:
         super().__init__("serve", args, cwd, env)
-        wait_for(self._healthy, "serve to answer /healthz")
+        try:
+            wait_for(self._healthy, "serve to answer /healthz")
+        except BaseException:
+            self.stop()
+            raise
 
     def _healthy(self) -> bool:
         try:

@@ -20,6 +20,7 @@ from stream_failures import (
     call_and_see_it_crash,
     kill_reader_on_marker,
 )
+from waiting import DEADLINE_S
 
 pytestmark = pytest.mark.anyio
 
@@ -48,7 +49,7 @@ async def test_play_and_hang_up() -> None:
     async with server:
         port = server.sockets[0].getsockname()[1]
         twilio = await call_and_listen(f"ws://127.0.0.1:{port}/")
-        await asyncio.wait_for(asyncio.gather(*tasks), 5)
+        await asyncio.wait_for(asyncio.gather(*tasks), DEADLINE_S)
     assert bytes(twilio.heard) == SOURCE
 
 
@@ -59,7 +60,7 @@ async def test_a_dropped_socket_ends_the_stream() -> None:
     async with server:
         port = server.sockets[0].getsockname()[1]
         await call_and_drop(f"ws://127.0.0.1:{port}/")
-        await asyncio.wait_for(asyncio.gather(*tasks), 5)
+        await asyncio.wait_for(asyncio.gather(*tasks), DEADLINE_S)
     assert dropped.ended[0].end_reason == "dropped"
 
 

@@ -191,7 +191,7 @@ def test_a_real_server_answers_and_stops(tmp_path: Path, backend: str) -> None:
                 assert time.monotonic() < deadline and server.poll() is None
                 time.sleep(0.1)
         assert reply.json() == {"status": "ok", "streams": 0}
-        twiml = httpx.get(f"http://127.0.0.1:{port}/incoming-call", timeout=5).text
+        twiml = httpx.get(f"http://127.0.0.1:{port}/incoming-call", timeout=DEADLINE_S).text
         assert f'url="ws://127.0.0.1:{port}/media-stream"' in twiml
         assert '<Parameter name="tenant" value="acme" />' in twiml
     finally:
@@ -318,7 +318,7 @@ def test_max_connections_caps_a_real_server(tmp_path: Path) -> None:
                 time.sleep(0.1)
         status = 200
         while status != 503 and len(held) < 4:  # the probe above may hold a slot a moment
-            held.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+            held.append(socket.create_connection(("127.0.0.1", port), timeout=DEADLINE_S))
             headers = {"Connection": "close"}
             reply = httpx.get(
                 f"http://127.0.0.1:{port}/healthz", headers=headers, timeout=DEADLINE_S

@@ -32,6 +32,7 @@ from mediastreams.phone.resampler import LiveResampler
 from mediastreams.server import ServerConfig, create_app, echo_handler
 from mediastreams.violations import Finding, Violation
 from phone_harness import best_correlation, mediastreams, prompt_pcm
+from waiting import DEADLINE_S, wait_for
 
 SILENCE = bytes([SILENCE_BYTE]) * FRAME_BYTES
 
@@ -319,10 +320,8 @@ def phone_server(target: str | ASGIApp, out_dir: Path, **options: Any) -> Iterat
     try:
         yield f"http://127.0.0.1:{sock.getsockname()[1]}/"
     finally:
-        deadline = time.monotonic() + 10
-        while task is None:
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
+        wait_for(lambda: task is not None, "the page server's task")
+        assert task is not None
         loop.call_soon_threadsafe(task.cancel)
         thread.join(timeout=60)
         assert not thread.is_alive()
@@ -335,7 +334,7 @@ def page_socket(url: str, origin: str | None = None) -> ClientConnection:
     return connect(ws, origin=origin or url.rstrip("/"), open_timeout=30)  # type: ignore[arg-type]
 
 
-def events_until(page: ClientConnection, kind: str, timeout_s: float = 30) -> list[Any]:
+def events_until(page: ClientConnection, kind: str, timeout_s: float = DEADLINE_S) -> list[Any]:
     """Every message (events as dicts, audio as bytes) up to the first event of ``kind``."""
     deadline = time.monotonic() + timeout_s
     seen: list[Any] = []
@@ -459,12 +458,15 @@ def test_hanging_up_before_the_stream_starts(tmp_path: Path) -> None:
         silent.bind(("127.0.0.1", 0))
         silent.listen()
         webhook = f"http://127.0.0.1:{silent.getsockname()[1]}/incoming-call"
-        with phone_server(webhook, tmp_path) as url, page_socket(url) as page:
+        # The webhook would time out long after the deadline: the report comes from the
+        # hang-up, not from the webhook giving up.
+        options = {"open_timeout_s": 10 * DEADLINE_S}
+        with phone_server(webhook, tmp_path, **options) as url, page_socket(url) as page:
             page.send(json.dumps({"type": "hello", "sample_rate": 16_000}))
             page.send(json.dumps({"type": "call"}))
             assert events_until(page, "state")[-1]["state"] == "calling"
             page.send(json.dumps({"type": "hangup"}))
-            report = events_until(page, "report", timeout_s=5)[-1]["report"]
+            report = events_until(page, "report")[-1]["report"]
     assert report["ended_by"] == "interrupted" and report["streams"] == []
 
 

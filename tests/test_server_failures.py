@@ -30,13 +30,14 @@ from mediastreams.server import (
     serve,
 )
 from mediastreams.session import MediaStream, PlayHandle
+from waiting import DEADLINE_S
 
 MARKER = "kill-the-reader"
 
 
 @contextlib.asynccontextmanager
 async def running(config: ServerConfig, backend: str) -> AsyncIterator[int]:
-    """A server on a free loopback port; on exit it must stop within 5 s."""
+    """A server on a free loopback port; on exit it must stop (a hang fails the test)."""
     sock = bind("127.0.0.1", 0)
     port = sock.getsockname()[1]
     stop = asyncio.Event()
@@ -51,13 +52,13 @@ async def running(config: ServerConfig, backend: str) -> AsyncIterator[int]:
         yield port
     finally:
         stop.set()
-        await asyncio.wait_for(server, 5)  # shutdown never waits on a dead task
+        await asyncio.wait_for(server, DEADLINE_S)  # shutdown never waits on a dead task
         sock.close()
 
 
 async def health(port: int) -> int:
     async with httpx.AsyncClient() as client:
-        reply = await client.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
+        reply = await client.get(f"http://127.0.0.1:{port}/healthz", timeout=DEADLINE_S)
     return int(reply.json()["streams"])
 
 

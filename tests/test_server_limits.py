@@ -449,7 +449,7 @@ def idle_sockets(port: int, count: int) -> Iterator[list[socket.socket]]:
     held: list[socket.socket] = []
     try:
         for _ in range(count):
-            held.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+            held.append(socket.create_connection(("127.0.0.1", port), timeout=DEADLINE_S))
         yield held
     finally:
         for sock in held:

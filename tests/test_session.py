@@ -17,6 +17,7 @@ from mediastreams.limits import Limits
 from mediastreams.messages import DTMF, Media, Stop, UnknownMessage
 from mediastreams.protocol import AppProtocol
 from mediastreams.session import AudioFeed, MediaStream, Outcome, Pacer
+from waiting import DEADLINE_S
 
 pytestmark = pytest.mark.anyio
 
@@ -552,7 +553,7 @@ async def test_every_end_resolves_everything(transport: MemoryTransport, how: st
         transport.peer.drop()
     else:
         await stream.close()
-    await asyncio.wait_for(stream.wait_closed(), 5)
+    await asyncio.wait_for(stream.wait_closed(), DEADLINE_S)
     for handle in (playing, queued):
         assert (await handle).outcome is Outcome.ENDED
     assert (await mark).outcome is Outcome.ENDED
@@ -569,7 +570,7 @@ async def test_a_socket_dropped_while_sending_ends_the_stream(transport: MemoryT
     _twilio, stream = await opened(transport)
     transport.peer.dropped = True  # sends fail before the reader notices
     handle = stream.play(SOURCE)
-    assert (await asyncio.wait_for(handle, 5)).outcome is Outcome.ENDED
+    assert (await asyncio.wait_for(handle, DEADLINE_S)).outcome is Outcome.ENDED
     assert stream.end_reason == "dropped"
     await stream.close()
     assert_no_tasks_left(stream)
@@ -719,7 +720,7 @@ async def test_clear_stops_pulling_from_a_tts_stream(transport: MemoryTransport)
     handle = stream.play(tts())
     await twilio.play(160)
     stream.clear()
-    await asyncio.wait_for(cancelled.wait(), 5)
+    await asyncio.wait_for(cancelled.wait(), DEADLINE_S)
     assert (await handle).outcome is Outcome.INTERRUPTED
     await stream.close()
     assert_no_tasks_left(stream)

@@ -17,8 +17,21 @@ from typing import Any, cast
 
 import click
 
-from .failure import CommandFailed
-from .options import parse_parameters
+from .failure import CommandFailed, Interrupted
+from .options import (
+    account_sid_option,
+    allow_module_app,
+    auth_token_option,
+    check_writable,
+    connect_to_option,
+    max_duration_option,
+    param_option,
+    parse_parameters,
+    stream_path_option,
+    trace_parameters_option,
+    trace_payloads_option,
+    webhook_path_option,
+)
 
 __all__ = ["call_command"]
 
@@ -40,26 +53,6 @@ class _OrderedCommand(click.Command):
                 order.append(name)
         ctx.meta[_ORDER] = order
         return super().parse_args(ctx, args)
-
-
-def _host_port(value: str | None) -> tuple[str, int] | None:
-    if value is None:
-        return None
-    host, _, port = value.rpartition(":")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise click.BadParameter(f"{value!r}: expected HOST:PORT, such as 127.0.0.1:8000")
-    return host.strip("[]"), int(port)
-
-
-def _check_writable(option: str, path: str | None) -> None:
-    # Checked before the call, so a typo in a folder name does not cost the whole call.
-    if path is None:
-        return
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise CommandFailed(f"{option} {path}: there is no folder {folder}; create it first")
-    if not os.access(folder, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
-        raise CommandFailed(f"{option} {path}: cannot write there; choose another path")
 
 
 @click.command("call", cls=_OrderedCommand)
@@ -96,25 +89,9 @@ def _check_writable(option: str, path: str | None) -> None:
     help="Hang up at this time; by default, once the script is done and the app has "
     "been quiet for 2 s.",
 )
-@click.option(
-    "--param",
-    "params",
-    multiple=True,
-    metavar="NAME=VALUE",
-    help="A custom parameter for start (when TARGET is not a webhook).",
-)
-@click.option(
-    "--auth-token",
-    envvar="TWILIO_AUTH_TOKEN",
-    metavar="TOKEN",
-    help="Sign the webhook and the upgrade with X-Twilio-Signature (default: $TWILIO_AUTH_TOKEN).",
-)
-@click.option(
-    "--connect-to",
-    metavar="HOST:PORT",
-    help="Send the requests for the public host (the webhook, and the WebSockets whatever "
-    "host the stream URLs name) to HOST:PORT, as a tunnel would.",
-)
+@param_option()
+@auth_token_option()
+@connect_to_option
 @click.option(
     "--rest-port",
     type=click.IntRange(0, 65535),
@@ -122,18 +99,8 @@ def _check_writable(option: str, path: str | None) -> None:
     help="Serve Twilio's REST call control (hang up, redirect, streams) on 127.0.0.1:PORT "
     "for the call; needs --auth-token. Point the app's Twilio client at it.",
 )
-@click.option(
-    "--account-sid",
-    envvar="TWILIO_ACCOUNT_SID",
-    metavar="AC...",
-    help="The call's AccountSid, as the app is configured (default: $TWILIO_ACCOUNT_SID, "
-    "else a fresh one).",
-)
-@click.option(
-    "--webhook-path",
-    metavar="PATH",
-    help="For module:app: start with a POST to PATH (such as /incoming-call).",
-)
+@account_sid_option
+@webhook_path_option
 @click.option(
     "--webhook-method",
     type=click.Choice(["POST", "GET"]),
@@ -141,13 +108,7 @@ def _check_writable(option: str, path: str | None) -> None:
     show_default=True,
     help="How the webhook is requested, as set on the phone number.",
 )
-@click.option(
-    "--stream-path",
-    default="/media-stream",
-    show_default=True,
-    metavar="PATH",
-    help="For module:app without --webhook-path: the stream's path.",
-)
+@stream_path_option
 @click.option("--record", type=click.Path(dir_okay=False), help="WAV of what the caller heard.")
 @click.option(
     "--record-stereo",
@@ -155,8 +116,8 @@ def _check_writable(option: str, path: str | None) -> None:
     help="Stereo WAV: the caller left, the app's played audio right.",
 )
 @click.option("--trace", type=click.Path(dir_okay=False), help="JSON Lines trace of every frame.")
-@click.option("--trace-payloads", is_flag=True, help="Keep media payloads in the trace.")
-@click.option("--trace-parameters", is_flag=True, help="Keep custom parameter values in the trace.")
+@trace_payloads_option
+@trace_parameters_option
 @click.option(
     "--json",
     "as_json",
@@ -182,14 +143,7 @@ def _check_writable(option: str, path: str | None) -> None:
     show_default=True,
     help="Place this many calls at once (a load test) and print a summary.",
 )
-@click.option(
-    "--max-duration",
-    type=click.FloatRange(min=0),
-    default=600.0,
-    show_default=True,
-    metavar="SECONDS",
-    help="Hang up at this time whatever happens.",
-)
+@max_duration_option(default_s=600.0, min_s=0, help="Hang up at this time whatever happens.")
 def call_command(
     target: str,
     audio: tuple[str, ...],
@@ -198,7 +152,7 @@ def call_command(
     hangup_after: float | None,
     params: tuple[str, ...],
     auth_token: str | None,
-    connect_to: str | None,
+    connect_to: tuple[str, int] | None,
     rest_port: int | None,
     account_sid: str | None,
     webhook_path: str | None,
@@ -234,9 +188,9 @@ def call_command(
             ("--trace", trace),
             ("--json-out", json_out),
         ):
-            _check_writable(option, path)
-        if "://" not in target and "" not in sys.path:
-            sys.path.insert(0, "")  # import module:app from the current directory, as uvicorn does
+            check_writable(option, path)
+        if "://" not in target:
+            allow_module_app()
         outputs = _Outputs(record, record_stereo, trace, trace_payloads, trace_parameters)
         with _DeferredInterrupt() as interrupt:
             # The emulator takes a second or more to import on a busy machine: Ctrl-C meanwhile
@@ -259,7 +213,7 @@ def call_command(
                 {
                     "clock": clock,
                     "auth_token": auth_token,
-                    "connect_to": _host_port(connect_to),
+                    "connect_to": connect_to,
                     "rest_port": rest_port,
                     "account_sid": account_sid,
                     "parameters": parse_parameters(params),
@@ -277,7 +231,7 @@ def call_command(
             )
     except KeyboardInterrupt:
         when = "before the call was placed" if not placed.seen else "while the call was placed"
-        raise _Interrupted(f"interrupted {when}: no report") from None
+        raise Interrupted(f"interrupted {when}: no report") from None
     return _report(results, as_json, json_out)
 
 
@@ -473,7 +427,3 @@ def _write_json(path: str, text: str) -> None:
             file.write(text + "\n")
     except OSError as error:
         raise CommandFailed(f"--json-out {path}: {error.strerror}") from None
-
-
-class _Interrupted(CommandFailed):
-    exit_code = 130  # 128 + SIGINT, as shells report an interrupted command

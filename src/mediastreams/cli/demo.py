@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from .failure import CommandFailed
+from .options import listen, port_option
 
 # rich, the server and the emulator are imported when the demo runs: `--help` stays quick.
 if TYPE_CHECKING:
@@ -45,13 +46,7 @@ _EXPECTED_CALL_S = 23.0  # how long the scripted call lasts, for the progress ba
     show_default=True,
     help="Folder for the recordings, the trace and the JSON report.",
 )
-@click.option(
-    "--port",
-    type=click.IntRange(0, 65535),
-    default=0,
-    show_default=True,
-    help="Port for the server with --clock real (0: any free port).",
-)
+@port_option(default=0, help="Port for the server with --clock real (0: any free port).")
 def demo_command(clock: str, out_dir: Path, port: int) -> int:
     """Run a whole emulated call against the built-in server, and show what happened."""
     from rich.console import Console
@@ -111,13 +106,9 @@ async def _run_real(
     timeline: Any, options: dict[str, Any], port: int, progress: Progress, console: Console
 ) -> Any:
     from ..emulator import place_call_async
-    from ..server import bind, serve
+    from ..server import serve
 
-    try:
-        sock = bind("127.0.0.1", port)
-    except OSError as error:
-        message = f"cannot listen on 127.0.0.1:{port}: {error.strerror}; try --port 0"
-        raise CommandFailed(message) from None
+    sock = listen("127.0.0.1", port)
     url = f"http://127.0.0.1:{sock.getsockname()[1]}/incoming-call"
     console.print(f"server: {url} (auth token set: requests must be signed)")
     stop = asyncio.Event()

@@ -11,7 +11,7 @@ from typing import IO, Any
 
 import click
 
-__all__ = ["CommandFailed"]
+__all__ = ["CommandFailed", "Interrupted"]
 
 
 class CommandFailed(click.ClickException):
@@ -31,3 +31,9 @@ class CommandFailed(click.ClickException):
     def show(self, file: IO[Any] | None = None) -> None:
         """Write the line to ``file`` (default: stderr)."""
         click.echo(f"{self.command_path}: {self.message}", file=file, err=file is None)
+
+
+class Interrupted(CommandFailed):
+    """Stop the command after Ctrl-C: exit code 130 (128 + SIGINT), as shells report it."""
+
+    exit_code = 130

@@ -12,7 +12,13 @@ from typing import Any
 import click
 
 from .failure import CommandFailed
-from .options import parse_parameters
+from .options import (
+    account_sid_option,
+    auth_token_option,
+    check_writable,
+    param_option,
+    parse_parameters,
+)
 
 __all__ = ["load_command"]
 
@@ -48,20 +54,9 @@ __all__ = ["load_command"]
     help="The callers talk, then listen, in turns (e.g. 2000/3000); by default they talk "
     "all the time.",
 )
-@click.option(
-    "--param",
-    "params",
-    multiple=True,
-    metavar="NAME=VALUE",
-    help="A custom parameter for start (when TARGET is a stream URL).",
-)
-@click.option(
-    "--auth-token",
-    envvar="TWILIO_AUTH_TOKEN",
-    metavar="TOKEN",
-    help="Sign the webhook and the upgrade with X-Twilio-Signature (default: $TWILIO_AUTH_TOKEN).",
-)
-@click.option("--account-sid", envvar="TWILIO_ACCOUNT_SID", metavar="AC...")
+@param_option(help="A custom parameter for start (when TARGET is a stream URL).")
+@auth_token_option()
+@account_sid_option
 @click.option(
     "--drain",
     type=click.FloatRange(min=0),
@@ -122,7 +117,7 @@ def load_command(
         config.check()
     except ValueError as error:
         raise CommandFailed(str(error)) from None
-    _check_writable(html)
+    check_writable("--html", html)
     if not quiet:
         click.echo(
             f"mediastreams load: {calls} calls to {target}, {rate:g}/s, {duration:g} s each "
@@ -147,18 +142,6 @@ class _LiveLine:
 
         click.echo(live_line(self.before, second, self.planned), err=True)
         self.before = second
-
-
-def _check_writable(path: str | None) -> None:
-    import os
-
-    if path is None:
-        return
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise CommandFailed(f"--html {path}: there is no folder {folder}; create it first")
-    if not os.access(folder, os.W_OK):
-        raise CommandFailed(f"--html {path}: cannot write there; choose another path")
 
 
 def _show(report: Any, as_json: bool, html: str | None) -> None:

@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import functools
 import signal
-import sys
 import tempfile
 import webbrowser
 from collections.abc import AsyncIterator
@@ -19,22 +18,29 @@ from typing import Any
 
 import click
 
-from .call import _host_port
-from .failure import CommandFailed
-from .options import parse_parameters
+from .failure import CommandFailed, Interrupted
+from .options import (
+    account_sid_option,
+    allow_module_app,
+    auth_token_option,
+    connect_to_option,
+    listen,
+    max_duration_option,
+    param_option,
+    parse_parameters,
+    port_option,
+    stream_path_option,
+    trace_parameters_option,
+    trace_payloads_option,
+    webhook_path_option,
+)
 
 __all__ = ["phone_command"]
 
 
 @click.command("phone")
 @click.argument("target")
-@click.option(
-    "--port",
-    type=click.IntRange(0, 65535),
-    default=0,
-    show_default=True,
-    help="Serve the page on 127.0.0.1:PORT (0: any free port).",
-)
+@port_option(default=0, help="Serve the page on 127.0.0.1:PORT (0: any free port).")
 @click.option("--no-browser", is_flag=True, help="Print the page's URL; do not open it.")
 @click.option(
     "--out",
@@ -42,53 +48,16 @@ __all__ = ["phone_command"]
     type=click.Path(file_okay=False, path_type=Path),
     help="Also write each call's recordings, trace and JSON report to DIR/call-N/.",
 )
-@click.option(
-    "--param",
-    "params",
-    multiple=True,
-    metavar="NAME=VALUE",
-    help="A custom parameter for start (when TARGET is not a webhook).",
-)
-@click.option(
-    "--auth-token",
-    envvar="TWILIO_AUTH_TOKEN",
-    metavar="TOKEN",
-    help="Sign the webhook and the upgrade with X-Twilio-Signature (default: $TWILIO_AUTH_TOKEN).",
-)
-@click.option(
-    "--connect-to",
-    metavar="HOST:PORT",
-    help="Send the requests for the public host (the webhook, and the WebSockets whatever "
-    "host the stream URLs name) to HOST:PORT, as a tunnel would.",
-)
-@click.option(
-    "--account-sid",
-    envvar="TWILIO_ACCOUNT_SID",
-    metavar="AC...",
-    help="The call's AccountSid, as the app is configured (default: $TWILIO_ACCOUNT_SID, "
-    "else a fresh one).",
-)
-@click.option(
-    "--webhook-path",
-    metavar="PATH",
-    help="For module:app: start with a POST to PATH (such as /incoming-call).",
-)
-@click.option(
-    "--stream-path",
-    default="/media-stream",
-    show_default=True,
-    metavar="PATH",
-    help="For module:app without --webhook-path: the stream's path.",
-)
-@click.option("--trace-payloads", is_flag=True, help="Keep media payloads in the trace.")
-@click.option("--trace-parameters", is_flag=True, help="Keep custom parameter values in the trace.")
-@click.option(
-    "--max-duration",
-    type=click.FloatRange(min=1),
-    default=3600.0,
-    show_default=True,
-    metavar="SECONDS",
-    help="Hang up a call at this time whatever happens.",
+@param_option()
+@auth_token_option()
+@connect_to_option
+@account_sid_option
+@webhook_path_option
+@stream_path_option
+@trace_payloads_option
+@trace_parameters_option
+@max_duration_option(
+    default_s=3600.0, min_s=1, help="Hang up a call at this time whatever happens."
 )
 def phone_command(
     target: str,
@@ -97,7 +66,7 @@ def phone_command(
     out_dir: Path | None,
     params: tuple[str, ...],
     auth_token: str | None,
-    connect_to: str | None,
+    connect_to: tuple[str, int] | None,
     account_sid: str | None,
     webhook_path: str | None,
     stream_path: str,
@@ -114,7 +83,7 @@ def phone_command(
     """
     options: dict[str, Any] = {
         "auth_token": auth_token,
-        "connect_to": _host_port(connect_to),
+        "connect_to": connect_to,
         "account_sid": account_sid,
         "parameters": parse_parameters(params),
         "max_duration_s": max_duration,
@@ -123,8 +92,7 @@ def phone_command(
     }
     if "://" not in target:
         options.update(webhook_path=webhook_path, stream_path=stream_path, lifespan=False)
-        if "" not in sys.path:
-            sys.path.insert(0, "")  # import module:app from the current directory, as uvicorn does
+        allow_module_app()
     if out_dir is not None:
         try:
             out_dir.mkdir(parents=True, exist_ok=True)
@@ -133,7 +101,7 @@ def phone_command(
     try:
         return asyncio.run(_main(target, options, port, not no_browser, out_dir))
     except (KeyboardInterrupt, asyncio.CancelledError):  # a second Ctrl-C
-        raise _Interrupted("interrupted again: stopped without waiting for the calls") from None
+        raise Interrupted("interrupted again: stopped without waiting for the calls") from None
 
 
 async def _main(
@@ -142,14 +110,8 @@ async def _main(
     from ..emulator.runner import load_app
     from ..exceptions import EmulatorError
     from ..phone import Phone, run_phone
-    from ..server import bind
 
-    try:
-        sock = bind("127.0.0.1", port)
-    except OSError as error:
-        raise CommandFailed(
-            f"cannot listen on 127.0.0.1:{port}: {error.strerror}; try --port 0"
-        ) from None
+    sock = listen("127.0.0.1", port)
     try:
         app = load_app(target) if "://" not in target else target
         async with _app_running(app), _folder(out_dir) as folder:
@@ -210,7 +172,3 @@ def _show(result: Any, folder: Path, *, kept: bool) -> None:
     console.print(render_text(result.report))
     if kept:
         console.print(f"written: {folder}")
-
-
-class _Interrupted(CommandFailed):
-    exit_code = 130  # 128 + SIGINT, as shells report an interrupted command

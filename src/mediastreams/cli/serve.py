@@ -20,10 +20,9 @@ import click
 
 from ..backends import BACKENDS
 from .failure import CommandFailed
+from .options import auth_token_option, listen, param_option, parse_parameters, port_option
 
 if TYPE_CHECKING:  # the server (Starlette, asyncio...) is imported once the options are read
-    import socket
-
     from ..limits import Limits
     from ..server import Handler, ServerConfig
 
@@ -113,20 +112,14 @@ def _check_backend(backend: str) -> None:
 
 @click.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option(
-    "--port",
-    default=5050,
-    show_default=True,
-    type=click.IntRange(0, 65535),
-    help="Port to listen on; 0 picks a free one (printed at start).",
-)
+@port_option(default=5050, help="Port to listen on; 0 picks a free one (printed at start).")
 @click.option(
     "--public-url",
     metavar="URL",
     help="The https:// base the world reaches this server at (a tunnel or proxy); a path in "
     "it is a prefix the proxy strips.",
 )
-@click.option("--param", "params", multiple=True, metavar="NAME=VALUE", help="A <Parameter>.")
+@param_option(help="A <Parameter>.")
 @click.option("--play", metavar="FILE", help="Play FILE when the stream starts.")
 @click.option("--hangup-after-play", is_flag=True, help="With --play: end the call after it.")
 @click.option("--echo", is_flag=True, help="Play the caller's audio back to them.")
@@ -136,12 +129,7 @@ def _check_backend(backend: str) -> None:
     metavar="MODULE:FUNCTION",
     help="Called with the webhook's parameters; the dict it returns is stream.context.data.",
 )
-@click.option(
-    "--auth-token",
-    envvar="TWILIO_AUTH_TOKEN",
-    metavar="TOKEN",
-    help="Check X-Twilio-Signature on both routes (default: $TWILIO_AUTH_TOKEN).",
-)
+@auth_token_option(help="Check X-Twilio-Signature on both routes (default: $TWILIO_AUTH_TOKEN).")
 @click.option(
     "--stream-token",
     is_flag=True,
@@ -270,7 +258,7 @@ def serve_command(**options: Any) -> None:
                 banner=functools.partial(_banner, o, config),
             )
         )
-    sock = _listen(o.host, o.port, reuse_port=_WORKER_ENV in os.environ)
+    sock = listen(o.host, o.port, reuse_port=_WORKER_ENV in os.environ)
     if _WORKER_ENV not in os.environ:
         _banner(o, config, sock.getsockname()[1])
     try:
@@ -352,7 +340,6 @@ def _config(o: _Options, handler: Handler) -> ServerConfig:
     from ..security import StreamTokens
     from ..server import ServerConfig
     from ..server.config import check_public_url, check_redis_url, trusted_network
-    from .options import parse_parameters
 
     # Each option is checked apart from the config, whose errors are then a <Parameter>'s.
     for option, value, check in (
@@ -389,17 +376,6 @@ def _config(o: _Options, handler: Handler) -> ServerConfig:
         )
     except ValueError as error:
         raise CommandFailed(f"--param: {error}") from None
-
-
-def _listen(host: str, port: int, *, reuse_port: bool) -> socket.socket:
-    from ..server import bind
-
-    try:
-        return bind(host, port, reuse_port=reuse_port)
-    except OSError as error:
-        raise CommandFailed(
-            f"cannot listen on {host}:{port}: {error.strerror or error}; choose another --port"
-        ) from None
 
 
 def _banner(o: _Options, config: ServerConfig, port: int) -> None:

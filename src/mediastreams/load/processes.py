@@ -171,24 +171,10 @@ async def _follow(
                 for w in workers
                 if w.stats is None
             ):
-                on_second(_sum(workers, worker.last.second))
+                rows = [w.last for w in workers if w.last is not None]
+                on_second(Second.total(worker.last.second, rows))
         elif "stats" in line:
             worker.stats = Stats.from_dict(line["stats"])
-
-
-def _sum(workers: list[_Worker], second: int) -> Second:
-    rows = [w.last for w in workers if w.last is not None]
-    return Second(
-        second=second,
-        active=sum(r.active for r in rows),
-        frames_sent=sum(r.frames_sent for r in rows),
-        media_received=sum(r.media_received for r in rows),
-        late_frames=sum(r.late_frames for r in rows),
-        violations=sum(r.violations for r in rows),
-        failed=sum(r.failed for r in rows),
-        cpu_s=sum(r.cpu_s for r in rows),
-        ticks_late=sum(r.ticks_late for r in rows),
-    )
 
 
 def worker_main(argv: list[str]) -> int:

@@ -9,7 +9,8 @@ so a run over several processes has the same figures as one.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from ..violations import Violation
@@ -60,6 +61,13 @@ class Second:
     failed: int
     cpu_s: float
     ticks_late: int
+
+    @classmethod
+    def total(cls, second: int, parts: Iterable[Second]) -> Second:
+        """The row of ``second`` for several processes at once: each counter added up."""
+        rows = list(parts)
+        counters = [f.name for f in fields(cls) if f.name != "second"]
+        return cls(second, **{name: sum(getattr(row, name) for row in rows) for name in counters})
 
 
 _COUNTERS = (
@@ -211,7 +219,7 @@ def _merge_seconds(ours: list[Second], theirs: list[Second]) -> list[Second]:
         return list(ours or theirs)
     last = max(ours[-1].second, theirs[-1].second)
     return [
-        _sum_seconds(second, _at(ours, second), _at(theirs, second))
+        Second.total(second, [s for s in (_at(ours, second), _at(theirs, second)) if s is not None])
         for second in range(min(ours[0].second, theirs[0].second), last + 1)
     ]
 
@@ -224,18 +232,3 @@ def _at(seconds: list[Second], second: int) -> Second | None:
     if index < len(seconds):
         return seconds[index]
     return replace(seconds[-1], second=second, active=0)
-
-
-def _sum_seconds(second: int, a: Second | None, b: Second | None) -> Second:
-    parts = [s for s in (a, b) if s is not None]
-    return Second(
-        second=second,
-        active=sum(s.active for s in parts),
-        frames_sent=sum(s.frames_sent for s in parts),
-        media_received=sum(s.media_received for s in parts),
-        late_frames=sum(s.late_frames for s in parts),
-        violations=sum(s.violations for s in parts),
-        failed=sum(s.failed for s in parts),
-        cpu_s=sum(s.cpu_s for s in parts),
-        ticks_late=sum(s.ticks_late for s in parts),
-    )
