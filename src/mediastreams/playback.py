@@ -441,15 +441,8 @@ class Playback:
         self.sending = True
         try:
             # One pass: sending calls nothing back, so nothing new is due after it.
-            protocol = self.protocol
-            for item in self.pacer.frames_to_send():
-                if type(item) is bytes:
-                    protocol.send_media(item)
-                else:  # a mark's name: now and then, not per frame
-                    assert isinstance(item, str)
-                    protocol.send_mark(item)
-            self._apply()
-            frames = protocol.encoded_to_send()
+            self._make_frames()
+            frames = self.protocol.encoded_to_send()
             sent = 0
             for frame in frames:
                 if not send_now(frame):
