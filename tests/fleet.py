@@ -102,9 +102,14 @@ class _Serve:
         )
         self.port = 0
         try:
-            wait_for(self._started, f"{name} to start (log: {self.log})")
-        except BaseException:
+            # A process's start is the slowest step on a crowded core (imports, compiling
+            # without bytecode): three deadlines.
+            wait_for(self._started, f"{name} to start", 3 * DEADLINE_S)
+        except BaseException as error:
+            timed_out = self.process.poll() is None  # else the error has the log already
             self.stop()  # no process left running, and its log closed, for the next tests
+            if timed_out and isinstance(error, AssertionError):
+                raise AssertionError(f"{error}; its log:\n{self.text()[-4000:]}") from None
             raise
         self.url = f"http://127.0.0.1:{self.port}"
 
