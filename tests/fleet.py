@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
-from waiting import DEADLINE_S, free_port, wait_for
+from waiting import DEADLINE_S, DUMP_ON_ABORT, free_port, kill_with_stacks, wait_for
 
 
 class RedisServer:
@@ -97,7 +97,7 @@ class _Serve:
             cwd=cwd,
             stdout=self._out,
             stderr=subprocess.STDOUT,
-            env={**os.environ, **(env or {})},
+            env={**os.environ, **DUMP_ON_ABORT, **(env or {})},
             **popen,
         )
         self.port = 0
@@ -134,8 +134,7 @@ class _Serve:
             try:
                 self.process.wait(DEADLINE_S)
             except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+                kill_with_stacks(self.process)  # its log says where it hung
         self._out.close()
         return self.process.returncode
 

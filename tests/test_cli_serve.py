@@ -17,7 +17,7 @@ import pytest
 
 from fleet import Instance
 from mediastreams.cli import main
-from waiting import DEADLINE_S, free_port, wait_for
+from waiting import DEADLINE_S, DUMP_ON_ABORT, free_port, kill_with_stacks, wait_for
 
 
 @pytest.fixture(autouse=True)
@@ -109,6 +109,7 @@ def banner_of(tmp_path: Path, *argv: str) -> str:
             cwd=tmp_path,
             stdout=out,
             stderr=subprocess.STDOUT,
+            env={**os.environ, **DUMP_ON_ABORT},
         )
         try:
             wait_for(lambda: "mediastreams serve (" in log.read_text(), "the banner")
@@ -117,9 +118,8 @@ def banner_of(tmp_path: Path, *argv: str) -> str:
             try:
                 server.wait(DEADLINE_S)
             except subprocess.TimeoutExpired:
-                server.kill()  # no process outlives the test, even a failing one
-                server.wait()
-                raise
+                kill_with_stacks(server)  # no process outlives the test, even a failing one
+                raise AssertionError(f"serve did not stop on Ctrl-C: {log.read_text()}") from None
     assert server.returncode == 0, log.read_text()
     (line,) = [line for line in log.read_text().splitlines() if "mediastreams serve (" in line]
     return line

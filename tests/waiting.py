@@ -9,9 +9,12 @@ and short enough that a hang still ends the test.
 from __future__ import annotations
 
 import asyncio
+import signal
 import socket
+import subprocess
 import time
 from collections.abc import Callable
+from typing import Any
 
 DEADLINE_S = 30.0
 
@@ -21,6 +24,21 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+DUMP_ON_ABORT = {"PYTHONFAULTHANDLER": "1"}
+"""Environment for a Python subprocess: on SIGABRT it writes every thread's stack to stderr."""
+
+
+def kill_with_stacks(process: subprocess.Popen[Any]) -> None:
+    """Kill a subprocess that did not stop in time, after it wrote where each of its threads
+    was (if it runs with :data:`DUMP_ON_ABORT`): a hang then says where it hung."""
+    process.send_signal(signal.SIGABRT)
+    try:
+        process.wait(DEADLINE_S)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def wait_for(predicate: Callable[[], bool], what: str, deadline_s: float = DEADLINE_S) -> None:
