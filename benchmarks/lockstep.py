@@ -404,7 +404,8 @@ def main(argv: list[str]) -> None:
         for stack in stacks:
             result = instructions(stack, args.calls, args.ticks, args.warmup)
             n = counts[stack] = result["instructions_per_pair"]
-            print(f"| {stack} | {n:,}{_ratios(n, stack, counts)} | {result['marks_per_pair']} |")
+            row = f"| {stack} | {n:,}{_ratios(n, stack, counts)} | {result['marks_per_pair']} |"
+            print(row, flush=True)  # each stack takes minutes under valgrind
     if args.cpu or not args.callgrind:
         cpu(stacks, args.calls, args.ticks, args.warmup, args.rounds)
 
